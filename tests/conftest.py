@@ -1,0 +1,43 @@
+"""Shared test fixtures: tiny canonical swaths, an isolated data root, the shared fixtures dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from catalogs import schema
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+GPM_FIXTURES = SHARED / "fixtures" / "gpm"
+
+
+def make_tiny_swath(n_scans: int = 12, n_pix: int = 9, orbit: int = 1234, seed: int = 0, **kw):
+    rng = np.random.default_rng(seed)
+    lat = np.linspace(-10, 10, n_scans)[:, None] + np.zeros((1, n_pix))
+    lon = np.linspace(-5, 5, n_pix)[None, :] + np.linspace(0, 3, n_scans)[:, None]
+    tc = 150 + 100 * rng.random((n_scans, n_pix, schema.N_CHANNELS))
+    time = np.datetime64("2016-05-01T00:00:00", "ns") + np.arange(n_scans) * np.timedelta64(1900, "ms")
+    rain = rng.gamma(0.3, 2.0, (n_scans, n_pix)).astype(np.float32)
+    ref = rain.copy()
+    ref[:, : n_pix // 3] = np.nan
+    args = dict(tc=tc, lat=lat, lon=lon, time=time, surface_type=np.zeros((n_scans, n_pix), np.int8),
+                orbit_number=orbit, source="test", surface_precip=ref, surface_precip_truth=rain)
+    args.update(kw)
+    return schema.make_swath(**args)
+
+
+@pytest.fixture
+def tiny_swath():
+    return make_tiny_swath()
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """An isolated raincheck data root for one test."""
+    root = tmp_path / "data-root"
+    root.mkdir()
+    monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(root))
+    monkeypatch.delenv("RAINCHECK_READ_ROOTS", raising=False)
+    return root

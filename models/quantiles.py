@@ -1,0 +1,245 @@
+"""A distribution of surface rain rate described by predicted quantiles.
+
+Everything a scientist derives from a quantile-regression retrieval lives here, once: the CDF,
+quantiles at any level, posterior mean, median, probability of exceeding a threshold (PoP at
+0.1 mm h-1, heavy rain at 10 mm h-1), the CRPS against an observation and random samples.
+Evaluation and the app use this class; nobody re-derives these.
+
+The distribution
+----------------
+``values`` (..., Q) are non-decreasing rain rates (mm h-1, >= 0) at ``levels`` (Q,), strictly
+increasing in (0, 1). With knots ``x_0 <= ... <= x_{Q-1}`` at ``tau_0 < ... < tau_{Q-1}``:
+
+- **Interior** (``x_0 <= x <= x_{Q-1}``): the CDF is piecewise linear through the knots, so
+  the probability ``tau_k - tau_{k-1}`` is spread uniformly over ``[x_{k-1}, x_k]``; equal
+  neighbouring values make the CDF jump there (a point mass).
+- **Lower tail**: rain is never negative: ``F(x) = 0`` for ``x < 0``. Between 0 and ``x_0`` the
+  CDF is linear from ``(0, 0)`` to ``(x_0, tau_0)``; if ``x_0 == 0`` this is a point mass
+  ``tau_0`` (or more, when further quantiles are 0) at zero rain: the "no rain" probability.
+- **Upper tail**: beyond ``x_{Q-1}`` an exponential tail ``1 - F(x) = (1 - tau_{Q-1})
+  exp(-(x - x_{Q-1}) / s)`` whose scale ``s`` makes it pass through the last *two* knots:
+  ``s = (x_{Q-1} - x_{Q-2}) / ln((1 - tau_{Q-2}) / (1 - tau_{Q-1}))``. If the last two values
+  are equal, ``s = 0`` and the remaining probability is a point mass at ``x_{Q-1}``.
+
+All methods are closed form over this CDF (no numerical integration), vectorised over the
+leading ("batch") dimensions, and give NaN for pixels whose quantiles are not all finite
+(missing input gives missing output, never numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Thresholds of the derived probabilities (mm h-1).
+POP_THRESHOLD = 0.1
+HEAVY_THRESHOLD = 10.0
+
+
+def _as_levels(levels) -> np.ndarray:
+    lv = np.asarray(levels, dtype=np.float64)
+    if lv.ndim != 1 or lv.size < 2:
+        raise ValueError(f"quantile levels must be a 1-D sequence of at least 2 levels, got shape {lv.shape}")
+    if not (np.all(np.diff(lv) > 0) and lv[0] > 0 and lv[-1] < 1):
+        raise ValueError(f"quantile levels must be strictly increasing in (0, 1), got {lv}")
+    return lv
+
+
+class QuantileDistribution:
+    """Rain-rate distributions given by quantiles ``values`` (..., Q) at ``levels`` (Q,).
+
+    ``values`` may be a numpy array, an xarray object or a torch tensor (converted to numpy).
+    Raises ``ValueError`` if shapes disagree or finite quantiles decrease along the last axis.
+    """
+
+    def __init__(self, values, levels: Sequence[float]):
+        if hasattr(values, "detach"):  # torch tensor
+            values = values.detach().cpu().float().numpy()
+        v = np.asarray(values, dtype=np.float64)
+        self.levels = _as_levels(levels)
+        if v.ndim < 1 or v.shape[-1] != self.levels.size:
+            raise ValueError(f"values must have a last axis of {self.levels.size} quantiles, got shape {v.shape}")
+        self.valid = np.all(np.isfinite(v), axis=-1)
+        d = np.diff(v, axis=-1)
+        if np.any(d[self.valid] < -1e-6 * (1 + np.abs(v[..., 1:][self.valid]))):
+            raise ValueError("quantile values decrease along the quantile axis (quantiles cross)")
+        if np.any(v[self.valid] < 0):
+            raise ValueError("quantile values are negative; rain rates must be >= 0")
+        # Tiny rounding-level decreases are removed; NaN rows are kept NaN via ``valid``.
+        v = np.where(self.valid[..., None], np.maximum.accumulate(np.where(np.isfinite(v), v, 0.0), axis=-1), np.nan)
+        self.values = v
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_dataset(cls, ds) -> "QuantileDistribution":
+        """From a retrieval dataset (``precip_quantiles`` with a ``quantile`` coordinate)."""
+        pq = ds["precip_quantiles"]
+        if pq.dims[-1] != "quantile":
+            pq = pq.transpose(..., "quantile")
+        return cls(pq.values, ds["quantile"].values)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.values.shape[:-1]
+
+    def __repr__(self) -> str:
+        return f"QuantileDistribution(batch_shape={self.batch_shape}, n_quantiles={self.levels.size})"
+
+    # -- tails -----------------------------------------------------------------------
+    def tail_scale(self) -> np.ndarray:
+        """Scale ``s`` (mm h-1) of the exponential upper tail (..., ); 0 means a point mass."""
+        x1, x2 = self.values[..., -2], self.values[..., -1]
+        t1, t2 = self.levels[-2], self.levels[-1]
+        return (x2 - x1) / np.log((1 - t1) / (1 - t2))
+
+    def _broadcast_x(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return np.broadcast_to(x, np.broadcast_shapes(x.shape, self.batch_shape))
+
+    # -- CDF and quantiles -----------------------------------------------------------
+    def cdf(self, x) -> np.ndarray:
+        """``P(R <= x)``; ``x`` broadcasts against the batch shape."""
+        x = self._broadcast_x(x)
+        v = np.broadcast_to(self.values, x.shape + (self.levels.size,))
+        tau = self.levels
+        # number of knots with value <= x (right-continuous CDF)
+        k = np.sum(v <= x[..., None], axis=-1)
+        q = tau.size
+        kk = np.clip(k, 1, q - 1)
+        xa = np.take_along_axis(v, (kk - 1)[..., None], -1)[..., 0]
+        xb = np.take_along_axis(v, kk[..., None], -1)[..., 0]
+        ta, tb = tau[kk - 1], tau[kk]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            inner = ta + (tb - ta) * np.where(xb > xa, (x - xa) / (xb - xa), 0.0)
+            x0 = v[..., 0]
+            lower = np.where(x < 0, 0.0, np.where(x0 > 0, tau[0] * x / x0, tau[0]))
+            s = np.broadcast_to(self.tail_scale(), x.shape)
+            xl = v[..., -1]
+            upper = 1.0 - (1.0 - tau[-1]) * np.where(s > 0, np.exp(-(x - xl) / s), 0.0)
+        out = np.where(k == 0, lower, np.where(k >= q, upper, inner))
+        return np.where(np.broadcast_to(self.valid, x.shape) & ~np.isnan(x), out, np.nan)
+
+    def prob_greater(self, threshold) -> np.ndarray:
+        """``P(R > threshold)``."""
+        return 1.0 - self.cdf(threshold)
+
+    def pop(self) -> np.ndarray:
+        """Probability of precipitation, ``P(R > 0.1 mm h-1)``."""
+        return self.prob_greater(POP_THRESHOLD)
+
+    def p_heavy(self) -> np.ndarray:
+        """Probability of heavy rain, ``P(R > 10 mm h-1)``."""
+        return self.prob_greater(HEAVY_THRESHOLD)
+
+    def quantile(self, levels) -> np.ndarray:
+        """Quantiles at ``levels`` (scalar or (L,)) -> (..., L) (or (...) for a scalar)."""
+        p = np.asarray(levels, dtype=np.float64)
+        scalar = p.ndim == 0
+        p = np.atleast_1d(p)
+        if np.any((p <= 0) | (p >= 1)):
+            raise ValueError("levels must lie in (0, 1)")
+        tau, v = self.levels, self.values
+        # interior: linear interpolation of x against tau
+        j = np.clip(np.searchsorted(tau, p, side="right"), 1, tau.size - 1)
+        w = np.clip((p - tau[j - 1]) / (tau[j] - tau[j - 1]), 0.0, 1.0)
+        inner = v[..., j - 1] * (1 - w) + v[..., j] * w
+        lower = v[..., :1] * (p / tau[0])
+        s = self.tail_scale()[..., None]
+        upper = v[..., -1:] - s * np.log((1 - np.maximum(p, tau[-1])) / (1 - tau[-1]))
+        out = np.where(p < tau[0], lower, np.where(p > tau[-1], upper, inner))
+        return out[..., 0] if scalar else out
+
+    def median(self) -> np.ndarray:
+        return self.quantile(0.5)
+
+    # -- moments and scores ------------------------------------------------------------
+    def mean(self) -> np.ndarray:
+        """Posterior mean ``E[R] = integral of x dF(x)`` over the piecewise-linear CDF + tails."""
+        v, tau = self.values, self.levels
+        lower = tau[0] * v[..., 0] / 2.0
+        inner = np.sum(np.diff(tau) * (v[..., 1:] + v[..., :-1]) / 2.0, axis=-1)
+        upper = (1 - tau[-1]) * (v[..., -1] + self.tail_scale())
+        return lower + inner + upper
+
+    def crps(self, obs) -> np.ndarray:
+        """Continuous ranked probability score ``integral (F(x) - 1{x >= obs})^2 dx`` against
+        observations ``obs`` (broadcasting with the batch shape), in closed form.
+
+        Segments where the CDF is linear contribute ``(b - a)(F_a'^2 + F_a' F_b' + F_b'^2)/3``
+        with ``F' = F - H``; the exponential tail is integrated analytically.
+        """
+        y = self._broadcast_x(obs)
+        shape = y.shape
+        v = np.broadcast_to(self.values, shape + (self.levels.size,))
+        tau = self.levels
+        zero = np.zeros(shape + (1,))
+        # knots of the linear part: (0, 0), (x_0, tau_0), ..., (x_{Q-1}, tau_{Q-1})
+        xs = np.concatenate([zero, v], axis=-1)
+        fs = np.concatenate([[0.0], tau])
+        a, b = xs[..., :-1], xs[..., 1:]
+        fa, fb = fs[:-1], fs[1:]
+        yc = np.clip(y[..., None], a, b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fy = fa + (fb - fa) * np.where(b > a, (yc - a) / (b - a), 0.0)
+        left = (yc - a) * (fa * fa + fa * fy + fy * fy) / 3.0
+        fy1, fb1 = fy - 1.0, fb - 1.0
+        right = (b - yc) * (fy1 * fy1 + fy1 * fb1 + fb1 * fb1) / 3.0
+        total = np.sum(left + right, axis=-1)
+        # below zero: F = 0, so (F - H)^2 = 1 on [y, 0) when y < 0
+        total = total + np.maximum(-y, 0.0)
+        # upper tail beyond xl with G = 1 - F = m exp(-(x - xl)/s)
+        xl = v[..., -1]
+        m = 1.0 - tau[-1]
+        s = np.broadcast_to(self.tail_scale(), shape)
+        d = np.maximum(y - xl, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            e = np.where(s > 0, np.exp(-d / np.where(s > 0, s, 1.0)), 0.0)
+        tail = d - 2.0 * m * s * (1.0 - e) + m * m * s / 2.0
+        total = total + tail
+        return np.where(np.broadcast_to(self.valid, shape) & ~np.isnan(y), total, np.nan)
+
+    def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """``n`` random draws per distribution by inverse-CDF sampling; shape ``(n, *batch_shape)``."""
+        rng = np.random.default_rng(rng)
+        u = rng.random((n,) + self.batch_shape)
+        # quantile() takes levels shared over the batch; evaluate per draw with the inverse CDF
+        u = np.clip(u, 1e-12, 1 - 1e-12)
+        return self._inverse_cdf(u)
+
+    def _inverse_cdf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse CDF at per-element probabilities ``u`` (n, *batch_shape)."""
+        tau, v = self.levels, self.values
+        j = np.clip(np.searchsorted(tau, u, side="right"), 1, tau.size - 1)
+        vb = np.broadcast_to(v, u.shape + (tau.size,))
+        xa = np.take_along_axis(vb, (j - 1)[..., None], -1)[..., 0]
+        xb = np.take_along_axis(vb, j[..., None], -1)[..., 0]
+        w = np.clip((u - tau[j - 1]) / (tau[j] - tau[j - 1]), 0.0, 1.0)
+        inner = xa * (1 - w) + xb * w
+        lower = vb[..., 0] * (u / tau[0])
+        s = np.broadcast_to(self.tail_scale(), u.shape)
+        upper = vb[..., -1] - s * np.log((1 - np.maximum(u, tau[-1])) / (1 - tau[-1]))
+        return np.where(u < tau[0], lower, np.where(u > tau[-1], upper, inner))
+
+
+def derived_products(values, levels, chunk: int = 256) -> dict[str, np.ndarray]:
+    """The derived retrieval products from quantiles ``values`` (..., Q): ``precip_mean``,
+    ``precip_median``, ``pop``, ``p_heavy`` as float32 arrays (...), NaN where any quantile is
+    missing. Works in chunks along the first axis to bound memory on whole orbits."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().float().numpy()
+    values = np.asarray(values)
+    names = ("precip_mean", "precip_median", "pop", "p_heavy")
+    out = {k: np.empty(values.shape[:-1], np.float32) for k in names}
+    lead = values.shape[0] if values.ndim > 1 else None
+    if lead is None:
+        d = QuantileDistribution(values, levels)
+        return {k: np.asarray(f(), np.float32) for k, f in
+                zip(names, (d.mean, d.median, d.pop, d.p_heavy))}
+    for i in range(0, lead, chunk):
+        d = QuantileDistribution(values[i:i + chunk], levels)
+        out["precip_mean"][i:i + chunk] = d.mean()
+        out["precip_median"][i:i + chunk] = d.median()
+        out["pop"][i:i + chunk] = d.pop()
+        out["p_heavy"][i:i + chunk] = d.p_heavy()
+    return out

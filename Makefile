@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/raincheck serve
+	$(BIN)/raincheck serve $(SERVE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

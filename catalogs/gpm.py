@@ -269,11 +269,43 @@ def _groups(path: Path) -> list[str] | None:
         return None
 
 
+def _variables_in(path: Path, scan_mode: str, info: GranuleInfo) -> set[str]:
+    """Names of the variables under the scan-mode group (all subgroups), via netCDF4."""
+    import netCDF4
+
+    try:
+        nc = netCDF4.Dataset(path, "r")
+    except Exception as e:  # noqa: BLE001
+        raise GranuleError(f"{path.name}: corrupt or unreadable HDF5 file ({type(e).__name__}: {e})") from None
+    try:
+        if scan_mode not in nc.groups:
+            raise GranuleError(
+                f"{path.name}: missing scan-mode group {scan_mode!r} needed for {info.product} "
+                f"(groups in the file: {list(nc.groups)})"
+            )
+        names: set[str] = set()
+        stack = [nc.groups[scan_mode]]
+        while stack:
+            g = stack.pop()
+            names.update(g.variables)
+            stack.extend(g.groups.values())
+        return names
+    finally:
+        nc.close()
+
+
 def _open_scan_mode(path: Path, info: GranuleInfo, scan_mode: str, variables: list[str] | None = None) -> xr.Dataset:
-    """Open one scan mode through gpm-api, loaded in memory; any failure -> GranuleError."""
+    """Open one scan mode through gpm-api, loaded in memory; any failure -> GranuleError.
+
+    Pass ``variables``: a whole scan mode of a radar granule (3-D range profiles) is gigabytes.
+    """
     _hdf5_check(path)
     import gpm
 
+    if variables is not None:
+        # gpm-api refuses names a granule lacks (e.g. V06 vs V07 names): ask only for those present
+        present = _variables_in(path, scan_mode, info)
+        variables = [v for v in variables if v in present]
     out = io.StringIO()
     try:
         # gpm-api prints "Skipping scan mode ..." and warns about time precision; keep both quiet
@@ -472,8 +504,8 @@ def open_1c_gmi(path: str | Path, *, max_s2_distance_km: float = 15.0, surface_f
     no Tb is valid, unless ``allow_empty``.
     """
     p, info = _info(path, "1C-GMI")
-    s1 = _open_scan_mode(p, info, "S1")
-    s2 = _open_scan_mode(p, info, "S2")
+    s1 = _open_scan_mode(p, info, "S1", variables=["Tc"])
+    s2 = _open_scan_mode(p, info, "S2", variables=["Tc"])
     _require(s1, ["Tc", "lat", "lon", "time"], p, "scan mode S1")
     _require(s2, ["Tc", "lat", "lon"], p, "scan mode S2")
     lat, lon, time = _geo(s1)
@@ -534,6 +566,10 @@ def _surface_for_1c(path: Path, info: GranuleInfo, lat, lon, surface_from) -> tu
     return flags, f"GPROF surfaceTypeIndex from {companion.name} ({unknown} pixels unknown -> placeholder 0)"
 
 
+#: 2B-CMB surface precipitation, in order of preference (V07 name, V06 name, near-surface).
+_CMB_RAIN_VARS = ("estimSurfPrecipTotRate", "surfPrecipTotRate", "nearSurfPrecipTotRate")
+
+
 def open_2b_cmb(path: str | Path, *, allow_empty: bool = False) -> xr.Dataset:
     """2B-CMB (DPR+GMI CORRA, scan mode KuGMI) -> reference swath on its own grid.
 
@@ -547,9 +583,9 @@ def open_2b_cmb(path: str | Path, *, allow_empty: bool = False) -> xr.Dataset:
     precipitation is valid, unless ``allow_empty``.
     """
     p, info = _info(path, "2B-CMB")
-    ds = _open_scan_mode(p, info, "KuGMI")
+    ds = _open_scan_mode(p, info, "KuGMI", variables=[*_CMB_RAIN_VARS, "simulatedBrightTemp", "surfaceType", "snowIceCover"])
     _require(ds, ["lat", "lon", "time"], p, "scan mode KuGMI")
-    var = next((v for v in ("estimSurfPrecipTotRate", "surfPrecipTotRate", "nearSurfPrecipTotRate") if v in ds), None)
+    var = next((v for v in _CMB_RAIN_VARS if v in ds), None)
     if var is None:
         raise GranuleError(f"{p.name}: no surface precipitation variable (estimSurfPrecipTotRate, "
                            "surfPrecipTotRate or nearSurfPrecipTotRate) in scan mode KuGMI")
@@ -593,7 +629,7 @@ def open_2a_dpr(path: str | Path, *, allow_empty: bool = False) -> xr.Dataset:
     ``allow_empty``.
     """
     p, info = _info(path, "2A-DPR")
-    ds = _open_scan_mode(p, info, "FS")
+    ds = _open_scan_mode(p, info, "FS", variables=["precipRateNearSurface", "landSurfaceType", "snowIceCover"])
     _require(ds, ["precipRateNearSurface", "lat", "lon", "time"], p, "scan mode FS")
     lat, lon, time = _geo(ds)
     rain = _2d(ds, "precipRateNearSurface")
@@ -644,7 +680,9 @@ def open_2a_gprof(path: str | Path, *, allow_empty: bool = False) -> xr.Dataset:
     ``surfacePrecipitation`` has no valid value, unless ``allow_empty``.
     """
     p, info = _info(path, "2A-GMI")
-    ds = _open_scan_mode(p, info, "S1")
+    ds = _open_scan_mode(p, info, "S1", variables=[
+        "surfacePrecipitation", "precip1stTertial", "precip2ndTertial", "probabilityOfPrecip",
+        "surfaceTypeIndex", "pixelStatus"])
     _require(ds, ["surfacePrecipitation", "lat", "lon", "time"], p, "scan mode S1")
     lat, lon, time = _geo(ds)
 

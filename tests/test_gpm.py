@@ -405,3 +405,24 @@ def test_nearest_across_antimeridian():
     idx, km = gpm.nearest_s2_on_s1(lat1, lon1, lat2, lon2, max_distance_km=15)
     assert idx.tolist() == [[0, -1]]  # 2 km across the date line; 110 km to the nearest for the other
     assert km[0, 0] == pytest.approx(2.19, abs=0.05) and km[0, 1] > 100
+
+
+def test_2b_cmb_fallbacks_when_variables_are_absent(tmp_path):
+    path = copy_to(tmp_path, CMB)
+    with h5py.File(path, "r+") as f:
+        near = f["KuGMI/nearSurfPrecipTotRate"][:]
+        del f["KuGMI/estimSurfPrecipTotRate"]
+        del f["KuGMI/simulatedBrightTemp"]
+    ds = gpm.open_granule(path)
+    schema.validate(ds)
+    assert ds.attrs["surface_precip_variable"] == "nearSurfPrecipTotRate"
+    np.testing.assert_allclose(ds["surface_precip"].values, near, rtol=1e-6)
+    assert np.isnan(ds["Tc"].values).all() and ds.attrs["Tc_source"].startswith("none")
+
+
+def test_2a_dpr_without_precipitation_variable(tmp_path):
+    path = copy_to(tmp_path, DPR)
+    with h5py.File(path, "r+") as f:
+        del f["FS/SLV/precipRateNearSurface"]
+    with pytest.raises(gpm.GranuleError, match=rf"{DPR}: scan mode FS lacks variable\(s\) \['precipRateNearSurface'\]"):
+        gpm.open_granule(path)

@@ -556,12 +556,22 @@ def _surface_for_1c(path: Path, info: GranuleInfo, lat, lon, surface_from) -> tu
     if companion is None:
         return placeholder, ("unknown: 1C-GMI has no surface type and no 2A-GMI granule of this orbit "
                              f"was given; surface_type is the placeholder {SURFACE_UNKNOWN_PLACEHOLDER}, not ocean")
-    cinfo = parse_granule_name(companion)
-    ds = _open_scan_mode(companion, cinfo, "S1", variables=["surfaceTypeIndex"])
-    clat, clon, _ = _geo(ds)
-    if clat.shape != lat.shape or np.nanmax(np.abs(clat - lat), initial=0) > 0.01 or np.nanmax(
-        np.abs(((clon - lon) + 180) % 360 - 180), initial=0) > 0.01:
-        raise GranuleError(f"{companion.name}: its S1 grid does not match {path.name}; cannot take its surface type")
+    try:
+        cinfo = parse_granule_name(companion)
+        if cinfo.product != "2A-GMI":
+            raise GranuleError(f"{companion.name}: is a {cinfo.product} granule, not 2A-GMI")
+        ds = _open_scan_mode(companion, cinfo, "S1", variables=["surfaceTypeIndex"])
+        _require(ds, ["surfaceTypeIndex", "lat", "lon"], companion, "scan mode S1")
+        clat, clon, _ = _geo(ds)
+        if clat.shape != lat.shape or np.nanmax(np.abs(clat - lat), initial=0) > 0.01 or np.nanmax(
+                np.abs(((clon - lon) + 180) % 360 - 180), initial=0) > 0.01:
+            raise GranuleError(f"{companion.name}: its S1 grid does not match {path.name}; cannot take its surface type")
+    except GranuleError as e:
+        if surface_from != "auto":
+            raise
+        # found by name only: a bad neighbour must not stop the 1C from opening
+        return placeholder, (f"unknown: the 2A-GMI granule next to it could not be used ({e}); "
+                             f"surface_type is the placeholder {SURFACE_UNKNOWN_PLACEHOLDER}, not ocean")
     flags, unknown = map_gprof_surface(_2d(ds, "surfaceTypeIndex"))
     return flags, f"GPROF surfaceTypeIndex from {companion.name} ({unknown} pixels unknown -> placeholder 0)"
 

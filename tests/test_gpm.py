@@ -11,15 +11,12 @@ import numpy as np
 import pytest
 
 from catalogs import gpm, schema
-from tests.conftest import GPM_FIXTURES
+from conftest import GPM_FIXTURES
 
 C1 = "1C.GPM.GMI.XCAL2016-C.20140304-S175932-E193159.000079.V07A.HDF5"
 GPROF = "2A.GPM.GMI.GPROF2021v1.20140304-S175932-E193159.000079.V07A.HDF5"
 DPR = "2A.GPM.DPR.V9-20211125.20140308-S220950-E234217.000144.V07A.HDF5"
 CMB = "2B.GPM.DPRGMI.CORRA2022.20140308-S220950-E234217.000144.V07A.HDF5"
-
-pytestmark = pytest.mark.skipif(not (GPM_FIXTURES / CMB).exists(), reason="shared GPM fixtures not present")
-
 
 def fixture(name: str) -> Path:
     return GPM_FIXTURES / name
@@ -426,3 +423,14 @@ def test_2a_dpr_without_precipitation_variable(tmp_path):
         del f["FS/SLV/precipRateNearSurface"]
     with pytest.raises(gpm.GranuleError, match=rf"{DPR}: scan mode FS lacks variable\(s\) \['precipRateNearSurface'\]"):
         gpm.open_granule(path)
+
+
+def test_1c_auto_surface_tolerates_a_bad_neighbour(tmp_path):
+    path = copy_to(tmp_path, C1)
+    _write_1c(path)
+    (tmp_path / GPROF).write_text("not hdf5")  # a broken GPROF granule of the same orbit next to it
+    ds = gpm.open_1c_gmi(path)
+    assert ds.attrs["surface_type_source"].startswith("unknown: the 2A-GMI granule next to it could not be used")
+    assert "not an HDF5 file" in ds.attrs["surface_type_source"]
+    with pytest.raises(gpm.GranuleError, match="not an HDF5 file"):  # asked for explicitly: an error
+        gpm.open_1c_gmi(path, surface_from=tmp_path / GPROF)

@@ -57,6 +57,7 @@ __all__ = [
     "open_2b_cmb",
     "open_2a_gprof",
     "open_2a_dpr",
+    "open_latlon",
     "map_cmb_surface",
     "map_gprof_surface",
     "nearest_s2_on_s1",
@@ -756,6 +757,47 @@ def open_2a_gprof(path: str | Path, *, allow_empty: bool = False) -> xr.Dataset:
     }
     out = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     return schema.validate(out, kind="retrieval")
+
+
+def open_latlon(path: str | Path, scan_mode: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Geolocation only, fast: ``(lat, lon)`` arrays (along_track, cross_track), fill -> NaN.
+
+    For the orbit index, which must look at many granules: reads the two arrays of the product's
+    scan mode (:data:`SUPPORTED_PRODUCTS`; else ``scan_mode`` or the first group that has
+    ``Latitude``) straight through netCDF4 instead of building the whole gpm-api dataset.
+    Errors as for :func:`open_granule`.
+    """
+    p = Path(path)
+    info = parse_granule_name(p)
+    _hdf5_check(p)
+    import netCDF4
+
+    try:
+        nc = netCDF4.Dataset(p, "r")
+    except Exception as e:  # noqa: BLE001
+        raise GranuleError(f"{p.name}: corrupt or unreadable HDF5 file ({type(e).__name__}: {e})") from None
+    try:
+        mode = scan_mode or SUPPORTED_PRODUCTS.get(info.product) or next(
+            (g for g in nc.groups if "Latitude" in nc.groups[g].variables), None)
+        if mode is None or mode not in nc.groups:
+            raise GranuleError(f"{p.name}: missing scan-mode group {mode!r} with geolocation "
+                               f"(groups in the file: {list(nc.groups)})")
+        grp = nc.groups[mode]
+        if "Latitude" not in grp.variables or "Longitude" not in grp.variables:
+            raise GranuleError(f"{p.name}: scan mode {mode!r} has no Latitude/Longitude")
+        grp.set_auto_mask(False)
+        lat = np.asarray(grp.variables["Latitude"][:], dtype=np.float64)
+        lon = np.asarray(grp.variables["Longitude"][:], dtype=np.float64)
+    except GranuleError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise GranuleError(f"{p.name}: cannot read geolocation ({type(e).__name__}: {e})") from None
+    finally:
+        nc.close()
+    bad = ~((np.abs(lat) <= 90) & (np.abs(lon) <= 180))
+    lat[bad] = np.nan
+    lon[bad] = np.nan
+    return lat, lon
 
 
 _OPENERS = {"1C-GMI": open_1c_gmi, "2A-GMI": open_2a_gprof, "2A-DPR": open_2a_dpr, "2B-CMB": open_2b_cmb}

@@ -434,3 +434,22 @@ def test_1c_auto_surface_tolerates_a_bad_neighbour(tmp_path):
     assert "not an HDF5 file" in ds.attrs["surface_type_source"]
     with pytest.raises(gpm.GranuleError, match="not an HDF5 file"):  # asked for explicitly: an error
         gpm.open_1c_gmi(path, surface_from=tmp_path / GPROF)
+
+
+@pytest.mark.parametrize("name", [C1, GPROF, DPR, CMB])
+def test_open_latlon_matches_the_full_reader(name):
+    lat, lon = gpm.open_latlon(fixture(name))
+    full = gpm.open_granule(fixture(name), allow_empty=True)
+    np.testing.assert_allclose(lat, full["lat"].values, rtol=1e-6)
+    np.testing.assert_allclose(lon, full["lon"].values, rtol=1e-6)
+
+
+def test_open_latlon_errors(tmp_path):
+    (tmp_path / CMB).write_text("nope")
+    with pytest.raises(gpm.GranuleError, match="not an HDF5 file"):
+        gpm.open_latlon(tmp_path / CMB)
+    dst = copy_to(tmp_path, DPR)
+    with h5py.File(dst, "r+") as f:
+        del f["FS"]
+    with pytest.raises(gpm.GranuleError, match="missing scan-mode group 'FS'"):
+        gpm.open_latlon(dst)

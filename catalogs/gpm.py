@@ -310,7 +310,8 @@ def _open_scan_mode(path: Path, info: GranuleInfo, scan_mode: str, variables: li
     out = io.StringIO()
     try:
         # gpm-api prints "Skipping scan mode ..." and warns about time precision; keep both quiet
-        # and turn failures into one clear message.
+        # and turn failures into one clear message. (redirect_stdout swaps sys.stdout process-wide
+        # for the duration of the read: another thread's prints meanwhile land in the buffer.)
         with warnings.catch_warnings(), contextlib.redirect_stdout(out):
             warnings.simplefilter("ignore")
             ds = gpm.open_granule_dataset(str(path), scan_mode=scan_mode, variables=variables, chunks=None)
@@ -386,8 +387,9 @@ def _xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 
 def nearest_s2_on_s1(lat1, lon1, lat2, lon2, max_distance_km: float = 15.0):
-    """For each S1 pixel, the flat index of the nearest S2 pixel (great circle) or -1 if none
-    within ``max_distance_km``; also returns the distance (km, NaN where none)."""
+    """For each S1 pixel, the flat index of the nearest S2 pixel (great circle), or -1 if it is
+    farther than ``max_distance_km``; also returns the distance to that nearest pixel (km; NaN
+    where the S1 pixel or every S2 pixel lacks geolocation)."""
     from scipy.spatial import cKDTree
 
     ok2 = np.isfinite(lat2) & np.isfinite(lon2)
@@ -494,7 +496,9 @@ def open_1c_gmi(path: str | Path, *, max_s2_distance_km: float = 15.0, surface_f
     S1 channels (9) are taken as they are; each S1 pixel takes the four S2 channels of the S2
     pixel nearest to it in lat/lon (great-circle), or NaN if that pixel is farther than
     ``max_s2_distance_km`` (the S2 feedhorn looks tens of km away from S1 at the same scan index,
-    so the first/last scans of a granule have no S2 partner). Fill (-9999.9) -> NaN.
+    about 55 km, four scans, in orbit 79; the first/last scans of a granule have no S2 partner).
+    S1 pixels are ~6 km apart across and ~13 km along track, so a covered pixel's partner is
+    within ~7 km. Fill (-9999.9) -> NaN.
 
     1C carries no surface type. ``surface_from="auto"`` takes it from the 2A-GMI (GPROF) granule
     of the same orbit in the same folder if there is one (same S1 grid, checked), a path uses

@@ -1,0 +1,365 @@
+"""Skill scores of a retrieval against a reference, with the IPWG SatRain definitions where
+they exist.
+
+Two routes to the same numbers:
+
+- array functions (``continuous_scores``, ``categorical_scores``, ``probabilistic_scores``,
+  ``fss``) on collocated pixels/fields, built on the ``scores`` library (and the project's
+  ``models.quantiles.QuantileDistribution`` for CRPS and PIT);
+- additive *sufficient statistics* (``skill_stats`` → a float64 vector of sums and counts that
+  add across orbits, regions and months) and ``scores_from_stats``, which is what the
+  climatology cube stores. The tests check that both routes agree.
+
+Definitions (pred = retrieval p, ref = reference r, pixels where both are finite):
+
+- bias (%) = 100 · Σ(p − r) / Σ r  (SatRain "Bias", relative)
+- MAE = mean |p − r|; MSE = mean (p − r)²; correlation = Pearson's r
+- SMAPE (%) = 100 · mean over pixels with r ≥ 0.1 mm h-1 of |p − r| / ((|p| + |r|) / 2)
+  (SatRain computes SMAPE only above its 0.1 mm h-1 detection threshold)
+- at each threshold t (0.1, 1, 10 mm h-1; "event" = rate ≥ t): a hits, b false alarms,
+  c misses, d correct negatives; POD = a/(a+c); FAR (false-alarm *ratio*) = b/(a+b);
+  CSI = a/(a+b+c); HSS = 2(ad − bc)/((a+c)(c+d) + (a+b)(b+d));
+  SEDI (Ferro & Stephenson 2011) = [ln F − ln H − ln(1−F) + ln(1−H)] / [ln F + ln H + ln(1−F) + ln(1−H)]
+  with H = a/(a+c), F = b/(b+d)
+- quantile score at level τ: mean pinball loss (τ − 1[r < q]) (r − q)
+- CRPS of the predicted distribution (piecewise-linear CDF through the quantiles, from
+  ``QuantileDistribution.crps``)
+- PIT = F(r) (``QuantileDistribution.cdf``), as a 10-bin histogram; coverage of the central
+  intervals [q_(1−c)/2, q_(1+c)/2] for c in 50, 80, 90, 98 % (only levels the model predicts)
+- FSS (Roberts & Lean 2008) at thresholds and square windows:
+  1 − Σ(P_f − P_o)² / (Σ P_f² + Σ P_o²) of the neighbourhood event fractions, over the
+  window positions that lie wholly inside the field (no padding)
+- effective resolution (SatRain): the smallest wavelength from which on, going to larger
+  scales, the spectral coherence between retrieval and reference stays ≥ 1/√2; from 2-D DCT
+  spectra of 32 × 32-pixel tiles, accumulated over scenes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+THRESHOLDS = (0.1, 1.0, 10.0)
+SMAPE_THRESHOLD = 0.1
+COVERAGE = (0.5, 0.8, 0.9, 0.98)
+PIT_BINS = 10
+FSS_THRESHOLDS = (1.0, 10.0)
+FSS_WINDOWS = (1, 5, 15, 45)
+COHERENCE_TILE = 32
+COHERENCE_THRESHOLD = 1 / np.sqrt(2)
+
+
+def _paired(pred, ref):
+    p = np.asarray(pred, dtype=np.float64).ravel()
+    r = np.asarray(ref, dtype=np.float64).ravel()
+    if p.shape != r.shape:
+        raise ValueError(f"pred and ref must have the same size, got {p.shape} and {r.shape}")
+    ok = np.isfinite(p) & np.isfinite(r)
+    return p[ok], r[ok]
+
+
+# --------------------------------------------------------------------------- array route
+def continuous_scores(pred, ref, *, smape_threshold=SMAPE_THRESHOLD) -> dict:
+    """bias (%), MAE, MSE, RMSE, correlation, SMAPE (%) and n on pixels where both are finite
+    (``scores`` library for MAE/MSE/correlation)."""
+    import scores.continuous as sc
+
+    p, r = _paired(pred, ref)
+    out = {"n": int(p.size)}
+    if p.size == 0:
+        return out | {k: float("nan") for k in ("bias_pct", "mae", "mse", "rmse", "corr", "smape_pct")}
+    P, R = xr.DataArray(p, dims="pixel"), xr.DataArray(r, dims="pixel")
+    sr = r.sum()
+    out["bias_pct"] = float(100 * (p - r).sum() / sr) if sr > 0 else float("nan")
+    out["mae"] = float(sc.mae(P, R))
+    out["mse"] = float(sc.mse(P, R))
+    out["rmse"] = float(np.sqrt(out["mse"]))
+    if p.size > 1 and np.std(p) > 0 and np.std(r) > 0:
+        out["corr"] = float(sc.correlation.pearsonr(P, R))
+    else:
+        out["corr"] = float("nan")
+    sel = r >= smape_threshold
+    if sel.any():
+        out["smape_pct"] = float(100 * np.mean(np.abs(p[sel] - r[sel]) / ((np.abs(p[sel]) + np.abs(r[sel])) / 2)))
+    else:
+        out["smape_pct"] = float("nan")
+    return out
+
+
+def categorical_scores(pred, ref, thresholds=THRESHOLDS) -> dict:
+    """POD, FAR, CSI, HSS, SEDI at each threshold (event: rate ≥ t), ``scores`` library."""
+    from scores.categorical import BinaryContingencyManager
+
+    p, r = _paired(pred, ref)
+    out = {}
+    for t in thresholds:
+        key = f"{t:g}"
+        if p.size == 0:
+            out[key] = {k: float("nan") for k in ("pod", "far", "csi", "hss", "sedi")}
+            continue
+        m = BinaryContingencyManager(xr.DataArray((p >= t).astype(float), dims="pixel"),
+                                     xr.DataArray((r >= t).astype(float), dims="pixel"))
+        ct = m.transform()
+        with np.errstate(all="ignore"):
+            out[key] = {
+                "pod": float(ct.probability_of_detection()),
+                "far": float(ct.false_alarm_ratio()),
+                "csi": float(ct.critical_success_index()),
+                "hss": float(ct.heidke_skill_score()),
+                "sedi": float(ct.symmetric_extremal_dependence_index()),
+            }
+    return out
+
+
+def _qdist(quantiles, levels):
+    from models.quantiles import QuantileDistribution
+
+    return QuantileDistribution(np.asarray(quantiles, dtype=np.float64), np.asarray(levels, dtype=np.float64))
+
+
+def probabilistic_scores(quantiles, levels, obs, *, coverage=COVERAGE, pit_bins=PIT_BINS) -> dict:
+    """CRPS and PIT from ``models.quantiles.QuantileDistribution``, quantile scores at each
+    level (``scores.continuous.quantile_score``), coverage of central intervals."""
+    import scores.continuous as sc
+
+    q = np.asarray(quantiles, dtype=np.float64)
+    lv = np.asarray(levels, dtype=np.float64)
+    q = q.reshape(-1, lv.size)
+    o = np.asarray(obs, dtype=np.float64).ravel()
+    ok = np.isfinite(o) & np.all(np.isfinite(q), axis=1)
+    q, o = q[ok], o[ok]
+    out = {"n": int(o.size), "levels": lv.tolist()}
+    if o.size == 0:
+        return out | {"crps": float("nan"), "quantile_score": [float("nan")] * lv.size,
+                      "pit_hist": [0] * pit_bins, "coverage": {}}
+    dist = _qdist(q, lv)
+    out["crps"] = float(np.mean(dist.crps(o)))
+    O = xr.DataArray(o, dims="pixel")
+    out["quantile_score"] = [float(sc.quantile_score(xr.DataArray(q[:, i], dims="pixel"), O, float(a)))
+                             for i, a in enumerate(lv)]
+    pit = np.asarray(dist.cdf(o), dtype=np.float64).reshape(-1)
+    out["pit_hist"] = np.histogram(np.clip(pit, 0, 1), bins=pit_bins, range=(0, 1))[0].astype(int).tolist()
+    out["coverage"] = {}
+    for c, (i, j) in _interval_indices(lv, coverage).items():
+        out["coverage"][f"{c:g}"] = float(np.mean((o >= q[:, i]) & (o <= q[:, j])))
+    return out
+
+
+def _interval_indices(levels, coverage):
+    lv = np.asarray(levels, dtype=np.float64)
+    out = {}
+    for c in coverage:
+        lo, hi = (1 - c) / 2, (1 + c) / 2
+        i, j = np.argmin(np.abs(lv - lo)), np.argmin(np.abs(lv - hi))
+        if abs(lv[i] - lo) < 1e-6 and abs(lv[j] - hi) < 1e-6:
+            out[c] = (int(i), int(j))
+    return out
+
+
+def fss(pred_field, ref_field, threshold, window) -> float:
+    """Fractions skill score of two 2-D fields (``scores.spatial.fss_2d_single_field``), NaN
+    pixels (either field) taken as no event in both."""
+    from scores.spatial import fss_2d_single_field
+
+    p = np.asarray(pred_field, dtype=np.float64)
+    r = np.asarray(ref_field, dtype=np.float64)
+    bad = ~(np.isfinite(p) & np.isfinite(r))
+    p = np.where(bad, 0.0, p)
+    r = np.where(bad, 0.0, r)
+    return float(fss_2d_single_field(p, r, event_threshold=threshold, window_size=(window, window),
+                                     zero_padding=False, threshold_operator=np.greater_equal))
+
+
+# --------------------------------------------------------------------------- additive route
+def stat_names(thresholds=THRESHOLDS, levels=None, coverage=COVERAGE, pit_bins=PIT_BINS,
+               fss_thresholds=FSS_THRESHOLDS, fss_windows=FSS_WINDOWS, coherence_tile=COHERENCE_TILE):
+    """Names of the entries of the sufficient-statistics vector, in order."""
+    names = ["n", "sum_p", "sum_r", "sum_pp", "sum_rr", "sum_pr", "sum_abs", "smape_sum", "smape_n"]
+    for t in thresholds:
+        names += [f"a@{t:g}", f"b@{t:g}", f"c@{t:g}", f"d@{t:g}"]
+    if levels is not None:
+        names += ["prob_n", "crps_sum"]
+        names += [f"qs_sum@{a:g}" for a in levels]
+        names += [f"pit{i}" for i in range(pit_bins)]
+        names += [f"cov@{c:g}" for c in _interval_indices(levels, coverage)]
+    for t in fss_thresholds:
+        for w in fss_windows:
+            names += [f"fss_num@{t:g}/{w}", f"fss_den@{t:g}/{w}"]
+    if coherence_tile:
+        nk = coherence_tile
+        names += [f"coh_pp{k}" for k in range(nk)] + [f"coh_rr{k}" for k in range(nk)] + [f"coh_pr{k}" for k in range(nk)]
+    return names
+
+
+def skill_stats(pred, ref, *, quantiles=None, levels=None, thresholds=THRESHOLDS, coverage=COVERAGE,
+                pit_bins=PIT_BINS, fields=True, fss_thresholds=FSS_THRESHOLDS, fss_windows=FSS_WINDOWS,
+                coherence_tile=COHERENCE_TILE) -> np.ndarray:
+    """Additive sufficient statistics of (pred, ref): a float64 vector laid out as
+    :func:`stat_names`. ``quantiles`` (..., Q) at ``levels`` add CRPS / quantile score / PIT /
+    coverage sums. With ``fields=True`` and 2-D inputs, FSS and spectral-coherence sums are
+    added (fields are taken whole; NaN pixels count as no event / are excluded from tiles)."""
+    P = np.asarray(pred, dtype=np.float64)
+    R = np.asarray(ref, dtype=np.float64)
+    ok = np.isfinite(P) & np.isfinite(R)
+    p, r = P[ok], R[ok]
+    d = p - r
+    sel = r >= SMAPE_THRESHOLD
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smape = np.abs(d[sel]) / ((np.abs(p[sel]) + np.abs(r[sel])) / 2)
+    v = [p.size, p.sum(), r.sum(), (p * p).sum(), (r * r).sum(), (p * r).sum(), np.abs(d).sum(),
+         smape.sum(), sel.sum()]
+    for t in thresholds:
+        pe, re_ = p >= t, r >= t
+        v += [np.sum(pe & re_), np.sum(pe & ~re_), np.sum(~pe & re_), np.sum(~pe & ~re_)]
+    if levels is not None:
+        lv = np.asarray(levels, dtype=np.float64)
+        q = np.asarray(quantiles, dtype=np.float64)[ok]
+        okq = np.all(np.isfinite(q), axis=-1)
+        q, r2 = q[okq], r[okq]
+        if r2.size:
+            dist = _qdist(q, lv)
+            crps = float(np.sum(dist.crps(r2)))
+            pit = np.asarray(dist.cdf(r2), dtype=np.float64).reshape(-1)
+        else:
+            crps, pit = 0.0, np.zeros(0)
+        v += [r2.size, crps]
+        diff = r2[:, None] - q
+        v += list(np.sum(np.where(diff >= 0, lv * diff, (lv - 1) * diff), axis=0)) if r2.size else [0.0] * lv.size
+        v += list(np.histogram(np.clip(pit, 0, 1), bins=pit_bins, range=(0, 1))[0])
+        for c, (i, j) in _interval_indices(lv, coverage).items():
+            v.append(np.sum((r2 >= q[:, i]) & (r2 <= q[:, j])))
+    two_d = fields and P.ndim == 2
+    for t in fss_thresholds:
+        for w in fss_windows:
+            v += list(_fss_sums(P, R, t, w)) if two_d else [0.0, 0.0]
+    if coherence_tile:
+        v += list(_coherence_sums(P, R, coherence_tile)) if two_d else [0.0] * (3 * coherence_tile)
+    return np.asarray(v, dtype=np.float64)
+
+
+def _fss_sums(P, R, t, w):
+    from scipy.ndimage import uniform_filter
+
+    bad = ~(np.isfinite(P) & np.isfinite(R))
+    fp = np.where(bad, 0.0, P >= t).astype(np.float64)
+    fo = np.where(bad, 0.0, R >= t).astype(np.float64)
+    if w > min(P.shape):
+        return 0.0, 0.0
+    # fractions over the windows that lie wholly inside the field ("valid" positions)
+    h0, h1 = w // 2, w - 1 - w // 2
+    sl = (slice(h0, P.shape[0] - h1), slice(h0, P.shape[1] - h1))
+    Pf = uniform_filter(fp, size=w, mode="constant", cval=0.0)[sl]
+    Po = uniform_filter(fo, size=w, mode="constant", cval=0.0)[sl]
+    return float(np.sum((Pf - Po) ** 2)), float(np.sum(Pf**2) + np.sum(Po**2))
+
+
+def _coherence_sums(P, R, n):
+    """Radially binned DCT power and cross spectra summed over complete n×n tiles."""
+    from scipy.fft import dctn
+
+    out = np.zeros((3, n))
+    ky, kx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    kr = np.sqrt(kx**2 + ky**2)
+    kbin = np.minimum(np.floor(kr).astype(int), n - 1)
+    for i in range(0, P.shape[0] - n + 1, n):
+        for j in range(0, P.shape[1] - n + 1, n):
+            a, b = P[i:i + n, j:j + n], R[i:i + n, j:j + n]
+            if not (np.isfinite(a).all() and np.isfinite(b).all()):
+                continue
+            fa, fb = dctn(a, norm="ortho"), dctn(b, norm="ortho")
+            out[0] += np.bincount(kbin.ravel(), (fa * fa).ravel(), n)
+            out[1] += np.bincount(kbin.ravel(), (fb * fb).ravel(), n)
+            out[2] += np.bincount(kbin.ravel(), (fa * fb).ravel(), n)
+    return out.ravel()
+
+
+def effective_resolution(stats: dict, *, pixel_km=5.0, tile=COHERENCE_TILE):
+    """(effective resolution in km, wavelengths km, coherence) from accumulated coherence sums
+    (dict name → value as returned by :func:`stats_dict`)."""
+    pp = np.array([stats.get(f"coh_pp{k}", 0.0) for k in range(tile)])
+    rr = np.array([stats.get(f"coh_rr{k}", 0.0) for k in range(tile)])
+    pr = np.array([stats.get(f"coh_pr{k}", 0.0) for k in range(tile)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coh = np.abs(pr) / np.sqrt(pp * rr)
+    k = np.arange(tile)
+    with np.errstate(divide="ignore"):
+        wl = np.where(k > 0, 2 * tile * pixel_km / np.maximum(k, 1), np.inf)
+    # from the largest scales (k = 1) towards smaller ones, find the first k where coherence drops
+    res = float("nan")
+    if np.isfinite(coh[1:]).any():
+        below = np.where(~(coh[1:] >= COHERENCE_THRESHOLD))[0]
+        if below.size == 0:
+            res = float(wl[-1])
+        elif below[0] > 0:
+            res = float(wl[below[0]])  # last wavelength still coherent
+        else:
+            res = float("inf")
+    return res, wl, coh
+
+
+def stats_dict(vector, names) -> dict:
+    return dict(zip(names, np.asarray(vector, dtype=np.float64).tolist()))
+
+
+def _div(a, b):
+    return a / b if b else float("nan")
+
+
+def scores_from_stats(stats: dict, *, thresholds=THRESHOLDS, levels=None, pixel_km=5.0) -> dict:
+    """Every score from summed statistics (``stats_dict`` output, possibly summed over orbits,
+    regions, months)."""
+    s = stats
+    n = s["n"]
+    out = {"n": int(n)}
+    mp, mr = _div(s["sum_p"], n), _div(s["sum_r"], n)
+    out["bias_pct"] = 100 * _div(s["sum_p"] - s["sum_r"], s["sum_r"]) if s["sum_r"] > 0 else float("nan")
+    out["mae"] = _div(s["sum_abs"], n)
+    out["mse"] = _div(s["sum_pp"] - 2 * s["sum_pr"] + s["sum_rr"], n)
+    out["rmse"] = float(np.sqrt(max(out["mse"], 0))) if n else float("nan")
+    if n > 1:
+        cov = s["sum_pr"] / n - mp * mr
+        vp = s["sum_pp"] / n - mp * mp
+        vr = s["sum_rr"] / n - mr * mr
+        out["corr"] = float(cov / np.sqrt(vp * vr)) if vp > 0 and vr > 0 else float("nan")
+    else:
+        out["corr"] = float("nan")
+    out["smape_pct"] = 100 * _div(s["smape_sum"], s["smape_n"])
+    cat = {}
+    for t in thresholds:
+        a, b, c, d = (s[f"{x}@{t:g}"] for x in "abcd")
+        cat[f"{t:g}"] = _categorical_from_counts(a, b, c, d)
+    out["categorical"] = cat
+    if levels is not None and "prob_n" in s:
+        m = s["prob_n"]
+        out["crps"] = _div(s["crps_sum"], m)
+        out["quantile_score"] = [_div(s[f"qs_sum@{a:g}"], m) for a in levels]
+        pit = [s[k] for k in sorted((k for k in s if k.startswith("pit")), key=lambda k: int(k[3:]))]
+        out["pit_hist"] = [int(x) for x in pit]
+        out["coverage"] = {k.split("@")[1]: _div(s[k], m) for k in s if k.startswith("cov@")}
+    fss_out = {}
+    for k in s:
+        if k.startswith("fss_num@"):
+            tag = k.split("@")[1]
+            den = s[f"fss_den@{tag}"]
+            fss_out[tag] = 1 - s[k] / den if den > 0 else float("nan")
+    out["fss"] = fss_out
+    if "coh_pp1" in s:
+        res, _, _ = effective_resolution(s, pixel_km=pixel_km)
+        out["effective_resolution_km"] = res
+    return out
+
+
+def _categorical_from_counts(a, b, c, d) -> dict:
+    a, b, c, d = (float(x) for x in (a, b, c, d))
+    H = _div(a, a + c)
+    F = _div(b, b + d)
+    den_h = (a + c) * (c + d) + (a + b) * (b + d)
+    with np.errstate(all="ignore"):
+        if 0 < H < 1 and 0 < F < 1:
+            lF, lH, l1F, l1H = np.log(F), np.log(H), np.log(1 - F), np.log(1 - H)
+            sedi = float((lF - lH - l1F + l1H) / (lF + lH + l1F + l1H))
+        else:
+            sedi = float("nan")
+    return {"pod": H, "far": _div(b, a + b), "csi": _div(a, a + b + c),
+            "hss": _div(2 * (a * d - b * c), den_h), "sedi": sedi,
+            "hits": int(a), "false_alarms": int(b), "misses": int(c), "correct_negatives": int(d)}

@@ -3,4 +3,5 @@
 # Listed explicitly so the command set is visible in one place.
 COMMAND_MODULES = [
     "catalog",
+    "simulate",
 ]

@@ -1,0 +1,170 @@
+"""The synthetic GMI observing system: one orbit of a warming world with known truth.
+
+``simulate_orbit(orbit, world_seed, source)`` returns a canonical swath (``catalogs.schema``),
+bit-for-bit identical on every call. See ``docs/simulator.md`` for the model and its equations.
+
+Sources
+-------
+* ``"observed"``: the synthetic world along the warming scenario of
+  :func:`catalogs.simulator.climate.gmst_anomaly`, seen by the nominal forward model.
+* ``"simulated"``: "model runs" of warmer climates for hybrid training, pseudo-global-warming
+  style: the same orbit and season, the GMST anomaly raised by ``climate_offset_K`` (+2 K on even
+  orbits, +4 K on odd orbits unless given), independent weather, and a slightly different
+  forward model (ice scattering ×1.2 and a systematic per-channel Tb offset
+  :data:`SIMULATED_TB_OFFSET_K` of a few K).
+
+Determinism: every random draw comes from ``np.random.default_rng([world_seed, orbit mod 2**32,
+purpose])`` (orbit numbers before the 2014 epoch are negative; mod 2**32 keeps them distinct),
+purposes offset by 100 for the simulated source. ``n_scans`` gives the first scans of the orbit,
+identical to the same scans of the full orbit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from catalogs import schema
+from catalogs.simulator import climate, forward, geometry, rain as rainmod, surface
+from catalogs.simulator.climate import SCALING_EXTREME_PCT_PER_K, SCALING_MEAN_PCT_PER_K, gmst_anomaly
+from catalogs.simulator.geometry import N_PIXELS, N_SCANS
+
+__all__ = ["simulate_orbit", "simulate_truth", "geometry", "climate", "SOURCES", "REFERENCE_PIXELS"]
+
+SOURCES = ("observed", "simulated")
+PLATFORM = "SYN-GPM"
+PRODUCT_VERSION = "raincheck-sim-1"
+#: the radar-like reference strip: 49 central pixels (≈ 245 km), like the DPR Ku swath
+REFERENCE_PIXELS = slice(N_PIXELS // 2 - 24, N_PIXELS // 2 + 25)
+REFERENCE_MIN_RATE = 0.2  # mm/h: minimum detectable rate of the reference
+REFERENCE_ERROR_SIGMA = 0.15  # multiplicative lognormal error of the reference (log-space σ)
+SIMULATED_OFFSETS_K = (2.0, 4.0)
+SIMULATED_TB_OFFSET_K = np.array([2.0, 2.5, 1.5, 2.0, 1.0, -1.0, -1.5, -2.5, -3.0, -3.0, -3.0, -2.0, -2.0], np.float32)
+SIMULATED_BETA_SCALE = 1.2
+_MARGIN_SCANS = 8  # computed beyond a segment so beam filling at its end equals the full orbit's
+
+# purposes of the random streams
+_LATENT, _INSTRUMENT, _REFERENCE, _SURFACE = 0, 1, 2, 3
+
+
+def _rng(world_seed: int, orbit: int, purpose: int) -> np.random.Generator:
+    if world_seed < 0:
+        raise ValueError(f"world_seed must be >= 0, got {world_seed}")
+    return np.random.default_rng([int(world_seed), int(orbit) % 2**32, int(purpose)])
+
+
+def _check(orbit: int, source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    lo, hi = geometry.ORBIT_RANGE
+    if not lo <= int(orbit) <= hi:
+        raise ValueError(f"orbit {orbit} outside the synthetic record {lo}..{hi} (1998-2060)")
+
+
+def climate_offset(orbit: int, source: str, climate_offset_K: float | None = None) -> float:
+    if source == "observed":
+        if climate_offset_K not in (None, 0, 0.0):
+            raise ValueError("climate_offset_K applies to the simulated source only")
+        return 0.0
+    if climate_offset_K is not None:
+        return float(climate_offset_K)
+    return SIMULATED_OFFSETS_K[int(orbit) % 2]
+
+
+def _state(orbit: int, world_seed: int, source: str, n: int, offset_K: float):
+    """Geometry, surface and geophysical truth of the first ``n`` scans."""
+    purpose0 = 0 if source == "observed" else 100
+    geo = geometry.swath_geometry(orbit, n)
+    lat, lon, time = geo["lat"], geo["lon"], geo["time"]
+    t_mid = geometry.orbit_start_time(orbit) + np.timedelta64(int(geometry.PERIOD_S * 5e8), "ns")
+    dT = float(gmst_anomaly(t_mid)) + offset_K
+    doy = climate.day_of_year(time)[:, None]
+    hour = ((time - time.astype("datetime64[D]")) / np.timedelta64(1, "h"))[:, None]
+
+    lf = surface.land_fraction(lat, lon)
+    clim = climate.climatology(lat, lon, doy, lf, hour_utc=hour)
+    z_grid, zl_grid = rainmod.latent_fields(_rng(world_seed, orbit, purpose0 + _LATENT))
+    z = rainmod.sample(z_grid, geo["s_km"], geo["c_km"])
+    zl = rainmod.sample(zl_grid, geo["s_km"], geo["c_km"])
+    rain, conv, q = rainmod.rain_from_latent(z, clim, dT)
+    atm = rainmod.atmosphere(z, zl, q, rain, conv, clim, lf, dT)
+
+    ice = surface.sea_ice(lat, lon, doy) & (lf < 0.5)
+    snow = (clim["t_surf"] < 271.0) & (lf >= 0.5)
+    stype = surface.classify(lf, ice, clim["t_surf"])
+    lst = (hour + lon / 15.0) % 24.0
+    t_surf = clim["t_surf"] + np.float32(dT) + (lf * 8.0 * np.cos(2 * np.pi * (lst - 14.0) / 24.0)).astype(np.float32)
+    t_surf = np.where(ice | snow, np.minimum(t_surf, 271.0), t_surf)
+    wind = np.clip(7.0 + 3.0 * np.roll(zl, 37, axis=1) + 2.0 * conv, 0.0, 25.0)
+    soil_wet = np.clip(0.3 + 0.2 * zl + 0.5 * (rain > 0), 0.0, 1.0)
+    state = {"t_surf": t_surf, "freezing_km": clim["freezing_km"] + np.float32(dT / 6.0), "land_frac": lf,
+             "ice": ice, "snow": snow, "wind": wind.astype(np.float32), "soil_wet": soil_wet.astype(np.float32),
+             "rain": rain, "conv": conv, **atm}
+    return geo, state, stype, dT
+
+
+def simulate_truth(orbit: int, world_seed: int = 0, source: str = "observed", *, n_scans: int | None = None,
+                   climate_offset_K: float | None = None) -> dict:
+    """Only the truth of :func:`simulate_orbit` (no forward model): a dict of numpy arrays
+    ``lat``, ``lon``, ``time``, ``rain`` (mm/h), ``conv``, ``wv``, ``clw``, ``iwp``,
+    ``surface_type`` and the scalar ``gmst_anomaly_K``. Identical to the orbit's truth."""
+    _check(orbit, source)
+    n = N_SCANS if n_scans is None else int(min(max(n_scans, 1), N_SCANS))
+    off = climate_offset(orbit, source, climate_offset_K)
+    geo, st, stype, dT = _state(orbit, world_seed, source, n, off)
+    return {"lat": geo["lat"], "lon": geo["lon"], "time": geo["time"], "rain": st["rain"], "conv": st["conv"],
+            "wv": st["wv"], "clw": st["clw"], "iwp": st["iwp"], "surface_type": stype, "gmst_anomaly_K": dT}
+
+
+def simulate_orbit(orbit: int, world_seed: int = 0, source: str = "observed", *, n_scans: int | None = None,
+                   climate_offset_K: float | None = None) -> xr.Dataset:
+    """One synthetic orbit (or its first ``n_scans`` scans) as a canonical swath.
+
+    Variables: ``Tc`` (13 channels, K), ``surface_precip`` (reference on the central 49-pixel
+    strip, NaN elsewhere), ``surface_precip_truth``, ``water_vapour`` (truth, kg m-2),
+    ``surface_type``, ``quality_flag``; coords lat/lon/time. Attributes carry the truth:
+    ``world_seed``, ``gmst_anomaly_K``, ``scaling_mean_pct_per_K``,
+    ``scaling_extreme_pct_per_K`` and, for the simulated source, ``climate_offset_K`` and
+    ``tb_offset_K``.
+    """
+    _check(orbit, source)
+    n = N_SCANS if n_scans is None else int(min(max(n_scans, 1), N_SCANS))
+    n_calc = min(N_SCANS, n + _MARGIN_SCANS) if n < N_SCANS else N_SCANS
+    off = climate_offset(orbit, source, climate_offset_K)
+    geo, st, stype, dT = _state(orbit, world_seed, source, n_calc, off)
+    purpose0 = 0 if source == "observed" else 100
+
+    noise = _rng(world_seed, orbit, purpose0 + _INSTRUMENT).standard_normal((n_calc, N_PIXELS, forward.N_CH), dtype=np.float32)
+    sim = source == "simulated"
+    spacing = (geometry.R_EARTH_KM * 2 * np.pi / N_SCANS, geometry.SCAN_RADIUS_KM * np.radians(140.0) / (N_PIXELS - 1))
+    tc = forward.brightness_temperatures(st, spacing, noise, beta_scale=SIMULATED_BETA_SCALE if sim else 1.0,
+                                         tb_offset=SIMULATED_TB_OFFSET_K if sim else None)[:n]
+    truth = st["rain"][:n]
+    err = _rng(world_seed, orbit, purpose0 + _REFERENCE).standard_normal((n_calc, N_PIXELS), dtype=np.float32)[:n]
+    ref = truth * np.exp(np.float32(REFERENCE_ERROR_SIGMA) * err - np.float32(REFERENCE_ERROR_SIGMA ** 2 / 2))
+    ref = np.where(ref < REFERENCE_MIN_RATE, np.float32(0.0), ref)
+    ref_full = np.full_like(truth, np.nan)
+    ref_full[:, REFERENCE_PIXELS] = ref[:, REFERENCE_PIXELS]
+
+    attrs = {
+        "world_seed": int(world_seed),
+        "gmst_anomaly_K": float(dT),
+        "scaling_mean_pct_per_K": float(SCALING_MEAN_PCT_PER_K),
+        "scaling_extreme_pct_per_K": float(SCALING_EXTREME_PCT_PER_K),
+        "scaling_vapour_pct_per_K": float(climate.SCALING_VAPOUR_PCT_PER_K),
+        "reference_min_rate_mm_h": REFERENCE_MIN_RATE,
+        "reference_pixels": f"{REFERENCE_PIXELS.start}..{REFERENCE_PIXELS.stop - 1}",
+        "simulator": "catalogs.simulator (docs/simulator.md)",
+    }
+    if sim:
+        attrs["climate_offset_K"] = float(off)
+        attrs["tb_offset_K"] = SIMULATED_TB_OFFSET_K.astype(np.float64)
+        attrs["ice_scattering_scale"] = SIMULATED_BETA_SCALE
+    ds = schema.make_swath(
+        tc=tc, lat=geo["lat"][:n], lon=geo["lon"][:n], time=geo["time"][:n], surface_type=stype[:n],
+        orbit_number=int(orbit), source=f"synthetic-{source}", surface_precip=ref_full,
+        surface_precip_truth=truth, platform=PLATFORM, product_version=PRODUCT_VERSION, attrs=attrs)
+    ds["water_vapour"] = (("along_track", "cross_track"), st["wv"][:n], {
+        "units": "kg m-2", "long_name": "total column water vapour (truth)",
+        "standard_name": "atmosphere_mass_content_of_water_vapor"})
+    return ds

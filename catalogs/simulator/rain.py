@@ -1,0 +1,114 @@
+"""Spatially correlated weather on an orbit-following grid, and its transform to rain.
+
+Each orbit has its own weather (rain evolves within the ≈ 90 min between orbits): a latent
+Gaussian field Z on a regular grid that follows the ground track (rows along track, period =
+one orbit circumference, so the field closes on itself; columns across track, 1 563 km wide,
+spacing ≈ 4.9 km). Z has unit variance and an isotropic power spectrum, the sum of
+
+* a mesoscale part (weight 0.75): P(k) ∝ (k² + k₁²)^-2, k₁ = 1/600 km  (1-D slope ≈ -3), and
+* a convective part (weight 0.25): P(k) ∝ (k² + k₂²)^-1.25 exp(-(k/k_c)²), k₂ = 1/60 km,
+  k_c = 1/8 km (flatter: small intense cells).
+
+A second, large-scale field (P ∝ exp(-(k L)²), L = 300 km) built from the *same* white noise
+modulates water vapour, so that rain falls where the air is moist.
+
+Rain at a pixel (all-pixel quantile q = Φ(Z), climatological wet probability p):
+dry if q ≤ 1 - p; otherwise u = (q - (1 - p)) / p is its rank among wet pixels and
+
+    R = f(u; ΔT) · R_max tanh( m exp(σ Φ⁻¹(u)) / R_max ),     R_max = 300 mm/h,
+
+a lognormal of median m and log-spread σ (zero-inflated, heavy-tailed) softly capped, times
+the warming factor f of :func:`catalogs.simulator.climate.intensity_factor`. The wet pixels
+with u > 1 - conv_frac are convective (the cores of the field), the others stratiform.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import special
+
+from catalogs.simulator import climate
+from catalogs.simulator.geometry import ORBIT_CIRCUMFERENCE_KM
+
+NY, NX = 8192, 320
+DX_KM = ORBIT_CIRCUMFERENCE_KM / NY  # ≈ 4.886 km
+R_MAX = 300.0
+LARGE_SCALE_KM = 300.0
+
+
+def _k2():
+    ky = sfft.fftfreq(NY, d=DX_KM).astype(np.float64)
+    kx = sfft.rfftfreq(NX, d=DX_KM).astype(np.float64)
+    return ky[:, None] ** 2 + kx[None, :] ** 2
+
+
+def _normalised(psd: np.ndarray) -> np.ndarray:
+    """Scale a PSD on the rfft half-plane so that the field it filters has unit variance."""
+    w = np.full(psd.shape[1], 2.0)
+    w[0] = 1.0
+    if NX % 2 == 0:
+        w[-1] = 1.0
+    mean = np.sum(psd * w[None, :]) / (NY * NX)
+    return psd / mean
+
+
+@lru_cache(maxsize=1)
+def filters() -> tuple[np.ndarray, np.ndarray]:
+    """Amplitude filters (float32, rfft half-plane) of the rain field and the vapour field."""
+    k2 = _k2()
+    k1, kk2, kc = 1 / 600.0, 1 / 60.0, 1 / 8.0
+    meso = _normalised((k2 + k1 ** 2) ** -2.0)
+    conv = _normalised((k2 + kk2 ** 2) ** -1.25 * np.exp(-k2 / kc ** 2))
+    rain = np.sqrt(0.75 * meso + 0.25 * conv).astype(np.float32)
+    large = np.sqrt(_normalised(np.exp(-k2 * LARGE_SCALE_KM ** 2) + 1e-30)).astype(np.float32)
+    return rain, large
+
+
+def latent_fields(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit-variance Gaussian fields (NY, NX) float32: the rain field and a large-scale
+    field made from the same white noise."""
+    w = rng.standard_normal((NY, NX), dtype=np.float32)
+    W = sfft.rfft2(w, workers=1)
+    f_rain, f_large = filters()
+    z = sfft.irfft2(W * f_rain, s=(NY, NX), workers=1)
+    zl = sfft.irfft2(W * f_large, s=(NY, NX), workers=1)
+    return z.astype(np.float32, copy=False), zl.astype(np.float32, copy=False)
+
+
+def sample(field: np.ndarray, s_km: np.ndarray, c_km: np.ndarray) -> np.ndarray:
+    """Nearest-cell value of a grid field at orbit-frame coordinates (km)."""
+    i = np.rint(s_km / DX_KM).astype(np.int64) % NY
+    j = np.rint(c_km / DX_KM).astype(np.int64) + NX // 2
+    return field[i, j]
+
+
+def rain_from_latent(z: np.ndarray, clim: dict, dT: float):
+    """Rain rate (mm/h, float32), convective mask and conditional rank u from latent values."""
+    p = clim["p_wet"]
+    q = special.ndtr(z).astype(np.float32)
+    u = (q - (1.0 - p)) / p
+    wet = u > 0
+    uw = np.clip(u, 1e-7, 1 - 1e-7)
+    base = clim["median"] * np.exp(clim["sigma"] * special.ndtri(uw).astype(np.float32))
+    base = R_MAX * np.tanh(base / R_MAX)
+    f = climate.intensity_factor(uw, clim["sigma"], dT).astype(np.float32)
+    rain = np.where(wet, base * f, 0.0).astype(np.float32)
+    conv = wet & (u > 1.0 - clim["conv_frac"])
+    return rain, conv, q
+
+
+def atmosphere(z, zl, q, rain, conv, clim, land_frac, dT) -> dict:
+    """Water vapour, cloud liquid and ice consistent with the rain field (kg m-2)."""
+    p = clim["p_wet"]
+    wv = clim["wv"] * np.float32(climate.vapour_factor(dT)) * np.exp(0.12 * zl) * (1.0 + 0.1 * (rain > 0))
+    p_cloud = np.minimum(0.15 + 3.5 * p, 0.9)
+    v = np.clip((q - (1.0 - p_cloud)) / p_cloud, 0.0, 1.0)
+    clw = 0.25 * v * v + np.where(rain > 0, 0.1 + 0.18 * rain ** 0.6, 0.0)
+    clw = np.minimum(clw, 3.0)
+    iwp = 0.02 * v + np.where(rain > 0, 0.035 * rain ** 0.95 * (1.0 + 1.5 * conv) * (1.0 + 0.6 * land_frac), 0.0)
+    iwp = np.minimum(iwp, 12.0)
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    return {"wv": f32(wv), "clw": f32(clw), "iwp": f32(iwp)}

@@ -413,8 +413,8 @@ def nearest_s2_on_s1(lat1, lon1, lat2, lon2, max_distance_km: float = 15.0):
 # Surface types
 # --------------------------------------------------------------------------------------------
 
-#: Placeholder written where a product gives no surface type (the schema has no "unknown" flag).
-SURFACE_UNKNOWN_PLACEHOLDER = 0
+#: Flag written where a product gives no surface type (the schema's "unknown").
+SURFACE_UNKNOWN_PLACEHOLDER = schema.SURFACE_UNKNOWN
 
 
 def map_cmb_surface(surface: np.ndarray, snow_ice: np.ndarray | None) -> tuple[np.ndarray, int]:
@@ -426,7 +426,7 @@ def map_cmb_surface(surface: np.ndarray, snow_ice: np.ndarray | None) -> tuple[n
     2 snow-covered land, 3 sea ice. Mapping: ocean -> 0 ocean, land -> 1 land, coast -> 2 coast,
     inland water -> 1 land (small water bodies inside land, as GPROF treats "standing water");
     then snowIceCover 3 -> 3 sea ice and 2 -> 4 snow override the class. Missing (NaN/negative)
-    -> placeholder 0, counted.
+    -> unknown (-1), counted.
     """
     s = np.asarray(surface, dtype=np.float64)
     s = np.where(s >= 100, np.floor(s / 100), s)
@@ -502,7 +502,7 @@ def open_1c_gmi(path: str | Path, *, max_s2_distance_km: float = 15.0, surface_f
 
     1C carries no surface type. ``surface_from="auto"`` takes it from the 2A-GMI (GPROF) granule
     of the same orbit in the same folder if there is one (same S1 grid, checked), a path uses
-    that file, ``None`` skips it; without one, ``surface_type`` is the placeholder 0 and the
+    that file, ``None`` skips it; without one, ``surface_type`` is unknown (-1) and the
     attribute ``surface_type_source`` says it is unknown.
 
     Raises :class:`NoValidData` ("no valid brightness temperatures in this granule: <name>") when
@@ -560,7 +560,7 @@ def _surface_for_1c(path: Path, info: GranuleInfo, lat, lon, surface_from) -> tu
         companion = Path(surface_from)
     if companion is None:
         return placeholder, ("unknown: 1C-GMI has no surface type and no 2A-GMI granule of this orbit "
-                             f"was given; surface_type is the placeholder {SURFACE_UNKNOWN_PLACEHOLDER}, not ocean")
+                             f"was given; surface_type is the placeholder {SURFACE_UNKNOWN_PLACEHOLDER}")
     try:
         cinfo = parse_granule_name(companion)
         if cinfo.product != "2A-GMI":
@@ -576,9 +576,9 @@ def _surface_for_1c(path: Path, info: GranuleInfo, lat, lon, surface_from) -> tu
             raise
         # found by name only: a bad neighbour must not stop the 1C from opening
         return placeholder, (f"unknown: the 2A-GMI granule next to it could not be used ({e}); "
-                             f"surface_type is the placeholder {SURFACE_UNKNOWN_PLACEHOLDER}, not ocean")
+                             f"surface_type is the placeholder {SURFACE_UNKNOWN_PLACEHOLDER}")
     flags, unknown = map_gprof_surface(_2d(ds, "surfaceTypeIndex"))
-    return flags, f"GPROF surfaceTypeIndex from {companion.name} ({unknown} pixels unknown -> placeholder 0)"
+    return flags, f"GPROF surfaceTypeIndex from {companion.name} ({unknown} pixels unknown -> unknown (-1))"
 
 
 #: 2B-CMB surface precipitation, in order of preference (V07 name, V06 name, near-surface).
@@ -623,7 +623,7 @@ def open_2b_cmb(path: str | Path, *, allow_empty: bool = False) -> xr.Dataset:
     attrs = _common_attrs(info, "KuGMI")
     attrs.update({
         "sensor": "DPRGMI", "surface_precip_variable": var, "surface_precip_negative_to_nan": negative,
-        "Tc_source": tc_source, "surface_type_source": f"Input/surfaceType + snowIceCover ({unknown} unknown -> 0)",
+        "Tc_source": tc_source, "surface_type_source": f"Input/surfaceType + snowIceCover ({unknown} unknown -> -1)",
         "title": f"GPM 2B-CMB reference swath, orbit {info.orbit}",
     })
     return schema.make_swath(
@@ -661,7 +661,7 @@ def open_2a_dpr(path: str | Path, *, allow_empty: bool = False) -> xr.Dataset:
         "sensor": "DPR", "reference_only": 1, "surface_precip_variable": "precipRateNearSurface",
         "surface_precip_negative_to_nan": negative,
         "Tc_source": "none: radar product, Tc is all NaN",
-        "surface_type_source": f"landSurfaceType + snowIceCover ({unknown} unknown -> 0)",
+        "surface_type_source": f"landSurfaceType + snowIceCover ({unknown} unknown -> -1)",
         "title": f"GPM 2A-DPR reference swath, orbit {info.orbit}",
     })
     return schema.make_swath(
@@ -757,7 +757,7 @@ def open_2a_gprof(path: str | Path, *, allow_empty: bool = False) -> xr.Dataset:
         "quantile_approximation": "levels 1/3 and 2/3 from precip1stTertial/precip2ndTertial; median = their midpoint",
         "quantiles_sorted": crossed,
         "p_heavy_source": "not available from GPROF (NaN)",
-        "surface_type_source": f"surfaceTypeIndex ({unknown} unknown -> 0)",
+        "surface_type_source": f"surfaceTypeIndex ({unknown} unknown -> -1)",
     }
     out = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     return schema.validate(out, kind="retrieval")

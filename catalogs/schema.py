@@ -75,7 +75,9 @@ N_CHANNELS = len(CHANNELS)
 TB_VALID_RANGE = (20.0, 350.0)
 
 #: CF flag values of ``surface_type``.
-SURFACE_TYPES = {0: "ocean", 1: "land", 2: "coast", 3: "sea_ice", 4: "snow"}
+SURFACE_TYPES = {0: "ocean", 1: "land", 2: "coast", 3: "sea_ice", 4: "snow", -1: "unknown"}
+#: Flag for pixels whose surface is not known (e.g. a 1C granule without its 2A companion).
+SURFACE_UNKNOWN = -1
 
 #: Bits of ``quality_flag`` (CF flag_masks).
 QUALITY_BITS = {1: "tb_missing", 2: "tb_out_of_range", 4: "geolocation_missing", 8: "reference_missing"}

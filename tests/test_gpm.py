@@ -386,13 +386,13 @@ def test_map_cmb_surface():
     surface = np.array([0, 1, 2, 3, 0, 1, 100, 200, np.nan])
     snow = np.array([0, 1, 0, 0, 3, 2, 1, 0, 0])
     flags, unknown = gpm.map_cmb_surface(surface, snow)
-    assert flags.tolist() == [0, 1, 2, 1, 3, 4, 1, 2, 0] and unknown == 1
+    assert flags.tolist() == [0, 1, 2, 1, 3, 4, 1, 2, -1] and unknown == 1
 
 
 def test_map_gprof_surface():
     idx = np.array([1, 2, 3, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18, np.nan, -99])
     flags, unknown = gpm.map_gprof_surface(idx)
-    assert flags.tolist() == [0, 3, 1, 1, 4, 4, 1, 2, 2, 2, 3, 1, 4, 0, 0] and unknown == 2
+    assert flags.tolist() == [0, 3, 1, 1, 4, 4, 1, 2, 2, 2, 3, 1, 4, -1, -1] and unknown == 2
     assert set(gpm.GPROF_SURFACE_MAP.values()) <= set(schema.SURFACE_TYPES)
 
 

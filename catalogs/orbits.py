@@ -1,0 +1,139 @@
+"""The orbit index: which orbits crossed a region during a period.
+
+Synthetic orbits come from the simulator's orbit geometry (exact ground tracks, widened to the
+swath); real orbits from granule file names (times) and, for a region, the granules' own
+geolocation. A region is a lat/lon box (``(lon0, lat0, lon1, lat1)``, ``lon0 > lon1`` crossing the
+antimeridian) or any ``mask(lat, lon) -> bool`` function (e.g. an AR6 region from
+:mod:`evaluation.regions`, resolved by the caller: this layer does not import evaluation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+EARTH_RADIUS_KM = 6371.0
+MaskFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: Track points per orbit and across-swath samples used to test whether an orbit saw a region.
+TRACK_POINTS = 180
+ACROSS_SAMPLES = 5
+#: Longest period answered at once (the synthetic record has ~5,600 orbits a year).
+MAX_ORBITS = 400_000
+
+
+def bbox_mask(bbox: tuple[float, float, float, float]) -> MaskFn:
+    """Mask function of a lon/lat box; ``lon0 > lon1`` means the box crosses the antimeridian."""
+    lon0, lat0, lon1, lat1 = (float(v) for v in bbox)
+    if not (-90 <= lat0 < lat1 <= 90):
+        raise ValueError(f"invalid box latitudes {lat0}..{lat1}: need -90 <= lat0 < lat1 <= 90")
+    for v in (lon0, lon1):
+        if not -180 <= v <= 360:
+            raise ValueError(f"invalid box longitude {v}: need -180..360")
+    lon0 = (lon0 + 180) % 360 - 180
+    lon1 = (lon1 + 180) % 360 - 180 if lon1 != 180 else 180.0
+
+    def mask(lat, lon):
+        lon = (np.asarray(lon) + 180) % 360 - 180
+        inlat = (lat >= lat0) & (lat <= lat1)
+        if lon0 <= lon1:
+            return inlat & (lon >= lon0) & (lon <= lon1)
+        return inlat & ((lon >= lon0) | (lon <= lon1))
+
+    return mask
+
+
+def _to_xyz(lat, lon):
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+
+def _to_latlon(xyz):
+    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+    return np.degrees(np.arcsin(np.clip(z, -1, 1))), np.degrees(np.arctan2(y, x))
+
+
+def swath_points(lat: np.ndarray, lon: np.ndarray, half_width_km: float, n_across: int = ACROSS_SAMPLES):
+    """Widen ground tracks (..., n) to points across the swath (..., n, n_across) on the sphere."""
+    p = _to_xyz(lat, lon)
+    v = np.gradient(p, axis=-2)
+    across = np.cross(p, v)
+    across /= np.linalg.norm(across, axis=-1, keepdims=True) + 1e-12
+    a = half_width_km / EARTH_RADIUS_KM * np.linspace(-1, 1, n_across)
+    pts = np.cos(a)[:, None] * p[..., None, :] + np.sin(a)[:, None] * across[..., None, :]
+    return _to_latlon(pts)
+
+
+def synthetic_orbits(
+    start, end, *, bbox: Optional[tuple] = None, mask: Optional[MaskFn] = None,
+    region_name: str | None = None,
+) -> pd.DataFrame:
+    """Synthetic orbits whose swath touched the region between ``start`` and ``end``.
+
+    Returns one row per orbit: ``orbit``, ``start_time``, ``end_time``, ``coverage`` (fraction of
+    the sampled swath points inside the region; 1 for a global query).
+    """
+    from catalogs.simulator import geometry as geo
+
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if pd.isna(start) or pd.isna(end):
+        raise ValueError("start and end of the period are required")
+    if end <= start:
+        raise ValueError(f"empty period: end {end} is not after start {start}")
+    if bbox is not None and mask is not None:
+        raise ValueError("give a box or a mask, not both")
+    if bbox is not None:
+        mask = bbox_mask(bbox)
+    lo, hi = geo.ORBIT_RANGE
+    o0 = int(geo.orbit_at_time(np.datetime64(start.to_datetime64(), "ns")))
+    o1 = int(geo.orbit_at_time(np.datetime64(end.to_datetime64(), "ns")))
+    o0, o1 = max(o0, lo), min(o1, hi)
+    if o1 < o0:
+        raise ValueError(f"the period {start.date()}..{end.date()} is outside the synthetic record")
+    if o1 - o0 + 1 > MAX_ORBITS:
+        raise ValueError(f"period too long: {o1 - o0 + 1} orbits (at most {MAX_ORBITS}); shorten it")
+    rows = []
+    for c0 in range(o0, o1 + 1, 4000):
+        orbits = np.arange(c0, min(c0 + 4000, o1 + 1))
+        t0 = np.asarray([geo.orbit_start_time(o) for o in orbits]).astype("datetime64[ns]")
+        t1 = t0 + np.timedelta64(int(geo.PERIOD_S * 1e9), "ns")
+        if mask is None:
+            cov = np.ones(len(orbits))
+        else:
+            lat, lon, _ = geo.subsatellite_track(orbits, TRACK_POINTS)
+            plat, plon = swath_points(lat, lon, geo.swath_half_width_km)
+            cov = np.asarray(mask(plat, plon)).reshape(len(orbits), -1).mean(axis=1)
+        keep = (cov > 0) & (t1 > start.to_datetime64()) & (t0 < end.to_datetime64())
+        rows.append(pd.DataFrame({"orbit": orbits[keep], "start_time": t0[keep],
+                                  "end_time": t1[keep], "coverage": cov[keep]}))
+    df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["orbit", "start_time", "end_time", "coverage"])
+    df.attrs.update(source="synthetic", region=region_name or (str(bbox) if bbox else "global"),
+                    start=str(start), end=str(end))
+    return df
+
+
+def granule_orbits(table: pd.DataFrame, start, end, *, mask: Optional[MaskFn] = None,
+                   open_latlon: Optional[Callable[[str], tuple]] = None) -> pd.DataFrame:
+    """Real orbits from a granule table (:func:`catalogs.gpm.scan_granules`) in a period.
+
+    With a region ``mask``, each candidate granule's geolocation is read with ``open_latlon(path)
+    -> (lat, lon)`` (file names carry no geometry) and kept if any pixel falls inside.
+    """
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if end <= start:
+        raise ValueError(f"empty period: end {end} is not after start {start}")
+    sel = table[(table["end"] > start) & (table["start"] < end)].copy()
+    if mask is not None:
+        if open_latlon is None:
+            raise ValueError("a region query on real granules needs open_latlon")
+        hits = []
+        for path in sel["path"]:
+            lat, lon = open_latlon(path)
+            hits.append(float(np.mean(mask(np.asarray(lat), np.asarray(lon)))))
+        sel["coverage"] = hits
+        sel = sel[sel["coverage"] > 0]
+    return sel.reset_index(drop=True)

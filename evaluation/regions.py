@@ -134,8 +134,8 @@ class Region:
         la = np.where(ok, lat, 0.0)
         inside = np.zeros(lat.shape, dtype=bool)
         for shift in (0.0, 360.0, -360.0):
-            inside |= shapely.contains_xy(geom, w + shift, la)
-            # points on the boundary count (regionmask convention is similar for edges)
+            inside |= shapely.intersects_xy(geom, w + shift, la)
+            # points on the boundary count as inside
         return ok & inside
 
     def to_json(self) -> dict:

@@ -80,8 +80,12 @@ def mann_kendall(y, method="hamed_rao", alpha=0.05) -> dict:
     if y.size < 4:
         return {"test": method, "trend": "no trend", "p": float("nan"), "z": float("nan"), "tau": float("nan"),
                 "s": float("nan"), "var_s": float("nan"), "var_s_original": float("nan"), "n": int(y.size)}
-    r = MK_TESTS[method](y, alpha=alpha)
-    r0 = mk.original_test(y, alpha=alpha)
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant series: autocorrelation 0/0
+        r = MK_TESTS[method](y, alpha=alpha)
+        r0 = mk.original_test(y, alpha=alpha)
     var_s = float(r.var_s)
     if not np.isfinite(var_s) or var_s <= 0:
         var_s = float(r0.var_s)
@@ -152,7 +156,10 @@ def trend(time, values, *, gmst=None, method="hamed_rao", confidence=0.95, desea
     s_rel = sen_slope(z, dec, var_s=var_for(dec), confidence=confidence)
 
     def rel(b):
-        return 100 * np.expm1(b) if log else 100 * b / np.mean(y)
+        if log:
+            return 100 * np.expm1(b)
+        m = np.mean(y)
+        return 100 * b / m if m != 0 else float("nan")
 
     out.update({
         "method": "log" if log else "linear",

@@ -4,4 +4,6 @@
 COMMAND_MODULES = [
     "catalog",
     "simulate",
+    "models",
+    "serve",
 ]

@@ -1,0 +1,311 @@
+"""Fast on-demand inference on whole orbits.
+
+- :func:`choose_device` picks CUDA, then MPS, then CPU (or what the user asked for) in one place.
+- :func:`predict_swath` is a pure function: canonical swath in, canonical retrieval out. It tiles
+  the orbit along track with overlap, runs tiles in batches and blends them with weights that
+  are zero within the model's receptive margin of a tile edge and ramp linearly across the rest
+  of the overlap, so the result equals a single pass (no seams). Pixels with missing or invalid
+  Tb give NaN. On GPU it uses channels-last and bf16/fp16 autocast; a CUDA out-of-memory halves
+  the batch, then falls back to the CPU, with a message.
+- :func:`run_inference` adds the store: output keyed by model checkpoint hash and orbit
+  (:func:`catalogs.outputs.output_path`), written atomically, a complete store is a cache hit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from catalogs import schema
+from catalogs.outputs import output_path
+from catalogs.store import is_complete, write_dataset
+from models.base import InferenceCancelled, ModelError, Retriever
+from models.quantiles import derived_products
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+
+# -- device -------------------------------------------------------------------------------
+def choose_device(pref: str = "auto") -> torch.device:
+    """``"auto"``: CUDA if available, then MPS, then CPU; or exactly ``"cpu"``/``"cuda"``/``"mps"``
+    (a clear :class:`ModelError` if that device is not available)."""
+    pref = (pref or "auto").lower()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if has_mps:
+            return torch.device("mps")
+        return torch.device("cpu")
+    if pref.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError("device 'cuda' requested but no CUDA GPU is available (use --device auto or cpu)")
+        return torch.device(pref)
+    if pref == "mps":
+        if not has_mps:
+            raise ModelError("device 'mps' requested but MPS is not available")
+        return torch.device("mps")
+    if pref == "cpu":
+        return torch.device("cpu")
+    raise ModelError(f"unknown device {pref!r}; use auto, cpu, cuda or mps")
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable description of a device, for reports."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
+
+
+# -- tiling -------------------------------------------------------------------------------
+def plan_tiles(n_rows: int, tile: int, overlap: int, multiple: int) -> list[int]:
+    """Start rows of tiles of length ``tile`` covering ``n_rows`` (a multiple of ``multiple``)
+    with at least ``overlap`` rows shared between neighbours; every start is a multiple of
+    ``multiple`` and the last tile ends at ``n_rows``."""
+    if tile >= n_rows:
+        return [0]
+    step = max(multiple, (tile - overlap) // multiple * multiple)
+    starts = list(range(0, n_rows - tile, step))
+    starts.append(n_rows - tile)
+    return sorted(set(starts))
+
+
+def tile_weights(length: int, first: bool, last: bool, margin: int, overlap: int) -> np.ndarray:
+    """Blending weights along one tile: 0 within ``margin`` of an interior edge, then a linear
+    ramp up to 1 at ``overlap - margin`` from that edge."""
+    w = np.ones(length, np.float32)
+    if overlap <= 0:
+        return w
+    ramp_len = max(overlap - 2 * margin, 1)
+    d = np.arange(length, dtype=np.float32)
+    ramp = np.clip((d - margin + 1) / (ramp_len + 1), 0.0, 1.0)
+    if not first:
+        w = np.minimum(w, ramp)
+    if not last:
+        w = np.minimum(w, ramp[::-1])
+    return w
+
+
+def _pad_to(n: int, multiple: int) -> int:
+    return int(math.ceil(n / multiple) * multiple)
+
+
+def invalid_tb_mask(tc: np.ndarray) -> np.ndarray:
+    """(A, C) True where any channel is missing, non-finite or outside the physical range."""
+    lo, hi = schema.TB_VALID_RANGE
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(tc) | (tc < lo) | (tc > hi)
+    return bad.any(axis=-1)
+
+
+def _default_batch(device: torch.device, tile_pixels: int, retriever: Retriever, n_tiles: int) -> int:
+    if device.type == "cuda":
+        try:
+            free, _ = torch.cuda.mem_get_info(device)
+        except Exception:  # pragma: no cover - old drivers
+            free = 2 * 1024**3
+        per_tile = tile_pixels * getattr(retriever, "bytes_per_pixel", 4096)
+        return int(max(1, min(n_tiles, 0.5 * free // max(per_tile, 1))))
+    return int(max(1, min(n_tiles, getattr(retriever, "cpu_batch_tiles", 2))))
+
+
+def predict_swath(
+    retriever: Retriever,
+    swath: xr.Dataset,
+    *,
+    device: str | torch.device | None = None,
+    tile_scans: int | None = None,
+    overlap: int | None = None,
+    batch_tiles: int | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    validate: bool = True,
+) -> xr.Dataset:
+    """Run ``retriever`` on a canonical swath of any length; return the canonical retrieval
+    dataset (quantiles + mean, median, PoP, P(heavy)), NaN where the Tb are invalid."""
+    if "Tc" not in swath:
+        raise ModelError("swath has no 'Tc' brightness temperatures")
+    n_chan = swath.sizes.get(schema.FREQ, swath["Tc"].shape[-1])
+    if n_chan != schema.N_CHANNELS:
+        raise ModelError(f"model {retriever.name!r} needs the {schema.N_CHANNELS} GMI channels; "
+                         f"the swath has {n_chan} channels along 'pmw_frequency'")
+    if validate:
+        schema.validate(swath, "swath")
+    dev = torch.device(device) if device is not None else retriever.device
+    tc = np.asarray(swath["Tc"].transpose(schema.ALONG, schema.CROSS, schema.FREQ).values, np.float32)
+    bad = invalid_tb_mask(tc)
+    tc = np.where(bad[..., None], np.float32(np.nan), tc)
+    n_along, n_cross = tc.shape[:2]
+    mult = retriever.multiple
+    rows, cols = _pad_to(n_along, mult), _pad_to(n_cross, mult)
+    x = np.full((schema.N_CHANNELS, rows, cols), np.nan, np.float32)
+    x[:, :n_along, :n_cross] = np.moveaxis(tc, -1, 0)
+    x = torch.from_numpy(x)
+
+    margin = retriever.overlap_margin
+    cfg = getattr(retriever, "inference_config", {}) or {}
+    tile = _pad_to(tile_scans or cfg.get("tile_scans", 768), mult)
+    ov = overlap if overlap is not None else cfg.get("overlap", 2 * margin + 32)
+    ov = max(ov, 2 * margin + 2) if margin else ov
+    tile = max(tile, _pad_to(2 * ov + mult, mult))  # a tile advances by at least `overlap`
+    starts = plan_tiles(rows, tile, ov, mult)
+    tile_len = min(tile, rows)
+    n_q = len(retriever.levels)
+    acc = torch.zeros((n_q, rows, cols), dtype=torch.float32)
+    wsum = torch.zeros((rows, 1), dtype=torch.float32)
+    batch = batch_tiles or _default_batch(dev, tile_len * cols, retriever, len(starts))
+    retriever = retriever.to(dev)
+    done = 0
+    i = 0
+    while i < len(starts):
+        if cancel is not None and cancel.is_set():
+            raise InferenceCancelled("inference cancelled")
+        group = starts[i:i + batch]
+        xb = torch.stack([x[:, s:s + tile_len] for s in group])
+        try:
+            yb = _run_batch(retriever, xb, dev)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if batch > 1:
+                batch = max(1, batch // 2)
+                msg = f"CUDA out of memory: retrying with {batch} tile(s) per batch"
+            else:
+                dev = torch.device("cpu")
+                retriever = retriever.to(dev)
+                msg = "CUDA out of memory with one tile: falling back to the CPU"
+            log.warning(msg)
+            if progress:
+                progress(done, len(starts), msg)
+            continue
+        for k, s in enumerate(group):
+            w = torch.from_numpy(tile_weights(tile_len, s == 0, s + tile_len >= rows, margin, ov))
+            acc[:, s:s + tile_len] += yb[k] * w[None, :, None]
+            wsum[s:s + tile_len, 0] += w
+        done += len(group)
+        i += len(group)
+        if progress:
+            progress(done, len(starts), f"tiles on {dev.type}")
+    q = (acc / wsum[None]).numpy()[:, :n_along, :n_cross]
+    q = np.moveaxis(q, 0, -1)  # (A, C, Q)
+    # blending is a convex combination of monotone vectors: still monotone; enforce exactly
+    np.maximum.accumulate(q, axis=-1, out=q)
+    q[bad] = np.nan
+    return make_retrieval(swath, q, retriever)
+
+
+@torch.inference_mode()
+def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    xb = xb.to(dev, non_blocking=True)
+    if dev.type == "cuda":
+        xb = xb.contiguous(memory_format=torch.channels_last)
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        with torch.autocast("cuda", dtype=dtype):
+            y = retriever.predict_batch(xb)
+    else:
+        if getattr(retriever, "channels_last", False):
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        y = retriever.predict_batch(xb)
+    return y.float().cpu()
+
+
+def make_retrieval(swath: xr.Dataset, q: np.ndarray, retriever: Retriever) -> xr.Dataset:
+    """Canonical retrieval dataset from quantiles ``q`` (A, C, Q) on the swath's grid."""
+    levels = np.asarray(retriever.levels, np.float64)
+    prods = derived_products(q, levels)
+    dims2 = (schema.ALONG, schema.CROSS)
+    data = {
+        "precip_quantiles": (dims2 + (schema.QUANTILE,), q.astype(np.float32), {
+            "units": schema.RAIN_UNITS, "long_name": "quantiles of the posterior surface precipitation rate"}),
+    }
+    for name, arr in prods.items():
+        units, long_name = schema.RETRIEVAL_PRODUCTS[name]
+        data[name] = (dims2, arr, {"units": units, "long_name": long_name})
+    coords = {c: swath[c] for c in ("lat", "lon", "time")}
+    coords[schema.QUANTILE] = (schema.QUANTILE, levels, {"long_name": "quantile level"})
+    attrs = {k: swath.attrs[k] for k in ("orbit_number", "sensor", "platform", "source") if k in swath.attrs}
+    attrs.update({
+        "Conventions": "CF-1.10",
+        "title": f"{retriever.name} retrieval, orbit {swath.attrs.get('orbit_number')}",
+        "model": retriever.name,
+        "model_kind": retriever.kind,
+        "model_sha256": retriever.sha256,
+    })
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    return schema.validate(ds, "retrieval")
+
+
+# -- orbits and the store ---------------------------------------------------------------------
+def load_swath(orbit: int, source: str = "synthetic", world_seed: int = 0) -> xr.Dataset:
+    """The canonical swath of ``orbit`` from ``source`` (``synthetic``: the simulator)."""
+    if source == "synthetic":
+        from catalogs.simulator import simulate_orbit
+
+        return simulate_orbit(int(orbit), world_seed=int(world_seed), source="observed")
+    raise ModelError(f"unknown source {source!r} for inference; supported: 'synthetic'")
+
+
+def store_source(source: str, world_seed: int = 0) -> str:
+    """The folder name of a source in the output store (world seed included when not 0)."""
+    return source if int(world_seed) == 0 else f"{source}-w{int(world_seed)}"
+
+
+def run_inference(
+    model_name: str,
+    orbit: int,
+    source: str = "synthetic",
+    world_seed: int = 0,
+    device: str = "auto",
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    swath: xr.Dataset | None = None,
+    info: dict | None = None,
+) -> Path:
+    """Retrieve ``orbit`` with the registered model ``model_name`` and return the path of the
+    complete output store. A complete store for the same checkpoint hash and orbit is a cache
+    hit (nothing recomputed). ``swath`` may be given instead of loading the orbit. ``info``, if
+    given, is filled with ``cache_hit``, ``device`` and ``seconds``."""
+    from models.registry import load_model
+
+    t0 = time.perf_counter()
+    info = info if info is not None else {}
+    retriever = load_model(model_name)
+    path = output_path(retriever.name, retriever.sha256, int(orbit), store_source(source, world_seed))
+    if is_complete(path):
+        info.update(cache_hit=True, device=None, seconds=time.perf_counter() - t0, path=str(path))
+        if progress:
+            progress(1, 1, "cache hit")
+        return path
+    dev = choose_device(device)
+    info["device"] = device_name(dev)
+    if progress:
+        progress(0, 1, f"loading orbit {orbit} ({source})")
+    if swath is None:
+        swath = load_swath(orbit, source, world_seed)
+    if cancel is not None and cancel.is_set():
+        raise InferenceCancelled("inference cancelled")
+    ds = predict_swath(retriever, swath, device=dev, progress=progress, cancel=cancel)
+    if cancel is not None and cancel.is_set():
+        raise InferenceCancelled("inference cancelled")
+    ds.attrs["world_seed"] = int(world_seed)
+    ds.attrs["device"] = info["device"]
+    write_dataset(ds, path, meta={"model": retriever.name, "model_sha256": retriever.sha256,
+                                  "orbit": int(orbit), "source": source, "world_seed": int(world_seed)})
+    info.update(cache_hit=False, seconds=time.perf_counter() - t0, path=str(path))
+    return path

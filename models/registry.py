@@ -1,0 +1,230 @@
+"""The registry of retrieval models and their model cards.
+
+A model lives in a folder ``<name>/`` holding ``model.safetensors`` (weights or database) and
+``card.yaml`` (the :class:`ModelCard`). Folders are looked up in the user's data root
+(``<data_root>/models/<name>``, where ``raincheck train`` writes by default) and then among the
+checkpoints shipped with the package (``models/checkpoints/<name>``): a model trained by the
+user under a shipped name takes precedence. Shipped: ``unet-reference`` (the DRAIN-like U-Net)
+and ``bayes-baseline`` (the GPROF-like Bayesian database retrieval).
+
+Loading is safe: only safetensors files are read (a pickle checkpoint is refused, nothing is
+unpickled), and the file's sha256 must match the card's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from catalogs.config import get_roots
+from catalogs.outputs import check_name
+from models.base import ModelError, Retriever
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+WEIGHTS = "model.safetensors"
+CARD = "card.yaml"
+
+
+@dataclass
+class ModelCard:
+    """What is known about a model: identity, configuration, provenance and skill."""
+
+    name: str
+    kind: str  # "unet" or "bayes"
+    config: dict
+    checkpoint_sha256: str
+    levels: list[float]
+    training: dict = field(default_factory=dict)  # source, world_seed, periods, command, ...
+    metrics: dict = field(default_factory=dict)  # held-out scores, per model and reference
+    parameters: int = 0
+    created: str = ""
+    notes: str = ""
+    path: str = ""  # folder the card was read from (not written)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("path")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, path: str = "") -> "ModelCard":
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = {"name", "kind", "config", "checkpoint_sha256", "levels"} - set(d)
+        if missing:
+            raise ModelError(f"model card {path or '?'} lacks {sorted(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in names and k != "path"}, path=str(path))
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        p = Path(folder) / CARD
+        tmp = p.with_name(f".{CARD}.tmp")
+        tmp.write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False, allow_unicode=True))
+        os.replace(tmp, p)
+        return p
+
+    @property
+    def weights_path(self) -> Path:
+        return Path(self.path) / WEIGHTS
+
+
+def _plain(x):
+    """Convert numpy scalars/arrays and tuples to plain YAML-safe Python."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _plain(x.tolist())
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, (Path, str)):
+        return str(x)
+    return x
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def user_models_dir() -> Path:
+    return get_roots().data_root / "models"
+
+
+def _search_dirs() -> list[Path]:
+    return [user_models_dir(), SHIPPED_DIR]
+
+
+def _folder(name: str) -> Path:
+    try:
+        check_name(name)
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+    for d in _search_dirs():
+        if (d / name / CARD).is_file():
+            return d / name
+    raise ModelError(f"unknown model {name!r}; known models: {', '.join(c.name for c in list_models()) or 'none'}")
+
+
+def read_card(folder: str | os.PathLike) -> ModelCard:
+    folder = Path(folder)
+    try:
+        d = yaml.safe_load((folder / CARD).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ModelError(f"cannot read model card {folder / CARD}: {e}") from None
+    if not isinstance(d, dict):
+        raise ModelError(f"model card {folder / CARD} is not a mapping")
+    return ModelCard.from_dict(d, path=str(folder))
+
+
+def list_models() -> list[ModelCard]:
+    """Cards of every available model (user-trained first shadows shipped of the same name)."""
+    seen: dict[str, ModelCard] = {}
+    for d in _search_dirs():
+        if not d.is_dir():
+            continue
+        for sub in sorted(d.iterdir()):
+            if (sub / CARD).is_file() and sub.name not in seen:
+                try:
+                    seen[sub.name] = read_card(sub)
+                except ModelError:
+                    continue
+    return [seen[k] for k in sorted(seen)]
+
+
+def get_card(name: str) -> ModelCard:
+    return read_card(_folder(name))
+
+
+_PICKLE_HINT = "pickle checkpoints are refused (they can run arbitrary code); convert to safetensors"
+
+
+def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors checkpoint. Refuses anything else (pickle / torch.save zips)
+    and, if ``expected_sha256`` is given, a file whose hash differs (a corrupt checkpoint)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} not found")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise ModelError(f"checkpoint {path} is a pickle / torch.save file: {_PICKLE_HINT}")
+    if expected_sha256 is not None:
+        got = sha256_file(path)
+        if got != expected_sha256:
+            raise ModelError(f"checkpoint {path} is corrupt: sha256 {got[:12]}… does not match the "
+                             f"model card's {str(expected_sha256)[:12]}…")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"checkpoint {path} is corrupt or not a safetensors file ({e}); {_PICKLE_HINT}") from None
+
+
+def save_model(folder: str | os.PathLike, tensors: dict[str, torch.Tensor], card: ModelCard) -> ModelCard:
+    """Write ``model.safetensors`` then ``card.yaml`` (with the file's sha256) into ``folder``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{WEIGHTS}.tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, folder / WEIGHTS)
+    card.checkpoint_sha256 = sha256_file(folder / WEIGHTS)
+    card.path = str(folder)
+    card.save(folder)
+    return card
+
+
+def retriever_from(card: ModelCard, tensors: dict[str, torch.Tensor]) -> Retriever:
+    if card.kind == "unet":
+        from models.unet_retriever import UNetRetriever
+
+        return UNetRetriever(card, tensors)
+    if card.kind == "bayes":
+        from models.bayes import BayesRetriever
+
+        return BayesRetriever(card, tensors)
+    raise ModelError(f"model {card.name!r} has unknown kind {card.kind!r} (expected 'unet' or 'bayes')")
+
+
+def load_model(name: str, device: str | torch.device | None = None) -> Retriever:
+    """Load a registered model by name (safetensors only, hash checked) as a :class:`Retriever`."""
+    card = get_card(name)
+    tensors = load_checkpoint(card.weights_path, expected_sha256=card.checkpoint_sha256)
+    r = retriever_from(card, tensors)
+    if device is not None:
+        from models.inference import choose_device
+
+        r = r.to(choose_device(str(device)))
+    return r
+
+
+def load_config(path_or_name: str | os.PathLike) -> dict:
+    """A model/training config from a YAML path or the name of a shipped config."""
+    p = Path(path_or_name)
+    if not p.suffix:
+        p = CONFIG_DIR / f"{path_or_name}.yaml"
+    if not p.is_file():
+        raise ModelError(f"config {path_or_name!r} not found (shipped: "
+                         f"{', '.join(sorted(q.stem for q in CONFIG_DIR.glob('*.yaml')))})")
+    try:
+        cfg = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ModelError(f"config {p} is not valid YAML: {e}") from None
+    if not isinstance(cfg, dict) or "name" not in cfg or "kind" not in cfg:
+        raise ModelError(f"config {p} must be a mapping with at least 'name' and 'kind'")
+    check_name(cfg["name"])
+    return cfg

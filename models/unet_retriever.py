@@ -1,0 +1,67 @@
+"""The U-Net as a :class:`models.base.Retriever`: built from its card and safetensors weights,
+BatchNorm folded into the convolutions and channels-last for inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.base import ModelError, Retriever
+from models.unet import QuantileUNet, resolve_channels
+
+
+def build_unet(config: dict) -> QuantileUNet:
+    net = config.get("network", {}) or {}
+    levels = config["quantile_levels"]
+    return QuantileUNet(
+        n_quantiles=len(levels),
+        channels=resolve_channels(config.get("channels", "all")),
+        base=int(net.get("base", 16)),
+        depth=int(net.get("depth", 3)),
+        max_width=int(net.get("max_width", 256)),
+    )
+
+
+class UNetRetriever(Retriever):
+    kind = "unet"
+
+    def __init__(self, card, tensors: dict[str, torch.Tensor]):
+        self.card = card
+        self.name = card.name
+        self.sha256 = card.checkpoint_sha256
+        self.levels = np.asarray(card.levels, np.float64)
+        net = build_unet(card.config)
+        if net.n_quantiles != self.levels.size:
+            raise ModelError(f"model {card.name!r}: config has {net.n_quantiles} quantiles, card {self.levels.size}")
+        try:
+            net.load_state_dict(tensors, strict=True)
+        except RuntimeError as e:
+            raise ModelError(f"checkpoint of {card.name!r} does not fit its config: {str(e).splitlines()[0]}") from None
+        self.net = net.eval()
+        self._fast = net.fused().eval()
+        inf = card.config.get("inference", {}) or {}
+        self.channels_last = bool(inf.get("channels_last", True))
+        if self.channels_last:
+            self._fast = self._fast.to(memory_format=torch.channels_last)
+        self.inference_config = inf
+        self.multiple = net.multiple
+        self.overlap_margin = net.receptive_radius
+        self.cpu_batch_tiles = int(inf.get("cpu_batch_tiles", 2))
+        base = int((card.config.get("network") or {}).get("base", 16))
+        self.bytes_per_pixel = 4 * 12 * base + 4 * 2 * self.levels.size  # rough activation memory
+        self._device = torch.device("cpu")
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def to(self, device) -> "UNetRetriever":
+        device = torch.device(device)
+        if device != self._device:
+            self._fast = self._fast.to(device)
+            self.net = self.net.to(device)
+            self._device = device
+        return self
+
+    def predict_batch(self, tb: torch.Tensor) -> torch.Tensor:
+        return self._fast(tb)

@@ -171,17 +171,30 @@ def fss(pred_field, ref_field, threshold, window) -> float:
 
 
 # --------------------------------------------------------------------------- additive route
-def stat_names(thresholds=THRESHOLDS, levels=None, coverage=COVERAGE, pit_bins=PIT_BINS,
-               fss_thresholds=FSS_THRESHOLDS, fss_windows=FSS_WINDOWS, coherence_tile=COHERENCE_TILE):
-    """Names of the entries of the sufficient-statistics vector, in order."""
+#: quantile levels whose quantile score is kept in the additive statistics (when predicted)
+QS_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+
+
+def _qs_levels(levels):
+    lv = np.asarray(levels, dtype=np.float64)
+    return [a for a in QS_LEVELS if np.min(np.abs(lv - a)) < 1e-6]
+
+
+def pixel_stat_names(thresholds=THRESHOLDS, levels=None, coverage=COVERAGE, pit_bins=PIT_BINS):
+    """Names of the per-pixel additive statistics, in order (see :func:`pixel_stats`)."""
     names = ["n", "sum_p", "sum_r", "sum_pp", "sum_rr", "sum_pr", "sum_abs", "smape_sum", "smape_n"]
     for t in thresholds:
         names += [f"a@{t:g}", f"b@{t:g}", f"c@{t:g}", f"d@{t:g}"]
     if levels is not None:
         names += ["prob_n", "crps_sum"]
-        names += [f"qs_sum@{a:g}" for a in levels]
+        names += [f"qs_sum@{a:g}" for a in _qs_levels(levels)]
         names += [f"pit{i}" for i in range(pit_bins)]
         names += [f"cov@{c:g}" for c in _interval_indices(levels, coverage)]
+    return names
+
+
+def field_stat_names(fss_thresholds=FSS_THRESHOLDS, fss_windows=FSS_WINDOWS, coherence_tile=COHERENCE_TILE):
+    names = []
     for t in fss_thresholds:
         for w in fss_windows:
             names += [f"fss_num@{t:g}/{w}", f"fss_den@{t:g}/{w}"]
@@ -191,6 +204,72 @@ def stat_names(thresholds=THRESHOLDS, levels=None, coverage=COVERAGE, pit_bins=P
     return names
 
 
+def stat_names(thresholds=THRESHOLDS, levels=None, coverage=COVERAGE, pit_bins=PIT_BINS,
+               fss_thresholds=FSS_THRESHOLDS, fss_windows=FSS_WINDOWS, coherence_tile=COHERENCE_TILE):
+    """Names of the entries of the :func:`skill_stats` vector, in order."""
+    return (pixel_stat_names(thresholds, levels, coverage, pit_bins)
+            + field_stat_names(fss_thresholds, fss_windows, coherence_tile))
+
+
+def pixel_stats(pred, ref, *, quantiles=None, levels=None, thresholds=THRESHOLDS, coverage=COVERAGE,
+                pit_bins=PIT_BINS):
+    """Per-pixel contributions to the additive statistics: (valid mask over the flattened
+    input, matrix (n_valid, K) laid out as :func:`pixel_stat_names`). Summing rows over any
+    grouping gives that group's statistics."""
+    P = np.asarray(pred, dtype=np.float64).ravel()
+    R = np.asarray(ref, dtype=np.float64).ravel()
+    ok = np.isfinite(P) & np.isfinite(R)
+    q = None
+    if levels is not None:
+        q = np.asarray(quantiles, dtype=np.float64).reshape(P.size, -1)
+        ok &= np.all(np.isfinite(q), axis=1)
+        q = q[ok]
+    p, r = P[ok], R[ok]
+    d = p - r
+    sel = r >= SMAPE_THRESHOLD
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smape = np.where(sel, np.abs(d) / ((np.abs(p) + np.abs(r)) / 2), 0.0)
+    cols = [np.ones_like(p), p, r, p * p, r * r, p * r, np.abs(d), smape, sel.astype(np.float64)]
+    for t in thresholds:
+        pe, re_ = p >= t, r >= t
+        cols += [(pe & re_), (pe & ~re_), (~pe & re_), (~pe & ~re_)]
+    if levels is not None:
+        lv = np.asarray(levels, dtype=np.float64)
+        if r.size:
+            dist = _qdist(q, lv)
+            crps = np.asarray(dist.crps(r), dtype=np.float64).reshape(-1)
+            pit = np.clip(np.asarray(dist.cdf(r), dtype=np.float64).reshape(-1), 0, 1)
+        else:
+            crps, pit = np.zeros(0), np.zeros(0)
+        cols += [np.ones_like(r), crps]
+        for a in _qs_levels(lv):
+            i = int(np.argmin(np.abs(lv - a)))
+            diff = r - q[:, i]
+            cols.append(np.where(diff >= 0, a * diff, (a - 1) * diff))
+        pb = np.minimum((pit * pit_bins).astype(np.int64), pit_bins - 1)
+        cols += [pb == k for k in range(pit_bins)]
+        for c, (i, j) in _interval_indices(lv, coverage).items():
+            cols.append((r >= q[:, i]) & (r <= q[:, j]))
+    m = np.empty((p.size, len(cols)), dtype=np.float64)
+    for k, c in enumerate(cols):
+        m[:, k] = c
+    return ok, m
+
+
+def field_stats(pred, ref, *, fss_thresholds=FSS_THRESHOLDS, fss_windows=FSS_WINDOWS,
+                coherence_tile=COHERENCE_TILE) -> np.ndarray:
+    """FSS and spectral-coherence sums of two 2-D fields (laid out as :func:`field_stat_names`)."""
+    P = np.asarray(pred, dtype=np.float64)
+    R = np.asarray(ref, dtype=np.float64)
+    v = []
+    for t in fss_thresholds:
+        for w in fss_windows:
+            v += list(_fss_sums(P, R, t, w)) if P.ndim == 2 else [0.0, 0.0]
+    if coherence_tile:
+        v += list(_coherence_sums(P, R, coherence_tile)) if P.ndim == 2 else [0.0] * (3 * coherence_tile)
+    return np.asarray(v, dtype=np.float64)
+
+
 def skill_stats(pred, ref, *, quantiles=None, levels=None, thresholds=THRESHOLDS, coverage=COVERAGE,
                 pit_bins=PIT_BINS, fields=True, fss_thresholds=FSS_THRESHOLDS, fss_windows=FSS_WINDOWS,
                 coherence_tile=COHERENCE_TILE) -> np.ndarray:
@@ -198,43 +277,14 @@ def skill_stats(pred, ref, *, quantiles=None, levels=None, thresholds=THRESHOLDS
     :func:`stat_names`. ``quantiles`` (..., Q) at ``levels`` add CRPS / quantile score / PIT /
     coverage sums. With ``fields=True`` and 2-D inputs, FSS and spectral-coherence sums are
     added (fields are taken whole; NaN pixels count as no event / are excluded from tiles)."""
-    P = np.asarray(pred, dtype=np.float64)
-    R = np.asarray(ref, dtype=np.float64)
-    ok = np.isfinite(P) & np.isfinite(R)
-    p, r = P[ok], R[ok]
-    d = p - r
-    sel = r >= SMAPE_THRESHOLD
-    with np.errstate(invalid="ignore", divide="ignore"):
-        smape = np.abs(d[sel]) / ((np.abs(p[sel]) + np.abs(r[sel])) / 2)
-    v = [p.size, p.sum(), r.sum(), (p * p).sum(), (r * r).sum(), (p * r).sum(), np.abs(d).sum(),
-         smape.sum(), sel.sum()]
-    for t in thresholds:
-        pe, re_ = p >= t, r >= t
-        v += [np.sum(pe & re_), np.sum(pe & ~re_), np.sum(~pe & re_), np.sum(~pe & ~re_)]
-    if levels is not None:
-        lv = np.asarray(levels, dtype=np.float64)
-        q = np.asarray(quantiles, dtype=np.float64)[ok]
-        okq = np.all(np.isfinite(q), axis=-1)
-        q, r2 = q[okq], r[okq]
-        if r2.size:
-            dist = _qdist(q, lv)
-            crps = float(np.sum(dist.crps(r2)))
-            pit = np.asarray(dist.cdf(r2), dtype=np.float64).reshape(-1)
-        else:
-            crps, pit = 0.0, np.zeros(0)
-        v += [r2.size, crps]
-        diff = r2[:, None] - q
-        v += list(np.sum(np.where(diff >= 0, lv * diff, (lv - 1) * diff), axis=0)) if r2.size else [0.0] * lv.size
-        v += list(np.histogram(np.clip(pit, 0, 1), bins=pit_bins, range=(0, 1))[0])
-        for c, (i, j) in _interval_indices(lv, coverage).items():
-            v.append(np.sum((r2 >= q[:, i]) & (r2 <= q[:, j])))
-    two_d = fields and P.ndim == 2
-    for t in fss_thresholds:
-        for w in fss_windows:
-            v += list(_fss_sums(P, R, t, w)) if two_d else [0.0, 0.0]
-    if coherence_tile:
-        v += list(_coherence_sums(P, R, coherence_tile)) if two_d else [0.0] * (3 * coherence_tile)
-    return np.asarray(v, dtype=np.float64)
+    _, m = pixel_stats(pred, ref, quantiles=quantiles, levels=levels, thresholds=thresholds,
+                       coverage=coverage, pit_bins=pit_bins)
+    v = m.sum(axis=0)
+    if fields:
+        f = field_stats(pred, ref, fss_thresholds=fss_thresholds, fss_windows=fss_windows, coherence_tile=coherence_tile)
+    else:
+        f = np.zeros(len(field_stat_names(fss_thresholds, fss_windows, coherence_tile)))
+    return np.concatenate([v, f])
 
 
 def _fss_sums(P, R, t, w):
@@ -332,7 +382,7 @@ def scores_from_stats(stats: dict, *, thresholds=THRESHOLDS, levels=None, pixel_
     if levels is not None and "prob_n" in s:
         m = s["prob_n"]
         out["crps"] = _div(s["crps_sum"], m)
-        out["quantile_score"] = [_div(s[f"qs_sum@{a:g}"], m) for a in levels]
+        out["quantile_score"] = {f"{a:g}": _div(s[f"qs_sum@{a:g}"], m) for a in _qs_levels(levels)}
         pit = [s[k] for k in sorted((k for k in s if k.startswith("pit")), key=lambda k: int(k[3:]))]
         out["pit_hist"] = [int(x) for x in pit]
         out["coverage"] = {k.split("@")[1]: _div(s[k], m) for k in s if k.startswith("cov@")}

@@ -15,18 +15,20 @@ So the 2050s are ≈ 1.1 K warmer than the 2000s. Outside 1950-2100 the anomaly 
 
 Scaling of rain and vapour with warming (per K of GMST anomaly ΔT)
 -------------------------------------------------------------------
-* mean rain rate ×(1 + 0.02 ΔT)             (CMIP6 hydrological sensitivity, Pendergrass 2020)
-* high quantiles of rain rate ×(1 + 0.07 ΔT) (Clausius-Clapeyron; AR6 SPM.6 extremes)
+* mean rain rate ×1.02^ΔT              (CMIP6 hydrological sensitivity, Pendergrass 2020)
+* high quantiles of rain rate ×1.07^ΔT (Clausius-Clapeyron; AR6 SPM.6 extremes)
 * column water vapour ×1.07^ΔT               (Clausius-Clapeyron)
 * surface temperature +ΔT everywhere (no polar amplification: keeps the truth simple).
 
 Rain occurrence does not change with warming; the intensity of a wet pixel at conditional
 quantile u (its rank among wet pixels of its regime) is multiplied by
-``f(u) = f_lo + (f_hi - f_lo) h(u)``, with ``h`` a smooth ramp from 0 (u ≤ 0.5) to 1 (u ≥ 0.9),
-``f_hi = 1 + 0.07 ΔT`` and ``f_lo`` solved so that the rain-weighted mean of f is exactly
-``1 + 0.02 ΔT`` (see :func:`intensity_factor`). So every quantile above the 90th percentile of
-wet rain (and hence every high quantile of all pixels, since occurrence is fixed) scales at
-7 %/K and the mean at 2 %/K, while light rain gets lighter (≈ -5 %/K), as in CMIP models.
+``f(u) = f_lo + (f_hi - f_lo) h(u)``, with ``h`` a smooth ramp from 0 (u ≤ 0.7) to 1 (u ≥ 0.95),
+``f_hi = 1.07^ΔT`` and ``f_lo`` solved so that the rain-weighted mean of f is exactly
+``1.02^ΔT`` for the regime's lognormal (see :func:`intensity_factor`). So every quantile above
+the 95th percentile of wet rain (hence the high quantiles of all pixels, since occurrence is
+fixed) scales at 7 %/K and the mean at 2 %/K, while light rain gets lighter (≈ -3 to -7 %/K
+at ΔT ≈ 1-2 K), as in CMIP models. The scalings are compound (exponential), so they hold between
+any two climates: ratio = 1.07^(ΔT2 - ΔT1), whatever the base.
 The climatology itself (occurrence, intensity, regime) is the pre-industrial one (ΔT = 0).
 """
 
@@ -68,7 +70,7 @@ def gmst_anomaly(time) -> float | np.ndarray:
 
 
 # ---------------------------------------------------------------- warming of rain intensity
-H_RAMP = (0.5, 0.9)  # conditional wet quantiles where the scaling ramps from f_lo to f_hi
+H_RAMP = (0.7, 0.95)  # conditional wet quantiles where the scaling ramps from f_lo to f_hi
 
 
 def _ramp(u):
@@ -92,8 +94,8 @@ def intensity_factor(u, sigma, dT) -> np.ndarray:
     """Warming factor of a wet pixel at conditional quantile ``u`` of a lognormal regime of
     log-spread ``sigma``, for a GMST anomaly ``dT`` (K). Exact mean scaling per regime."""
     H = np.interp(sigma, _SIGMA_GRID, _H_GRID)
-    f_hi = 1.0 + SCALING_EXTREME_PCT_PER_K / 100.0 * dT
-    f_mean = 1.0 + SCALING_MEAN_PCT_PER_K / 100.0 * dT
+    f_hi = (1.0 + SCALING_EXTREME_PCT_PER_K / 100.0) ** dT
+    f_mean = (1.0 + SCALING_MEAN_PCT_PER_K / 100.0) ** dT
     f_lo = (f_mean - f_hi * H) / (1.0 - H)
     return f_lo + (f_hi - f_lo) * _ramp(u)
 
@@ -129,14 +131,14 @@ def climatology(lat, lon, doy, land, hour_utc=None) -> dict:
     rlon = np.radians(lon)
 
     itcz = (6.0 - 4.0 * s) * (1 - land) + (-12.0 * s) * land
-    p_itcz = 0.16 * np.exp(-(((lat - itcz) / 9.0) ** 2))
+    p_itcz = 0.12 * np.exp(-(((lat - itcz) / 10.0) ** 2))
     p_storm = 0.10 * (np.exp(-(((lat - 50.0) / 11.0) ** 2)) * (1.0 + 0.35 * s)
                       + np.exp(-(((lat + 52.0) / 11.0) ** 2)) * (1.0 - 0.15 * s))
-    p = 0.02 + p_itcz + p_storm
+    p = 0.03 + p_itcz + p_storm
     # dry subtropics, driest on the eastern side of ocean basins (cold upwelling)
     east_basin = np.exp(-(((lon + 110.0) / 30.0) ** 2)) + np.exp(-(((lon + 10.0) / 25.0) ** 2)) \
         + np.exp(-(((lon - 100.0) / 15.0) ** 2)) * (lat < 0)
-    dry = 1.0 - (0.55 + 0.3 * np.minimum(east_basin, 1.0) * (1 - land) + 0.25 * land) \
+    dry = 1.0 - (0.45 + 0.3 * np.minimum(east_basin, 1.0) * (1 - land) + 0.25 * land) \
         * np.exp(-(((alat - 24.0) / 8.0) ** 2))
     warm_pool = 1.0 + 0.35 * np.exp(-(((lon - 140.0) / 35.0) ** 2) - (lat / 15.0) ** 2)
     polar = np.where(alat > 60.0, np.exp(-((alat - 60.0) / 12.0)), 1.0)
@@ -148,7 +150,8 @@ def climatology(lat, lon, doy, land, hour_utc=None) -> dict:
 
     # intensity: heavier in the tropics and over land convection; lighter at high latitude
     tropical = np.exp(-((lat / 22.0) ** 2))
-    median = (0.55 + 0.9 * tropical + 0.25 * land * tropical) * np.where(alat > 55, np.exp(-(alat - 55) / 20), 1)
+    midlat = np.exp(-(((alat - 45.0) / 12.0) ** 2))
+    median = 1.25 * (0.5 + 0.7 * tropical + 0.35 * midlat + 0.25 * land * tropical) * np.where(alat > 55, np.exp(-(alat - 55) / 20), 1)
     sigma = 0.95 + 0.25 * tropical + 0.1 * land
     conv_frac = np.clip(0.12 + 0.35 * tropical + 0.2 * land, 0.05, 0.8)
 

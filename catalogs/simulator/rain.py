@@ -5,7 +5,7 @@ Gaussian field Z on a regular grid that follows the ground track (rows along tra
 one orbit circumference, so the field closes on itself; columns across track, 1 563 km wide,
 spacing ≈ 4.9 km). Z has unit variance and an isotropic power spectrum, the sum of
 
-* a mesoscale part (weight 0.75): P(k) ∝ (k² + k₁²)^-2, k₁ = 1/600 km  (1-D slope ≈ -3), and
+* a mesoscale part (weight 0.75): P(k) ∝ (k² + k₁²)^-2, k₁ = 1/300 km  (1-D slope ≈ -3), and
 * a convective part (weight 0.25): P(k) ∝ (k² + k₂²)^-1.25 exp(-(k/k_c)²), k₂ = 1/60 km,
   k_c = 1/8 km (flatter: small intense cells).
 
@@ -59,7 +59,7 @@ def _normalised(psd: np.ndarray) -> np.ndarray:
 def filters() -> tuple[np.ndarray, np.ndarray]:
     """Amplitude filters (float32, rfft half-plane) of the rain field and the vapour field."""
     k2 = _k2()
-    k1, kk2, kc = 1 / 600.0, 1 / 60.0, 1 / 8.0
+    k1, kk2, kc = 1 / 300.0, 1 / 60.0, 1 / 8.0
     meso = _normalised((k2 + k1 ** 2) ** -2.0)
     conv = _normalised((k2 + kk2 ** 2) ** -1.25 * np.exp(-k2 / kc ** 2))
     rain = np.sqrt(0.75 * meso + 0.25 * conv).astype(np.float32)

@@ -1113,3 +1113,58 @@ def open_cube(path: str | os.PathLike | None = None) -> Cube:
     ds = xr.open_zarr(path, consolidated=True, chunks=None)
     ledger = json.loads((path / LEDGER).read_text())
     return Cube(ds, path, ledger)
+
+
+# --------------------------------------------------------------------------- the demo record
+PACKAGED_DEMO = Path(__file__).resolve().parent / "data" / "demo_cube.zarr"
+#: the recorded demo build (``raincheck climatology build --demo``): the synthetic record
+#: 1998–2060, one month per season, ``per_month`` whole orbits per month (starting 00 UTC on
+#: evenly spaced days), truth + reference; models on every ``model_every``-th of those orbits.
+DEMO = {"years": (1998, 2060), "months": (1, 4, 7, 10), "per_month": 2, "model_every": 4,
+        "sources": (TRUTH, REFERENCE), "models": ("unet-reference", "bayes-baseline")}
+
+
+def record_orbits(years=DEMO["years"], months=DEMO["months"], per_month=DEMO["per_month"]) -> list[int]:
+    """Orbits sampling the synthetic record: ``per_month`` orbits in each of ``months`` of each
+    year, starting at 00 UTC on days 1, 1 + 28/per_month, …"""
+    from catalogs.simulator import geometry
+
+    step = max(28 // max(per_month, 1), 1)
+    out = []
+    for y in range(int(years[0]), int(years[1]) + 1):
+        for m in months:
+            for k in range(per_month):
+                out.append(int(geometry.orbit_at_time(np.datetime64(f"{y}-{m:02d}-{1 + k * step:02d}T00:00"))))
+    return out
+
+
+def demo_cube_path(*, for_writing: bool = False) -> Path:
+    """The demo cube: one built into the data root (``cubes/demo.zarr``) if complete, else the
+    one shipped in the package."""
+    from catalogs.config import get_roots
+
+    built = get_roots().sub("cubes") / "demo.zarr"
+    if for_writing or is_complete(built) or not is_complete(PACKAGED_DEMO):
+        return built
+    return PACKAGED_DEMO
+
+
+def build_demo(path=None, *, models=None, scheduler=None, n_workers=2, progress=None, cancel=None,
+               per_month=DEMO["per_month"], model_every=DEMO["model_every"], years=DEMO["years"]) -> Path:
+    """Build the demo cube (truth + reference over the record, then the available shipped models
+    on a sparser subset of the same orbits). Resumable like any build."""
+    path = Path(path) if path is not None else demo_cube_path(for_writing=True)
+    orbits = record_orbits(years=years, per_month=per_month)
+    build_cube(orbits, DEMO["sources"], path, scheduler=scheduler, n_workers=n_workers, progress=progress, cancel=cancel)
+    if models is None:
+        try:
+            from models.registry import list_models
+
+            have = {c.name for c in list_models()}
+        except Exception:  # noqa: BLE001 - no models layer: truth/reference only
+            have = set()
+        models = [m for m in DEMO["models"] if m in have]
+    if models:
+        build_cube(orbits[::model_every], list(models), path, scheduler=scheduler, n_workers=n_workers,
+                   progress=progress, cancel=cancel)
+    return path

@@ -6,4 +6,5 @@ COMMAND_MODULES = [
     "simulate",
     "models",
     "serve",
+    "evaluate",
 ]

@@ -1,0 +1,214 @@
+"""`raincheck climatology build|info`, `raincheck evaluate`, `raincheck trends`.
+
+Thin wrappers: the numbers come from :mod:`evaluation.report` (the same functions the app
+calls); ``--json`` prints the documented schema (docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+import click
+
+
+class _Bar:
+    def __init__(self, desc: str):
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if self.bar is None or self.bar.total != total or done < self.bar.n:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = self._tqdm(total=total, desc=self.desc, unit="orbit", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+        if message:
+            self.bar.set_postfix_str(message[:50])
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _orbit_list(spec: str) -> list[int]:
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if ":" in part:
+            bits = [int(x) for x in part.split(":")]
+            a, b = bits[0], bits[1]
+            step = bits[2] if len(bits) > 2 else 1
+            out += list(range(a, b + 1, step))
+        else:
+            out.append(int(part))
+    return out
+
+
+def _open(cube_path):
+    from evaluation import cube as CB
+
+    return CB.open_cube(cube_path or CB.demo_cube_path())
+
+
+def _emit(obj, as_json: bool, text) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, indent=1, sort_keys=False))
+    else:
+        click.echo(text(obj))
+
+
+def register(main: click.Group) -> None:
+    @main.group("climatology")
+    def climatology() -> None:
+        """Build and inspect the climatology cube (mergeable per-orbit histograms)."""
+
+    @climatology.command("build")
+    @click.option("--demo", is_flag=True, help="The recorded demo build: 1998-2060, 4 months/year, 2 orbits/month, "
+                                               "truth + reference, shipped models on every 4th orbit.")
+    @click.option("--orbits", "orbit_spec", default=None, help="Orbits: '1000:1100', '1000:2000:10', '5,6,7'.")
+    @click.option("--record", is_flag=True, help="Orbits sampling the synthetic record (see --per-month, --years).")
+    @click.option("--years", default="1998-2060", show_default=True, help="Years for --record/--demo.")
+    @click.option("--per-month", default=2, show_default=True, type=int, help="Orbits per sampled month (--record/--demo).")
+    @click.option("--sources", default="truth,reference", show_default=True,
+                  help="truth, reference and/or model names (comma separated).")
+    @click.option("--n-scans", type=int, default=None, help="Use only the first N scans of each orbit.")
+    @click.option("--extra-region", "extra_regions", multiple=True, help="Extra region (bbox:..., polygon:WKT) to store.")
+    @click.option("--cube", "cube_path", type=click.Path(), default=None, help="Cube path (default: <data root>/cubes/...).")
+    @click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786); default: a LocalCluster.")
+    @click.option("--workers", default=2, show_default=True, type=int, help="LocalCluster workers.")
+    @click.option("--inline", is_flag=True, help="No dask: compute in this process.")
+    def build_cmd(demo, orbit_spec, record, years, per_month, sources, n_scans, extra_regions, cube_path, scheduler,
+                  workers, inline) -> None:
+        """Build or extend a cube; an interrupted build resumes where it stopped."""
+        from evaluation import cube as CB
+
+        bar = _Bar("cube")
+        sched = "inline" if inline else scheduler
+        y = [int(v) for v in years.split("-")]
+        yrs = (y[0], y[-1])
+        try:
+            if demo:
+                path = CB.build_demo(cube_path, scheduler=sched, n_workers=workers, progress=bar, cancel=threading.Event(),
+                                     per_month=per_month, years=yrs)
+            else:
+                if record:
+                    orbits = CB.record_orbits(years=yrs, per_month=per_month)
+                elif orbit_spec:
+                    orbits = _orbit_list(orbit_spec)
+                else:
+                    raise click.UsageError("give --orbits, --record or --demo")
+                path = CB.build_cube(orbits, [s for s in sources.split(",") if s.strip()],
+                                     cube_path or CB.default_cube_path(), scheduler=sched, n_workers=workers,
+                                     progress=bar, cancel=threading.Event(), n_scans=n_scans,
+                                     extra_regions=extra_regions)
+        except (CB.CubeConfigMismatch, ValueError, KeyError) as e:
+            raise click.ClickException(str(e)) from None
+        finally:
+            bar.close()
+        click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
+
+    @climatology.command("info")
+    @click.option("--cube", "cube_path", type=click.Path(), default=None)
+    def info_cmd(cube_path) -> None:
+        """Describe a cube (sources, orbits, months)."""
+        click.echo(json.dumps(_open(cube_path).describe(), indent=1))
+
+    @main.command("evaluate")
+    @click.option("--models", default=None, help="Comma-separated model names (default: all in the cube).")
+    @click.option("--region", default="global", show_default=True,
+                  help="global, land, ocean, an AR6 abbreviation (WAF...), lat:S:N on 10° edges, or an extra region.")
+    @click.option("--period", default=None, help="'2015-2019', '2016' or '2015-06:2016-05'.")
+    @click.option("--season", default=None, help="DJF, MAM, JJA, SON or a month number.")
+    @click.option("--surface", default=None, help="ocean, land, coast, sea_ice, snow (comma separated) or land/ocean.")
+    @click.option("--cube", "cube_path", type=click.Path(), default=None)
+    @click.option("--no-extremes", is_flag=True, help="Skip the GPD fits and bootstrap.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the raincheck.evaluate/1 JSON.")
+    def evaluate_cmd(models, region, period, season, surface, cube_path, no_extremes, as_json) -> None:
+        """Distributions, extremes and skill of models vs reference and truth."""
+        from evaluation import report
+
+        try:
+            out = report.evaluate(_open(cube_path), [m for m in (models or "").split(",") if m.strip()] or None,
+                                  region, period=period, season=season, surface=surface, extremes=not no_extremes)
+        except (KeyError, ValueError) as e:
+            raise click.ClickException(str(e).strip("'\"")) from None
+        _emit(out, as_json, _evaluate_text)
+
+    @main.command("trends")
+    @click.option("--source", default="truth", show_default=True, help="reference, truth or a model name.")
+    @click.option("--strip", is_flag=True, help="Use the source on the reference strip only.")
+    @click.option("--region", default="global", show_default=True)
+    @click.option("--period", default=None)
+    @click.option("--season", default=None)
+    @click.option("--surface", default=None)
+    @click.option("--freq", default="year", show_default=True, type=click.Choice(["year", "season", "month"]))
+    @click.option("--stats", default=",".join(("mean", "wet_fraction", "q99", "q999", "exceed:10")), show_default=True)
+    @click.option("--gmst", default=None,
+                  help="synthetic (the simulator's), default (labelled linear default for real data) or a CSV "
+                       "(time,gmst_K). Default: synthetic for simulator cubes.")
+    @click.option("--mk", "method", default="hamed_rao", show_default=True,
+                  type=click.Choice(["hamed_rao", "yue_wang", "original"]))
+    @click.option("--cube", "cube_path", type=click.Path(), default=None)
+    @click.option("--json", "as_json", is_flag=True, help="Print the raincheck.trends/1 JSON.")
+    def trends_cmd(source, strip, region, period, season, surface, freq, stats, gmst, method, cube_path, as_json) -> None:
+        """Trends (%/decade, %/K) with CIs, the IPCC envelope and a verdict per series."""
+        from evaluation import report
+
+        g = gmst
+        if gmst and gmst not in ("synthetic", "default"):
+            import pandas as pd
+
+            from catalogs.config import get_roots
+
+            p = get_roots().confine(gmst)
+            df = pd.read_csv(p, parse_dates=[0])
+            g = pd.Series(df.iloc[:, 1].values, index=pd.DatetimeIndex(df.iloc[:, 0]))
+        try:
+            out = report.trends(_open(cube_path), source, region, period=period, season=season, surface=surface,
+                                freq=freq, stats=[s for s in stats.split(",") if s.strip()], gmst=g, method=method,
+                                strip=strip)
+        except (KeyError, ValueError) as e:
+            raise click.ClickException(str(e).strip("'\"")) from None
+        _emit(out, as_json, _trends_text)
+
+
+def _f(x, fmt="{:.3g}"):
+    return "—" if x is None else fmt.format(x)
+
+
+def _evaluate_text(o: dict) -> str:
+    sel = o["selection"]
+    lines = [f"region {sel['region_name']}  period {sel['period'] or 'all'}  season {sel['season'] or 'all'}"]
+    for group, d in o["distributions"].items():
+        for s, v in d.items():
+            lines.append(f"  [{group}] {s:22s} n={v['n']:>10d} mean={_f(v['mean'])} wet={_f(v['wet_fraction'])} "
+                         f"q99={_f(v['q99'])} q99.9={_f(v['q999'])}")
+    for m, d in o["skill"].items():
+        for k, v in d.items():
+            if "error" in v:
+                continue
+            c = v["categorical"]
+            lines.append(f"  skill {m} {k}: bias {_f(v['bias_pct'], '{:+.1f}')} % MAE {_f(v['mae'])} "
+                         f"corr {_f(v['corr'], '{:.3f}')} POD/FAR@0.1 {_f(c['0.1']['pod'], '{:.2f}')}/"
+                         f"{_f(c['0.1']['far'], '{:.2f}')} HSS@1 {_f(c['1']['hss'], '{:.2f}')}"
+                         + (f" CRPS {_f(v.get('crps'))}" if v.get("crps") is not None else ""))
+    return "\n".join(lines)
+
+
+def _trends_text(o: dict) -> str:
+    sel = o["selection"]
+    lines = [f"{o['source']} in {sel['region_name']} ({sel['freq']}ly), GMST: {o['gmst']['label']}"]
+    for s in o["series"]:
+        t = s["trend"]
+        ci, ck = t["ci_pct_per_decade"], t["ci_pct_per_K"]
+        lines.append(f"  {s['stat']:12s} {_f(t['pct_per_decade'], '{:+.2f}')} %/decade [{_f(ci[0], '{:+.2f}')}, "
+                     f"{_f(ci[1], '{:+.2f}')}]   {_f(t['pct_per_K'], '{:+.2f}')} %/K [{_f(ck[0], '{:+.2f}')}, "
+                     f"{_f(ck[1], '{:+.2f}')}]   → {s['ipcc']['verdict']}: {s['ipcc']['reason']}")
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""Export for papers: every view as PDF, SVG or PNG at 300 dpi, the data behind it, provenance.
+
+Figures are drawn with the *matplotlib* backend of HoloViews (no browser): publication fonts,
+labelled colour bars with units, no UI chrome; swath meshes are rasterised inside vector files
+(``set_rasterized``) so a full orbit stays a few MB. Next to the figure go the data behind it
+(netCDF for swaths, CSV for curves and tables) and a JSON provenance manifest: catalogue and
+entry, orbit(s), models with checkpoint hashes, region, period, season, software versions and
+the SHA-256 of every file written.
+
+Each view module provides ``export_parts(selection, catalog_path, **kw) -> ExportParts``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import panel as pn
+import param
+
+from app.state import VIEW_LABELS, VIEWS, Selection
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("pdf", "svg", "png")
+DPI = 300
+FONTS = {"title": 10, "labels": 9, "xticks": 8, "yticks": 8, "legend": 8, "cticks": 8, "clabel": 9}
+_LOCK = threading.Lock()  # matplotlib's pyplot state is not thread safe
+
+
+class ExportError(RuntimeError):
+    """The view cannot be exported for this selection (message for the user)."""
+
+
+@dataclass
+class ExportParts:
+    """What a view hands to the exporter."""
+
+    element: object  # a HoloViews object, styled for matplotlib
+    data: object  # xarray.Dataset (-> netCDF) or pandas.DataFrame (-> CSV)
+    provenance: dict = field(default_factory=dict)  # entry, orbits, models, ...
+    fig_inches: tuple[float, float] = (7.2, 4.5)
+
+
+@dataclass
+class ExportResult:
+    figure: Path
+    data: Path
+    manifest: Path
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.figure, self.data, self.manifest]
+
+
+def safe_name(text: str, max_len: int = 120) -> str:
+    """A file-name-safe version of ``text`` (letters, digits, '.', '_', '-'; no leading dot)."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.")
+    s = re.sub(r"-{2,}", "-", s)
+    return (s or "export")[:max_len]
+
+
+def base_name(view: str, selection: Selection) -> str:
+    parts = ["raincheck", view]
+    if view == "swath":
+        parts.append(f"granule-{Path(selection.granule).stem}" if selection.source == "real" and selection.granule
+                     else f"orbit{selection.orbit}")
+        if selection.models:
+            parts.append("+".join(selection.models))
+    else:
+        parts += [selection.region, f"{selection.start_year}-{selection.end_year}", selection.season]
+        if selection.models:
+            parts.append("+".join(selection.models))
+    return safe_name("_".join(str(p) for p in parts))
+
+
+def software_versions() -> dict:
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for dist in ("raincheck", "numpy", "pandas", "xarray", "holoviews", "matplotlib", "panel", "bokeh",
+                 "datashader", "cartopy", "intake", "torch", "scipy", "zarr"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def model_provenance(models) -> list[dict]:
+    from app import data
+
+    out = []
+    for m in models:
+        try:
+            card = data.model_card(m)
+        except data.DataError as e:
+            out.append({"name": m, "error": str(e)})
+            continue
+        out.append({"name": m, "checkpoint_sha256": card.get("checkpoint_sha256"), "kind": card.get("kind"),
+                    "training": card.get("training", {})})
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def exporters() -> dict:
+    from app import swath
+    from app.views import EXPORTERS
+
+    return {"swath": swath.export_parts, **EXPORTERS}
+
+
+def rasterize_meshes_hook(plot, element):
+    """matplotlib hook: draw QuadMesh artists as an embedded image inside vector files."""
+    artist = plot.handles.get("artist")
+    if artist is not None:
+        artist.set_rasterized(True)
+
+
+def render(parts: ExportParts):
+    """A matplotlib Figure of the parts' element (HoloViews matplotlib backend)."""
+    import holoviews as hv
+
+    if "matplotlib" not in hv.Store.renderers:
+        import holoviews.plotting.mpl  # noqa: F401  (registers the backend without switching to it)
+    fig = hv.render(parts.element, backend="matplotlib")
+    fig.set_size_inches(*parts.fig_inches)
+    return fig
+
+
+def export_view(view: str, selection: Selection, fmt: str, out_dir: str | Path, *,
+                catalog_path: str | None = None, **kw) -> ExportResult:
+    """Write the figure (``fmt`` in pdf/svg/png, 300 dpi), its data and a provenance manifest
+    for ``view`` under ``out_dir``; return their paths."""
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if view not in VIEWS:
+        raise ExportError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+    table = exporters()
+    if view not in table:
+        raise ExportError(f"the {VIEW_LABELS[view]} view cannot be exported yet")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from app.data import DataError
+
+    try:
+        parts = table[view](selection, catalog_path, **kw)
+    except DataError as e:
+        raise ExportError(str(e)) from e
+    name = base_name(view, selection)
+    fig_path = out_dir / f"{name}.{fmt}"
+    with _LOCK:
+        import matplotlib.pyplot as plt
+
+        fig = render(parts)
+        try:
+            fig.savefig(fig_path, dpi=DPI, format=fmt, bbox_inches="tight",
+                        metadata={"Creator": "raincheck"} if fmt in ("pdf", "svg", "png") else None)
+        finally:
+            plt.close(fig)
+    data_path = _write_data(parts.data, out_dir / name)
+    manifest = {
+        "raincheck_export": 1,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "view": view,
+        "title": VIEW_LABELS[view],
+        "catalog": _catalog_label(catalog_path),
+        "selection": selection.describe(),
+        "region": selection.region if view != "swath" else None,
+        "period": [selection.start_year, selection.end_year] if view != "swath" else None,
+        "season": selection.season if view != "swath" else None,
+        "models": model_provenance(selection.models),
+        **parts.provenance,
+        "software": software_versions(),
+        "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in (fig_path, data_path)},
+        "figure": {"format": fmt, "dpi": DPI},
+    }
+    man_path = out_dir / f"{name}.manifest.json"
+    man_path.write_text(json.dumps(manifest, indent=2, default=str))
+    return ExportResult(fig_path, data_path, man_path)
+
+
+def _catalog_label(catalog_path):
+    from app.data import catalog_label
+
+    return catalog_label(catalog_path)
+
+
+def _write_data(obj, stem: Path) -> Path:
+    import pandas as pd
+    import xarray as xr
+
+    if isinstance(obj, xr.Dataset):
+        path = stem.with_suffix(".nc")
+        ds = obj.copy()
+        for v in list(ds.variables):
+            if ds[v].dtype == object:
+                ds[v] = ds[v].astype(str)
+        for k, v in list(ds.attrs.items()):
+            if isinstance(v, (dict, list, tuple)) or v is None:
+                ds.attrs[k] = json.dumps(v, default=str)
+        ds.to_netcdf(path, engine="h5netcdf")
+        return path
+    if isinstance(obj, pd.DataFrame):
+        path = stem.with_suffix(".csv")
+        obj.to_csv(path, index=False)
+        return path
+    raise ExportError(f"cannot write the data of type {type(obj).__name__}")
+
+
+class ExportControl(pn.viewable.Viewer):
+    """Sidebar section: export the current view (figure + data + manifest) and download them."""
+
+    selection = param.ClassSelector(class_=Selection)
+    catalog_path = param.String(default=None, allow_None=True)
+    fmt = param.Selector(default="pdf", objects=list(FORMATS))
+
+    def __init__(self, views=None, out_root: str | Path | None = None, **params):
+        super().__init__(**params)
+        self.views = views or {}
+        self._out_root = out_root
+        self.button = pn.widgets.Button(label="Export current view", color="primary",
+                                        sizing_mode="stretch_width", css_classes=["rc-export"])
+        self.button.on_click(lambda e: self.export())
+        self.format = pn.widgets.RadioButtonGroup.from_param(self.param.fmt, color="light",
+                                                             sizing_mode="stretch_width")
+        self.status = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
+        self.links = pn.Column(sizing_mode="stretch_width")
+        self.result: ExportResult | None = None
+
+    def __panel__(self):
+        return pn.Column(self.format, self.button, self.status, self.links, sizing_mode="stretch_width")
+
+    def out_dir(self) -> Path:
+        if self._out_root is not None:
+            root = Path(self._out_root)
+        else:
+            from catalogs.config import get_roots
+
+            root = get_roots().sub("exports")
+        import tempfile
+
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="export-", dir=root))
+
+    def export(self) -> ExportResult | None:
+        view = self.selection.view
+        kw = {}
+        comp = self.views.get(view)
+        if view == "swath" and comp is not None and getattr(comp, "view_range", None):
+            kw["view_range"] = comp.view_range
+        self.button.loading = True
+        try:
+            res = export_view(view, self.selection, self.fmt, self.out_dir(), catalog_path=self.catalog_path, **kw)
+        except ExportError as e:
+            self.status.object, self.status.alert_type, self.status.visible = str(e), "danger", True
+            self.links.objects = []
+            return None
+        except Exception as e:  # never a traceback in the UI
+            log.exception("export failed")
+            self.status.object = f"export failed: {type(e).__name__}: {e}"
+            self.status.alert_type, self.status.visible = "danger", True
+            self.links.objects = []
+            return None
+        finally:
+            self.button.loading = False
+        self.result = res
+        size = res.figure.stat().st_size / 1e6
+        self.status.object = f"{VIEW_LABELS[view]} exported ({res.figure.suffix[1:].upper()}, {size:.1f} MB)"
+        self.status.alert_type, self.status.visible = "success", True
+        labels = {res.figure: "Figure", res.data: "Data", res.manifest: "Provenance"}
+        self.links.objects = [pn.widgets.FileDownload(file=str(p), filename=p.name, label=f"{labels[p]}: {p.name}",
+                                                      color="light", sizing_mode="stretch_width",
+                                                      css_classes=[f"rc-dl-{labels[p].lower()}"])
+                              for p in res.paths]
+        return res

@@ -1,0 +1,246 @@
+"""Map geometry of a swath for display: map coordinates, antimeridian handling, fast rasterising.
+
+This is drawing machinery, not science: it turns the swath's lat/lon into coordinates a flat
+map can draw without smearing, and rasterises any (along_track, cross_track) field at full
+resolution with datashader.
+
+Antimeridian
+------------
+- ``PlateCarree`` (default): longitudes are *unwrapped* so they are continuous across and along
+  track (an orbit that crosses ±180° continues to 190°, 200°…; a full orbit spans ~380°). Quads
+  never jump across the map, and coastlines are tiled every 360° to match.
+- Other projections (global, central longitude 0): the swath is projected with cartopy; pixels
+  whose 3×3 neighbourhood straddles the projection's edge are left undrawn (a one-pixel seam at
+  the map border) instead of painting a quad across the whole map.
+
+Speed
+-----
+Per scan we keep the bounding box of its pixels, so a zoomed view only aggregates the scans
+that can touch it (contiguous runs, rasterised separately and merged): a zoom re-rasterises a
+few hundred scans instead of the whole orbit.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+#: Projections offered in the app (name -> cartopy class name); all global, central lon 0.
+PROJECTIONS = ("PlateCarree", "Robinson", "Mollweide", "EqualEarth")
+
+
+def get_projection(name: str):
+    import cartopy.crs as ccrs
+
+    if name not in PROJECTIONS:
+        raise ValueError(f"unknown projection {name!r}; choose one of {PROJECTIONS}")
+    return getattr(ccrs, name)()
+
+
+def unwrap_longitudes(lon: np.ndarray) -> np.ndarray:
+    """Continuous longitudes (degrees) for a swath (along_track, cross_track).
+
+    Unwraps each scan across track, then the central column along track, and shifts each scan
+    by whole turns to follow it. The result is shifted by whole turns so that the first valid
+    central pixel lies in [-180, 180). NaN stays NaN.
+    """
+    lon = np.asarray(lon, dtype=np.float64)
+    if lon.ndim != 2:
+        raise ValueError(f"lon must be 2-D (along_track, cross_track), got shape {lon.shape}")
+    out = np.full_like(lon, np.nan)
+    finite_rows = np.isfinite(lon).all(axis=1)
+    if not finite_rows.any():
+        return out
+    rows = lon[finite_rows]
+    across = np.degrees(np.unwrap(np.radians(rows), axis=1))
+    c = rows.shape[1] // 2
+    centre = np.degrees(np.unwrap(np.radians(rows[:, c])))
+    across += np.round((centre - across[:, c]) / 360.0)[:, None] * 360.0
+    across -= np.floor((across[0, c] + 180.0) / 360.0) * 360.0
+    out[finite_rows] = across
+    return out
+
+
+@dataclass
+class SwathGeometry:
+    """Map coordinates of one swath in one projection."""
+
+    projection: str
+    x: np.ndarray  # (along, cross) float64, map units (degrees for PlateCarree, metres otherwise)
+    y: np.ndarray
+    drawable: np.ndarray  # (along, cross) bool: pixel may be drawn (finite coords, not on a seam)
+    row_bounds: np.ndarray  # (along, 4) xmin, xmax, ymin, ymax per scan (NaN if none)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tree: object = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.x.shape
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        b = self.row_bounds
+        return (float(np.nanmin(b[:, 0])), float(np.nanmax(b[:, 1])),
+                float(np.nanmin(b[:, 2])), float(np.nanmax(b[:, 3])))
+
+    @property
+    def units(self) -> str:
+        return "degrees" if self.projection == "PlateCarree" else "m"
+
+    def nearest_pixel(self, x: float, y: float, max_pixels: float = 2.0) -> tuple[int, int] | None:
+        """(along, cross) index of the pixel nearest to map point (x, y), or None when the point
+        is further than ``max_pixels`` typical pixel spacings from the swath."""
+        from scipy.spatial import cKDTree
+
+        with self.lock:
+            if self._tree is None:
+                ok = self.drawable & np.isfinite(self.x) & np.isfinite(self.y)
+                idx = np.flatnonzero(ok)
+                self._tree = (cKDTree(np.column_stack([self.x.ravel()[idx], self.y.ravel()[idx]])), idx,
+                              _pixel_spacing(self.x, self.y))
+        tree, idx, spacing = self._tree
+        d, k = tree.query([x, y])
+        if not np.isfinite(d) or d > max_pixels * spacing:
+            return None
+        return tuple(int(v) for v in np.unravel_index(idx[k], self.shape))
+
+    def rows_in_view(self, x_range=None, y_range=None) -> list[slice]:
+        """Contiguous runs of scans whose bounding box meets the view (each padded by one scan)."""
+        n = self.shape[0]
+        if x_range is None or y_range is None:
+            return [slice(0, n)]
+        b = self.row_bounds
+        with np.errstate(invalid="ignore"):
+            hit = (b[:, 1] >= x_range[0]) & (b[:, 0] <= x_range[1]) & (b[:, 3] >= y_range[0]) & (b[:, 2] <= y_range[1])
+        if not hit.any():
+            return []
+        hit = hit | np.r_[hit[1:], False] | np.r_[False, hit[:-1]]
+        edges = np.flatnonzero(np.diff(np.r_[0, hit.astype(np.int8), 0]))
+        return [slice(int(a), int(b_)) for a, b_ in zip(edges[::2], edges[1::2]) if b_ - a >= 2]
+
+
+def _pixel_spacing(x: np.ndarray, y: np.ndarray) -> float:
+    dx = np.hypot(np.diff(x, axis=1), np.diff(y, axis=1))
+    dy = np.hypot(np.diff(x, axis=0), np.diff(y, axis=0))
+    vals = np.concatenate([dx[np.isfinite(dx)].ravel(), dy[np.isfinite(dy)].ravel()])
+    return float(np.median(vals)) if vals.size else 1.0
+
+
+def _seam_mask(x: np.ndarray, limit: float) -> np.ndarray:
+    """Pixels with a neighbour (3×3) more than ``limit`` away in x (a projection-edge jump)."""
+    jump = np.zeros(x.shape, dtype=bool)
+    big_a = np.abs(np.diff(x, axis=0)) > limit
+    big_c = np.abs(np.diff(x, axis=1)) > limit
+    jump[1:] |= big_a
+    jump[:-1] |= big_a
+    jump[:, 1:] |= big_c
+    jump[:, :-1] |= big_c
+    # dilate by one pixel: datashader infers quad corners from the 3×3 neighbourhood
+    d = jump.copy()
+    d[1:] |= jump[:-1]
+    d[:-1] |= jump[1:]
+    d[:, 1:] |= d[:, :-1].copy()
+    d[:, :-1] |= d[:, 1:].copy()
+    return d
+
+
+def _row_bounds(x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    xm = np.where(ok, x, np.nan)
+    ym = np.where(ok, y, np.nan)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.column_stack([np.nanmin(xm, 1), np.nanmax(xm, 1), np.nanmin(ym, 1), np.nanmax(ym, 1)])
+
+
+def swath_geometry(lat: np.ndarray, lon: np.ndarray, projection: str = "PlateCarree") -> SwathGeometry:
+    """Map coordinates of a swath's pixels in ``projection`` (see the module notes)."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.shape != lon.shape or lat.ndim != 2:
+        raise ValueError(f"lat and lon must be 2-D arrays of one shape, got {lat.shape} and {lon.shape}")
+    if projection == "PlateCarree":
+        x, y = unwrap_longitudes(lon), lat.copy()
+        ok = np.isfinite(x) & np.isfinite(y)
+    else:
+        import cartopy.crs as ccrs
+
+        crs = get_projection(projection)
+        pts = crs.transform_points(ccrs.PlateCarree(), lon, lat)
+        x, y = pts[..., 0], pts[..., 1]
+        ok = np.isfinite(x) & np.isfinite(y)
+        width = abs(crs.x_limits[1] - crs.x_limits[0])
+        ok &= ~_seam_mask(np.where(ok, x, 0.0), 0.25 * width)
+    # datashader needs finite coordinates everywhere; undrawable pixels keep a neighbour's
+    # position (their values are masked out when rasterising)
+    x = _fill_nonfinite(x)
+    y = _fill_nonfinite(y)
+    return SwathGeometry(projection, x, y, ok, _row_bounds(x, y, ok))
+
+
+def _fill_nonfinite(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64)
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return a
+    if bad.all():
+        return np.zeros_like(a)
+    # forward/backward fill along cross track, then along track
+    for axis in (1, 0):
+        idx = np.where(~bad, np.arange(a.shape[axis]).reshape((-1, 1) if axis == 0 else (1, -1)), 0)
+        np.maximum.accumulate(idx, axis=axis, out=idx)
+        a = np.take_along_axis(a, idx, axis=axis)
+        bad = ~np.isfinite(a)
+        if not bad.any():
+            return a
+        rev = np.flip(a, axis=axis)
+        rbad = ~np.isfinite(rev)
+        idx = np.where(~rbad, np.arange(a.shape[axis]).reshape((-1, 1) if axis == 0 else (1, -1)), 0)
+        np.maximum.accumulate(idx, axis=axis, out=idx)
+        a = np.flip(np.take_along_axis(rev, idx, axis=axis), axis=axis)
+        bad = ~np.isfinite(a)
+        if not bad.any():
+            return a
+    return np.where(bad, 0.0, a)
+
+
+def rasterize(geom: SwathGeometry, values: np.ndarray, x_range=None, y_range=None,
+              width: int = 800, height: int = 400) -> xr.DataArray:
+    """Mean of ``values`` (along, cross) per screen pixel over the view, as a (y, x) DataArray
+    with 1-D pixel-centre coords ``x`` and ``y``. Full resolution: every swath pixel is a quad."""
+    import datashader as dsh
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != geom.shape:
+        raise ValueError(f"values shape {values.shape} does not match the swath {geom.shape}")
+    if x_range is None or y_range is None:
+        x0, x1, y0, y1 = geom.extent
+        x_range, y_range = x_range or (x0, x1), y_range or (y0, y1)
+    x_range = (float(x_range[0]), float(x_range[1]))
+    y_range = (float(y_range[0]), float(y_range[1]))
+    width, height = max(int(width), 2), max(int(height), 2)
+    cvs = dsh.Canvas(plot_width=width, plot_height=height, x_range=x_range, y_range=y_range)
+    v = np.where(geom.drawable, values, np.nan)
+    out = None
+    for rows in geom.rows_in_view(x_range, y_range):
+        da = xr.DataArray(v[rows], dims=("a", "c"), name="v",
+                          coords={"X": (("a", "c"), geom.x[rows]), "Y": (("a", "c"), geom.y[rows])})
+        agg = cvs.quadmesh(da, x="X", y="Y", agg=dsh.mean("v"))
+        out = agg if out is None else out.fillna(agg)
+    xs = x_range[0] + (np.arange(width) + 0.5) * (x_range[1] - x_range[0]) / width
+    ys = y_range[0] + (np.arange(height) + 0.5) * (y_range[1] - y_range[0]) / height
+    data = np.full((height, width), np.nan) if out is None else np.asarray(out.values, dtype=np.float64)
+    return xr.DataArray(data, dims=("y", "x"), coords={"x": xs, "y": ys})
+
+
+@functools.lru_cache(maxsize=1)
+def warm_up() -> None:
+    """Compile datashader's quadmesh kernels once (numba; ~3 s) so the first map paints fast."""
+    lat, lon = np.meshgrid(np.linspace(-1, 1, 4), np.linspace(-1, 1, 5), indexing="ij")
+    g = swath_geometry(lat, lon)
+    rasterize(g, np.ones(lat.shape), width=8, height=8)

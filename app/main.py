@@ -1,0 +1,258 @@
+"""The raincheck Panel app: a template with a sidebar of controls and one tab per view.
+
+``create_app(catalog_path=None)`` builds one session's app (the server calls it per session).
+Every control edits one :class:`app.state.Selection`, mirrored in the URL; the views watch it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import panel as pn
+import param
+
+from app import data
+from app.state import (LAYERS, PRODUCT_LABELS, PRODUCTS, PROJECTIONS, SEASONS, VIEW_LABELS, VIEWS,
+                       Selection, sync_url)
+
+log = logging.getLogger(__name__)
+
+ACCENT = "#1f5f8b"
+CSS = """
+.rc-note { font-size: 12px; color: #555; }
+"""
+
+
+def _region_options() -> dict:
+    try:
+        from evaluation.regions import list_regions
+
+        return {f"{r['name']}": r["spec"] for r in list_regions()}
+    except Exception as e:  # evaluation not importable: global only, with the reason logged
+        log.warning("region list unavailable: %s", e)
+        return {"Global": "global"}
+
+
+def _year_bounds() -> tuple[int, int]:
+    try:
+        from catalogs.simulator.geometry import ORBIT_RANGE, orbit_start_time
+        import pandas as pd
+
+        return (pd.Timestamp(orbit_start_time(ORBIT_RANGE[0])).year,
+                pd.Timestamp(orbit_start_time(ORBIT_RANGE[1])).year)
+    except Exception:
+        return (2014, 2040)
+
+
+def _two_way(widget, selection, name, to_widget=lambda v: v, to_param=lambda v: v):
+    """Keep ``widget.value`` and ``selection.<name>`` in step both ways."""
+    widget.value = to_widget(getattr(selection, name))
+
+    def w2p(e):
+        try:
+            setattr(selection, name, to_param(e.new))
+        except (ValueError, TypeError) as err:
+            pn.state.notifications and pn.state.notifications.error(str(err))
+
+    widget.param.watch(w2p, "value")
+    selection.param.watch(lambda e: setattr(widget, "value", to_widget(e.new)), name)
+    return widget
+
+
+class OrbitPicker(pn.viewable.Viewer):
+    """Pick an orbit by number, or list the orbits that crossed the region during a period."""
+
+    selection = param.ClassSelector(class_=Selection)
+    catalog_path = param.String(default=None, allow_None=True)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        s = self.selection
+        lo, hi = data.orbit_range()
+        self.orbit = pn.widgets.IntInput(label=f"Orbit number ({lo}–{hi})", value=s.orbit, step=1,
+                                         sizing_mode="stretch_width")
+        self.orbit.param.watch(lambda e: setattr(s, "orbit", int(e.new)), "value")
+        s.param.watch(lambda e: setattr(self.orbit, "value", int(e.new)), "orbit")
+        self.start = _two_way(pn.widgets.TextInput(label="From (date)", sizing_mode="stretch_width"), s, "pick_start")
+        self.end = _two_way(pn.widgets.TextInput(label="To (date)", sizing_mode="stretch_width"), s, "pick_end")
+        self.find = pn.widgets.Button(label="Find orbits crossing the region", sizing_mode="stretch_width")
+        self.found = pn.widgets.Select(label="Orbits found", options={}, sizing_mode="stretch_width", visible=False)
+        self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
+        self.find.on_click(lambda e: self.search())
+        self.found.param.watch(self._picked, "value")
+
+    def __panel__(self):
+        return pn.Column(self.orbit, pn.Row(self.start, self.end), self.find, self.message, self.found,
+                         sizing_mode="stretch_width")
+
+    def search(self):
+        s = self.selection
+        self.message.visible = False
+        try:
+            df = data.orbit_index(self.catalog_path, s.pick_start, s.pick_end, s.region)
+        except data.DataError as e:
+            self.found.visible = False
+            self.message.object, self.message.alert_type, self.message.visible = str(e), "danger", True
+            return None
+        if not len(df):
+            self.found.visible = False
+            self.message.object = f"no orbit crossed {s.region} between {s.pick_start} and {s.pick_end}"
+            self.message.alert_type, self.message.visible = "warning", True
+            return df
+        opts = {}
+        for r in df.head(500).itertuples():
+            opts[f"{r.orbit}  {str(r.start_time)[:16]}  ({100 * r.coverage:.0f} %)"] = int(r.orbit)
+        self.found.options = opts
+        self.found.label = f"Orbits found ({len(df)}{', first 500 listed' if len(df) > 500 else ''})"
+        self.found.visible = True
+        return df
+
+    def _picked(self, e):
+        if e.new is not None:
+            self.selection.orbit = int(e.new)
+
+
+class Sidebar(pn.viewable.Viewer):
+    """All controls; each writes to the shared :class:`Selection`."""
+
+    selection = param.ClassSelector(class_=Selection)
+    catalog_path = param.String(default=None, allow_None=True)
+
+    def __init__(self, run_control=None, swath_map=None, exporter=None, **params):
+        super().__init__(**params)
+        s = self.selection
+        self.swath_map = swath_map
+        self.source = pn.widgets.RadioButtonGroup.from_param(s.param.source, color="light",
+                                                             sizing_mode="stretch_width")
+        self.world = pn.widgets.IntInput.from_param(s.param.world, label="World seed", sizing_mode="stretch_width")
+        self.granule = pn.widgets.TextInput.from_param(s.param.granule, label="Granule path (under a data root)",
+                                                       sizing_mode="stretch_width")
+        self.picker = OrbitPicker(selection=s, catalog_path=self.catalog_path)
+        models = data.list_models()
+        self.model_note = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
+        unknown = [m for m in s.models if m not in models]
+        if unknown:
+            self.model_note.object = (f"unknown model(s) in the link: {', '.join(unknown)}; "
+                                      f"available: {', '.join(models) or 'none'}")
+            self.model_note.visible = True
+            s.models = [m for m in s.models if m in models]
+        self.models = _two_way(pn.widgets.MultiChoice(label="Models", options=models, sizing_mode="stretch_width"),
+                               s, "models", to_widget=lambda v: [m for m in v if m in models], to_param=list)
+        self.product = _two_way(pn.widgets.Select(label="Product", options={PRODUCT_LABELS[p]: p for p in PRODUCTS},
+                                                   sizing_mode="stretch_width"), s, "product")
+        self.quantile = pn.widgets.FloatSlider.from_param(s.param.quantile_level, label="Quantile level", step=0.01,
+                                                          sizing_mode="stretch_width")
+        self.layers = _two_way(pn.widgets.CheckButtonGroup(label="Layers", options=list(LAYERS), color="light",
+                                                           sizing_mode="stretch_width"), s, "layers", to_param=list)
+        self.channel = pn.widgets.Select.from_param(s.param.channel, label="Tb channel", sizing_mode="stretch_width")
+        self.projection = pn.widgets.Select.from_param(s.param.projection, label="Projection",
+                                                       sizing_mode="stretch_width")
+        regions = _region_options()
+        if s.region not in regions.values():
+            regions[s.region] = s.region
+        self.region = pn.widgets.Select(label="Region", options=regions, value=s.region, sizing_mode="stretch_width")
+        self.region.param.watch(lambda e: setattr(s, "region", e.new), "value")
+        s.param.watch(self._region_changed, "region")
+        self.box = pn.widgets.Button(label="Use the map view as a box region", sizing_mode="stretch_width")
+        self.box.on_click(lambda e: self.box_from_map())
+        y0, y1 = _year_bounds()
+        self.years = pn.widgets.IntRangeSlider(label="Period (years)", start=y0, end=y1, value=(s.start_year, s.end_year),
+                                               sizing_mode="stretch_width")
+        self.years.param.watch(lambda e: s.param.update(start_year=e.new[0], end_year=e.new[1]), "value")
+        s.param.watch(lambda e: setattr(self.years, "value", (s.start_year, s.end_year)), ["start_year", "end_year"])
+        self.season = pn.widgets.RadioButtonGroup.from_param(s.param.season, color="light",
+                                                             sizing_mode="stretch_width")
+        self.threshold = pn.widgets.FloatInput.from_param(s.param.threshold, label="Threshold (mm h-1)",
+                                                          sizing_mode="stretch_width")
+        self.run_control = run_control
+        self.exporter = exporter
+
+    def _region_changed(self, e):
+        if e.new not in self.region.options.values():
+            opts = dict(self.region.options)
+            opts[e.new] = e.new
+            self.region.options = opts
+        self.region.value = e.new
+
+    def box_from_map(self):
+        """Set the region to the box currently shown on the swath map (lon/lat maps only)."""
+        sm = self.swath_map
+        if sm is None or not sm.view_range or self.selection.projection != "PlateCarree":
+            if pn.state.notifications:
+                pn.state.notifications.warning("zoom the swath map (PlateCarree) to the box first")
+            return None
+        (x0, x1), (y0, y1) = sm.view_range["x_range"], sm.view_range["y_range"]
+        if x1 - x0 >= 360:
+            x0, x1 = -180.0, 180.0
+        else:
+            x0, x1 = ((x0 + 180) % 360) - 180, ((x1 + 180) % 360) - 180
+        y0, y1 = max(-90.0, y0), min(90.0, y1)
+        spec = f"bbox:{x0:.2f},{y0:.2f},{x1:.2f},{y1:.2f}"
+        self.selection.region = spec
+        return spec
+
+    def __panel__(self):
+        s = self.selection
+
+        def section(title, *objs, collapsed=False):
+            return pn.Card(*objs, title=title, collapsed=collapsed, sizing_mode="stretch_width",
+                           header_background="#eef3f7", margin=(4, 0))
+
+        real = pn.Column(self.granule, visible=s.source == "real", sizing_mode="stretch_width")
+        synth = pn.Column(self.world, self.picker, visible=s.source == "synthetic", sizing_mode="stretch_width")
+
+        def toggle(e):
+            real.visible = e.new == "real"
+            synth.visible = e.new == "synthetic"
+
+        s.param.watch(toggle, "source")
+        cat = pn.pane.Markdown(f"<span class='rc-note'>Catalogue: `{data.catalog_label(self.catalog_path)}`</span>",
+                               sizing_mode="stretch_width")
+        parts = [
+            section("Data", cat, self.source, synth, real),
+            section("Models", self.models, self.model_note, self.product, self.quantile,
+                    *( [self.run_control] if self.run_control is not None else [])),
+            section("Map", self.layers, self.channel, self.projection),
+            section("Region, period, season", self.region, self.box, self.years, self.season, self.threshold),
+        ]
+        if self.exporter is not None:
+            parts.append(section("Export for papers", self.exporter))
+        return pn.Column(*parts, sizing_mode="stretch_width")
+
+
+def create_app(catalog_path: str | None = None, selection: Selection | None = None):
+    """One session's app (a Panel template)."""
+    from app.export import ExportControl
+    from app.jobs import RunControl
+    from app.swath import SwathMap
+    from app.views import make_views
+
+    import holoviews as hv
+
+    pn.extension(notifications=True, raw_css=[CSS])
+    if hv.Store.current_backend != "bokeh" or "bokeh" not in hv.Store.renderers:
+        hv.extension("bokeh", logo=False)
+    selection = selection or Selection()
+    link_problems = sync_url(selection)
+    swath_map = SwathMap(selection=selection, catalog_path=catalog_path)
+    run_control = RunControl(selection)
+    run_control.param.watch(lambda e: swath_map.param.trigger("refresh"), "landed")
+    views = {"swath": swath_map, **make_views(selection, catalog_path)}
+    tabs = pn.Tabs(*[(VIEW_LABELS[v], views[v]) for v in VIEWS if v in views], dynamic=True,
+                   sizing_mode="stretch_width")
+    order = [v for v in VIEWS if v in views]
+    tabs.active = order.index(selection.view) if selection.view in order else 0
+    tabs.param.watch(lambda e: setattr(selection, "view", order[e.new]), "active")
+    selection.param.watch(lambda e: setattr(tabs, "active", order.index(e.new)) if e.new in order else None, "view")
+    exporter = ExportControl(selection=selection, catalog_path=catalog_path, views=views)
+    sidebar = Sidebar(selection=selection, catalog_path=catalog_path, run_control=run_control,
+                      swath_map=swath_map, exporter=exporter)
+    # Bootstrap: its resources are served locally (the Fast templates fetch Google fonts)
+    template = pn.template.BootstrapTemplate(
+        title="raincheck — satellite rain retrievals against reference, truth and IPCC",
+        sidebar=[sidebar], main=[*[pn.pane.Alert(p, alert_type="warning") for p in link_problems], tabs],
+        header_background=ACCENT, sidebar_width=370)
+    pn.state.onload(run_control.start_polling)
+    template._rc = {"selection": selection, "views": views, "tabs": tabs, "sidebar": sidebar,
+                    "run_control": run_control, "exporter": exporter}
+    return template

@@ -1,0 +1,94 @@
+"""The current selection: one param object per session, mirrored in the URL (shareable link).
+
+Every view watches this object; the sidebar's widgets edit it. ``sync_url`` ties it to the
+browser's query string, so a reload or a shared link restores the same state.
+"""
+
+from __future__ import annotations
+
+import param
+
+from catalogs.schema import CHANNELS
+
+#: The views (tabs), in order.
+VIEWS = ("swath", "distributions", "extremes", "trends", "scores")
+VIEW_LABELS = {"swath": "Swath map", "distributions": "Distributions", "extremes": "Extremes",
+               "trends": "Trends", "scores": "Scores"}
+#: Swath-map layers besides the model products.
+LAYERS = ("Tb", "reference", "truth")
+#: Model products (``quantile`` shows the chosen quantile level).
+PRODUCTS = ("precip_mean", "precip_median", "quantile", "pop", "p_heavy", "ood_score")
+PRODUCT_LABELS = {"precip_mean": "mean", "precip_median": "median", "quantile": "quantile",
+                  "pop": "PoP (> 0.1 mm/h)", "p_heavy": "P(heavy > 10 mm/h)", "ood_score": "OOD score"}
+SEASONS = ("annual", "DJF", "MAM", "JJA", "SON")
+SOURCES = ("synthetic", "real")
+PROJECTIONS = ("PlateCarree", "Robinson", "Mollweide", "EqualEarth")
+
+#: URL query keys of the parameters mirrored in the link.
+URL_KEYS = {
+    "view": "view", "source": "source", "world": "world", "orbit": "orbit", "granule": "granule",
+    "models": "models", "layers": "layers", "channel": "channel", "product": "product",
+    "quantile_level": "q", "projection": "proj", "region": "region", "start_year": "y0",
+    "end_year": "y1", "season": "season", "threshold": "thr", "pick_start": "from", "pick_end": "to",
+}
+
+
+class Selection(param.Parameterized):
+    """What the user is looking at. Plain values only (it round-trips through the URL)."""
+
+    view = param.Selector(default="swath", objects=list(VIEWS), doc="The view shown")
+    source = param.Selector(default="synthetic", objects=list(SOURCES),
+                            doc="Synthetic orbits (with truth) or real PPS granules")
+    world = param.Integer(default=0, bounds=(0, None), doc="World seed of the synthetic system")
+    orbit = param.Integer(default=20000, doc="Orbit number")
+    granule = param.String(default="", doc="Path of a real granule (inside a data root)")
+    models = param.List(default=[], item_type=str, doc="Models to show")
+    layers = param.List(default=["Tb", "reference", "truth"], item_type=str, doc="Swath-map layers")
+    channel = param.Selector(default="89.0V", objects=list(CHANNELS), doc="Tb channel")
+    product = param.Selector(default="precip_mean", objects=list(PRODUCTS), doc="Model product")
+    quantile_level = param.Number(default=0.9, bounds=(0.01, 0.99), doc="Quantile level shown")
+    projection = param.Selector(default="PlateCarree", objects=list(PROJECTIONS))
+    region = param.String(default="global", doc="Region spec (evaluation.regions.get_region)")
+    start_year = param.Integer(default=2015, doc="First year of the period")
+    end_year = param.Integer(default=2024, doc="Last year of the period")
+    season = param.Selector(default="annual", objects=list(SEASONS))
+    threshold = param.Number(default=10.0, bounds=(0.01, 500), doc="Rain-rate threshold (mm h-1)")
+    pick_start = param.String(default="2019-06-01", doc="Orbit picker: period start (ISO date)")
+    pick_end = param.String(default="2019-06-02", doc="Orbit picker: period end (ISO date)")
+
+    def query(self) -> dict:
+        """The selection as URL query values (what a shared link carries)."""
+        out = {}
+        for name, key in URL_KEYS.items():
+            v = getattr(self, name)
+            out[key] = ",".join(v) if isinstance(v, list) else v
+        return out
+
+    def describe(self) -> dict:
+        """The selection as plain data (provenance manifests)."""
+        return {name: getattr(self, name) for name in URL_KEYS}
+
+
+def sync_url(selection: Selection, location=None) -> list[str]:
+    """Mirror ``selection`` in the browser URL (reload or a shared link restores it).
+
+    Returns messages about query values that could not be applied (e.g. ``?orbit=abc``); those
+    keep their defaults and the app shows the messages."""
+    import panel as pn
+
+    location = location if location is not None else pn.state.location
+    problems: list[str] = []
+    if location is None:
+        return problems
+
+    def on_error(mapped):
+        # Panel applies the link's values all at once; apply them one by one so one bad value
+        # (e.g. ?orbit=abc) does not discard the good ones, and report the bad ones
+        for name, value in (mapped or {}).items():
+            try:
+                selection.param.update(**{name: value})
+            except Exception:
+                problems.append(f"ignored the link's {URL_KEYS.get(name, name)}={value!r}: not a valid {name}")
+
+    location.sync(selection, URL_KEYS, on_error=on_error)
+    return problems

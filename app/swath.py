@@ -1,0 +1,389 @@
+"""The swath map: Tb of any channel, reference strip, truth and each model's product, side by side.
+
+- full resolution through datashader (every swath pixel a quad, re-rasterised on pan/zoom,
+  only the scans in view), see :mod:`app.geometry`;
+- offline coastlines; a projection choice; antimeridian-safe;
+- linked maps (pan/zoom one, all follow); hover shows the value with its unit;
+- clicking a pixel shows each model's predicted distribution against reference and truth.
+
+The layers are described by :func:`swath_layers` (pure: a list of :class:`Layer`), shared by
+this interactive view and by :mod:`app.export`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import panel as pn
+import param
+
+from app import data
+from app.state import PRODUCT_LABELS, Selection
+
+log = logging.getLogger(__name__)
+
+RAIN_CLIM = (0.1, 50.0)
+RAIN_CMAP = "turbo"
+TB_CMAP = "viridis"
+PROB_CMAP = "YlGnBu"
+MAP_HEIGHT = 330
+
+
+@dataclass
+class Layer:
+    """One map panel: a field on the swath grid and how to colour it."""
+
+    key: str
+    title: str
+    values: np.ndarray  # (along_track, cross_track)
+    label: str  # colour-bar label (quantity)
+    unit: str
+    cmap: str
+    clim: tuple[float, float]
+    log: bool = False
+    model: str | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def clabel(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit and self.unit != "1" else self.label
+
+
+@dataclass
+class SwathLayers:
+    layers: list[Layer]
+    notes: list[str]  # things that could not be shown (shown as warnings)
+    outputs: dict  # model -> retrieval dataset (for the pixel distribution)
+
+
+def _rain_layer(key, title, values, model=None) -> Layer:
+    return Layer(key, title, np.asarray(values, np.float64), "Surface precipitation", "mm h-1",
+                 RAIN_CMAP, RAIN_CLIM, log=True, model=model)
+
+
+def swath_layers(ds, selection: Selection, catalog_path: str | None = None) -> SwathLayers:
+    """The layers the selection asks for on swath ``ds`` (model outputs read from the store)."""
+    layers, notes, outputs = [], [], {}
+    orbit = int(ds.attrs.get("orbit_number", selection.orbit))
+    if "Tb" in selection.layers:
+        tb = np.asarray(ds["Tc"].sel(pmw_frequency=selection.channel).values, np.float64)
+        finite = tb[np.isfinite(tb)]
+        if finite.size:
+            lo, hi = np.percentile(finite, [1, 99])
+            clim = (float(np.floor(lo)), float(np.ceil(hi if hi > lo else lo + 1)))
+            layers.append(Layer("tb", f"Tb {selection.channel}", tb, f"Tb {selection.channel}", "K",
+                                TB_CMAP, clim))
+        else:
+            notes.append(f"channel {selection.channel} has no valid brightness temperature on this orbit")
+    if "reference" in selection.layers:
+        if "surface_precip" in ds and np.isfinite(ds["surface_precip"].values).any():
+            layers.append(_rain_layer("reference", "Reference (radar strip)", ds["surface_precip"].values))
+        else:
+            notes.append("no reference precipitation on this swath")
+    if "truth" in selection.layers:
+        if "surface_precip_truth" in ds:
+            layers.append(_rain_layer("truth", "Truth (synthetic)", ds["surface_precip_truth"].values))
+        else:
+            notes.append("no truth on this swath (truth exists for synthetic orbits only)")
+    shape = ds["lat"].shape
+    for model in selection.models:
+        try:
+            out = data.load_output(catalog_path, model, orbit, selection.world)
+        except data.MissingModelOutput:
+            notes.append(f"model {model} has no output for orbit {orbit} yet: press Run to compute it")
+            continue
+        except data.DataError as e:
+            notes.append(str(e))
+            continue
+        if out["lat"].shape != shape:
+            notes.append(f"output of {model} is on a {out['lat'].shape} grid, the swath is {shape}: not shown")
+            continue
+        outputs[model] = out
+        p = selection.product
+        if p == "quantile":
+            pq = out["precip_quantiles"].sel(quantile=selection.quantile_level, method="nearest")
+            level = float(pq["quantile"])
+            layers.append(_rain_layer(f"{model}:q{level:.2f}", f"{model}: quantile {level:.2f}", pq.values, model))
+        elif p in ("precip_mean", "precip_median"):
+            layers.append(_rain_layer(f"{model}:{p}", f"{model}: {PRODUCT_LABELS[p]}", out[p].values, model))
+        elif p in out:
+            v = np.asarray(out[p].values, np.float64)
+            if p == "ood_score":
+                finite = v[np.isfinite(v)]
+                hi = float(np.percentile(finite, 99)) if finite.size else 1.0
+                layers.append(Layer(f"{model}:{p}", f"{model}: OOD score", v, "OOD score", "1", "inferno",
+                                    (0.0, hi if hi > 0 else 1.0), model=model))
+            else:
+                layers.append(Layer(f"{model}:{p}", f"{model}: {PRODUCT_LABELS[p]}", v, PRODUCT_LABELS[p], "1",
+                                    PROB_CMAP, (0.0, 1.0), model=model))
+        else:
+            notes.append(f"model {model} does not provide {PRODUCT_LABELS.get(p, p)}")
+    return SwathLayers(layers, notes, outputs)
+
+
+def axis_dims(projection: str):
+    import holoviews as hv
+
+    if projection == "PlateCarree":
+        return (hv.Dimension("x", label="Longitude (unwrapped)", unit="°E"),
+                hv.Dimension("y", label="Latitude", unit="°N"))
+    return (hv.Dimension("x", label=f"{projection} x", unit="m"), hv.Dimension("y", label=f"{projection} y", unit="m"))
+
+
+def value_dim(layer: Layer):
+    import holoviews as hv
+
+    return hv.Dimension("value", label=layer.label, unit=None if layer.unit == "1" else layer.unit)
+
+
+def image_for(geom, layer: Layer, x_range=None, y_range=None, width=600, height=MAP_HEIGHT):
+    """A rasterised hv.Image of ``layer`` over the view (used by the maps and the benchmark)."""
+    import holoviews as hv
+
+    from app.geometry import rasterize
+
+    agg = rasterize(geom, layer.values, x_range, y_range, width=width, height=height)
+    xd, yd = axis_dims(geom.projection)
+    x0, x1 = x_range if x_range is not None else (float(agg.x[0]), float(agg.x[-1]))
+    y0, y1 = y_range if y_range is not None else (float(agg.y[0]), float(agg.y[-1]))
+    if x_range is None:
+        dx, dy = float(agg.x[1] - agg.x[0]), float(agg.y[1] - agg.y[0])
+        x0, x1, y0, y1 = x0 - dx / 2, x1 + dx / 2, y0 - dy / 2, y1 + dy / 2
+    return hv.Image(agg.values[::-1], bounds=(x0, y0, x1, y1), kdims=[xd, yd], vdims=[value_dim(layer)])
+
+
+def coast_path(projection: str, x_range=None, y_range=None):
+    import holoviews as hv
+
+    from app.coastlines import clip, coastline_xy, scale_for
+
+    xy = clip(coastline_xy(scale_for(x_range, projection), projection, (-360.0, 0.0, 360.0, 720.0)
+                           if projection == "PlateCarree" else (0.0,)), x_range, y_range)
+    xd, yd = axis_dims(projection)
+    return hv.Path([xy], kdims=[xd, yd]).opts(color="#222222", line_width=0.7, apply_ranges=False,
+                                               backend="bokeh")
+
+
+def swath_key(selection: Selection, catalog_path=None) -> tuple:
+    s = selection
+    return (data.catalog_label(catalog_path),
+            ("granule", s.granule) if s.source == "real" else ("orbit", int(s.orbit), int(s.world)))
+
+
+def load(selection: Selection, catalog_path=None):
+    """(swath, geometry, layers) of the selection; :class:`app.data.DataError` on a bad one."""
+    s = selection
+    if s.source == "real":
+        if not s.granule:
+            raise data.DataError("choose a real granule (source: real) or switch to synthetic orbits")
+        ds = data.load_swath(catalog_path, granule=s.granule)
+    else:
+        lo, hi = data.orbit_range()
+        if not lo <= int(s.orbit) <= hi:
+            raise data.DataError(f"orbit {s.orbit} does not exist in the synthetic record (orbits {lo} to {hi})")
+        ds = data.load_swath(catalog_path, orbit=s.orbit, world=s.world)
+    geom = data.swath_geometry(swath_key(s, catalog_path), ds["lat"].values, ds["lon"].values, s.projection)
+    return ds, geom, swath_layers(ds, s, catalog_path)
+
+
+def export_parts(selection: Selection, catalog_path=None, view_range=None):
+    """The swath view for :mod:`app.export`: rasterised-mesh QuadMeshes (matplotlib) of every
+    layer over the current view, coastlines, and the fields as a netCDF-ready Dataset."""
+    import holoviews as hv
+    import xarray as xr
+
+    from app.export import FONTS, ExportParts, rasterize_meshes_hook
+
+    ds, geom, sl = load(selection, catalog_path)
+    if not sl.layers:
+        raise data.DataError("nothing to export: " + ("; ".join(sl.notes) or "pick at least one layer"))
+    if view_range:
+        xr_, yr_ = tuple(view_range["x_range"]), tuple(view_range["y_range"])
+    else:
+        x0, x1, y0, y1 = geom.extent
+        xr_, yr_ = (x0, x1), (y0, y1)
+    runs = geom.rows_in_view(xr_, yr_)
+    if not runs:
+        raise data.DataError("the exported view holds no swath pixel: zoom back onto the swath")
+    rows = slice(min(r.start for r in runs), max(r.stop for r in runs))
+    xd, yd = axis_dims(geom.projection)
+    X, Y = geom.x[rows], geom.y[rows]
+    aspect = float(np.clip((xr_[1] - xr_[0]) / max(yr_[1] - yr_[0], 1e-9), 1.0, 2.5))
+    panels = []
+    for layer in sl.layers:
+        v = np.where(geom.drawable[rows], layer.values[rows], np.nan)
+        if layer.log:
+            v = np.where(v < layer.clim[0], layer.clim[0] * 0.999, v)  # zero rain shows as the lowest colour
+        qm = hv.QuadMesh((X, Y, v), kdims=[xd, yd], vdims=[value_dim(layer)]).opts(
+            backend="matplotlib", cmap=layer.cmap, clim=layer.clim, logz=layer.log, colorbar=True,
+            clabel=layer.clabel, hooks=[rasterize_meshes_hook], title=layer.title, fontsize=FONTS,
+            xlim=xr_, ylim=yr_, aspect=aspect)
+        coast = coast_path(geom.projection, xr_, yr_).opts(backend="matplotlib", color="#222222", linewidth=0.4)
+        panels.append((qm * coast).opts(backend="matplotlib", xlim=xr_, ylim=yr_))
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = -(-len(panels) // ncols)
+    layout = hv.Layout(panels).cols(ncols).opts(backend="matplotlib", sublabel_format="({alpha})",
+                                                fig_inches=(3.6 * ncols, 2.2 * nrows), hspace=0.45, wspace=0.35)
+    out = xr.Dataset(coords={"lat": (("along_track", "cross_track"), ds["lat"].values[rows]),
+                             "lon": (("along_track", "cross_track"), ds["lon"].values[rows])})
+    if "time" in ds.coords:
+        out = out.assign_coords(time=("along_track", ds["time"].values[rows]))
+    for layer in sl.layers:
+        name = safe_var(layer.key)
+        out[name] = (("along_track", "cross_track"), np.asarray(layer.values[rows], np.float32),
+                     {"long_name": layer.title, "units": layer.unit})
+    out.attrs.update(title=f"raincheck swath export, {ds.attrs.get('title', '')}",
+                     orbit_number=int(ds.attrs.get("orbit_number", -1)), source=str(ds.attrs.get("source", "")),
+                     first_scan=int(rows.start), Conventions="CF-1.10")
+    entry = "granule" if selection.source == "real" else "swath"
+    prov = {"entry": entry, "orbits": [int(ds.attrs.get("orbit_number", -1))],
+            "granule": selection.granule or None, "scans": [int(rows.start), int(rows.stop)],
+            "projection": geom.projection, "map_range": {"x": list(xr_), "y": list(yr_)},
+            "model_outputs": {m: {"model_sha256": o.attrs.get("model_sha256"), "device": o.attrs.get("device")}
+                              for m, o in sl.outputs.items()},
+            "notes": sl.notes}
+    return ExportParts(layout, out, prov, fig_inches=(3.6 * ncols, 2.2 * nrows))
+
+
+def safe_var(key: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_]+", "_", key).strip("_")
+
+
+class SwathMap(pn.viewable.Viewer):
+    """Linked side-by-side swath maps for the current selection, plus the clicked pixel."""
+
+    selection = param.ClassSelector(class_=Selection)
+    catalog_path = param.String(default=None, allow_None=True)
+    pixel = param.Tuple(default=None, allow_None=True, length=2, doc="(along, cross) of the clicked pixel")
+    view_range = param.Dict(default=None, allow_None=True, doc="current x_range/y_range of the maps")
+    refresh = param.Event(doc="reload data (e.g. a model output just landed)")
+
+    _WATCH = ("source", "world", "orbit", "granule", "models", "layers", "channel", "product",
+              "quantile_level", "projection")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._alerts = pn.Column(sizing_mode="stretch_width")
+        self._maps = pn.pane.HoloViews(None, sizing_mode="stretch_width", linked_axes=True)
+        self._pixel_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=280)
+        self._pixel_info = pn.pane.Markdown("Click a pixel on a map to see its predicted distribution.",
+                                            sizing_mode="stretch_width")
+        self._layout = pn.Column(self._alerts, self._maps,
+                                 pn.Row(self._pixel_plot, self._pixel_info, sizing_mode="stretch_width"),
+                                 sizing_mode="stretch_width")
+        self.swath = None
+        self.geom = None
+        self.layers: SwathLayers | None = None
+        self.selection.param.watch(self._on_selection, list(self._WATCH))
+        self.param.watch(lambda e: self.update(), "refresh")
+        self.update()
+
+    def __panel__(self):
+        return self._layout
+
+    # -- data --------------------------------------------------------------------------
+    def load(self):
+        """Read the swath and the layers; raise :class:`app.data.DataError` on a bad selection."""
+        return load(self.selection, self.catalog_path)
+
+    def _on_selection(self, *events):
+        names = {e.name for e in events}
+        if names & {"source", "world", "orbit", "granule", "projection"}:
+            self.pixel = None
+            self.view_range = None
+        self.update()
+
+    def _alert(self, text, kind="warning"):
+        return pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width", margin=(2, 5))
+
+    def update(self):
+        self._alerts.objects = []
+        try:
+            self.swath, self.geom, self.layers = self.load()
+        except data.DataError as e:
+            self.swath = self.geom = self.layers = None
+            self._maps.object = None
+            self._alerts.objects = [self._alert(str(e), "danger")]
+            self._show_pixel()
+            return
+        except Exception as e:  # never a traceback in the UI
+            log.exception("swath map failed")
+            self.swath = self.geom = self.layers = None
+            self._maps.object = None
+            self._alerts.objects = [self._alert(f"could not draw the swath map: {type(e).__name__}: {e}", "danger")]
+            return
+        self._alerts.objects = [self._alert(n) for n in self.layers.notes]
+        if not self.layers.layers:
+            self._maps.object = None
+            self._alerts.append(self._alert("nothing to show: pick at least one layer or a model with output", "info"))
+            return
+        self._maps.object = self._build()
+        self._show_pixel()
+
+    # -- plots -------------------------------------------------------------------------
+    def _build(self):
+        import holoviews as hv
+        import holoviews.plotting.bokeh  # noqa: F401  (registers the backend's options)
+
+        geom, proj = self.geom, self.selection.projection
+        x0, x1, y0, y1 = geom.extent
+        start = self.view_range or {"x_range": (x0, x1), "y_range": (y0, y1)}
+        panels = []
+        self._taps = []
+        for layer in self.layers.layers:
+            style = dict(cmap=layer.cmap, clim=layer.clim, cnorm="log" if layer.log else "linear",
+                         colorbar=True, clabel=layer.clabel, tools=["hover", "tap"],
+                         clipping_colors=({"min": "#d9d9d9", "NaN": "transparent"} if layer.log
+                                          else {"NaN": "transparent"}),
+                         responsive=True, height=MAP_HEIGHT, title=layer.title, framewise=False,
+                         active_tools=["wheel_zoom"], show_grid=True, xlim=start["x_range"],
+                         ylim=start["y_range"])
+
+            def cb(x_range, y_range, width, height, scale=1.0, layer=layer, style=style):
+                xr_ = x_range or start["x_range"]
+                yr_ = y_range or start["y_range"]
+                w = int(width or 600)
+                h = int(height or MAP_HEIGHT)
+                return image_for(geom, layer, xr_, yr_, width=w, height=h).opts(backend="bokeh", **style)
+
+            rng = hv.streams.RangeXY(x_range=start["x_range"], y_range=start["y_range"])
+            size = hv.streams.PlotSize()
+            img = hv.DynamicMap(cb, streams=[rng, size])
+            coast = hv.DynamicMap(lambda x_range, y_range: coast_path(proj, x_range, y_range),
+                                  streams=[hv.streams.RangeXY()])
+            tap = hv.streams.Tap(source=img, x=None, y=None)
+            tap.add_subscriber(self._on_tap)
+            rng.add_subscriber(self._on_range)
+            self._taps.append(tap)
+            panels.append((img * coast).opts(title=layer.title, backend="bokeh"))
+        return hv.Layout(panels).cols(2 if len(panels) > 1 else 1).opts(shared_axes=True, backend="bokeh")
+
+    def _on_range(self, x_range=None, y_range=None, **kw):
+        if x_range is not None and y_range is not None:
+            self.view_range = {"x_range": tuple(x_range), "y_range": tuple(y_range)}
+
+    def _on_tap(self, x=None, y=None, **kw):
+        if x is None or y is None or self.geom is None:
+            return
+        self.pixel = self.geom.nearest_pixel(float(x), float(y))
+        self._show_pixel()
+
+    # -- clicked pixel -----------------------------------------------------------------
+    def _show_pixel(self):
+        if self.pixel is None or self.swath is None:
+            self._pixel_plot.object = None
+            self._pixel_plot.visible = False
+            self._pixel_info.object = ("Click a pixel on a map to see its predicted distribution."
+                                       if self.swath is not None else "")
+            return
+        from app.pixel import pixel_plot, pixel_summary
+
+        i, j = self.pixel
+        summary = pixel_summary(self.swath, self.layers.outputs, i, j)
+        self._pixel_info.object = summary["markdown"]
+        self._pixel_plot.object = pixel_plot(summary)
+        self._pixel_plot.visible = True

@@ -1,0 +1,59 @@
+"""Helpers for the app tests: a synthetic orbit-like swath and a retrieval written to the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from catalogs import schema
+
+
+def orbit_like_swath(n_scans=600, n_pix=61, lon0=150.0, orbit=20000, seed=0):
+    """A swath along a 65°-inclined circular track starting at ``lon0`` (crosses ±180° when
+    lon0 > 0), pixels spread across track; values random."""
+    inc = np.radians(65.0)
+    u = np.linspace(0, 2 * np.pi * n_scans / 2900, n_scans)
+    lat = np.degrees(np.arcsin(np.sin(inc) * np.sin(u)))
+    lon = lon0 + np.degrees(np.arctan2(np.cos(inc) * np.sin(u), np.cos(u))) - 360 * u / (2 * np.pi) * 92.6 / 1436
+    off = np.linspace(-4.0, 4.0, n_pix)
+    dlat = np.gradient(lat)
+    dlon = np.gradient(np.degrees(np.unwrap(np.radians(lon)))) * np.cos(np.radians(lat))
+    h = np.hypot(dlat, dlon)
+    nx, ny = dlat / h, -dlon / h
+    LAT = np.clip(lat[:, None] + off[None, :] * ny[:, None], -89, 89)
+    LON = lon[:, None] + off[None, :] * nx[:, None] / np.cos(np.radians(LAT))
+    LON = (LON + 180) % 360 - 180
+    rng = np.random.default_rng(seed)
+    tc = 200 + 50 * rng.random((n_scans, n_pix, schema.N_CHANNELS))
+    rain = rng.gamma(0.3, 3.0, (n_scans, n_pix))
+    ref = rain.copy()
+    c = n_pix // 2
+    ref[:, : c - 10] = np.nan
+    ref[:, c + 11:] = np.nan
+    time = np.datetime64("2019-06-01T00:00", "ns") + np.arange(n_scans) * np.timedelta64(1900, "ms")
+    return schema.make_swath(tc=tc, lat=LAT, lon=LON, time=time, surface_type=np.zeros(LAT.shape, np.int8),
+                             orbit_number=orbit, source="test", surface_precip=ref, surface_precip_truth=rain)
+
+
+def write_retrieval(swath, model="unit-model", sha="ab" * 32, orbit=None, source="synthetic", levels=None, seed=1):
+    """Write a schema-valid retrieval for ``swath`` into the model-output store; return its path."""
+    from catalogs.outputs import output_path
+    from catalogs.store import write_dataset
+    from models.quantiles import derived_products
+
+    orbit = int(swath.attrs["orbit_number"] if orbit is None else orbit)
+    levels = np.linspace(0.05, 0.95, 19) if levels is None else np.asarray(levels)
+    rng = np.random.default_rng(seed)
+    base = rng.gamma(0.3, 2.0, swath["lat"].shape)
+    q = np.sort(base[..., None] * (0.2 + 2 * levels)[None, None, :], axis=-1).astype(np.float32)
+    prods = derived_products(q, levels)
+    ds = xr.Dataset(
+        {"precip_quantiles": (("along_track", "cross_track", "quantile"), q, {"units": "mm h-1"}),
+         **{k: (("along_track", "cross_track"), v, {"units": "1" if k in ("pop", "p_heavy") else "mm h-1"})
+            for k, v in prods.items()}},
+        coords={"lat": swath["lat"], "lon": swath["lon"], "time": swath["time"], "quantile": levels},
+        attrs={"model": model, "model_sha256": sha, "orbit_number": orbit, "sensor": "GMI", "source": source})
+    schema.validate(ds, kind="retrieval")
+    path = output_path(model, sha, orbit, source)
+    write_dataset(ds, path)
+    return path

@@ -1,0 +1,35 @@
+"""The selection and its URL: a shared link restores the state; bad link values are reported."""
+
+from __future__ import annotations
+
+from panel.io.location import Location
+
+from app.state import URL_KEYS, Selection, sync_url
+
+
+def test_link_restores_selection():
+    a = Selection()
+    loc = Location()
+    assert sync_url(a, loc) == []
+    a.param.update(orbit=20123, models=["m1", "m2"], view="trends", channel="36.64H", quantile_level=0.75,
+                   region="WAF", season="JJA", projection="Robinson", layers=["truth"])
+    b = Selection()
+    assert sync_url(b, Location(search=loc.search)) == []
+    for name in URL_KEYS:
+        assert getattr(b, name) == getattr(a, name), name
+
+
+def test_bad_link_values_are_reported_and_the_rest_applied():
+    s = Selection()
+    problems = sync_url(s, Location(search="?orbit=abc&channel=XYZ&y0=2016&view=extremes"))
+    assert len(problems) == 2
+    assert any("orbit" in p for p in problems) and any("channel" in p for p in problems)
+    assert s.orbit == Selection.param.orbit.default
+    assert s.start_year == 2016 and s.view == "extremes"
+
+
+def test_query_and_describe_are_plain():
+    s = Selection(models=["a", "b"])
+    q = s.query()
+    assert q["models"] == "a,b" and q["orbit"] == s.orbit
+    assert set(s.describe()) == set(URL_KEYS)

@@ -1,0 +1,123 @@
+"""The swath-map component and the data access behind it (no browser)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app import data
+from app.state import Selection
+from app.swath import SwathMap, load, swath_layers
+from tests.app_helpers import write_retrieval
+
+
+@pytest.fixture
+def app_env(data_root):
+    data._swaths.clear()
+    data._outputs.clear()
+    data._geoms.clear()
+    return data_root
+
+
+def _alerts(sm):
+    return [(a.alert_type, a.object) for a in sm._alerts.objects]
+
+
+def test_map_of_a_simulated_orbit(app_env):
+    sel = Selection(orbit=20000)
+    sm = SwathMap(selection=sel)
+    assert sm.swath is not None and int(sm.swath.attrs["orbit_number"]) == 20000
+    assert [lay.key for lay in sm.layers.layers] == ["tb", "reference", "truth"]
+    assert sm._maps.object is not None and len(sm._maps.object) == 3
+    assert _alerts(sm) == []
+    # the Tb panel shows the chosen channel, in K
+    tb = sm.layers.layers[0]
+    np.testing.assert_array_equal(tb.values, sm.swath["Tc"].sel(pmw_frequency="89.0V").values.astype(float))
+    assert tb.unit == "K" and "K" in tb.clabel
+    sel.channel = "18.7H"
+    assert sm.layers.layers[0].title == "Tb 18.7H"
+    # orbit 20000 crosses the antimeridian: map x is continuous
+    assert np.abs(np.diff(sm.geom.x, axis=0)).max() < 2
+
+
+def test_rendered_maps_paint_the_swath(app_env):
+    import holoviews as hv
+
+    hv.extension("bokeh", logo=False)
+    sm = SwathMap(selection=Selection(orbit=20000, layers=["Tb"]))
+    dm = sm._maps.object
+    img = dm.DynamicMap.I[()] if hasattr(dm, "DynamicMap") else dm[()]
+    el = img.Image.I if hasattr(img, "Image") else img
+    vals = el.dimension_values(2, flat=False)
+    assert np.isfinite(vals).mean() > 0.05
+    assert el.vdims[0].unit == "K"
+
+
+@pytest.mark.parametrize("orbit,message", [(10**7, "does not exist"), (-10**7, "does not exist")])
+def test_bad_orbit_gives_a_message(app_env, orbit, message):
+    sm = SwathMap(selection=Selection(orbit=orbit))
+    alerts = _alerts(sm)
+    assert len(alerts) == 1 and alerts[0][0] == "danger" and message in alerts[0][1]
+    assert sm._maps.object is None
+
+
+def test_real_source_without_granule_gives_a_message(app_env):
+    sm = SwathMap(selection=Selection(source="real"))
+    assert "choose a real granule" in _alerts(sm)[0][1]
+
+
+def test_granule_outside_roots_gives_a_message(app_env):
+    sm = SwathMap(selection=Selection(source="real", granule="/etc/passwd"))
+    kind, text = _alerts(sm)[0]
+    assert kind == "danger" and "outside the configured data roots" in text
+
+
+def test_model_without_output_says_press_run(app_env):
+    sm = SwathMap(selection=Selection(orbit=20000, models=["nobody-model"]))
+    texts = [t for _, t in _alerts(sm)]
+    assert any("no output for orbit 20000 yet" in t and "Run" in t for t in texts)
+    assert sm._maps.object is not None  # the other layers still show
+
+
+def test_model_products_and_clicked_pixel(app_env):
+    sel = Selection(orbit=20000, layers=["reference"], models=["unit-model"])
+    ds, _, _ = load(sel)
+    write_retrieval(ds, model="unit-model")
+    data._outputs.clear()
+    sm = SwathMap(selection=sel)
+    keys = [lay.key for lay in sm.layers.layers]
+    assert keys == ["reference", "unit-model:precip_mean"]
+    out = sm.layers.outputs["unit-model"]
+    np.testing.assert_array_equal(sm.layers.layers[1].values, out["precip_mean"].values.astype(float))
+    for product, unit in (("pop", "1"), ("p_heavy", "1"), ("precip_median", "mm h-1")):
+        sel.product = product
+        assert sm.layers.layers[1].unit == unit and sm.layers.layers[1].key.endswith(product)
+    sel.param.update(product="quantile", quantile_level=0.5)
+    lay = sm.layers.layers[1]
+    assert lay.key == "unit-model:q0.50"
+    np.testing.assert_array_equal(lay.values, out["precip_quantiles"].sel(quantile=0.5, method="nearest").values.astype(float))
+    sel.product = "ood_score"
+    assert any("does not provide OOD" in t for _, t in _alerts(sm))
+    # click on the middle of the swath: the pixel's distribution against the reference
+    i, j = 1200, 110
+    sm._on_tap(x=sm.geom.x[i, j], y=sm.geom.y[i, j])
+    assert sm.pixel == (i, j)
+    assert "unit-model" in sm._pixel_info.object and "reference" in sm._pixel_info.object
+    plot = sm._pixel_plot.object
+    assert plot is not None and any("unit-model" in str(el.label) for el in plot)
+
+
+def test_swath_layers_reports_missing_truth(app_env, tiny_swath):
+    ds = tiny_swath.drop_vars("surface_precip_truth")
+    sl = swath_layers(ds, Selection(layers=["truth", "Tb"]))
+    assert [lay.key for lay in sl.layers] == ["tb"]
+    assert any("no truth" in n for n in sl.notes)
+
+
+def test_all_fill_tb_is_a_clear_error(app_env, tiny_swath, monkeypatch):
+    bad = tiny_swath.copy()
+    bad["Tc"] = bad["Tc"] * np.nan
+    monkeypatch.setattr(data, "_swaths", data.Memo(4))
+    data._swaths.get((data.catalog_label(None), "swath", 7, 0), lambda: bad)
+    with pytest.raises(data.DataError, match="no valid brightness temperature"):
+        data.load_swath(None, orbit=7, world=0)

@@ -419,3 +419,45 @@ def test_latitudinal_and_seasonal_pattern(seasonal_truth):
     assert jul[10] > jan[10] and jan[8] > jul[8], (jan, jul)
     # northern storm track stronger in winter
     assert jan[13] > jul[13]
+
+
+# ------------------------------------------------------------------ command line
+def test_cli_simulate_writes_nc_and_zarr(tmp_path):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    runner = CliRunner()
+    for suffix in (".nc", ".zarr"):
+        out = tmp_path / f"orbit{suffix}"
+        res = runner.invoke(main, ["simulate", "--orbit", "-5", "--world", "4", "--source", "simulated",
+                                   "--scans", "20", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert store.is_complete(out)
+        ds = store.open_dataset(out)
+        schema.validate(ds)
+        ref = simulate_orbit(-5, world_seed=4, source="simulated", n_scans=20)
+        assert ds.Tc.values.tobytes() == ref.Tc.values.tobytes()
+        assert ds.attrs["world_seed"] == 4 and ds.attrs["climate_offset_K"] == 4.0
+        assert ds.attrs["gmst_anomaly_K"] == ref.attrs["gmst_anomaly_K"]
+        ds.close()
+    res = runner.invoke(main, ["simulate", "--orbit", "1", "--out", str(tmp_path / "x.txt")])
+    assert res.exit_code != 0 and ".nc or .zarr" in res.output
+    res = runner.invoke(main, ["simulate", "--orbit", "1", "--climate-offset", "2", "--out", str(tmp_path / "x.nc")])
+    assert res.exit_code != 0 and "simulated" in res.output
+
+
+def test_identical_bytes_across_processes(tmp_path):
+    """No hidden global state: a fresh interpreter writes the same netCDF bytes."""
+    import subprocess
+    import sys
+
+    args = ["simulate", "--orbit", "777", "--world", "9", "--scans", "40"]
+    code = "import sys; from app.cli import main; main(sys.argv[1:])"
+    for name in ("p1.nc", "p2.nc"):
+        subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / name)], check=True,
+                       capture_output=True)
+    local = tmp_path / "local.nc"
+    store.write_dataset(simulate_orbit(777, world_seed=9, n_scans=40), local)
+    b1, b2, b3 = ((tmp_path / n).read_bytes() for n in ("p1.nc", "p2.nc", "local.nc"))
+    assert b1 == b2 == b3

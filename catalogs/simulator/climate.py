@@ -131,14 +131,14 @@ def climatology(lat, lon, doy, land, hour_utc=None) -> dict:
     rlon = np.radians(lon)
 
     itcz = (6.0 - 4.0 * s) * (1 - land) + (-12.0 * s) * land
-    p_itcz = 0.12 * np.exp(-(((lat - itcz) / 10.0) ** 2))
+    p_itcz = 0.10 * np.exp(-(((lat - itcz) / 10.0) ** 2))
     p_storm = 0.10 * (np.exp(-(((lat - 50.0) / 11.0) ** 2)) * (1.0 + 0.35 * s)
                       + np.exp(-(((lat + 52.0) / 11.0) ** 2)) * (1.0 - 0.15 * s))
     p = 0.03 + p_itcz + p_storm
     # dry subtropics, driest on the eastern side of ocean basins (cold upwelling)
     east_basin = np.exp(-(((lon + 110.0) / 30.0) ** 2)) + np.exp(-(((lon + 10.0) / 25.0) ** 2)) \
         + np.exp(-(((lon - 100.0) / 15.0) ** 2)) * (lat < 0)
-    dry = 1.0 - (0.45 + 0.3 * np.minimum(east_basin, 1.0) * (1 - land) + 0.25 * land) \
+    dry = 1.0 - (0.40 + 0.3 * np.minimum(east_basin, 1.0) * (1 - land) + 0.25 * land) \
         * np.exp(-(((alat - 24.0) / 8.0) ** 2))
     warm_pool = 1.0 + 0.35 * np.exp(-(((lon - 140.0) / 35.0) ** 2) - (lat / 15.0) ** 2)
     polar = np.where(alat > 60.0, np.exp(-((alat - 60.0) / 12.0)), 1.0)
@@ -151,7 +151,7 @@ def climatology(lat, lon, doy, land, hour_utc=None) -> dict:
     # intensity: heavier in the tropics and over land convection; lighter at high latitude
     tropical = np.exp(-((lat / 22.0) ** 2))
     midlat = np.exp(-(((alat - 45.0) / 12.0) ** 2))
-    median = 1.25 * (0.5 + 0.7 * tropical + 0.35 * midlat + 0.25 * land * tropical) * np.where(alat > 55, np.exp(-(alat - 55) / 20), 1)
+    median = 1.2 * (0.5 + 0.6 * tropical + 0.35 * midlat + 0.25 * land * tropical) * np.where(alat > 55, np.exp(-(alat - 55) / 20), 1)
     sigma = 0.95 + 0.25 * tropical + 0.1 * land
     conv_frac = np.clip(0.12 + 0.35 * tropical + 0.2 * land, 0.05, 0.8)
 

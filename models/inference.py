@@ -201,12 +201,13 @@ def predict_swath(
         i += len(group)
         if progress:
             progress(done, len(starts), f"tiles on {dev.type}")
-    q = (acc / wsum[None]).numpy()[:, :n_along, :n_cross]
-    q = np.moveaxis(q, 0, -1)  # (A, C, Q)
-    # blending is a convex combination of monotone vectors: still monotone; enforce exactly
-    np.maximum.accumulate(q, axis=-1, out=q)
-    q[bad] = np.nan
-    return make_retrieval(swath, q, retriever)
+    # Blending is a convex combination of non-decreasing vectors with the same weights for every
+    # quantile, and rounding is monotone, so the result is still exactly non-decreasing.
+    qt = (acc / wsum[None])[:, :n_along, :n_cross]
+    qt[:, torch.from_numpy(bad)] = float("nan")
+    prods = derived_products(qt, retriever.levels, axis=0)
+    q = qt.permute(1, 2, 0).contiguous().numpy()  # (A, C, Q)
+    return make_retrieval(swath, q, retriever, prods)
 
 
 @torch.inference_mode()
@@ -224,10 +225,11 @@ def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device) -> tor
     return y.float().cpu()
 
 
-def make_retrieval(swath: xr.Dataset, q: np.ndarray, retriever: Retriever) -> xr.Dataset:
+def make_retrieval(swath: xr.Dataset, q: np.ndarray, retriever: Retriever, prods: dict | None = None) -> xr.Dataset:
     """Canonical retrieval dataset from quantiles ``q`` (A, C, Q) on the swath's grid."""
     levels = np.asarray(retriever.levels, np.float64)
-    prods = derived_products(q, levels)
+    if prods is None:
+        prods = derived_products(q, levels)
     dims2 = (schema.ALONG, schema.CROSS)
     data = {
         "precip_quantiles": (dims2 + (schema.QUANTILE,), q.astype(np.float32), {

@@ -222,24 +222,85 @@ class QuantileDistribution:
         return np.where(u < tau[0], lower, np.where(u > tau[-1], upper, inner))
 
 
-def derived_products(values, levels, chunk: int = 256) -> dict[str, np.ndarray]:
-    """The derived retrieval products from quantiles ``values`` (..., Q): ``precip_mean``,
-    ``precip_median``, ``pop``, ``p_heavy`` as float32 arrays (...), NaN where any quantile is
-    missing. Works in chunks along the first axis to bound memory on whole orbits."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().float().numpy()
-    values = np.asarray(values)
-    names = ("precip_mean", "precip_median", "pop", "p_heavy")
-    out = {k: np.empty(values.shape[:-1], np.float32) for k in names}
-    lead = values.shape[0] if values.ndim > 1 else None
-    if lead is None:
-        d = QuantileDistribution(values, levels)
-        return {k: np.asarray(f(), np.float32) for k, f in
-                zip(names, (d.mean, d.median, d.pop, d.p_heavy))}
-    for i in range(0, lead, chunk):
-        d = QuantileDistribution(values[i:i + chunk], levels)
-        out["precip_mean"][i:i + chunk] = d.mean()
-        out["precip_median"][i:i + chunk] = d.median()
-        out["pop"][i:i + chunk] = d.pop()
-        out["p_heavy"][i:i + chunk] = d.p_heavy()
-    return out
+def _mean_weights(lv: np.ndarray) -> np.ndarray:
+    """The posterior mean is linear in the quantile values: ``mean = values @ w``."""
+    w = np.zeros(lv.size)
+    dt = np.diff(lv)
+    w[0] += lv[0] / 2
+    w[:-1] += dt / 2
+    w[1:] += dt / 2
+    c = (1 - lv[-1]) / np.log((1 - lv[-2]) / (1 - lv[-1]))  # the tail's (1 - tau) * s term
+    w[-1] += (1 - lv[-1]) + c
+    w[-2] -= c
+    return w
+
+
+def _quantile_weights(lv: np.ndarray, p: float) -> np.ndarray:
+    """The quantile at a fixed level is linear in the quantile values: ``q(p) = values @ a``."""
+    a = np.zeros(lv.size)
+    if p < lv[0]:
+        a[0] = p / lv[0]
+    elif p > lv[-1]:
+        t = np.log((1 - p) / (1 - lv[-1])) / np.log((1 - lv[-2]) / (1 - lv[-1]))
+        a[-1], a[-2] = 1 - t, t
+    else:
+        j = int(np.clip(np.searchsorted(lv, p, side="right"), 1, lv.size - 1))
+        w = (p - lv[j - 1]) / (lv[j] - lv[j - 1])
+        a[j - 1], a[j] = 1 - w, w
+    return a
+
+
+def derived_products(values, levels, axis: int = -1) -> dict[str, np.ndarray]:
+    """The derived retrieval products from quantiles ``values`` (quantiles along ``axis``):
+    ``precip_mean``, ``precip_median``, ``pop``, ``p_heavy`` as float32 numpy arrays (the other
+    dims), NaN where any quantile is missing.
+
+    Same definitions as :class:`QuantileDistribution` (tested equal). This runs on every
+    retrieved orbit, so it is written for speed: the mean and the median are linear in the
+    quantile values (one matrix product each) and the exceedance probabilities are evaluated
+    with multi-threaded torch kernels in float32. ``values`` may be a numpy array or a tensor."""
+    import torch
+
+    lv = _as_levels(levels)
+    v = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values, np.float32))
+    v = v.detach().to("cpu", torch.float32)
+    v = torch.movedim(v, axis, 0)
+    if v.shape[0] != lv.size:
+        raise ValueError(f"values must have {lv.size} quantiles along axis {axis}, got shape {tuple(values.shape)}")
+    shape = v.shape[1:]
+    v = v.reshape(lv.size, -1).contiguous()  # (Q, N): every op below streams contiguous rows
+    valid = torch.isfinite(v).all(0)
+    vz = torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+    if bool(((vz[1:] < vz[:-1]) & valid).any()) or bool(((vz[0] < 0) & valid).any()):
+        raise ValueError("quantile values decrease along the quantile axis (quantiles cross) or are negative")
+    wm = torch.from_numpy(_mean_weights(lv).astype(np.float32))
+    wq = torch.from_numpy(_quantile_weights(lv, 0.5).astype(np.float32))
+    nan = torch.tensor(float("nan"))
+    out = {
+        "precip_mean": torch.where(valid, wm @ vz, nan),
+        "precip_median": torch.where(valid, wq @ vz, nan),
+        "pop": torch.where(valid, _exceedance(vz, lv, POP_THRESHOLD), nan),
+        "p_heavy": torch.where(valid, _exceedance(vz, lv, HEAVY_THRESHOLD), nan),
+    }
+    return {k: t.reshape(shape).numpy() for k, t in out.items()}
+
+
+def _exceedance(v, lv: np.ndarray, x: float):
+    """``1 - F(x)`` (torch, (N,)) for a threshold ``x >= 0`` and finite quantiles ``v`` (Q, N):
+    the CDF of :meth:`QuantileDistribution.cdf`."""
+    import torch
+
+    q = lv.size
+    t = torch.from_numpy(lv.astype(np.float32))
+    k = (v <= x).sum(0)
+    kk = k.clamp(1, q - 1)
+    xa = v.gather(0, (kk - 1)[None])[0]
+    xb = v.gather(0, kk[None])[0]
+    ta, tb = t[kk - 1], t[kk]
+    gap = xb - xa
+    inner = ta + (tb - ta) * torch.where(gap > 0, (x - xa) / torch.where(gap > 0, gap, 1.0), 0.0)
+    lower = float(lv[0]) * x / torch.where(v[0] > 0, v[0], 1.0)
+    s = (v[-1] - v[-2]) / float(np.log((1 - lv[-2]) / (1 - lv[-1])))
+    upper = 1.0 - float(1 - lv[-1]) * torch.where(s > 0, torch.exp(-(x - v[-1]) / torch.where(s > 0, s, 1.0)), 0.0)
+    f = torch.where(k == 0, lower, torch.where(k >= q, upper, inner))
+    return (1.0 - f).clamp(0.0, 1.0)

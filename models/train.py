@@ -72,11 +72,20 @@ def split_orbits(data_cfg: dict, split: str) -> list[int]:
 
 
 def data_key(data_cfg: dict) -> str:
+    """Cache key of a scene set: the data config plus the simulator's version *and source code*
+    (a simulator change without a version bump still invalidates the cache)."""
     try:
+        from catalogs import simulator
         from catalogs.simulator import PRODUCT_VERSION as sim_version
+
+        h = hashlib.sha256()
+        for f in sorted(Path(simulator.__file__).parent.glob("*.py")):
+            h.update(f.name.encode() + f.read_bytes())
+        sim_code = h.hexdigest()[:16]
     except Exception:  # pragma: no cover - simulator missing
-        sim_version = "unknown"
-    blob = json.dumps({"data": data_cfg, "simulator": sim_version, "format": 1}, sort_keys=True, default=str)
+        sim_version, sim_code = "unknown", "unknown"
+    blob = json.dumps({"data": data_cfg, "simulator": sim_version, "simulator_code": sim_code, "format": 1},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -373,6 +382,18 @@ def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
         _log(progress, start_epoch * steps_per_epoch, epochs * steps_per_epoch, f"resumed after epoch {resumed['epoch'] + 1}")
     mult = net.multiple
     net = net.to(memory_format=torch.channels_last)  # measured faster on CPU
+    # optional cross-track crop for training speed: a window of `crop_cross` pixels that always
+    # contains the whole reference strip, at a random offset (the context around the strip varies)
+    strip_cols = np.flatnonzero(np.isfinite(ref_tr).any(axis=(0, 1)))
+    crop = int(tcfg.get("crop_cross", 0) or 0)
+    n_cross = tc_tr.shape[2]
+    if crop and strip_cols.size and crop < n_cross:
+        lo_start = max(0, int(strip_cols[-1]) + 1 - crop)
+        hi_start = min(int(strip_cols[0]), n_cross - crop)
+        if hi_start < lo_start:
+            raise ModelError(f"crop_cross={crop} is narrower than the reference strip ({strip_cols.size} pixels)")
+    else:
+        crop = 0
     total = epochs * steps_per_epoch
     max_seconds = float(tcfg.get("max_minutes", 1e9)) * 60
     t_start = time.perf_counter()
@@ -385,8 +406,13 @@ def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
             if cancel is not None and cancel.is_set():
                 raise TrainingCancelled(f"training cancelled in epoch {epoch + 1}; resume continues after epoch {epoch}")
             idx = np.sort(order[b * bs:(b + 1) * bs])
-            x = torch.from_numpy(tc_tr[idx].astype(np.float32)).permute(0, 3, 1, 2)
-            y = torch.from_numpy(ref_tr[idx])
+            if crop:
+                c0 = int(np.random.default_rng([seed, epoch, b, 1]).integers(lo_start, hi_start + 1))
+                x = torch.from_numpy(tc_tr[idx, :, c0:c0 + crop].astype(np.float32)).permute(0, 3, 1, 2)
+                y = torch.from_numpy(ref_tr[idx, :, c0:c0 + crop])
+            else:
+                x = torch.from_numpy(tc_tr[idx].astype(np.float32)).permute(0, 3, 1, 2)
+                y = torch.from_numpy(ref_tr[idx])
             if tcfg.get("flip", True):
                 if np.random.default_rng([seed, epoch, b]).random() < 0.5:
                     x, y = x.flip(-2), y.flip(-2)

@@ -142,7 +142,7 @@ def test_derived_products_and_from_dataset():
     rng = np.random.default_rng(5)
     v = random_quantiles(rng, (7, 5)).astype(np.float32)
     v[2, 3, 4] = np.nan
-    prods = derived_products(v, LEVELS, chunk=3)
+    prods = derived_products(v, LEVELS)
     d = QuantileDistribution(v, LEVELS)
     np.testing.assert_allclose(prods["precip_mean"], d.mean(), rtol=1e-6)
     np.testing.assert_allclose(prods["precip_median"], d.median(), rtol=1e-6)
@@ -153,3 +153,17 @@ def test_derived_products_and_from_dataset():
                     coords={"quantile": LEVELS})
     d2 = QuantileDistribution.from_dataset(ds)
     np.testing.assert_allclose(d2.mean(), d.mean())
+
+
+def test_derived_products_quantile_axis_and_crossing():
+    import torch
+
+    rng = np.random.default_rng(6)
+    v = random_quantiles(rng, (4, 3)).astype(np.float32)
+    a = derived_products(v, LEVELS)
+    b = derived_products(torch.from_numpy(np.moveaxis(v, -1, 0).copy()), LEVELS, axis=0)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6)
+    v[1, 1, 3] = v[1, 1, 2] - 0.5
+    with pytest.raises(ValueError, match="cross"):
+        derived_products(v, LEVELS)

@@ -1110,13 +1110,43 @@ def open_cube(path: str | os.PathLike | None = None) -> Cube:
     if not is_complete(path):
         raise IncompleteStore(f"no complete climatology cube at {path}; build one with "
                               f"'raincheck climatology build'")
+    if path.suffix == ".nc":
+        ds = xr.open_dataset(path, engine="h5netcdf", chunks=None)
+        ledger = json.loads(ds.attrs.get("ledger", "{}"))
+        for c in ("source", "region", "surface", "pair", "skill_region", "stat", "fstat"):
+            if c in ds.coords:
+                ds = ds.assign_coords({c: [str(v) for v in ds[c].values]})
+        return Cube(ds, path, ledger)
     ds = xr.open_zarr(path, consolidated=True, chunks=None)
     ledger = json.loads((path / LEDGER).read_text())
     return Cube(ds, path, ledger)
 
 
+def export_cube(src, dest) -> Path:
+    """Write a cube as one compressed netCDF file (ledger in the ``ledger`` attribute), e.g. to
+    ship it inside the package; :func:`open_cube` reads both forms. Atomic, with a marker."""
+    from catalogs.store import write_dataset
+
+    c = open_cube(src)
+    ds = c.ds.load().copy()
+    ds.attrs = dict(ds.attrs) | {"ledger": json.dumps(c.ledger, sort_keys=True)}
+    for c_ in ("source", "region", "surface", "pair", "skill_region", "stat", "fstat"):
+        ds = ds.assign_coords({c_: np.array([str(v) for v in ds[c_].values], dtype=object)})
+    enc = {}
+    for v in ("count", "total", "total_sq", "skill", "field_skill"):
+        shape = ds[v].shape
+        chunks = tuple(1 if i < 2 and v != "field_skill" else max(n, 1) for i, n in enumerate(shape))
+        enc[v] = {"zlib": True, "complevel": 6, "shuffle": True, "chunksizes": chunks}
+    dest = Path(dest)
+
+    def writer(tmp: Path) -> None:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc, invalid_netcdf=True)
+
+    return atomic_write(dest, writer, meta={"kind": "climatology-cube", "format": FORMAT_VERSION})
+
+
 # --------------------------------------------------------------------------- the demo record
-PACKAGED_DEMO = Path(__file__).resolve().parent / "data" / "demo_cube.zarr"
+PACKAGED_DEMO = Path(__file__).resolve().parent / "data" / "demo_cube.nc"
 #: the recorded demo build (``raincheck climatology build --demo``): the synthetic record
 #: 1998–2060, one month per season, ``per_month`` whole orbits per month (starting 00 UTC on
 #: evenly spaced days), truth + reference; models on every ``model_every``-th of those orbits.

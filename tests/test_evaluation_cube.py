@@ -288,3 +288,13 @@ def test_dask_localcluster_build_equals_inline(tmp_path):
                       progress=lambda d, t, m: seen.append((d, t)))
     np.testing.assert_array_equal(arrays(a)[0]["count"].values, arrays(b)[0]["count"].values)
     assert seen[-1][0] == seen[-1][1] == 4
+
+
+def test_export_to_netcdf_reads_the_same(reference_cube, tmp_path):
+    orbits, p = reference_cube
+    nc = CB.export_cube(p, tmp_path / "demo_cube.nc")
+    a, b = CB.open_cube(p), CB.open_cube(nc)
+    assert a.sources == b.sources and a.regions == b.regions and a.ledger == b.ledger
+    for region in ("global", "SOO", "bbox:170,-70,-170,-45"):
+        np.testing.assert_array_equal(a.histogram("truth", region)["counts"], b.histogram("truth", region)["counts"])
+    assert a.skill("reference", "truth")["mae"] == pytest.approx(b.skill("reference", "truth")["mae"], rel=1e-12)

@@ -131,12 +131,24 @@ def rasterize_meshes_hook(plot, element):
         artist.set_rasterized(True)
 
 
+def ensure_backends() -> None:
+    """Register HoloViews' bokeh (the app) and matplotlib (export) backends without switching
+    the current one (styles are set per backend)."""
+    import holoviews as hv
+
+    before = hv.Store.current_backend
+    import holoviews.plotting.bokeh  # noqa: F401
+    import holoviews.plotting.mpl  # noqa: F401
+
+    if hv.Store.current_backend != before:  # importing a backend may make it current
+        hv.Store.set_current_backend(before if before in hv.Store.renderers else "bokeh")
+
+
 def render(parts: ExportParts):
     """A matplotlib Figure of the parts' element (HoloViews matplotlib backend)."""
     import holoviews as hv
 
-    if "matplotlib" not in hv.Store.renderers:
-        import holoviews.plotting.mpl  # noqa: F401  (registers the backend without switching to it)
+    ensure_backends()
     fig = hv.render(parts.element, backend="matplotlib")
     fig.set_size_inches(*parts.fig_inches)
     return fig

@@ -194,8 +194,9 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
     import holoviews as hv
     import xarray as xr
 
-    from app.export import FONTS, ExportParts, rasterize_meshes_hook
+    from app.export import FONTS, ExportParts, ensure_backends, rasterize_meshes_hook
 
+    ensure_backends()
     ds, geom, sl = load(selection, catalog_path)
     if not sl.layers:
         raise data.DataError("nothing to export: " + ("; ".join(sl.notes) or "pick at least one layer"))
@@ -219,13 +220,14 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
         qm = hv.QuadMesh((X, Y, v), kdims=[xd, yd], vdims=[value_dim(layer)]).opts(
             backend="matplotlib", cmap=layer.cmap, clim=layer.clim, logz=layer.log, colorbar=True,
             clabel=layer.clabel, hooks=[rasterize_meshes_hook], title=layer.title, fontsize=FONTS,
+            clipping_colors={"min": "#d9d9d9", "NaN": "none"} if layer.log else {"NaN": "none"},
             xlim=xr_, ylim=yr_, aspect=aspect)
         coast = coast_path(geom.projection, xr_, yr_).opts(backend="matplotlib", color="#222222", linewidth=0.4)
         panels.append((qm * coast).opts(backend="matplotlib", xlim=xr_, ylim=yr_))
     ncols = 2 if len(panels) > 1 else 1
     nrows = -(-len(panels) // ncols)
     layout = hv.Layout(panels).cols(ncols).opts(backend="matplotlib", sublabel_format="({alpha})",
-                                                fig_inches=(3.6 * ncols, 2.2 * nrows), hspace=0.45, wspace=0.35)
+                                                fig_inches=(3.6 * ncols, 2.2 * nrows), hspace=0.9, vspace=0.5)
     out = xr.Dataset(coords={"lat": (("along_track", "cross_track"), ds["lat"].values[rows]),
                              "lon": (("along_track", "cross_track"), ds["lon"].values[rows])})
     if "time" in ds.coords:

@@ -1,0 +1,101 @@
+"""Export for papers: PDF/SVG/PNG at 300 dpi with rasterised meshes, data and a provenance manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from app import data
+from app.export import ExportControl, ExportError, base_name, export_view, safe_name
+from app.state import Selection
+from app.swath import load
+from tests.app_helpers import write_retrieval
+
+ZOOM = {"x_range": (-100.0, -40.0), "y_range": (-10.0, 40.0)}
+
+
+@pytest.fixture
+def env(data_root):
+    for memo in (data._swaths, data._outputs, data._geoms):
+        memo.clear()
+    return data_root
+
+
+def test_swath_png_pdf_svg_with_data_and_manifest(env, tmp_path):
+    sel = Selection(orbit=20000, models=["unit-model"])
+    ds, _, _ = load(sel)
+    write_retrieval(ds, model="unit-model", sha="cd" * 32)
+    res = {fmt: export_view("swath", sel, fmt, tmp_path / fmt, view_range=ZOOM) for fmt in ("png", "pdf", "svg")}
+
+    from PIL import Image
+
+    png = res["png"].figure
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as im:
+        dpi = im.info.get("dpi")
+        assert dpi and abs(dpi[0] - 300) < 1
+        assert im.size[0] > 1500  # 300 dpi on a journal-width figure
+    pdf = res["pdf"].figure.read_bytes()
+    assert pdf[:5] == b"%PDF-" and b"%%EOF" in pdf[-1024:]
+    assert b"/Subtype /Image" in pdf  # the swath meshes are embedded images (rasterised)
+    svg = res["svg"].figure.read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "<image" in svg
+    for r in res.values():
+        assert r.figure.stat().st_size < 3e6  # rasterised meshes keep vector files small
+
+    r = res["pdf"]
+    assert r.data.suffix == ".nc"
+    with xr.open_dataset(r.data, engine="h5netcdf") as nc:
+        assert {"tb", "reference", "truth", "unit_model_precip_mean"} <= set(nc.data_vars)
+        assert nc["tb"].attrs["units"] == "K" and nc["truth"].attrs["units"] == "mm h-1"
+        assert 0 < nc.sizes["along_track"] < ds.sizes["along_track"]  # cropped to the exported view
+        lon, lat = nc["lon"].values, nc["lat"].values
+        inside = (lon > -100) & (lon < -40) & (lat > -10) & (lat < 40)
+        assert inside.any() and inside.mean() > 0.3
+    man = json.loads(r.manifest.read_text())
+    assert man["view"] == "swath" and man["entry"] == "swath" and man["orbits"] == [20000]
+    assert man["catalog"].endswith("demo.yaml")
+    assert man["model_outputs"]["unit-model"]["model_sha256"] == "cd" * 32
+    assert man["models"][0]["name"] == "unit-model"
+    assert {"python", "numpy", "holoviews", "matplotlib"} <= set(man["software"])
+    for p in (r.figure, r.data):
+        assert man["files"][p.name]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert man["selection"]["orbit"] == 20000 and man["figure"] == {"format": "pdf", "dpi": 300}
+
+
+def test_bad_exports_are_clear_errors(env, tmp_path):
+    with pytest.raises(ExportError, match="unknown format"):
+        export_view("swath", Selection(), "jpeg", tmp_path)
+    with pytest.raises(ExportError, match="unknown view"):
+        export_view("nope", Selection(), "png", tmp_path)
+    with pytest.raises(ExportError, match="does not exist"):
+        export_view("swath", Selection(orbit=10**8), "png", tmp_path)
+    with pytest.raises(ExportError, match="no swath pixel"):
+        export_view("swath", Selection(), "png", tmp_path, view_range={"x_range": (2000, 2010), "y_range": (0, 5)})
+
+
+def test_file_names_are_sanitised():
+    assert safe_name("../../etc/passwd") == "etc-passwd"
+    assert safe_name("a b/c\\d:e*f") == "a-b-c-d-e-f"
+    assert safe_name("...") == "export"
+    sel = Selection(region="bbox:-10,0,10,20", models=["m/1", "x"])
+    name = base_name("trends", sel)
+    assert "/" not in name and not name.startswith(".")
+
+
+def test_export_control_shows_downloads_or_a_message(env, tmp_path):
+    sel = Selection(orbit=20000, layers=["truth"])
+    ctl = ExportControl(selection=sel, out_root=tmp_path)
+    ctl.fmt = "png"
+    res = ctl.export()
+    assert res is not None and res.figure.exists()
+    assert ctl.status.alert_type == "success" and len(ctl.links.objects) == 3
+    assert {w.filename for w in ctl.links.objects} == {p.name for p in res.paths}
+    sel.orbit = 10**8
+    assert ctl.export() is None
+    assert ctl.status.alert_type == "danger" and "does not exist" in ctl.status.object
+    assert ctl.links.objects == []

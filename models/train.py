@@ -22,6 +22,7 @@ any registered models named in ``compare_with`` -- on the same pixels, into the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -71,20 +72,42 @@ def split_orbits(data_cfg: dict, split: str) -> list[int]:
     return [int(rng.integers(int(lo), max(int(lo) + 1, int(hi)))) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
+@functools.lru_cache(maxsize=1)
+def simulator_fingerprint() -> dict:
+    """The simulator's product version, a hash of its source files and the git commit, taken
+    once per process (the code a process runs is the code it imported first), so all sets of a
+    run share one key even if someone edits the simulator meanwhile."""
+    try:
+        from catalogs import simulator
+        from catalogs.simulator import PRODUCT_VERSION as version
+
+        folder = Path(simulator.__file__).parent
+        h = hashlib.sha256()
+        for f in sorted(folder.glob("*.py")):
+            h.update(f.name.encode() + f.read_bytes())
+        code = h.hexdigest()[:16]
+    except Exception:  # pragma: no cover - simulator missing
+        return {"version": "unknown", "code_sha256": "unknown", "git": "unknown"}
+    git = "unknown"
+    try:
+        import subprocess
+
+        root = folder.parents[1]
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", str(folder)],
+                               capture_output=True, text=True, timeout=10)
+        if rev.returncode == 0:
+            git = rev.stdout.strip() + (" (simulator modified)" if dirty.stdout.strip() else "")
+    except Exception:  # pragma: no cover - git missing
+        pass
+    return {"version": version, "code_sha256": code, "git": git}
+
+
 def data_key(data_cfg: dict) -> str:
     """Cache key of a scene set: the data config plus the simulator's version *and source code*
     (a simulator change without a version bump still invalidates the cache)."""
-    try:
-        from catalogs import simulator
-        from catalogs.simulator import PRODUCT_VERSION as sim_version
-
-        h = hashlib.sha256()
-        for f in sorted(Path(simulator.__file__).parent.glob("*.py")):
-            h.update(f.name.encode() + f.read_bytes())
-        sim_code = h.hexdigest()[:16]
-    except Exception:  # pragma: no cover - simulator missing
-        sim_version, sim_code = "unknown", "unknown"
-    blob = json.dumps({"data": data_cfg, "simulator": sim_version, "simulator_code": sim_code, "format": 1},
+    fp = simulator_fingerprint()
+    blob = json.dumps({"data": data_cfg, "simulator": fp["version"], "simulator_code": fp["code_sha256"], "format": 1},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -230,7 +253,8 @@ def heldout_scores(config: dict, retrievers: dict[str, Retriever], train_ref: np
         spec = data_cfg[split]
         label = f"{split}_{str(spec['start'])[:4]}" + (f"-{str(spec['end'])[:4]}" if str(spec['end'])[:4] != str(spec['start'])[:4] else "")
         res = {"period": f"{spec['start']}..{spec['end']}", "orbits": int(spec["orbits"]),
-               "pixels": int(strip.sum())}
+               "pixels": int(strip.sum()),
+               "checkpoints": {n: (r.sha256 or "")[:12] for n, r in retrievers.items()}}
         for name, r in retrievers.items():
             _log(progress, 0, 1, f"scoring {name} on {split}")
             q = predict_scenes(r, tc, strip_only=cols)
@@ -301,7 +325,8 @@ def _card(config: dict, out: Path, sets: dict, kind: str) -> ModelCard:
                             f"world_seed={data_cfg.get('world_seed', 0)}",
                   "periods": periods,
                   "orbits": {s: int(data_cfg[s]["orbits"]) for s in SPLITS if s in data_cfg},
-                  "data_key": data_key(data_cfg)},
+                  "data_key": data_key(data_cfg),
+                  "simulator": simulator_fingerprint()},
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         path=str(out),
     )

@@ -67,7 +67,6 @@ def test_training_set_cached_once(data_root):
     assert len(calls) == n  # reused, not regenerated
 
 
-@pytest.mark.slow
 def test_train_save_load_infer_roundtrip(data_root):
     """The tiny config on the real simulator: train, save, reload from the registry, infer."""
     card = train("tiny", command="pytest")
@@ -93,7 +92,7 @@ def test_train_save_load_infer_roundtrip(data_root):
 
 
 def test_train_learns_and_resumes(data_root, monkeypatch):
-    cfg = tiny_cfg(training={"epochs": 3, "batch_size": 2, "lr": 0.01, "seed": 0, "threads": 2})
+    cfg = tiny_cfg(training={"epochs": 3, "batch_size": 2, "lr": 0.01, "seed": 0, "threads": 2, "crop_cross": 16})
     cfg["data"] = dict(cfg["data"])
     for split in ("train", "validation", "test"):
         build_training_set(cfg, split, swath_fn=fake_swath)

@@ -36,24 +36,34 @@ class _Bar:
 
 def register(main: click.Group) -> None:
     @main.command("train")
-    @click.argument("config")
+    @click.argument("configs", nargs=-1, required=True)
     @click.option("--out", type=click.Path(file_okay=False), default=None,
-                  help="Folder for model.safetensors + card.yaml (default: <data root>/models/<name>).")
-    def train_cmd(config: str, out: str | None) -> None:
-        """Train the model described by CONFIG (a YAML path or a shipped config name)."""
+                  help="Folder for model.safetensors + card.yaml (default: <data root>/models/<name>); "
+                       "with several CONFIGs, the parent folder (<out>/<name>).")
+    def train_cmd(configs: tuple[str, ...], out: str | None) -> None:
+        """Train the model(s) described by CONFIG (YAML paths or shipped config names).
+
+        Several configs train in order in one process, on the same cached data (models named in
+        a later config's ``compare_with`` are scored on the same held-out pixels)."""
+        from pathlib import Path
+
         from models.base import ModelError
+        from models.registry import load_config
         from models.train import train
 
-        bar = _Bar("train")
-        command = " ".join(["raincheck", "train", config] + (["--out", out] if out else []))
-        try:
-            card = train(config, progress=bar, cancel=threading.Event(), out=out, command=command)
-        except ModelError as e:
-            raise click.ClickException(str(e)) from None
-        finally:
-            bar.close()
-        click.echo(f"trained {card.name} ({card.kind}) -> {card.path}  sha256 {card.checkpoint_sha256[:12]}")
-        _echo_metrics(card)
+        command = " ".join(["raincheck", "train", *configs] + (["--out", out] if out else []))
+        for config in configs:
+            bar = _Bar("train")
+            try:
+                cfg = load_config(config)
+                dest = out if (out is None or len(configs) == 1) else str(Path(out) / cfg["name"])
+                card = train(cfg, progress=bar, cancel=threading.Event(), out=dest, command=command)
+            except ModelError as e:
+                raise click.ClickException(str(e)) from None
+            finally:
+                bar.close()
+            click.echo(f"trained {card.name} ({card.kind}) -> {card.path}  sha256 {card.checkpoint_sha256[:12]}")
+            _echo_metrics(card)
 
     @main.command("infer")
     @click.option("--model", "model_name", required=True, help="Registered model name (see `raincheck models list`).")
@@ -114,7 +124,7 @@ def _echo_metrics(card) -> None:
     for split, res in (card.metrics or {}).items():
         click.echo(f"{split}: {res.get('pixels')} strip pixels")
         for name, m in res.items():
-            if isinstance(m, dict):
+            if isinstance(m, dict) and "mse" in m:
                 click.echo(f"  {name:16s} bias {m['bias_pct']:+7.1f} %  MSE {m['mse']:.4f}  r {m['correlation']:.3f}  "
                            f"CRPS {m['crps']:.4f}  POD/FAR 0.1 {m['pod_0p1']:.2f}/{m['far_0p1']:.2f}  "
                            f"10 {m['pod_10']:.2f}/{m['far_10']:.2f}")

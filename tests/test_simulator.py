@@ -151,6 +151,33 @@ def test_subsatellite_track_is_vectorised_and_fast():
     assert np.allclose(g[0], lat[[7, 100000]]) and np.allclose(g[1], lon[[7, 100000]])
 
 
+# ------------------------------------------------------------------ rain structure
+def test_truth_rain_is_zero_inflated_heavy_tailed_and_spatially_correlated(full_truth):
+    r = full_truth["rain"].astype(np.float64)
+    wet = r > 0.1
+    assert 0.02 < wet.mean() < 0.15  # a few percent of pixels rain
+    assert (r == 0).mean() > 0.8
+    x = r[wet]
+    assert np.quantile(x, 0.99) > 8 * np.median(x)  # heavy tail
+    assert x.max() > 50 and x.max() < 300
+    # both regimes present; convective pixels rain harder
+    conv = full_truth["conv"]
+    assert conv.sum() > 0 and (~conv & wet).sum() > conv.sum()
+    assert np.median(r[conv]) > 3 * np.median(r[~conv & wet])
+    # power-law spectrum across track, slope within NOTES' k^-2.5...-3.5 (± 0.4)
+    rows = r[r.mean(1) > 0.3]
+    p = np.mean(np.abs(np.fft.rfft(rows - rows.mean(1, keepdims=True), axis=1)) ** 2, 0)
+    k = np.fft.rfftfreq(r.shape[1], d=5.2)
+    m = (k > 1 / 200) & (k < 1 / 15)
+    slope = np.polyfit(np.log(k[m]), np.log(p[m]), 1)[0]
+    assert -3.9 < slope < -2.1, slope
+    # neighbouring pixels are strongly correlated, distant ones are not
+    a = r - r.mean()
+    c1 = np.mean(a[:, :-1] * a[:, 1:]) / a.var()
+    c60 = np.mean(a[:, :-60] * a[:, 60:]) / a.var()
+    assert c1 > 0.7 and c60 < 0.15, (c1, c60)
+
+
 # ------------------------------------------------------------------ surfaces and physics
 def test_land_mask_is_real_geography():
     from catalogs.simulator import surface

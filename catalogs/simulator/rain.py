@@ -5,9 +5,13 @@ Gaussian field Z on a regular grid that follows the ground track (rows along tra
 one orbit circumference, so the field closes on itself; columns across track, 1 563 km wide,
 spacing ≈ 4.9 km). Z has unit variance and an isotropic power spectrum, the sum of
 
-* a mesoscale part (weight 0.75): P(k) ∝ (k² + k₁²)^-2, k₁ = 1/300 km  (1-D slope ≈ -3), and
-* a convective part (weight 0.25): P(k) ∝ (k² + k₂²)^-1.25 exp(-(k/k_c)²), k₂ = 1/60 km,
-  k_c = 1/8 km (flatter: small intense cells).
+* a mesoscale part (weight 0.95): P(k) ∝ (k² + k₁²)^-2.25, k₁ = 1/300 km, and
+* a convective part (weight 0.05): P(k) ∝ (k² + k₂²)^-1.25 exp(-(k/k_c)²), k₂ = 1/60 km,
+  k_c = 1/8 km (flatter: small intense cells),
+
+times exp(-(2π k_y 6.5 km)²) along track (the 13.3 km along-track pixel interval, against
+aliasing). After the transform to rain, 1-D spectra of the truth have slopes ≈ -2.5 (across
+track, 15-200 km) and ≈ -2.3 (along track, 30-400 km), within the k^-2.5…-3.5 of NOTES.
 
 A second, large-scale field (P ∝ exp(-(k L)²), L = 300 km) built from the *same* white noise
 modulates water vapour, so that rain falls where the air is moist.
@@ -37,6 +41,10 @@ NY, NX = 8192, 320
 DX_KM = ORBIT_CIRCUMFERENCE_KM / NY  # ≈ 4.886 km
 R_MAX = 300.0
 LARGE_SCALE_KM = 300.0
+MESO_ROLLOFF_KM = 300.0
+MESO_EXPONENT = 2.25
+CONV_WEIGHT = 0.05
+ALONG_SMOOTH_KM = 6.5
 
 
 def _k2():
@@ -59,10 +67,13 @@ def _normalised(psd: np.ndarray) -> np.ndarray:
 def filters() -> tuple[np.ndarray, np.ndarray]:
     """Amplitude filters (float32, rfft half-plane) of the rain field and the vapour field."""
     k2 = _k2()
-    k1, kk2, kc = 1 / 300.0, 1 / 60.0, 1 / 8.0
-    meso = _normalised((k2 + k1 ** 2) ** -2.0)
+    ky = sfft.fftfreq(NY, d=DX_KM)[:, None]
+    k1, kk2, kc = 1 / MESO_ROLLOFF_KM, 1 / 60.0, 1 / 8.0
+    meso = _normalised((k2 + k1 ** 2) ** -MESO_EXPONENT)
     conv = _normalised((k2 + kk2 ** 2) ** -1.25 * np.exp(-k2 / kc ** 2))
-    rain = np.sqrt(0.75 * meso + 0.25 * conv).astype(np.float32)
+    # pixels are 13.3 km apart along track: average the field over that interval (anti-aliasing)
+    along = np.exp(-((2 * np.pi * ky * ALONG_SMOOTH_KM) ** 2))
+    rain = np.sqrt(_normalised(((1 - CONV_WEIGHT) * meso + CONV_WEIGHT * conv) * along)).astype(np.float32)
     large = np.sqrt(_normalised(np.exp(-k2 * LARGE_SCALE_KM ** 2) + 1e-30)).astype(np.float32)
     return rain, large
 

@@ -75,6 +75,7 @@ def filters() -> tuple[np.ndarray, np.ndarray]:
     along = np.exp(-((2 * np.pi * ky * ALONG_SMOOTH_KM) ** 2))
     rain = np.sqrt(_normalised(((1 - CONV_WEIGHT) * meso + CONV_WEIGHT * conv) * along)).astype(np.float32)
     large = np.sqrt(_normalised(np.exp(-k2 * LARGE_SCALE_KM ** 2) + 1e-30)).astype(np.float32)
+    rain.flags.writeable = large.flags.writeable = False  # cached: shared by every call
     return rain, large
 
 

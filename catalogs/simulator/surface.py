@@ -41,8 +41,10 @@ def land_fraction_raster() -> tuple[np.ndarray, float]:
     with np.load(ASSET) as z:
         raw = z["land_percent"].astype(np.float32) / 100.0
         res = float(z["res_deg"])
-    sm = ndimage.gaussian_filter(raw, sigma=1.0, mode=("nearest", "wrap"), truncate=3.0)
-    return np.clip(sm, 0.0, 1.0).astype(np.float32), res
+    sm = np.clip(ndimage.gaussian_filter(raw, sigma=1.0, mode=("nearest", "wrap"), truncate=3.0), 0.0, 1.0)
+    sm = sm.astype(np.float32)
+    sm.flags.writeable = False  # cached: shared by every call
+    return sm, res
 
 
 def land_fraction(lat, lon) -> np.ndarray:

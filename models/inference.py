@@ -164,8 +164,10 @@ def predict_swath(
     ov = overlap if overlap is not None else cfg.get("overlap", 2 * margin + 32)
     ov = max(ov, 2 * margin + 2) if margin else ov
     tile = max(tile, _pad_to(2 * ov + mult, mult))  # a tile advances by at least `overlap`
-    starts = plan_tiles(rows, tile, ov, mult)
-    tile_len = min(tile, rows)
+    # fewest tiles of at most ~`tile` scans, then share the rows evenly (least recomputation)
+    n_tiles = 1 if tile >= rows else math.ceil((rows - ov) / max(tile - ov, mult))
+    tile_len = rows if n_tiles == 1 else min(rows, _pad_to(math.ceil((rows + (n_tiles - 1) * ov) / n_tiles), mult))
+    starts = plan_tiles(rows, tile_len, ov, mult)
     n_q = len(retriever.levels)
     acc = torch.zeros((n_q, rows, cols), dtype=torch.float32)
     wsum = torch.zeros((rows, 1), dtype=torch.float32)

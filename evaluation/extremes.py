@@ -80,15 +80,25 @@ def gpd_fit(values, threshold):
             "rate": float(exc.size / v.size), "n": int(v.size)}
 
 
+def _gpd_sf(x, xi, sigma):
+    """GPD survival function (closed form; equals scipy.stats.genpareto.sf, tested)."""
+    z = np.asarray(x, dtype=np.float64) / sigma
+    with np.errstate(all="ignore"):
+        if abs(xi) < 1e-9:
+            return np.exp(-z)
+        t = 1.0 + xi * z
+        return np.where(t > 0, t ** (-1.0 / xi), 0.0)
+
+
 def _gpd_binned_nll(params, lo, hi, n):
     xi, log_sigma = params
     sigma = np.exp(log_sigma)
-    F = scipy.stats.genpareto.cdf
-    p = F(hi, xi, scale=sigma) - F(lo, xi, scale=sigma)
-    p = np.where(np.isfinite(hi), p, scipy.stats.genpareto.sf(lo, xi, scale=sigma))
-    if np.any(~np.isfinite(p)) or np.any(p[n > 0] <= 0):
+    s_hi = np.where(np.isfinite(hi), _gpd_sf(np.where(np.isfinite(hi), hi, 0.0), xi, sigma), 0.0)
+    p = _gpd_sf(lo, xi, sigma) - s_hi
+    used = n > 0
+    if np.any(~np.isfinite(p[used])) or np.any(p[used] <= 0):
         return 1e300
-    return -float(np.sum(n * np.log(np.where(n > 0, p, 1.0))))
+    return -float(np.sum(n[used] * np.log(p[used])))
 
 
 def gpd_fit_binned(counts, threshold, edges=EDGES):

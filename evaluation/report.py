@@ -67,7 +67,7 @@ def distribution_summary(h: dict) -> dict:
     return s
 
 
-def extremes_summary(h: dict, *, n_boot: int = 100, seed: int = 0) -> dict:
+def extremes_summary(h: dict, *, n_boot: int = 50, seed: int = 0) -> dict:
     c = h["counts"]
     out = {"threshold": GPD_THRESHOLD, "hill_binned": E.hill_binned(c, GPD_THRESHOLD)}
     b = E.bootstrap_gpd(counts=c, threshold=GPD_THRESHOLD, return_periods=RETURN_PERIODS_OBS, n_boot=n_boot, seed=seed)
@@ -80,7 +80,7 @@ def extremes_summary(h: dict, *, n_boot: int = 100, seed: int = 0) -> dict:
 
 
 def evaluate(cube: CB.Cube, models=None, region="global", *, period=None, season=None, surface=None,
-             extremes: bool = True, n_boot: int = 100) -> dict:
+             extremes: bool = True, n_boot: int = 50) -> dict:
     """Distributions, extremes and skill of ``models`` (default: all in the cube), the
     reference and the truth over a region/period/season/surface. See docs/evaluation.md."""
     models = list(models) if models else cube.models

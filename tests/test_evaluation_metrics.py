@@ -301,3 +301,9 @@ def test_probabilistic_scores_need_quantile_distribution():
     # CRPS of the quantile distribution vs a numerical integral of its CDF
     dist = qd.QuantileDistribution(quant[:5], levels)
     assert np.all(np.asarray(dist.crps(obs[:5])) >= 0)
+
+
+def test_gpd_survival_matches_scipy():
+    x = np.linspace(0, 50, 101)
+    for xi in (-0.3, 0.0, 0.2, 0.6):
+        np.testing.assert_allclose(E._gpd_sf(x, xi, 2.5), scipy.stats.genpareto.sf(x, xi, scale=2.5), atol=1e-12)

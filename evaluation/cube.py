@@ -1150,7 +1150,7 @@ PACKAGED_DEMO = Path(__file__).resolve().parent / "data" / "demo_cube.nc"
 #: the recorded demo build (``raincheck climatology build --demo``): the synthetic record
 #: 1998–2060, one month per season, ``per_month`` whole orbits per month (starting 00 UTC on
 #: evenly spaced days), truth + reference; models on every ``model_every``-th of those orbits.
-DEMO = {"years": (1998, 2060), "months": (1, 4, 7, 10), "per_month": 2, "model_every": 4,
+DEMO = {"years": (1998, 2060), "months": (1, 4, 7, 10), "per_month": 2, "model_every": 5,
         "sources": (TRUTH, REFERENCE), "models": ("unet-reference", "bayes-baseline")}
 
 

@@ -90,8 +90,8 @@ def _state(orbit: int, world_seed: int, source: str, n: int, offset_K: float, dT
     atm = rainmod.atmosphere(z, zl, q, rain, conv, clim, lf, dT)
 
     ice = surface.sea_ice(lat, lon, doy) & (lf < 0.5)
-    snow = (clim["t_surf"] < 271.0) & (lf >= 0.5)
-    stype = surface.classify(lf, ice, clim["t_surf"])
+    snow = (clim["t_surf"] + np.float32(dT) < 271.0) & (lf >= 0.5)
+    stype = surface.classify(lf, ice, snow)
     lst = (hour + lon / 15.0) % 24.0
     t_surf = clim["t_surf"] + np.float32(dT) + (lf * 8.0 * np.cos(2 * np.pi * (lst - 14.0) / 24.0)).astype(np.float32)
     t_surf = np.where(ice | snow, np.minimum(t_surf, 271.0), t_surf)

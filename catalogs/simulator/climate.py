@@ -161,6 +161,7 @@ def climatology(lat, lon, doy, land, hour_utc=None) -> dict:
     sst = np.maximum(sst, 271.4)
     lst_amp = 18.0 * np.clip((alat - 15.0) / 50.0, 0, 1)  # continental seasonality
     t_land = 300.0 - 42.0 * np.sin(np.radians(alat)) ** 2 - lst_amp * np.sign(lat) * s
+    t_land = t_land + 7.0 * np.exp(-(((lon - 10.0) / 25.0) ** 2) - ((lat - 52.0) / 10.0) ** 2)  # mild W Europe
     t_surf = (1 - land) * sst + land * t_land
     wv = 8.0 * np.exp(0.064 * (t_surf - 273.15)) * (1.0 - 0.35 * land * (1 - tropical))
     freezing_km = np.clip((t_surf - 273.15) / 6.0 + 0.3, 0.3, 5.0)

@@ -7,8 +7,10 @@ once (Gaussian, σ = 1 cell ≈ 11 km) so that a pixel's land fraction is a foot
 Sea ice and snow are climatological (documented limitations: no longitude structure beyond an
 Atlantic-sector bulge, no change with warming):
 * Arctic ice edge at 70° - 8° s_ice (s_ice = +1 in mid March, -1 in mid September), 8° further
-  north between 30°W and 60°E; Antarctic ice edge at -(63° - 5° s_ice).
-* snow on land where the climatological surface temperature is below 271 K.
+  north between 30°W and 60°E, 6° further south in the Bering/Okhotsk and Hudson/Labrador
+  sectors; Antarctic ice edge at -(63° + 5° s_ice) (largest in September).
+* snow on land where the climatological surface temperature plus the warming is below 271 K
+  (so snow cover retreats as the world warms).
 """
 
 from __future__ import annotations
@@ -60,19 +62,20 @@ def sea_ice(lat, lon, doy) -> np.ndarray:
     s_ice = np.cos(2 * np.pi * (np.asarray(doy) - 75.0) / 365.2425)
     lat = np.asarray(lat)
     lon = np.asarray(lon)
-    atlantic = (lon > -30.0) & (lon < 60.0)
-    north_edge = 70.0 - 8.0 * s_ice + 8.0 * atlantic
-    south_edge = -(63.0 - 5.0 * s_ice)
+    atlantic = (lon > -30.0) & (lon < 60.0)  # Gulf Stream: ice-free further north
+    cold_seas = ((lon > 140.0) | (lon < -160.0)) | ((lon > -95.0) & (lon < -55.0))  # Bering/Okhotsk, Hudson/Labrador
+    north_edge = 70.0 - 8.0 * s_ice + 8.0 * atlantic - 6.0 * cold_seas
+    south_edge = -(63.0 + 5.0 * s_ice)  # Antarctic: largest in September (s_ice = -1)
     return (lat > north_edge) | (lat < south_edge)
 
 
-def classify(land_frac, ice, t_surf_clim) -> np.ndarray:
+def classify(land_frac, ice, snow) -> np.ndarray:
     """CF surface_type flags: ocean, land, coast (10-90 % land), sea_ice, snow."""
     st = np.full(np.shape(land_frac), OCEAN, np.int8)
     st[land_frac >= 0.9] = LAND
     st[(land_frac > 0.1) & (land_frac < 0.9)] = COAST
     st[(land_frac <= 0.1) & ice] = SEA_ICE
-    st[(land_frac >= 0.5) & (t_surf_clim < 271.0)] = SNOW
+    st[snow & (land_frac >= 0.5)] = SNOW
     return st
 
 

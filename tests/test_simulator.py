@@ -192,6 +192,25 @@ def test_land_mask_is_real_geography():
     assert 0.27 < float((frac * w).sum() / (w.sum() * frac.shape[1])) < 0.31  # Earth: 29 % land
 
 
+def test_sea_ice_and_snow_follow_the_seasons():
+    from catalogs.simulator import surface
+
+    lat = np.linspace(-70, 70, 281)
+    def edge_south(doy):  # northernmost ice-covered latitude south of the equator
+        return lat[(lat < 0) & surface.sea_ice(lat, np.zeros_like(lat), doy)].max()
+
+    assert edge_south(258) > edge_south(75) + 5  # Antarctic ice reaches furthest north in September
+    north = lambda doy: lat[(lat > 0) & surface.sea_ice(lat, np.full_like(lat, -170.0), doy)]  # noqa: E731
+    assert north(75).size and north(75).min() < north(258).min(initial=90) - 5  # Bering Sea: March >> Sept
+    jan = simulate_truth(int(geometry.orbit_at_time(np.datetime64("2015-01-15"))), n_scans=geometry.N_SCANS)
+    assert (jan["surface_type"] == 4).sum() > 1000  # northern winter: snow on land
+    # snow retreats in a warmer world (same weather, +4 K)
+    o = int(geometry.orbit_at_time(np.datetime64("2015-01-15")))
+    cold = simulate_truth(o, source="simulated", climate_offset_K=0.0)["surface_type"]
+    warm = simulate_truth(o, source="simulated", climate_offset_K=4.0)["surface_type"]
+    assert (warm == 4).sum() < (cold == 4).sum()
+
+
 def test_clear_sky_ocean_and_land_tb(full_orbit, full_truth):
     ds, t = full_orbit, full_truth
     clear = (t["rain"] == 0) & (t["clw"] < 0.03)

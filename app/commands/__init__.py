@@ -7,4 +7,5 @@ COMMAND_MODULES = [
     "models",
     "serve",
     "evaluate",
+    "compare",
 ]

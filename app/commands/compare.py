@@ -1,0 +1,73 @@
+"""`raincheck compare`: all models on the same held-out sets (an in-distribution year and the
+future warmer decades): overall, tail and extreme-trend scores, OOD detection and split.
+
+The numbers come from :func:`evaluation.compare.compare` (the app's comparison view calls the
+same function); ``--json`` prints the ``raincheck.compare/1`` dict.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def register(main: click.Group) -> None:
+    @main.command("compare")
+    @click.option("--models", "model_list", default=None,
+                  help="Comma-separated registered model names (default: every registered model).")
+    @click.option("--reference", default="unet-reference", show_default=True, help="The model to beat.")
+    @click.option("--config", default="unet-reference", show_default=True,
+                  help="Training config whose test/ood splits are the held-out sets.")
+    @click.option("--draws", default=4, show_default=True, type=int, help="Predictive draws per pixel for extremes.")
+    @click.option("--boot", "n_boot", default=100, show_default=True, type=int, help="Scene-bootstrap replicates.")
+    @click.option("--no-ood", is_flag=True, help="Skip the OOD detection and split.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of tables.")
+    @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here.")
+    @click.option("--update-cards", is_flag=True, help="Write each model's rows into its model card.")
+    def compare_cmd(model_list, reference, config, draws, n_boot, no_ood, as_json, out, update_cards) -> None:
+        """Compare models on the same held-out sets (test year and future decades)."""
+        from evaluation.compare import compare, table, update_cards as _update
+        from evaluation.report import clean
+        from models.base import ModelError
+        from models.registry import list_models
+
+        names = [n.strip() for n in model_list.split(",") if n.strip()] if model_list else \
+            [c.name for c in list_models()]
+
+        def progress(done, total, msg=""):
+            click.echo(f"  {msg}", err=True)
+
+        try:
+            res = compare(names, config=config, reference=reference, draws=draws, n_boot=n_boot,
+                          ood=not no_ood, progress=progress)
+        except ModelError as e:
+            raise click.ClickException(str(e)) from None
+        res = clean(res)
+        if out:
+            import os
+            import tempfile
+
+            d = os.path.dirname(os.path.abspath(out))
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".compare-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump(res, f, indent=1)
+            os.replace(tmp, out)
+        if update_cards:
+            done = _update(res)
+            click.echo(f"updated cards: {', '.join(done) or 'none'}", err=True)
+        if as_json:
+            click.echo(json.dumps(res, indent=1))
+        else:
+            click.echo(table(_unclean(res)))
+        sys.stdout.flush()
+
+
+def _unclean(x):
+    """None (JSON null) back to NaN for the table formatter."""
+    if isinstance(x, dict):
+        return {k: _unclean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unclean(v) for v in x]
+    return float("nan") if x is None else x

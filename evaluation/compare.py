@@ -1,0 +1,388 @@
+"""Compare retrieval models on the same held-out scene sets: an in-distribution year and the
+future warmer decades, with overall, tail and extreme-trend scores, and an OOD split.
+
+Held-out sets: the ``test`` (2021) and ``ood`` (2055-2059) splits of a training config's data
+section (default ``unet-reference``; cached scene sets of :func:`models.train.build_training_set`),
+strip pixels only (where the radar-like reference exists). Every model sees the same pixels.
+
+Definitions (fixed before any model was scored; thresholds come from the *training* period):
+
+- ``crps``: mean CRPS of the predicted distribution (:class:`models.quantiles.QuantileDistribution`);
+- ``qs``: mean quantile (pinball) score over the levels :data:`QS_LEVELS`, the model's
+  distribution evaluated at those levels (comparable across models with different level sets);
+- ``mse``, ``corr``: of the posterior mean;
+- ``twcrps@p99`` / ``twcrps@p99.9``: threshold-weighted CRPS with weight ``1{z >= t}``, ``t`` the
+  training reference's 99th / 99.9th percentile (:func:`models.losses.twcrps_numpy`);
+- ``sedi@...``, ``fbias@...``: SEDI and frequency bias ``(hits + false alarms) / (hits + misses)``
+  of the posterior mean exceeding the same thresholds;
+- extremes: the 99th / 99.9th percentiles of the pooled *predictive* distribution of each period
+  (``draws`` random draws per pixel from the model's distribution, fixed seed) and of the reference;
+  the extreme trend (%/K) between the two periods is ``100 ((P_ood / P_test)^(1 / dT) - 1)`` with
+  ``dT`` the difference of the periods' mean GMST anomaly (the synthetic world's own series);
+  the trend error is model minus reference. A scene bootstrap (the same resampled scenes for model
+  and reference) gives a 90 % interval of the error. ``trend_error`` (the headline) is the mean
+  absolute error over the two percentiles.
+- OOD split: a flow model that ships a detector (:mod:`models.research.ood`) scores every pixel;
+  CRPS is reported separately for pixels with ``ood_score < 0.95`` ("in") and ``>= 0.95`` ("out").
+  Detection quality (AUROC, FPR at 95 % TPR, pixel and scene level) where the truth of "out of
+  distribution" is known: future decades vs the test year, the simulated source vs observed, and
+  corrupted inputs (all Tb + 30 K; Gaussian noise of 5 K).
+
+Goal of issue 7: some model with ``trend_error`` <= 0.7 x the reference U-Net's while its
+in-distribution CRPS is <= 1.05 x the reference's (:func:`goal_check`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+SCHEMA = "raincheck.compare/1"
+QS_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+PERCENTILES = (99.0, 99.9)
+OOD_THRESHOLD = 0.95
+
+
+def _pkey(p: float) -> str:
+    return f"p{p:g}"
+
+
+# --------------------------------------------------------------------------- metrics
+def quantile_score(dist, obs, levels=QS_LEVELS) -> float:
+    """Mean pinball loss over ``levels`` of the distribution's quantiles at those levels."""
+    q = dist.quantile(np.asarray(levels))
+    lv = np.asarray(levels)
+    d = np.asarray(obs, np.float64)[..., None] - q
+    return float(np.mean(np.where(d >= 0, lv * d, (lv - 1) * d)))
+
+
+def categorical(pred, ref, threshold) -> dict:
+    """SEDI and frequency bias of ``pred >= t`` against ``ref >= t``."""
+    from evaluation.skill import _categorical_from_counts
+
+    p, r = np.asarray(pred) >= threshold, np.asarray(ref) >= threshold
+    a, b, c, d = (float(np.sum(x)) for x in (p & r, p & ~r, ~p & r, ~p & ~r))
+    cat = _categorical_from_counts(a, b, c, d)
+    return {"sedi": cat["sedi"], "fbias": (a + b) / (a + c) if a + c else float("nan"), "hits": int(a),
+            "events": int(a + c), "forecasts": int(a + b)}
+
+
+def trend_pct_per_K(p_early: float, p_late: float, dT: float) -> float:
+    """Compound trend (%/K) between two periods ``dT`` kelvin apart."""
+    if not (p_early > 0 and p_late > 0 and dT > 0):
+        return float("nan")
+    return 100.0 * ((p_late / p_early) ** (1.0 / dT) - 1.0)
+
+
+def _percentiles(x, pct=PERCENTILES) -> np.ndarray:
+    return np.percentile(np.asarray(x, np.float64), pct)
+
+
+# --------------------------------------------------------------------------- data
+def heldout_sets(config="unet-reference", progress=None) -> dict:
+    """The held-out scene sets (``test``, ``ood``) of a config: Tb, reference, scene GMST."""
+    from catalogs.simulator.climate import gmst_anomaly
+    from catalogs.simulator.geometry import orbit_start_time
+    from catalogs.store import open_dataset
+    from models.registry import load_config
+    from models.train import build_training_set, load_scenes
+
+    cfg = load_config(config) if not isinstance(config, dict) else config
+    out = {}
+    for split in ("test", "ood"):
+        path = build_training_set(cfg, split, progress=progress)
+        tc, ref = load_scenes(path)
+        orbits = open_dataset(path)["orbit"].values
+        g = np.array([float(gmst_anomaly(orbit_start_time(int(o)))) for o in orbits])
+        spec = cfg["data"][split]
+        out[split] = {"tc": tc, "ref": ref, "gmst": g, "orbits": orbits,
+                      "period": f"{spec['start']}..{spec['end']}"}
+    tr = build_training_set(cfg, "train", progress=progress)
+    _, ref_tr = load_scenes(tr)
+    r = ref_tr[np.isfinite(ref_tr)]
+    out["thresholds"] = {_pkey(p): float(v) for p, v in zip(PERCENTILES, _percentiles(r))}
+    out["config"] = cfg["name"]
+    return out
+
+
+def _ood_detector(names):
+    """The first loadable flow model (among ``names``, then all registered) shipping a detector."""
+    from models.registry import list_models
+    from models.research import load_research_model
+
+    cands = list(names) + [c.name for c in list_models() if c.kind == "flow" and c.name not in names]
+    for n in cands:
+        try:
+            r = load_research_model(n)
+        except Exception:
+            continue
+        if getattr(r, "ood", None) is not None:
+            return r
+    return None
+
+
+def _ood_pixel_scores(det, tc: np.ndarray, batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(per-pixel calibrated score (N, A, C), per-scene calibrated score (N,))."""
+    import torch
+
+    from models.inference import invalid_tb_mask
+    from models.train import _pad_cross
+
+    n, a, c = tc.shape[:3]
+    pix = np.full((n, a, c), np.nan, np.float32)
+    scn = np.full(n, np.nan)
+    with torch.inference_mode():
+        for i in range(0, n, batch):
+            part = np.asarray(tc[i:i + batch], np.float32)
+            x = _pad_cross(torch.from_numpy(part).permute(0, 3, 1, 2), det.base.multiple)
+            ld = det.ood.raw_scores(det.base, x)[:, :a, :c].numpy()
+            ok = ~invalid_tb_mask(part)
+            pix[i:i + batch] = np.where(ok, det.ood.calibrate_pixels(ld), np.nan)
+            for k in range(part.shape[0]):
+                scn[i + k] = det.ood.scene_score(ld[k], ok[k])
+    return pix, scn
+
+
+# --------------------------------------------------------------------------- per model
+def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int = 0, n_boot: int = 100,
+                 ood_pixels: dict | None = None, progress=None) -> dict:
+    from models.losses import twcrps_numpy
+    from models.quantiles import QuantileDistribution
+    from models.research.trainer import predict_strip
+
+    out = {"kind": retriever.kind, "sha256": retriever.sha256, "levels": len(retriever.levels)}
+    per_scene_draws = {}
+    t0 = time.perf_counter()
+    for split in ("test", "ood"):
+        s = sets[split]
+        tc, ref = s["tc"], s["ref"]
+        strip = np.isfinite(ref)
+        cols = strip.any(axis=(0, 1))
+        if progress:
+            progress(0, 1, f"{name}: predicting {split}")
+        q = predict_strip(retriever, tc, cols)
+        ok = strip & np.isfinite(q).all(-1)
+        y = ref[ok].astype(np.float64)
+        d = QuantileDistribution(q[ok], retriever.levels)
+        mean = d.mean()
+        crps = d.crps(y)
+        res = {"pixels": int(ok.sum()), "crps": float(np.mean(crps)), "qs": quantile_score(d, y),
+               "mse": float(np.mean((mean - y) ** 2)), "corr": float(np.corrcoef(mean, y)[0, 1]),
+               "bias_pct": float(100 * (mean.sum() - y.sum()) / y.sum())}
+        for k, t in sets["thresholds"].items():
+            res[f"twcrps@{k}"] = float(np.mean(twcrps_numpy(d.values, d.levels, y, t)))
+            cat = categorical(mean, y, t)
+            res[f"sedi@{k}"], res[f"fbias@{k}"] = cat["sedi"], cat["fbias"]
+        rng = np.random.default_rng([seed, 0 if split == "test" else 1])
+        smp = d.sample(draws, rng)  # (draws, n)
+        res["extremes"] = {_pkey(p): float(v) for p, v in zip(PERCENTILES, _percentiles(smp.ravel()))}
+        res["extremes_mean_field"] = {_pkey(p): float(v) for p, v in zip(PERCENTILES, _percentiles(mean))}
+        # per-scene pools for the bootstrap
+        scene_of = np.broadcast_to(np.arange(ref.shape[0])[:, None, None], ref.shape)[ok]
+        per_scene_draws[split] = (scene_of, smp, y)
+        if ood_pixels is not None and split in ood_pixels:
+            sc = ood_pixels[split][ok]
+            for lab, sel in (("in", sc < OOD_THRESHOLD), ("out", sc >= OOD_THRESHOLD)):
+                res[f"crps_ood_{lab}"] = float(np.mean(crps[sel])) if sel.any() else float("nan")
+                res[f"pixels_ood_{lab}"] = int(sel.sum())
+        out[split] = res
+    dT = float(np.mean(sets["ood"]["gmst"]) - np.mean(sets["test"]["gmst"]))
+    out["trend"] = _trends(per_scene_draws, dT, sets, seed, n_boot)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def _trends(pools: dict, dT: float, sets: dict, seed: int, n_boot: int) -> dict:
+    res = {"dT_K": dT}
+    (s0, m0, y0), (s1, m1, y1) = pools["test"], pools["ood"]
+    pm0, pm1 = _percentiles(m0.ravel()), _percentiles(m1.ravel())
+    pr0, pr1 = _percentiles(y0), _percentiles(y1)
+    errs = []
+    for i, p in enumerate(PERCENTILES):
+        tm = trend_pct_per_K(pm0[i], pm1[i], dT)
+        tr = trend_pct_per_K(pr0[i], pr1[i], dT)
+        res[_pkey(p)] = {"model_pct_per_K": tm, "truth_pct_per_K": tr, "error_pct_per_K": tm - tr}
+        errs.append(abs(tm - tr))
+    res["trend_error"] = float(np.mean(errs))
+    # scene bootstrap of the error (same resampled scenes for model and reference)
+    if n_boot:
+        rng = np.random.default_rng([seed, 77])
+        n0, n1 = len(sets["test"]["tc"]), len(sets["ood"]["tc"])
+        idx0 = [np.flatnonzero(s0 == k) for k in range(n0)]
+        idx1 = [np.flatnonzero(s1 == k) for k in range(n1)]
+        boots = {_pkey(p): [] for p in PERCENTILES}
+        for _ in range(n_boot):
+            a = np.concatenate([idx0[k] for k in rng.integers(0, n0, n0)])
+            b = np.concatenate([idx1[k] for k in rng.integers(0, n1, n1)])
+            qm0, qm1 = _percentiles(m0[:, a].ravel()), _percentiles(m1[:, b].ravel())
+            qr0, qr1 = _percentiles(y0[a]), _percentiles(y1[b])
+            for i, p in enumerate(PERCENTILES):
+                boots[_pkey(p)].append(trend_pct_per_K(qm0[i], qm1[i], dT) - trend_pct_per_K(qr0[i], qr1[i], dT))
+        for k, v in boots.items():
+            v = np.asarray(v)
+            res[k]["error_ci90"] = [float(np.nanpercentile(v, 5)), float(np.nanpercentile(v, 95))]
+    return res
+
+
+# --------------------------------------------------------------------------- OOD detection
+def ood_detection(det, sets: dict, simulated_tc: np.ndarray | None = None, seed: int = 0,
+                  max_pixels: int = 400_000) -> dict:
+    """AUROC / FPR@95 %TPR of the detector (pixel and scene level) for known shifts."""
+    from models.research.ood import auroc, fpr_at_tpr
+
+    rng = np.random.default_rng(seed)
+    base_pix, base_scn = _ood_pixel_scores(det, sets["test"]["tc"])
+
+    def sub(x):
+        x = x[np.isfinite(x)]
+        return x if x.size <= max_pixels else rng.choice(x, max_pixels, replace=False)
+
+    shifted = {"future_decades": sets["ood"]["tc"]}
+    if simulated_tc is not None:
+        shifted["simulated_source"] = simulated_tc
+    tc = np.asarray(sets["test"]["tc"], np.float32)
+    shifted["tb_plus_30K"] = tc + 30.0
+    shifted["noise_5K"] = tc + rng.normal(0, 5.0, tc.shape).astype(np.float32)
+    out = {"in_distribution": "test split (" + sets["test"]["period"] + ")",
+           "in_pixel_score_mean": float(np.nanmean(base_pix)),
+           "in_fraction_flagged": float(np.nanmean(base_pix >= OOD_THRESHOLD))}
+    pix_cache = {}
+    for k, t in shifted.items():
+        p, s = _ood_pixel_scores(det, t)
+        pix_cache[k] = p
+        out[k] = {"pixel_auroc": auroc(sub(base_pix), sub(p)), "pixel_fpr95": fpr_at_tpr(sub(base_pix), sub(p)),
+                  "scene_auroc": auroc(base_scn, s), "scene_fpr95": fpr_at_tpr(base_scn, s),
+                  "fraction_flagged": float(np.nanmean(p >= OOD_THRESHOLD))}
+    return out, {"test": base_pix, "ood": pix_cache["future_decades"]}
+
+
+def simulated_heldout(config="unet-reference", orbits: int = 10, progress=None) -> np.ndarray:
+    """Tb of a held-out simulated-source set over the test year (for OOD detection)."""
+    from models.registry import load_config
+    from models.train import build_training_set, load_scenes
+
+    cfg = load_config(config) if not isinstance(config, dict) else dict(config)
+    spec = dict(cfg["data"]["test"], orbits=orbits)
+    data = {k: v for k, v in cfg["data"].items() if k not in ("train", "validation", "test", "ood")}
+    data.update(source="simulated", seed=int(cfg["data"].get("seed", 0)) + 3000, train=spec)
+    return load_scenes(build_training_set({"name": "simulated-heldout", "data": data}, "train", progress=progress))[0]
+
+
+# --------------------------------------------------------------------------- the comparison
+def compare(names, *, config="unet-reference", reference="unet-reference", draws: int = 4, n_boot: int = 100,
+            ood: bool = True, seed: int = 0, progress=None) -> dict:
+    """The comparison of models ``names`` (registered names) on the same held-out sets."""
+    from models.research import load_research_model
+
+    names = list(dict.fromkeys(names))
+    if reference not in names:
+        names = [reference] + names
+    t0 = time.perf_counter()
+    sets = heldout_sets(config, progress)
+    out = {"schema": SCHEMA, "config": sets["config"], "reference": reference,
+           "thresholds_mm_h": sets["thresholds"], "draws_per_pixel": draws,
+           "periods": {k: {"period": sets[k]["period"], "scenes": int(len(sets[k]["tc"])),
+                           "gmst_K": float(np.mean(sets[k]["gmst"]))} for k in ("test", "ood")},
+           "models": {}}
+    ood_pix = None
+    if ood:
+        det = _ood_detector(names)
+        if det is not None:
+            sim_tc = simulated_heldout(config, progress=progress)
+            out["ood_detection"], ood_pix = ood_detection(det, sets, sim_tc, seed)
+            out["ood_detection"]["detector"] = det.name
+    for n in names:
+        r = load_research_model(n)
+        out["models"][n] = model_scores(n, r, sets, draws=draws, seed=seed, n_boot=n_boot, ood_pixels=ood_pix,
+                                        progress=progress)
+    out["goal"] = goal_check(out)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def goal_check(res: dict, trend_gain: float = 0.30, crps_cost: float = 0.05) -> dict:
+    """Which models cut the reference's extreme-trend error by >= 30 % while their
+    in-distribution CRPS worsens by <= 5 %."""
+    ref = res["models"][res["reference"]]
+    e0, c0 = ref["trend"]["trend_error"], ref["test"]["crps"]
+    rows = {}
+    for n, m in res["models"].items():
+        if n == res["reference"]:
+            continue
+        gain = 1 - m["trend"]["trend_error"] / e0 if e0 > 0 else float("nan")
+        cost = m["test"]["crps"] / c0 - 1
+        rows[n] = {"trend_error_reduction": gain, "crps_change": cost,
+                   "met": bool(gain >= trend_gain and cost <= crps_cost)}
+    return {"criterion": f"trend error -{trend_gain:.0%} and test CRPS +{crps_cost:.0%} at most",
+            "models": rows, "met_by": [n for n, r in rows.items() if r["met"]]}
+
+
+def table(res: dict) -> str:
+    """A plain-text (markdown) table of a comparison."""
+    th = list(res["thresholds_mm_h"])
+    head = ["model", "split", "CRPS", "QS", "MSE", "corr"] + [f"twCRPS {k}" for k in th] + \
+        [f"SEDI {k}" for k in th] + [f"FB {k}" for k in th]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n, m in res["models"].items():
+        for split in ("test", "ood"):
+            s = m[split]
+            row = [n, split, f"{s['crps']:.4f}", f"{s['qs']:.4f}", f"{s['mse']:.3f}", f"{s['corr']:.3f}"]
+            row += [f"{s[f'twcrps@{k}']:.4f}" for k in th] + [f"{s[f'sedi@{k}']:.3f}" for k in th] + \
+                [f"{s[f'fbias@{k}']:.2f}" for k in th]
+            lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    head2 = ["model"] + [f"{k} trend %/K (truth)" for k in th] + [f"{k} error (90% CI)" for k in th] + ["trend error", "goal"]
+    lines += ["| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
+    for n, m in res["models"].items():
+        t = m["trend"]
+        row = [n] + [f"{t[k]['model_pct_per_K']:+.2f} ({t[k]['truth_pct_per_K']:+.2f})" for k in th]
+        for k in th:
+            ci = t[k].get("error_ci90")
+            row.append(f"{t[k]['error_pct_per_K']:+.2f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""))
+        g = res["goal"]["models"].get(n)
+        row += [f"{t['trend_error']:.2f}",
+                "reference" if g is None else f"{-100 * g['trend_error_reduction']:+.0f}% err, {100 * g['crps_change']:+.1f}% CRPS"
+                + (" MET" if g["met"] else "")]
+        lines.append("| " + " | ".join(row) + " |")
+    if "ood_detection" in res:
+        o = res["ood_detection"]
+        lines += ["", f"OOD detector: {o.get('detector')} (in-distribution: {o['in_distribution']})",
+                  "| shift | pixel AUROC | pixel FPR@95 | scene AUROC | scene FPR@95 | flagged |", "|---|---|---|---|---|---|"]
+        for k, v in o.items():
+            if isinstance(v, dict):
+                lines.append(f"| {k} | {v['pixel_auroc']:.3f} | {v['pixel_fpr95']:.3f} | {v['scene_auroc']:.3f} | "
+                             f"{v['scene_fpr95']:.3f} | {v['fraction_flagged']:.3f} |")
+        lines += ["", "| model | future CRPS in | future CRPS out | pixels out |", "|---|---|---|---|"]
+        for n, m in res["models"].items():
+            s = m["ood"]
+            if "crps_ood_in" in s:
+                lines.append(f"| {n} | {s['crps_ood_in']:.4f} | {s['crps_ood_out']:.4f} | {s['pixels_ood_out']} |")
+    return "\n".join(lines)
+
+
+def update_cards(res: dict) -> list[str]:
+    """Write each compared model's rows into its card's ``metrics['comparison']`` (user-writable
+    card folders only); returns the names updated."""
+    from evaluation.report import clean
+    from models.registry import get_card
+
+    done = []
+    for n, m in res["models"].items():
+        card = get_card(n)
+        card.metrics = dict(card.metrics or {})
+        card.metrics["comparison"] = clean({"schema": SCHEMA, "reference": res["reference"],
+                                            "thresholds_mm_h": res["thresholds_mm_h"], "periods": res["periods"],
+                                            "test": m["test"], "ood": m["ood"], "trend": m["trend"],
+                                            "goal": res["goal"]["models"].get(n)})
+        try:
+            card.save(card.path)
+            done.append(n)
+        except OSError:
+            continue
+    return done
+
+
+def _finite(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x)

@@ -1,0 +1,490 @@
+"""Training of the research models, built on :mod:`models.train` (same cached scene sets,
+strip-only loss, crop, flips, best-validation checkpoint, resumable state, held-out scores).
+
+Extra config keys for ``kind: unet``::
+
+    init_from: unet-reference     # fine-tune: start from a registered model's weights (same network)
+    loss: {type: tail_pinball|twcrps|density|pinball, ...}   (models.losses.ResearchLoss)
+    hybrid: {...}                 # models.research.hybrid: mixed observed + simulated batches
+
+``kind: flow`` (models.research.flow)::
+
+    base_model: unet-reference    # the frozen U-Net whose residual is learnt (weights copied in)
+    flow: {base: 16, depth: 2, patch: 2}
+    sampling: {members: 10, steps: 8, seed: 0}
+    ood: {max_pixels: 200000, shrinkage: 0.05}   # Mahalanobis detector on the base's features
+
+Entry point :func:`train_research` (CLI: ``python -m models.research.trainer CONFIG --out DIR``).
+Validation selects the epoch (on the model's own training objective); the test/OOD splits are only
+scored at the end (never used for choices).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.base import ModelError
+from models.registry import ModelCard, get_card, load_checkpoint, load_config, load_model, save_model
+from models.train import (TrainingCancelled, _card, _load_state, _log, _pad_cross, _round, _save_state,
+                          _set_seed, _state_dir, build_training_set, default_out, heldout_scores, load_scenes,
+                          predict_scenes)
+
+
+def _init_weights(net, config: dict) -> dict:
+    """Load ``init_from`` weights into ``net``; returns provenance for the card."""
+    name = config.get("init_from")
+    if not name:
+        return {}
+    card = get_card(name)
+    if card.kind != "unet":
+        raise ModelError(f"init_from {name!r} is a {card.kind} model; a unet is needed")
+    for key in ("network", "channels", "quantile_levels"):
+        if card.config.get(key) != config.get(key):
+            raise ModelError(f"init_from {name!r}: its {key} differs from this config's")
+    net.load_state_dict(load_checkpoint(card.weights_path, expected_sha256=card.checkpoint_sha256))
+    return {"init_from": name, "init_sha256": card.checkpoint_sha256}
+
+
+def _batch(tc, ref, idx, crop, c0, flip):
+    if crop:
+        x = torch.from_numpy(np.asarray(tc[idx][:, :, c0:c0 + crop], np.float32)).permute(0, 3, 1, 2)
+        y = torch.from_numpy(np.asarray(ref[idx][:, :, c0:c0 + crop]))
+    else:
+        x = torch.from_numpy(np.asarray(tc[idx], np.float32)).permute(0, 3, 1, 2)
+        y = torch.from_numpy(np.asarray(ref[idx]))
+    if flip:
+        x, y = x.flip(-2), y.flip(-2)
+    return x, y
+
+
+@torch.no_grad()
+def _validate(net, loss_fn, tc, ref, levels, mult, bs: int = 8) -> dict:
+    from models.unet import pinball_loss
+
+    net.eval()
+    tot, totp, n = 0.0, 0.0, 0
+    for i in range(0, tc.shape[0], bs):
+        x = _pad_cross(torch.from_numpy(tc[i:i + bs].astype(np.float32)).permute(0, 3, 1, 2), mult)
+        y = _pad_cross(torch.from_numpy(ref[i:i + bs]), mult)
+        k = int(torch.isfinite(y).sum())
+        if k:
+            p = net(x)
+            tot += float(loss_fn(p, y)) * k
+            totp += float(pinball_loss(p, y, levels)) * k
+            n += k
+    return {"loss": tot / max(n, 1), "pinball": totp / max(n, 1)}
+
+
+def _crop_bounds(ref_tr, crop, n_cross):
+    strip_cols = np.flatnonzero(np.isfinite(ref_tr[: min(64, ref_tr.shape[0])]).any(axis=(0, 1)))
+    if crop and strip_cols.size and crop < n_cross:
+        lo = max(0, int(strip_cols[-1]) + 1 - crop)
+        hi = min(int(strip_cols[0]), n_cross - crop)
+        if hi < lo:
+            raise ModelError(f"crop_cross={crop} is narrower than the reference strip")
+        return crop, lo, hi
+    return 0, 0, 0
+
+
+def _train_unet_research(config, sets, out: Path, progress, cancel):
+    from models.losses import ResearchLoss
+    from models.research import hybrid as hyb
+    from models.unet_retriever import UNetRetriever, build_unet
+
+    tcfg = config.get("training", {}) or {}
+    seed = int(tcfg.get("seed", 0))
+    _set_seed(seed)
+    tc_tr, ref_tr = load_scenes(sets["train"])
+    tc_va, ref_va = load_scenes(sets["validation"])
+    net = build_unet(config)
+    provenance = _init_weights(net, config)
+    if not provenance:
+        flat = tc_tr.reshape(-1, tc_tr.shape[-1])[:: max(1, tc_tr.shape[0] * tc_tr.shape[1] * tc_tr.shape[2] // 2_000_000)]
+        flat = flat[np.isfinite(flat.astype(np.float32)).all(1)].astype(np.float64)
+        ci = net.channel_index.numpy()
+        net.set_normalisation(flat[:, ci].mean(0), flat[:, ci].std(0))
+    levels = torch.tensor(config["quantile_levels"], dtype=torch.float32)
+    loss_fn = ResearchLoss(config.get("loss"), config["quantile_levels"], train_ref=ref_tr)
+    # hybrid: simulated scenes (bias-corrected) mixed into every batch
+    h = config.get("hybrid")
+    tc_sim = ref_sim = None
+    hyb_info = {}
+    if h:
+        hs = hyb.build_hybrid_sets(config, progress=progress, cancel=cancel)
+        tc_sim, ref_sim = hyb.load_simulated(hs["simulated"], hs["tb_offset"])
+        hyb_info = {"ratio": float(h.get("ratio", 0.25)), "domain_weight": float(h.get("domain_weight", 1.0)),
+                    "bias_correction": hs["tb_offset"] is not None,
+                    "tb_offset_estimate_K": None if hs["tb_offset"] is None else [round(float(v), 3) for v in hs["tb_offset"]],
+                    "simulated_scenes": int(tc_sim.shape[0]), "simulated": dict(h["simulated"])}
+    epochs = int(tcfg.get("epochs", 2))
+    bs = int(tcfg.get("batch_size", 8))
+    ratio = float(h.get("ratio", 0.25)) if h else 0.0
+    n_train = int(tcfg.get("max_scenes_per_epoch", tc_tr.shape[0]))
+    steps_per_epoch = len(hyb.mixed_batches(min(n_train, tc_tr.shape[0]), 0 if tc_sim is None else tc_sim.shape[0],
+                                            bs, ratio, 0, seed))
+    lr = float(tcfg.get("lr", 5e-4))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=float(tcfg.get("weight_decay", 1e-4)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
+                                                pct_start=float(tcfg.get("pct_start", 0.15)))
+    best, best_epoch, start_epoch, history = float("inf"), -1, 0, []
+    resumed = _load_state(out, net, opt, sched) if tcfg.get("resume", True) else None
+    if resumed:
+        start_epoch = resumed["epoch"] + 1
+        best, best_epoch, history = resumed["best"], resumed["best_epoch"], resumed["history"]
+    if start_epoch == 0:
+        v0 = _validate(net, loss_fn, tc_va, ref_va, levels, net.multiple)
+        history.append({"epoch": 0, "val_loss": v0["loss"], "val_pinball": v0["pinball"]})
+    mult = net.multiple
+    crop, lo, hi = _crop_bounds(ref_tr, int(tcfg.get("crop_cross", 0) or 0), tc_tr.shape[2])
+    dw = float(h.get("domain_weight", 1.0)) if h else 1.0
+    max_seconds = float(tcfg.get("max_minutes", 1e9)) * 60
+    t0 = time.perf_counter()
+    stopped_early = False
+    total = epochs * steps_per_epoch
+    for epoch in range(start_epoch, epochs):
+        net.train()
+        rng = np.random.default_rng([seed, epoch, 5])
+        sub = np.sort(rng.permutation(tc_tr.shape[0])[:n_train])
+        batches = hyb.mixed_batches(sub.size, 0 if tc_sim is None else tc_sim.shape[0], bs, ratio, epoch, seed)
+        run = 0.0
+        for b, members in enumerate(batches):
+            if cancel is not None and cancel.is_set():
+                raise TrainingCancelled(f"training cancelled in epoch {epoch + 1}")
+            brng = np.random.default_rng([seed, epoch, b])
+            c0 = int(brng.integers(lo, hi + 1)) if crop else 0
+            flip = bool(tcfg.get("flip", True)) and brng.random() < 0.5
+            xs, ys, ws = [], [], []
+            obs_idx = np.sort(sub[[i for s, i in members if s == 0]])
+            if obs_idx.size:
+                x, y = _batch(tc_tr, ref_tr, obs_idx, crop, c0, flip)
+                xs.append(x), ys.append(y), ws.append(torch.ones(obs_idx.size))
+            sim_idx = np.sort([i for s, i in members if s == 1])
+            if sim_idx.size:
+                x, y = _batch(tc_sim, ref_sim, sim_idx, crop, c0, flip)
+                xs.append(x), ys.append(y), ws.append(torch.full((sim_idx.size,), dw))
+            x = _pad_cross(torch.cat(xs), mult).contiguous(memory_format=torch.channels_last)
+            y = _pad_cross(torch.cat(ys), mult)
+            w = torch.cat(ws)[:, None, None].expand_as(y)
+            pred = net(x)
+            loss = loss_fn(pred, y, weight=w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            run += float(loss.detach())
+            _log(progress, epoch * steps_per_epoch + b + 1, total, f"epoch {epoch + 1}/{epochs} loss {run / (b + 1):.4f}")
+            if time.perf_counter() - t0 > max_seconds:
+                stopped_early = True
+                break
+        v = _validate(net, loss_fn, tc_va, ref_va, levels, mult)
+        history.append({"epoch": epoch + 1, "train_loss": run / max(1, b + 1), "val_loss": v["loss"], "val_pinball": v["pinball"]})
+        if v["loss"] < best:
+            best, best_epoch = v["loss"], epoch + 1
+            from safetensors.torch import save_file
+
+            _state_dir(out).mkdir(parents=True, exist_ok=True)
+            save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()},
+                      str(_state_dir(out) / "best.safetensors"))
+        _save_state(out, net, opt, sched, epoch, best, best_epoch, history)
+        _log(progress, (epoch + 1) * steps_per_epoch, total, f"epoch {epoch + 1}: val loss {v['loss']:.4f} pinball {v['pinball']:.4f}")
+        if stopped_early:
+            break
+    if best_epoch < 0:
+        raise ModelError("no epoch finished; nothing to save")
+    best_sd = load_checkpoint(_state_dir(out) / "best.safetensors")
+    card = _card(config, out, sets, "unet")
+    card.parameters = int(sum(p.numel() for p in net.parameters()))
+    card.training.update({"epochs": epochs, "best_epoch": best_epoch, "best_val_loss": best, "history": history,
+                          "stopped_early_for_time": stopped_early, "train_scenes": int(tc_tr.shape[0]),
+                          "scenes_per_epoch": int(sub.size), "validation_scenes": int(tc_va.shape[0]),
+                          "loss": loss_fn.describe(), **provenance})
+    if hyb_info:
+        card.training["hybrid"] = hyb_info
+        card.training["source"] += f" + simulated (ratio {hyb_info['ratio']}, domain weight {hyb_info['domain_weight']})"
+    card = save_model(out, best_sd, card)
+    return card, UNetRetriever(card, best_sd)
+
+
+# --------------------------------------------------------------------------- flow
+def _strip_window(ref: np.ndarray, width: int) -> tuple[int, int]:
+    cols = np.flatnonzero(np.isfinite(ref[: min(64, ref.shape[0])]).any(axis=(0, 1)))
+    if cols.size < width:
+        width = cols.size - cols.size % 4
+    return int(cols[0]), int(cols[0]) + width
+
+
+@torch.no_grad()
+def _flow_inputs(base_r, tc: np.ndarray, ref: np.ndarray, c0: int, c1: int, batch: int = 4, progress=None, msg=""):
+    """Conditioning (N, 17, A, W) float16 and base means (N, A, W) on the strip window."""
+    from models.research.flow import base_conditioning
+
+    n, a = tc.shape[:2]
+    conds = np.zeros((n, 17, a, c1 - c0), np.float16)
+    means = np.zeros((n, a, c1 - c0), np.float32)
+    for i in range(0, n, batch):
+        x = _pad_cross(torch.from_numpy(np.asarray(tc[i:i + batch], np.float32)).permute(0, 3, 1, 2), base_r.multiple)
+        cond, mean = base_conditioning(base_r.net, base_r.levels, x, base_r._fast)
+        conds[i:i + batch] = cond[:, :, :a, c0:c1].numpy().astype(np.float16)
+        means[i:i + batch] = mean[:, :a, c0:c1].numpy()
+        _log(progress, i + batch, n, msg)
+    return conds, means, ref[:, :, c0:c1]
+
+
+def _train_flow(config, sets, out: Path, progress, cancel):
+    from models.research.flow import FlowRetriever, build_flow, cfm_loss, member_levels, residual_target
+    from models.research.ood import MahalanobisOOD
+
+    tcfg = config.get("training", {}) or {}
+    seed = int(tcfg.get("seed", 0))
+    _set_seed(seed)
+    base_name = config["base_model"]
+    base_r = load_model(base_name)
+    if base_r.kind != "unet":
+        raise ModelError(f"base_model {base_name!r} must be a unet")
+    tc_tr, ref_tr = load_scenes(sets["train"])
+    tc_va, ref_va = load_scenes(sets["validation"])
+    n_tr = min(int(tcfg.get("max_train_scenes", tc_tr.shape[0])), tc_tr.shape[0])
+    pick = np.sort(np.random.default_rng([seed, 3]).permutation(tc_tr.shape[0])[:n_tr])
+    c0, c1 = _strip_window(ref_tr, int(tcfg.get("window_cross", 48)))
+    cond_tr, mean_tr, y_tr = _flow_inputs(base_r, tc_tr[pick], ref_tr[pick], c0, c1, progress=progress, msg="base on train")
+    n_va = min(int(tcfg.get("max_validation_scenes", tc_va.shape[0])), tc_va.shape[0])
+    cond_va, mean_va, y_va = _flow_inputs(base_r, tc_va[:n_va], ref_va[:n_va], c0, c1, progress=progress, msg="base on validation")
+    res = (np.log1p(np.clip(y_tr, 0, None)) - np.log1p(mean_tr))[np.isfinite(y_tr)]
+    scale = float(np.std(res)) or 1.0
+    net = build_flow(config)
+    epochs = int(tcfg.get("epochs", 4))
+    bs = int(tcfg.get("batch_size", 16))
+    crop_a = int(tcfg.get("crop_along", 64))
+    steps_per_epoch = math.ceil(n_tr / bs)
+    lr = float(tcfg.get("lr", 2e-3))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=float(tcfg.get("weight_decay", 1e-4)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    mult = net.multiple
+    a_max = y_tr.shape[1]
+    crop_a = min(crop_a, a_max) // mult * mult
+
+    def tensors(cond, mean, y, idx, a0, length, flip):
+        c = torch.from_numpy(cond[idx][:, :, a0:a0 + length].astype(np.float32))
+        m = torch.from_numpy(mean[idx][:, a0:a0 + length])
+        r = torch.from_numpy(np.asarray(y[idx][:, a0:a0 + length], np.float32))
+        if flip:
+            c, m, r = c.flip(-2), m.flip(-2), r.flip(-2)
+        valid = torch.isfinite(r)
+        x1 = torch.nan_to_num(residual_target(torch.nan_to_num(r, nan=0.0), m, scale))[:, None]
+        return c, x1, valid
+
+    def validate():
+        g = torch.Generator().manual_seed(1234)
+        net.eval()
+        tot, n = 0.0, 0
+        with torch.no_grad():
+            length = y_va.shape[1] // mult * mult
+            for i in range(0, y_va.shape[0], 8):
+                idx = np.arange(i, min(i + 8, y_va.shape[0]))
+                c, x1, valid = tensors(cond_va, mean_va, y_va, idx, 0, length, False)
+                k = int(valid.sum())
+                tot += float(cfm_loss(net, x1, net.cond_features(c), valid, g)) * k
+                n += k
+        return tot / max(n, 1)
+
+    best, best_epoch, history = float("inf"), -1, []
+    max_seconds = float(tcfg.get("max_minutes", 1e9)) * 60
+    t0 = time.perf_counter()
+    stopped = False
+    g = torch.Generator().manual_seed(seed)
+    best_sd = None
+    for epoch in range(epochs):
+        net.train()
+        order = np.random.default_rng([seed, epoch]).permutation(n_tr)
+        run = 0.0
+        for b in range(steps_per_epoch):
+            if cancel is not None and cancel.is_set():
+                raise TrainingCancelled(f"training cancelled in epoch {epoch + 1}")
+            brng = np.random.default_rng([seed, epoch, b])
+            idx = np.sort(order[b * bs:(b + 1) * bs])
+            a0 = int(brng.integers(0, a_max - crop_a + 1))
+            c, x1, valid = tensors(cond_tr, mean_tr, y_tr, idx, a0, crop_a, brng.random() < 0.5)
+            loss = cfm_loss(net, x1, net.cond_features(c), valid, g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            run += float(loss.detach())
+            _log(progress, epoch * steps_per_epoch + b + 1, epochs * steps_per_epoch, f"flow epoch {epoch + 1} loss {run / (b + 1):.4f}")
+            if time.perf_counter() - t0 > max_seconds:
+                stopped = True
+                break
+        v = validate()
+        history.append({"epoch": epoch + 1, "train_loss": run / max(1, b + 1), "val_cfm": v})
+        if v < best:
+            best, best_epoch = v, epoch + 1
+            best_sd = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        if stopped:
+            break
+    # OOD detector on the base U-Net's encoder features: fit on training scenes, calibrate on validation
+    ocfg = config.get("ood", {}) or {}
+    n_fit = min(int(ocfg.get("fit_scenes", 120)), tc_tr.shape[0])
+    fit_idx = np.sort(np.random.default_rng([seed, 9]).permutation(tc_tr.shape[0])[:n_fit])
+    _log(progress, 0, 1, "fitting the OOD detector")
+    det = MahalanobisOOD.fit(base_r.net, np.asarray(tc_tr[fit_idx], np.float32), np.asarray(tc_va, np.float32),
+                             max_pixels=int(ocfg.get("max_pixels", 200_000)), shrinkage=float(ocfg.get("shrinkage", 0.05)),
+                             seed=seed)
+    bcard = get_card(base_name)
+    tensors_out = {f"base.{k}": v for k, v in base_r.net.state_dict().items()}
+    tensors_out.update({f"flow.{k}": v for k, v in best_sd.items()})
+    tensors_out.update(det.tensors())
+    tensors_out["residual_scale"] = torch.tensor([scale], dtype=torch.float64)
+    members = int((config.get("sampling") or {}).get("members", 10))
+    config = dict(config)
+    config["base_config"] = {k: bcard.config[k] for k in ("name", "kind", "channels", "quantile_levels", "network") if k in bcard.config}
+    config["quantile_levels"] = member_levels(members)
+    card = _card(config, out, sets, "flow")
+    card.parameters = int(sum(p.numel() for p in net.parameters()))
+    card.training.update({"epochs": epochs, "best_epoch": best_epoch, "best_val_cfm": best, "history": history,
+                          "stopped_early_for_time": stopped, "train_scenes": int(n_tr), "validation_scenes": int(n_va),
+                          "strip_window_cols": [c0, c1], "residual_scale": scale, "base_model": base_name,
+                          "base_sha256": bcard.checkpoint_sha256, "ood_fit_scenes": int(n_fit),
+                          "ood_calibration": "validation split (in-distribution year)"})
+    card = save_model(out, tensors_out, card)
+    return card, FlowRetriever(card, load_checkpoint(card.weights_path))
+
+
+# --------------------------------------------------------------------------- entry point
+def train_research(config, progress=None, cancel: threading.Event | None = None, out=None,
+                   command: str | None = None, score_splits: bool = True) -> ModelCard:
+    """Train a research model (``kind: unet`` with research keys, or ``kind: flow``); write
+    ``model.safetensors`` + ``card.yaml`` to ``out``; score on the held-out splits."""
+    if not isinstance(config, dict):
+        config = load_config(config)
+    torch.set_num_threads(int((config.get("training") or {}).get("threads", 2)))
+    out = Path(out) if out is not None else default_out(config)
+    t0 = time.perf_counter()
+    sets = {s: build_training_set(config, s, progress=progress, cancel=cancel) for s in ("train", "validation")}
+    if config["kind"] == "unet":
+        card, retriever = _train_unet_research(config, sets, out, progress, cancel)
+    elif config["kind"] == "flow":
+        card, retriever = _train_flow(config, sets, out, progress, cancel)
+    else:
+        raise ModelError(f"research trainer: unknown kind {config['kind']!r}")
+    if score_splits and (config.get("training") or {}).get("score", True):
+        _, train_ref = load_scenes(sets["train"])
+        retrievers = {config["name"]: retriever}
+        for other in config.get("compare_with", []) or []:
+            try:
+                retrievers[other] = load_model(other)
+            except ModelError as e:
+                card.notes += f" compare_with {other!r} skipped: {e}."
+        if config["kind"] == "flow":
+            card.metrics = _round(flow_heldout_scores(config, retriever, retrievers, train_ref, progress))
+        else:
+            card.metrics = _round(heldout_scores(config, retrievers, train_ref[np.isfinite(train_ref)], progress))
+    card.training["command"] = command or ("python -m models.research.trainer " + " ".join(sys.argv[1:]))
+    card.training["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    card.training["device"] = "cpu"
+    card.training["torch"] = torch.__version__
+    card.save(out)
+    return card
+
+
+def predict_strip(retriever, tc: np.ndarray, cols: np.ndarray, batch: int = 2) -> np.ndarray:
+    """Quantiles (N, A, C, Q) on scenes ``tc`` with the columns ``cols`` (bool, C) scored. Flow
+    models run their base on the full width and the (costly) flow on a window around the strip;
+    other models use :func:`models.train.predict_scenes`."""
+    if getattr(retriever, "kind", "") != "flow":
+        return predict_scenes(retriever, tc, strip_only=cols)
+    from models.inference import invalid_tb_mask
+    from models.research.flow import base_conditioning, euler_sample, rain_from_residual
+
+    n, a, c, _ = tc.shape
+    out = np.full((n, a, c, len(retriever.levels)), np.nan, np.float32)
+    idx = np.flatnonzero(cols)
+    m = retriever.flow.multiple
+    pad = 8
+    w0 = max(0, int(idx[0]) - pad)
+    w1 = w0 + int(math.ceil((int(idx[-1]) + 1 + pad - w0) / m) * m)
+    g = torch.Generator().manual_seed(retriever.seed)
+    with torch.inference_mode():
+        for i in range(0, n, batch):
+            part = np.asarray(tc[i:i + batch], np.float32)
+            bad = invalid_tb_mask(part)
+            x = _pad_cross(torch.from_numpy(part).permute(0, 3, 1, 2), retriever.multiple)
+            w1c = min(w1, x.shape[-1])
+            cond, mean = base_conditioning(retriever.base, retriever.base_levels, x, retriever._fast)
+            cond = cond[:, :, :, w0:w1c]
+            r = euler_sample(retriever.flow, retriever.flow.cond_features(cond), retriever.members, retriever.steps, g)
+            y = rain_from_residual(r, mean[:, None, :, w0:w1c], retriever.scale)
+            y = torch.sort(y, dim=1).values.permute(0, 2, 3, 1).numpy()[:, :a]
+            blk = out[i:i + batch]
+            blk[:, :, w0:min(w1c, c)] = y[:, :, : min(w1c, c) - w0]
+            blk[bad] = np.nan
+            out[i:i + batch] = blk
+    keep = np.zeros(c, bool)
+    keep[idx] = True
+    out[:, :, ~keep] = np.nan
+    return out
+
+
+def flow_heldout_scores(config, flow_r, retrievers, train_ref, progress=None) -> dict:
+    """Like :func:`models.train.heldout_scores` but predicting only the strip (see
+    :func:`predict_strip`)."""
+    from models.quantiles import QuantileDistribution
+    from models.scoring import climatology_quantiles, score
+
+    data_cfg = config["data"]
+    out = {}
+    for split in ("test", "ood"):
+        if split not in data_cfg:
+            continue
+        tc, ref = load_scenes(build_training_set(config, split, progress=progress))
+        strip = np.isfinite(ref)
+        cols = strip.any(axis=(0, 1))
+        spec = data_cfg[split]
+        s, e = str(spec["start"])[:4], str(spec["end"])[:4]
+        label = f"{split}_{s}" + (f"-{e}" if e != s else "")
+        res = {"period": f"{spec['start']}..{spec['end']}", "orbits": int(spec["orbits"]), "pixels": int(strip.sum())}
+        for name, r in retrievers.items():
+            _log(progress, 0, 1, f"scoring {name} on {split}")
+            q = predict_strip(r, tc, cols)
+            ok = strip & np.isfinite(q).all(-1)
+            res[name] = score(QuantileDistribution(q[ok], r.levels), ref[ok])
+        lv = np.asarray((retrievers.get(config.get("base_model")) or flow_r).levels)
+        clim = climatology_quantiles(train_ref[np.isfinite(train_ref)], lv)
+        res["climatology"] = score(QuantileDistribution(np.broadcast_to(clim, (int(strip.sum()), lv.size)), lv), ref[strip])
+        out[label] = res
+    return out
+
+
+def main(argv=None) -> None:  # pragma: no cover - CLI
+    import argparse
+
+    p = argparse.ArgumentParser(description="Train a research model from its config.")
+    p.add_argument("config")
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    last = [0.0]
+
+    def prog(done, total, msg):
+        if time.time() - last[0] > 10 or done == total:
+            last[0] = time.time()
+            print(f"{time.strftime('%H:%M:%S')} {done}/{total} {msg}", flush=True)
+
+    cmd = "python -m models.research.trainer " + a.config + (f" --out {a.out}" if a.out else "")
+    card = train_research(a.config, progress=prog, out=a.out, command=cmd)
+    print(f"trained {card.name} ({card.kind}) -> {card.path} sha256 {card.checkpoint_sha256[:12]}")
+    for split, res in card.metrics.items():
+        for name, m in res.items():
+            if isinstance(m, dict):
+                print(f"{split:16s} {name:18s} CRPS {m['crps']:.4f} MSE {m['mse']:.4f} r {m['correlation']:.3f} bias {m['bias_pct']:+.1f}%")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

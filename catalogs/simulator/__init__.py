@@ -33,7 +33,7 @@ __all__ = ["simulate_orbit", "simulate_truth", "geometry", "climate", "SOURCES",
 
 SOURCES = ("observed", "simulated")
 PLATFORM = "SYN-GPM"
-PRODUCT_VERSION = "raincheck-sim-2"  # bump whenever the simulated data change
+PRODUCT_VERSION = "raincheck-sim-3"  # bump whenever the simulated data change
 #: the radar-like reference strip: 49 central pixels (≈ 245 km), like the DPR Ku swath
 REFERENCE_PIXELS = slice(N_PIXELS // 2 - 24, N_PIXELS // 2 + 25)
 REFERENCE_MIN_RATE = 0.2  # mm/h: minimum detectable rate of the reference

@@ -146,29 +146,88 @@ def _ood_pixel_scores(det, tc: np.ndarray, batch: int = 4) -> tuple[np.ndarray, 
 
 
 # --------------------------------------------------------------------------- per model
+SPECTRUM_TILE = 32
+
+
+def _strip_pixels(retriever, tc, ref, chunk: int = 8):
+    """Per-pixel quantiles (P, Q) on the strip, reference (P,), scene index (P,), and spectra
+    sums (posterior mean and, for ensembles, one member against the reference)."""
+    from evaluation.skill import _coherence_sums
+    from models.quantiles import QuantileDistribution
+    from models.research.trainer import predict_strip
+
+    strip = np.isfinite(ref)
+    cols = strip.any(axis=(0, 1))
+    c0 = int(np.flatnonzero(cols)[0])
+    qs, ys, sc, oks = [], [], [], []
+    spec = {"mean": np.zeros(3 * SPECTRUM_TILE), "member": np.zeros(3 * SPECTRUM_TILE)}
+    is_flow = retriever.kind == "flow"
+    for i in range(0, tc.shape[0], chunk):
+        fields = [] if is_flow else None
+        q = predict_strip(retriever, tc[i:i + chunk], cols, member_fields=fields)
+        r = ref[i:i + chunk]
+        ok = np.isfinite(r) & np.isfinite(q).all(-1)
+        oks.append(ok)
+        qs.append(q[ok])
+        ys.append(r[ok].astype(np.float64))
+        sc.append(np.broadcast_to(np.arange(i, i + r.shape[0])[:, None, None], r.shape)[ok])
+        mean = np.full(r.shape, np.nan)
+        mean[ok] = QuantileDistribution(q[ok], retriever.levels).mean()
+        member = np.concatenate(fields) if is_flow else None
+        for k in range(r.shape[0]):
+            sl = (k, slice(None), slice(c0, c0 + SPECTRUM_TILE))
+            spec["mean"] += _coherence_sums(mean[sl], r[sl], SPECTRUM_TILE)
+            if is_flow:
+                spec["member"] += _coherence_sums(member[sl], r[sl], SPECTRUM_TILE)
+    return np.concatenate(qs), np.concatenate(ys), np.concatenate(sc), spec, np.concatenate(oks)
+
+
+def _spectra(sums, pixel_km: float = 5.0) -> dict:
+    n = SPECTRUM_TILE
+    pp, rr = sums[:n], sums[n:2 * n]
+    k = np.arange(n)
+    wl = np.where(k > 0, 2 * n * pixel_km / np.maximum(k, 1), np.inf)
+    small = k >= 8  # wavelengths <= 40 km
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = pp / rr
+        return {"wavelength_km": wl[1:].tolist(), "power_ratio": ratio[1:].tolist(),
+                "small_scale_power_ratio": float(pp[small].sum() / rr[small].sum()) if rr[small].sum() > 0 else float("nan")}
+
+
+def ensemble_scores(members_sorted: np.ndarray, y: np.ndarray, rng) -> dict:
+    """Rank histogram (ties broken at random) and the fair ensemble CRPS of sorted members (P, M)."""
+    x = np.asarray(members_sorted, np.float64)
+    m = x.shape[1]
+    below = (x < y[:, None]).sum(1)
+    ties = (x == y[:, None]).sum(1)
+    rank = below + np.floor(rng.random(y.size) * (ties + 1)).astype(int)
+    hist = np.bincount(rank, minlength=m + 1) / y.size
+    # fair CRPS: mean |x_i - y| - sum_{i,j} |x_i - x_j| / (2 M (M - 1)); for sorted x,
+    # sum_{i,j} |x_i - x_j| = 2 sum_i (2 i - M + 1) x_i  (i from 0)
+    w = 2 * np.arange(m) - m + 1
+    spread = 2 * (x * w).sum(1)
+    crps = np.abs(x - y[:, None]).mean(1) - spread / (2 * m * (m - 1))
+    return {"rank_histogram": hist.tolist(), "crps_fair_ensemble": float(crps.mean()),
+            "rank_histogram_chi2_flatness": float(((hist - 1 / (m + 1)) ** 2).sum() * (m + 1))}
+
+
 def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int = 0, n_boot: int = 100,
                  ood_pixels: dict | None = None, progress=None) -> dict:
     from models.losses import twcrps_numpy
     from models.quantiles import QuantileDistribution
-    from models.research.trainer import predict_strip
 
     out = {"kind": retriever.kind, "sha256": retriever.sha256, "levels": len(retriever.levels)}
-    per_scene_draws = {}
+    pools = {}
     t0 = time.perf_counter()
     for split in ("test", "ood"):
         s = sets[split]
-        tc, ref = s["tc"], s["ref"]
-        strip = np.isfinite(ref)
-        cols = strip.any(axis=(0, 1))
         if progress:
             progress(0, 1, f"{name}: predicting {split}")
-        q = predict_strip(retriever, tc, cols)
-        ok = strip & np.isfinite(q).all(-1)
-        y = ref[ok].astype(np.float64)
-        d = QuantileDistribution(q[ok], retriever.levels)
+        qv, y, scene_of, spec, ok = _strip_pixels(retriever, s["tc"], s["ref"])
+        d = QuantileDistribution(qv, retriever.levels)
         mean = d.mean()
         crps = d.crps(y)
-        res = {"pixels": int(ok.sum()), "crps": float(np.mean(crps)), "qs": quantile_score(d, y),
+        res = {"pixels": int(y.size), "crps": float(np.mean(crps)), "qs": quantile_score(d, y),
                "mse": float(np.mean((mean - y) ** 2)), "corr": float(np.corrcoef(mean, y)[0, 1]),
                "bias_pct": float(100 * (mean.sum() - y.sum()) / y.sum())}
         for k, t in sets["thresholds"].items():
@@ -179,9 +238,11 @@ def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int 
         smp = d.sample(draws, rng)  # (draws, n)
         res["extremes"] = {_pkey(p): float(v) for p, v in zip(PERCENTILES, _percentiles(smp.ravel()))}
         res["extremes_mean_field"] = {_pkey(p): float(v) for p, v in zip(PERCENTILES, _percentiles(mean))}
-        # per-scene pools for the bootstrap
-        scene_of = np.broadcast_to(np.arange(ref.shape[0])[:, None, None], ref.shape)[ok]
-        per_scene_draws[split] = (scene_of, smp, y)
+        res["spectra_mean"] = _spectra(spec["mean"])
+        if retriever.kind == "flow":
+            res["ensemble"] = ensemble_scores(qv, y, rng)
+            res["spectra_member"] = _spectra(spec["member"])
+        pools[split] = (scene_of, smp, y)
         if ood_pixels is not None and split in ood_pixels:
             sc = ood_pixels[split][ok]
             for lab, sel in (("in", sc < OOD_THRESHOLD), ("out", sc >= OOD_THRESHOLD)):
@@ -189,7 +250,7 @@ def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int 
                 res[f"pixels_ood_{lab}"] = int(sel.sum())
         out[split] = res
     dT = float(np.mean(sets["ood"]["gmst"]) - np.mean(sets["test"]["gmst"]))
-    out["trend"] = _trends(per_scene_draws, dT, sets, seed, n_boot)
+    out["trend"] = _trends(pools, dT, sets, seed, n_boot)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 

@@ -36,7 +36,9 @@ def test_tb_offset_estimate_recovers_a_known_offset():
 
 
 def test_derived_configs_share_orbits_and_differ_in_source():
-    cfg = load_config("unet-hybrid")
+    from models.research.trainer import resolve_config
+
+    cfg = resolve_config("unet-hybrid")
     sim = simulated_config(cfg)
     assert sim["data"]["source"] == "simulated" and "test" not in sim["data"]
     obs_c, sim_c = calibration_configs(cfg)

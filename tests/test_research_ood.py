@@ -59,4 +59,4 @@ def test_mahalanobis_ranks_shifted_inputs_above_in_distribution():
 def test_encoder_features_shape():
     net = QuantileUNet(4, base=4, depth=2, max_width=16).eval()
     f = encoder_features(net, 200 + torch.randn(2, 13, 16, 24))
-    assert f.shape == (2, 4 + 16, 16, 24)
+    assert f.shape == (2, 13 + 4 + 16, 16, 24)

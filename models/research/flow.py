@@ -236,9 +236,96 @@ class FlowRetriever(Retriever):
     def predict_batch(self, tb: torch.Tensor) -> torch.Tensor:
         return torch.sort(self.sample(tb), dim=1).values
 
+    def extra_layers(self, swath, ds, **kw):
+        """Extra output layers (``ood_score``) for a retrieval ``ds`` of ``swath``."""
+        return add_ood_layer(self, swath, ds, **kw)
+
     @torch.inference_mode()
     def ood_scores(self, tb: torch.Tensor) -> torch.Tensor:
         """Calibrated per-pixel OOD score (B, H, W) in [0, 1]."""
         if self.ood is None:
             raise ModelError(f"model {self.name!r} ships no OOD detector")
         return self.ood.pixel_scores(self.base, tb.to(self._device).float())
+
+
+# --------------------------------------------------------------------------- the OOD map layer
+class _OODLayer(Retriever):
+    """Adapter that lets :func:`models.inference.predict_swath` tile the OOD score like a
+    product: its two "quantiles" are both the calibrated score."""
+
+    kind = "ood-layer"
+
+    def __init__(self, owner: FlowRetriever):
+        self.owner = owner
+        self.name, self.sha256 = owner.name, owner.sha256
+        self.levels = np.array([0.25, 0.75])
+        self.multiple = owner.base.multiple
+        self.overlap_margin = owner.base.receptive_radius
+        self.inference_config = {"tile_scans": owner.inference_config.get("tile_scans", 512)}
+        self.cpu_batch_tiles = 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.owner.device
+
+    def to(self, device) -> "_OODLayer":
+        self.owner.to(device)
+        return self
+
+    def predict_batch(self, tb: torch.Tensor) -> torch.Tensor:
+        s = torch.nan_to_num(self.owner.ood_scores(tb), nan=0.0)[:, None]
+        return torch.cat([s, s], 1)
+
+
+def add_ood_layer(retriever: FlowRetriever, swath, ds, **kw):
+    """Add ``ood_score`` (units "1", NaN where Tb are invalid) to a retrieval dataset ``ds`` of
+    ``swath``; tiled like the products (same blending), so it works on whole orbits."""
+    from models.inference import predict_swath
+
+    if retriever.ood is None or "ood_score" in ds:
+        return ds
+    kw = {k: v for k, v in kw.items() if k in ("device", "progress", "cancel")}
+    layer = predict_swath(_OODLayer(retriever), swath, validate=False, **kw)
+    score = layer["precip_quantiles"].isel(quantile=0).drop_vars("quantile")
+    score = score.where(np.isfinite(ds["precip_mean"]))
+    ds = ds.copy()
+    ds["ood_score"] = score.assign_attrs(units="1", long_name="Out-of-distribution score",
+                                         comment="fraction of in-distribution (validation-year) pixels with a smaller "
+                                                 "Mahalanobis distance of the base U-Net's encoder features")
+    return ds
+
+
+def predict_with_ood(retriever: Retriever, swath, **kw):
+    """:func:`models.inference.predict_swath` plus the ``ood_score`` layer when the model ships a
+    detector (the app and ``raincheck compare`` use this)."""
+    from catalogs import schema
+    from models.inference import predict_swath
+
+    ds = predict_swath(retriever, swath, **kw)
+    if isinstance(retriever, FlowRetriever) and retriever.ood is not None:
+        ds = add_ood_layer(retriever, swath, ds, **kw)
+        schema.validate(ds, "retrieval")
+    return ds
+
+
+def sample_window(retriever: FlowRetriever, swath, along: slice, cross: slice, members: int | None = None,
+                  steps: int | None = None, seed: int | None = None):
+    """Ensemble members on a user-selected window of a swath (the app's CPU path): an
+    ``xarray.DataArray`` (member, along_track, cross_track) in mm h-1, NaN where Tb are invalid."""
+    import xarray as xr
+
+    from models.inference import _pad_to, invalid_tb_mask
+
+    sub = swath.isel(along_track=along, cross_track=cross)
+    tc = np.asarray(sub["Tc"].transpose("along_track", "cross_track", "pmw_frequency").values, np.float32)
+    bad = invalid_tb_mask(tc)
+    a, c = tc.shape[:2]
+    m = retriever.multiple
+    x = np.full((_pad_to(a, m), _pad_to(c, m), 13), np.nan, np.float32)
+    x[:a, :c] = np.where(bad[..., None], np.nan, tc)
+    y = retriever.sample(torch.from_numpy(x).permute(2, 0, 1)[None], members, steps, seed)[0, :, :a, :c].numpy()
+    y[:, bad] = np.nan
+    return xr.DataArray(y, dims=("member", "along_track", "cross_track"),
+                        coords={k: sub[k] for k in ("lat", "lon")},
+                        attrs={"units": "mm h-1", "long_name": f"{retriever.name} ensemble members",
+                               "steps": int(steps or retriever.steps), "seed": int(retriever.seed if seed is None else seed)})

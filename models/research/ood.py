@@ -1,8 +1,8 @@
 """Out-of-distribution scores from the U-Net's encoder features.
 
-Features per pixel: the first encoder block's output (full resolution) concatenated with the
-bottleneck's output (1/2**depth resolution, nearest-upsampled), i.e. local texture plus scene
-context. A Gaussian is fitted to features of training pixels (mean, Ledoit-Wolf-style shrunk
+Features per pixel: the normalised input Tb (radiometric shifts), the first encoder block's output
+(full resolution, local texture) and the bottleneck's output (1/2**depth resolution,
+nearest-upsampled: scene context), concatenated. A Gaussian is fitted to features of training pixels (mean, Ledoit-Wolf-style shrunk
 covariance); the raw score is the squared Mahalanobis distance ``d2``. Calibration on held-out
 *in-distribution* data (the validation year) turns it into a score in [0, 1]: the fraction of
 in-distribution pixels with a smaller ``d2`` (an empirical CDF; > 0.95 means "further out than 95 %
@@ -28,6 +28,7 @@ N_CALIB = 1001  # calibration quantiles stored
 def encoder_features(net: QuantileUNet, tb: torch.Tensor) -> torch.Tensor:
     """(B, 13, H, W) Tb (H, W multiples of ``net.multiple``) -> (B, D, H, W) features."""
     x = net.normalise(tb).to(net.head.weight.dtype)
+    inp = x
     first = None
     for block in net.enc:
         x = block(x)
@@ -36,7 +37,7 @@ def encoder_features(net: QuantileUNet, tb: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(x, 2)
     bottom = net.bottom(x)
     up = F.interpolate(bottom, size=first.shape[-2:], mode="nearest")
-    return torch.cat([first, up], dim=1).float()
+    return torch.cat([inp, first, up], dim=1).float()
 
 
 class MahalanobisOOD:

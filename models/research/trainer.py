@@ -14,6 +14,9 @@ Extra config keys for ``kind: unet``::
     sampling: {members: 10, steps: 8, seed: 0}
     ood: {max_pixels: 200000, shrinkage: 0.05}   # Mahalanobis detector on the base's features
 
+``inherit: unet-reference`` takes ``channels``, ``quantile_levels``, ``network`` and ``data`` from
+that config (:func:`resolve_config`): the same scenes, held-out sets and network as the reference.
+
 Entry point :func:`train_research` (CLI: ``python -m models.research.trainer CONFIG --out DIR``).
 Validation selects the epoch (on the model's own training objective); the test/OOD splits are only
 scored at the end (never used for choices).
@@ -359,12 +362,35 @@ def _train_flow(config, sets, out: Path, progress, cancel):
 
 
 # --------------------------------------------------------------------------- entry point
+#: keys a research config takes from the config named by ``inherit`` when it does not set them
+INHERITED = ("channels", "quantile_levels", "network", "inference", "data")
+
+
+def resolve_config(config) -> dict:
+    """The config with ``inherit: NAME`` resolved: ``channels``, ``quantile_levels``, ``network``,
+    ``inference`` and ``data`` come from config NAME unless set (a flow model takes only ``channels`` and
+    ``data``). So research models share the reference's held-out sets and cached scenes."""
+    import copy
+
+    if not isinstance(config, dict):
+        config = load_config(config)
+    parent_name = config.get("inherit")
+    if not parent_name:
+        return config
+    parent = load_config(parent_name)
+    out = dict(config)
+    keys = ("channels", "data") if config.get("kind") == "flow" else INHERITED
+    for k in keys:
+        if k not in out and k in parent:
+            out[k] = copy.deepcopy(parent[k])
+    return out
+
+
 def train_research(config, progress=None, cancel: threading.Event | None = None, out=None,
                    command: str | None = None, score_splits: bool = True) -> ModelCard:
     """Train a research model (``kind: unet`` with research keys, or ``kind: flow``); write
     ``model.safetensors`` + ``card.yaml`` to ``out``; score on the held-out splits."""
-    if not isinstance(config, dict):
-        config = load_config(config)
+    config = resolve_config(config)
     torch.set_num_threads(int((config.get("training") or {}).get("threads", 2)))
     out = Path(out) if out is not None else default_out(config)
     t0 = time.perf_counter()
@@ -395,10 +421,12 @@ def train_research(config, progress=None, cancel: threading.Event | None = None,
     return card
 
 
-def predict_strip(retriever, tc: np.ndarray, cols: np.ndarray, batch: int = 2) -> np.ndarray:
+def predict_strip(retriever, tc: np.ndarray, cols: np.ndarray, batch: int = 2,
+                  member_fields: list | None = None) -> np.ndarray:
     """Quantiles (N, A, C, Q) on scenes ``tc`` with the columns ``cols`` (bool, C) scored. Flow
     models run their base on the full width and the (costly) flow on a window around the strip;
-    other models use :func:`models.train.predict_scenes`."""
+    other models use :func:`models.train.predict_scenes`. For flow models, ``member_fields`` (a
+    list) receives the first ensemble member as a field (N, A, C) (NaN off the strip)."""
     if getattr(retriever, "kind", "") != "flow":
         return predict_scenes(retriever, tc, strip_only=cols)
     from models.inference import invalid_tb_mask
@@ -422,6 +450,11 @@ def predict_strip(retriever, tc: np.ndarray, cols: np.ndarray, batch: int = 2) -
             cond = cond[:, :, :, w0:w1c]
             r = euler_sample(retriever.flow, retriever.flow.cond_features(cond), retriever.members, retriever.steps, g)
             y = rain_from_residual(r, mean[:, None, :, w0:w1c], retriever.scale)
+            if member_fields is not None:
+                f = np.full((y.shape[0], a, c), np.nan, np.float32)
+                f[:, :, w0:min(w1c, c)] = y[:, 0, :a, : min(w1c, c) - w0].numpy()
+                f[:, :, ~cols] = np.nan
+                member_fields.append(f)
             y = torch.sort(y, dim=1).values.permute(0, 2, 3, 1).numpy()[:, :a]
             blk = out[i:i + batch]
             blk[:, :, w0:min(w1c, c)] = y[:, :, : min(w1c, c) - w0]

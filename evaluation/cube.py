@@ -1156,7 +1156,9 @@ DEMO = {"years": (1998, 2060), "months": (1, 4, 7, 10), "per_month": 2, "model_e
 
 def record_orbits(years=DEMO["years"], months=DEMO["months"], per_month=DEMO["per_month"]) -> list[int]:
     """Orbits sampling the synthetic record: ``per_month`` orbits in each of ``months`` of each
-    year, starting at 00 UTC on days 1, 1 + 28/per_month, …"""
+    year: the orbit in progress at 00 UTC on days 1, 1 + 28/per_month, … -- or the next one when
+    that orbit began in the previous month, so every sampled orbit starts in its month (a
+    month's samples never leak into the previous month or year)."""
     from catalogs.simulator import geometry
 
     step = max(28 // max(per_month, 1), 1)
@@ -1164,7 +1166,11 @@ def record_orbits(years=DEMO["years"], months=DEMO["months"], per_month=DEMO["pe
     for y in range(int(years[0]), int(years[1]) + 1):
         for m in months:
             for k in range(per_month):
-                out.append(int(geometry.orbit_at_time(np.datetime64(f"{y}-{m:02d}-{1 + k * step:02d}T00:00"))))
+                t = np.datetime64(f"{y}-{m:02d}-{1 + k * step:02d}T00:00", "ns")
+                o = int(geometry.orbit_at_time(t))
+                if geometry.orbit_start_time(o).astype("datetime64[M]") != t.astype("datetime64[M]"):
+                    o += 1
+                out.append(o)
     return out
 
 

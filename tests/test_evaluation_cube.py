@@ -298,3 +298,11 @@ def test_export_to_netcdf_reads_the_same(reference_cube, tmp_path):
     for region in ("global", "SOO", "bbox:170,-70,-170,-45"):
         np.testing.assert_array_equal(a.histogram("truth", region)["counts"], b.histogram("truth", region)["counts"])
     assert a.skill("reference", "truth")["mae"] == pytest.approx(b.skill("reference", "truth")["mae"], rel=1e-12)
+
+
+def test_record_orbits_start_in_their_month():
+    orbits = CB.record_orbits(years=(1999, 2001), months=(1, 7), per_month=2)
+    start = geometry.orbit_start_time(np.array(orbits))
+    months = start.astype("datetime64[M]").astype(int) % 12 + 1
+    assert months.tolist() == [1, 1, 7, 7] * 3
+    assert len(set(orbits)) == len(orbits)

@@ -87,8 +87,12 @@ def register(main: click.Group) -> None:
     def build_cmd(demo, orbit_spec, record, years, per_month, sources, n_scans, extra_regions, cube_path, scheduler,
                   workers, inline) -> None:
         """Build or extend a cube; an interrupted build resumes where it stopped."""
+        import logging
+
         from evaluation import cube as CB
 
+        if logging.getLogger().getEffectiveLevel() > logging.INFO:  # quiet dask unless -v
+            logging.getLogger("distributed").setLevel(logging.ERROR)
         bar = _Bar("cube")
         sched = "inline" if inline else scheduler
         y = [int(v) for v in years.split("-")]

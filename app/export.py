@@ -155,7 +155,7 @@ def render(parts: ExportParts):
 
 
 def export_view(view: str, selection: Selection, fmt: str, out_dir: str | Path, *,
-                catalog_path: str | None = None, **kw) -> ExportResult:
+                catalog_path: str | None = None, cube_path: str | None = None, **kw) -> ExportResult:
     """Write the figure (``fmt`` in pdf/svg/png, 300 dpi), its data and a provenance manifest
     for ``view`` under ``out_dir``; return their paths."""
     fmt = fmt.lower().lstrip(".")
@@ -170,6 +170,8 @@ def export_view(view: str, selection: Selection, fmt: str, out_dir: str | Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     from app.data import DataError
 
+    if view != "swath":
+        kw["cube_path"] = cube_path
     try:
         parts = table[view](selection, catalog_path, **kw)
     except DataError as e:
@@ -240,6 +242,7 @@ class ExportControl(pn.viewable.Viewer):
 
     selection = param.ClassSelector(class_=Selection)
     catalog_path = param.String(default=None, allow_None=True)
+    cube_path = param.String(default=None, allow_None=True)
     fmt = param.Selector(default="pdf", objects=list(FORMATS))
 
     def __init__(self, views=None, out_root: str | Path | None = None, **params):
@@ -249,8 +252,9 @@ class ExportControl(pn.viewable.Viewer):
         self.button = pn.widgets.Button(label="Export current view", color="primary",
                                         sizing_mode="stretch_width", css_classes=["rc-export"])
         self.button.on_click(lambda e: self.export())
-        self.format = pn.widgets.RadioButtonGroup.from_param(self.param.fmt, color="light",
-                                                             sizing_mode="stretch_width")
+        self.format = pn.widgets.RadioButtonGroup(options={f.upper(): f for f in FORMATS}, value=self.fmt,
+                                                  color="light", sizing_mode="stretch_width")
+        self.format.link(self, value="fmt", bidirectional=True)
         self.status = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
         self.links = pn.Column(sizing_mode="stretch_width")
         self.result: ExportResult | None = None
@@ -278,7 +282,8 @@ class ExportControl(pn.viewable.Viewer):
             kw["view_range"] = comp.view_range
         self.button.loading = True
         try:
-            res = export_view(view, self.selection, self.fmt, self.out_dir(), catalog_path=self.catalog_path, **kw)
+            res = export_view(view, self.selection, self.fmt, self.out_dir(), catalog_path=self.catalog_path,
+                              cube_path=self.cube_path, **kw)
         except ExportError as e:
             self.status.object, self.status.alert_type, self.status.visible = str(e), "danger", True
             self.links.objects = []

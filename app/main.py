@@ -162,6 +162,9 @@ class Sidebar(pn.viewable.Viewer):
         s.param.watch(lambda e: setattr(self.years, "value", (s.start_year, s.end_year)), ["start_year", "end_year"])
         self.season = pn.widgets.RadioButtonGroup.from_param(s.param.season, color="light",
                                                              sizing_mode="stretch_width")
+        self.pixels = pn.widgets.RadioButtonGroup(options={"reference strip": "strip", "all pixels": "all"},
+                                                  value=s.pixels, color="light", sizing_mode="stretch_width")
+        self.pixels.link(s, value="pixels", bidirectional=True)
         self.threshold = pn.widgets.FloatInput.from_param(s.param.threshold, label="Threshold (mm h-1)",
                                                           sizing_mode="stretch_width")
         self.run_control = run_control
@@ -213,14 +216,15 @@ class Sidebar(pn.viewable.Viewer):
             section("Models", self.models, self.model_note, self.product, self.quantile,
                     *( [self.run_control] if self.run_control is not None else [])),
             section("Map", self.layers, self.channel, self.projection),
-            section("Region, period, season", self.region, self.box, self.years, self.season, self.threshold),
+            section("Region, period, season", self.region, self.box, self.years, self.season, self.pixels,
+                    self.threshold),
         ]
         if self.exporter is not None:
             parts.append(section("Export for papers", self.exporter))
         return pn.Column(*parts, sizing_mode="stretch_width")
 
 
-def create_app(catalog_path: str | None = None, selection: Selection | None = None):
+def create_app(catalog_path: str | None = None, selection: Selection | None = None, cube_path: str | None = None):
     """One session's app (a Panel template)."""
     from app.export import ExportControl
     from app.jobs import RunControl
@@ -237,14 +241,14 @@ def create_app(catalog_path: str | None = None, selection: Selection | None = No
     swath_map = SwathMap(selection=selection, catalog_path=catalog_path)
     run_control = RunControl(selection)
     run_control.param.watch(lambda e: swath_map.param.trigger("refresh"), "landed")
-    views = {"swath": swath_map, **make_views(selection, catalog_path)}
+    views = {"swath": swath_map, **make_views(selection, catalog_path, cube_path)}
     tabs = pn.Tabs(*[(VIEW_LABELS[v], views[v]) for v in VIEWS if v in views], dynamic=True,
                    sizing_mode="stretch_width")
     order = [v for v in VIEWS if v in views]
     tabs.active = order.index(selection.view) if selection.view in order else 0
     tabs.param.watch(lambda e: setattr(selection, "view", order[e.new]), "active")
     selection.param.watch(lambda e: setattr(tabs, "active", order.index(e.new)) if e.new in order else None, "view")
-    exporter = ExportControl(selection=selection, catalog_path=catalog_path, views=views)
+    exporter = ExportControl(selection=selection, catalog_path=catalog_path, cube_path=cube_path, views=views)
     sidebar = Sidebar(selection=selection, catalog_path=catalog_path, run_control=run_control,
                       swath_map=swath_map, exporter=exporter)
     # Bootstrap: its resources are served locally (the Fast templates fetch Google fonts)

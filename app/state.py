@@ -24,12 +24,17 @@ SEASONS = ("annual", "DJF", "MAM", "JJA", "SON")
 SOURCES = ("synthetic", "real")
 PROJECTIONS = ("PlateCarree", "Robinson", "Mollweide", "EqualEarth")
 
+TREND_STATS = ("mean", "wet_fraction", "q99", "q999", "exceed")
+TREND_FREQS = ("year", "season")
+PIXELS = ("strip", "all")
+
 #: URL query keys of the parameters mirrored in the link.
 URL_KEYS = {
     "view": "view", "source": "source", "world": "world", "orbit": "orbit", "granule": "granule",
     "models": "models", "layers": "layers", "channel": "channel", "product": "product",
     "quantile_level": "q", "projection": "proj", "region": "region", "start_year": "y0",
     "end_year": "y1", "season": "season", "threshold": "thr", "pick_start": "from", "pick_end": "to",
+    "trend_stat": "stat", "trend_freq": "freq", "pixels": "pixels",
 }
 
 
@@ -55,6 +60,11 @@ class Selection(param.Parameterized):
     threshold = param.Number(default=10.0, bounds=(0.01, 500), doc="Rain-rate threshold (mm h-1)")
     pick_start = param.String(default="2019-06-01", doc="Orbit picker: period start (ISO date)")
     pick_end = param.String(default="2019-06-02", doc="Orbit picker: period end (ISO date)")
+    trend_stat = param.Selector(default="mean", objects=list(TREND_STATS),
+                                doc="Trend statistic (exceed = P(rate >= threshold))")
+    trend_freq = param.Selector(default="year", objects=list(TREND_FREQS), doc="Trend series: annual or seasonal")
+    pixels = param.Selector(default="strip", objects=list(PIXELS),
+                            doc="Evaluate on the reference strip (with the reference) or on all pixels (truth only)")
 
     def query(self) -> dict:
         """The selection as URL query values (what a shared link carries)."""

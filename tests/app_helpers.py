@@ -57,3 +57,28 @@ def write_retrieval(swath, model="unit-model", sha="ab" * 32, orbit=None, source
     path = output_path(model, sha, orbit, source)
     write_dataset(ds, path)
     return path
+
+
+CUBE_LEVELS = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
+
+
+def cube_model(swath):
+    """A stand-in retrieval for cube builds: lognormal spread around the truth, 10 % wet bias."""
+    import scipy.stats
+
+    t = swath["surface_precip_truth"].values.astype(np.float64)
+    z = scipy.stats.norm.ppf(CUBE_LEVELS)
+    q = (1.1 * t[..., None] * np.exp(0.4 * z)).astype(np.float32)
+    return xr.Dataset({"precip_quantiles": (("along_track", "cross_track", "quantile"), q),
+                       "precip_mean": (("along_track", "cross_track"), (1.1 * t * np.exp(0.08)).astype(np.float32))},
+                      coords={"quantile": CUBE_LEVELS})
+
+
+def small_cube(path, years=(2012, 2021), months=(1, 7), n_scans=300, model="unit-model"):
+    """A small climatology cube (truth, reference and a stand-in model) over ``years``."""
+    from evaluation import cube as CB
+
+    orbits = CB.record_orbits(years=years, months=months, per_month=1)
+    CB.build_cube(orbits, ["truth", "reference", model], path, scheduler="inline", n_scans=n_scans,
+                  model_fns={model: cube_model})
+    return path

@@ -20,7 +20,7 @@ def make_health_handler():
 
 
 def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1", websocket_origins=(),
-                show: bool = False, start: bool = True, threaded: bool = False):
+                show: bool = False, start: bool = True, threaded: bool = False, cube_path=None):
     """Build (and by default start) the Panel server for the app; returns the server."""
     import panel as pn
 
@@ -33,7 +33,7 @@ def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1",
     threading.Thread(target=warm_up, daemon=True, name="raincheck-warm-up").start()
     origins = list(websocket_origins) or [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
     return pn.serve(
-        {"/": lambda: create_app(catalog_path)}, port=port, address=address, show=show, start=start,
+        {"/": lambda: create_app(catalog_path, cube_path=cube_path)}, port=port, address=address, show=show, start=start,
         threaded=threaded, admin=False, title="raincheck", websocket_origin=origins,
         extra_patterns=[(r"/health", make_health_handler())])
 
@@ -45,10 +45,12 @@ def register(main: click.Group) -> None:
                   help="Address to bind (0.0.0.0 to expose it; then set --allow-websocket-origin).")
     @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), default=None,
                   help="Intake 2 catalogue file (default: the demo).")
+    @click.option("--cube", "cube_path", type=click.Path(), default=None,
+                  help="Climatology cube for the evaluation views (default: the demo cube).")
     @click.option("--allow-websocket-origin", "origins", multiple=True,
                   help="Host[:port] allowed to open the app's websocket (repeatable; '*' for any).")
     @click.option("--show/--no-show", default=False, show_default=True, help="Open a browser tab.")
-    def serve(port, address, catalog_path, origins, show):
+    def serve(port, address, catalog_path, cube_path, origins, show):
         """Serve the raincheck web app."""
         from catalogs.catalog import CatalogError, open_catalog
 
@@ -58,4 +60,5 @@ def register(main: click.Group) -> None:
             except CatalogError as e:
                 raise click.ClickException(str(e))
         click.echo(f"raincheck app on http://{address}:{port}/ (health: /health); Ctrl-C to stop")
-        make_server(catalog_path, port=port, address=address, websocket_origins=origins, show=show)
+        make_server(catalog_path, port=port, address=address, websocket_origins=origins, show=show,
+                    cube_path=cube_path)

@@ -1,0 +1,169 @@
+"""Distributions: PDF (log axes), CDF and Q-Q of each model against the reference or the truth,
+for the chosen region, period and season — answered from the climatology cube."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from app import data
+from app.views import common as C
+
+
+def sources_for(models: list[str], strip: bool) -> tuple[str, list[str]]:
+    """(baseline, sources to draw): on the strip the reference is the baseline; on all pixels
+    the truth (the reference exists on the strip only)."""
+    from evaluation import cube as CB
+
+    if strip:
+        return CB.REFERENCE, [CB.REFERENCE, CB.TRUTH_STRIP] + [f"{m}{CB.STRIP}" for m in models]
+    return CB.TRUTH, [CB.TRUTH] + list(models)
+
+
+def compute(selection, cube_path=None) -> dict:
+    from evaluation import distributions as D
+
+    cube = C.open_cube(cube_path)
+    q = C.query(selection)
+    models, notes = C.models_in(cube, selection)
+    strip = selection.pixels == "strip"
+    base, sources = sources_for(models, strip)
+    sources = [s for s in sources if s in cube.sources]
+    hists = {s: C.histogram(cube, s, q) for s in sources}
+    if not any(h["n"] for h in hists.values()):
+        raise data.DataError(f"no data for {q['region']} in {q['period']}"
+                             f"{' ' + q['season'] if q['season'] else ''}: widen the period or change the region")
+    ev = C.evaluate(cube, models, q, extremes=False)
+    e = D.EDGES
+    rows = []
+    centres = np.sqrt(e[1:-2] * e[2:-1])
+    for s, h in hists.items():
+        if not h["n"]:
+            notes.append(f"no pixels for {C.source_label(s)} in this selection")
+            continue
+        pdf = D.pdf(h["counts"], per="log10")[1:-1]
+        cdf = D.cdf(h["counts"])
+        for x, p, c in zip(centres, pdf, cdf[1:-1]):
+            rows.append({"curve": "pdf", "source": s, "rate_mm_h": x, "value": p})
+        for x, c in zip(e[1:-1], cdf[:-1]):
+            rows.append({"curve": "cdf", "source": s, "rate_mm_h": x, "value": c})
+    key = "vs_reference" if strip else "vs_truth"
+    summaries = ev["distributions"]["strip" if strip else "all_pixels"]
+    table = []
+    for s in sources:
+        if s not in summaries:
+            continue
+        sm = summaries[s]
+        m = s.split("@")[0]
+        comp = ev["comparison"].get(m, {}).get(key, {})
+        table.append({"source": C.source_label(s), "pixels": sm.get("n"), "mean (mm h-1)": sm.get("mean"),
+                      "wet fraction": sm.get("wet_fraction"), "q99 (mm h-1)": sm.get("q99"),
+                      "q99.9 (mm h-1)": sm.get("q999"),
+                      f"W1 vs {base.replace('_', ' ')} (mm h-1)": comp.get("wasserstein1_mm_h"),
+                      "Perkins score": comp.get("perkins_score")})
+        if comp.get("qq"):
+            qq = comp["qq"]
+            for lv, a, b in zip(qq["levels"], qq["model"], qq[key[3:]]):
+                rows.append({"curve": "qq", "source": s, "level": lv, "rate_mm_h": b, "value": a})
+    return {"notes": notes, "curves": pd.DataFrame(rows), "table": pd.DataFrame(table), "baseline": base,
+            "strip": strip, "query": q, "models": models, "cube": str(cube.path)}
+
+
+def _colour(source: str, i: int) -> str:
+    from evaluation import cube as CB
+
+    fixed = {CB.REFERENCE: "#000000", CB.TRUTH: "#b2182b", CB.TRUTH_STRIP: "#b2182b"}
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"]
+    return fixed.get(source, palette[i % len(palette)])
+
+
+def elements(result: dict, backend: str = "bokeh"):
+    """(pdf, cdf, qq) HoloViews overlays."""
+    import holoviews as hv
+
+    from app.export import ensure_backends
+
+    ensure_backends()
+
+    df = result["curves"]
+    rate = hv.Dimension("rate", label="Rain rate", unit="mm h-1")
+    base_label = C.source_label(result["baseline"])
+    pdfs, cdfs, qqs = [], [], []
+    srcs = list(dict.fromkeys(df["source"])) if len(df) else []
+    for i, s in enumerate(srcs):
+        col = _colour(s, i)
+        dash = "dashed" if s.startswith("truth") and result["strip"] else "solid"
+        lab = C.source_label(s)
+        d = df[(df.source == s) & (df.curve == "pdf")]
+        d = d[np.isfinite(d.value) & (d.value > 0)]
+        style = {"color": col}
+        style.update({"line_dash": dash} if backend == "bokeh" else {"linestyle": "--" if dash == "dashed" else "-"})
+        pdfs.append(hv.Curve((d.rate_mm_h, d.value), rate, hv.Dimension("pdf", label="PDF (per log10 mm h-1)"),
+                             label=lab).opts(backend=backend, **style))
+        d = df[(df.source == s) & (df.curve == "cdf")]
+        cdfs.append(hv.Curve((d.rate_mm_h, d.value), rate, hv.Dimension("cdf", label="P(rate < x)"),
+                             label=lab).opts(backend=backend, **style))
+        d = df[(df.source == s) & (df.curve == "qq")]
+        if len(d):
+            qqs.append(hv.Scatter((d.rate_mm_h, d.value), hv.Dimension("base", label=f"{base_label} quantile",
+                                                                       unit="mm h-1"),
+                                  hv.Dimension("model", label="model quantile", unit="mm h-1"), label=lab)
+                       .opts(backend=backend, color=col, **({"size": 7} if backend == "bokeh" else {"s": 18})))
+    qd = df[df.curve == "qq"] if len(df) else df
+    hi = float(np.nanmax(np.r_[qd.rate_mm_h, qd.value, 1.0])) if len(qd) else 10.0
+    one = hv.Curve(([0.1, hi * 1.2], [0.1, hi * 1.2]), hv.Dimension("base", label=f"{base_label} quantile", unit="mm h-1"),
+                   hv.Dimension("model", label="model quantile", unit="mm h-1"), label="1:1").opts(
+        backend=backend, color="#888888", **({"line_dash": "dotted"} if backend == "bokeh" else {"linestyle": ":"}))
+    common = {"logx": True, "show_grid": True}
+    if backend == "bokeh":
+        common.update(responsive=True, height=340, legend_position="bottom_left", tools=["hover"])
+    pdf = hv.Overlay(pdfs or [hv.Curve([])]).opts(backend=backend, title="PDF", logy=True, **common)
+    cdf = hv.Overlay(cdfs or [hv.Curve([])]).opts(backend=backend, title="CDF", **common)
+    qq = hv.Overlay([one] + qqs).opts(backend=backend, title=f"Q-Q against the {base_label}", logy=True, **common)
+    return pdf, cdf, qq
+
+
+def export_parts(selection, catalog_path=None, cube_path=None, **kw):
+    import holoviews as hv
+
+    from app.export import FONTS, ExportParts, ensure_backends
+
+    ensure_backends()
+    res = compute(selection, cube_path)
+    pdf, cdf, qq = elements(res, backend="matplotlib")
+    lay = hv.Layout([pdf, cdf, qq]).opts(backend="matplotlib", sublabel_format="({alpha})", fig_inches=(10, 3.4),
+                                         hspace=0.35)
+    for el in (pdf, cdf, qq):
+        el.opts(backend="matplotlib", fontsize=FONTS, legend_position="best", aspect=1.1)
+    return ExportParts(lay, res["curves"].assign(baseline=res["baseline"]), provenance(res, "distributions"),
+                       fig_inches=(10, 3.4))
+
+
+def provenance(res: dict, view: str) -> dict:
+    return {"entry": "climatology cube", "cube": res["cube"], "orbits": "see the cube ledger",
+            "query": res["query"], "pixels": "reference strip" if res.get("strip", True) else "all pixels",
+            "models_in_cube": res["models"], "notes": res["notes"],
+            "statistics": f"evaluation.report / evaluation.distributions ({view})"}
+
+
+class DistributionsView(C.EvaluationView):
+    name_ = "distributions"
+    _WATCH = C.EvaluationView._WATCH + ("pixels",)
+
+    def compute(self):
+        return compute(self.selection, self.cube_path)
+
+    def render(self, res):
+        import panel as pn
+
+        pdf, cdf, qq = elements(res)
+        table = pn.widgets.Tabulator(res["table"], disabled=True, show_index=False, sizing_mode="stretch_width",
+                                     formatters={}, layout="fit_data_table")
+        head = pn.pane.Markdown(f"**{res['query']['region']}**, {res['query']['period']}, "
+                                f"{res['query']['season'] or 'all seasons'} — "
+                                f"{'reference strip' if res['strip'] else 'all pixels'}; baseline: "
+                                f"{C.source_label(res['baseline'])}")
+        return [head, pn.Row(pn.pane.HoloViews(pdf, sizing_mode="stretch_width"),
+                             pn.pane.HoloViews(cdf, sizing_mode="stretch_width"),
+                             pn.pane.HoloViews(qq, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+                table]

@@ -1,0 +1,123 @@
+"""Extremes: exceedance curves, GPD return levels with confidence bands and the tail index per
+source — from ``evaluation.report.evaluate`` and ``evaluation.extremes`` on the cube."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from app import data
+from app.views import common as C
+from app.views.distributions import _colour, provenance, sources_for
+
+
+def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> dict:
+    from evaluation import extremes as E
+
+    cube = C.open_cube(cube_path)
+    q = C.query(selection)
+    models, notes = C.models_in(cube, selection)
+    strip = selection.pixels == "strip"
+    base, sources = sources_for(models, strip)
+    sources = [s for s in sources if s in cube.sources]
+    hists = {s: C.histogram(cube, s, q) for s in sources}
+    if not any(h["n"] for h in hists.values()):
+        raise data.DataError(f"no data for {q['region']} in {q['period']}: widen the period or change the region")
+    ev = C.evaluate(cube, models, q, extremes=True, n_boot=n_boot)
+    rows, tail = [], []
+    for s in sources:
+        h = hists[s]
+        if not h["n"]:
+            notes.append(f"no pixels for {C.source_label(s)} in this selection")
+            continue
+        x, surv = E.exceedance_curve(h["counts"])
+        for xi, p in zip(x[1:], surv[1:]):
+            if p > 0 and np.isfinite(xi):
+                rows.append({"curve": "exceedance", "source": s, "rate_mm_h": xi, "value": p})
+        ex = ev.get("extremes", {}).get(s)
+        if not ex:
+            continue
+        rl = ex["return_levels"]
+        for T, lv, lo, hi in zip(rl["return_period_pixels"], rl["level"], rl["ci_lower"], rl["ci_upper"]):
+            rows.append({"curve": "return_level", "source": s, "return_period_pixels": T, "value": lv,
+                         "ci_lower": lo, "ci_upper": hi})
+        g = ex["gpd"]
+        tail.append({"source": C.source_label(s), "GPD ξ (tail index)": g["xi"],
+                     "ξ CI low": (g["ci_xi"] or [None, None])[0], "ξ CI high": (g["ci_xi"] or [None, None])[1],
+                     "σ (mm h-1)": g["sigma"], "exceedances > 10 mm h-1": g["n_exceed"],
+                     "Hill index (binned)": ex["hill_binned"], "CI level": g["confidence"]})
+    return {"notes": notes, "curves": pd.DataFrame(rows), "table": pd.DataFrame(tail), "baseline": base,
+            "strip": strip, "query": q, "models": models, "cube": str(cube.path), "n_boot": n_boot}
+
+
+def elements(res: dict, backend: str = "bokeh"):
+    import holoviews as hv
+
+    from app.export import ensure_backends
+
+    ensure_backends()
+
+    df = res["curves"]
+    exc, rls = [], []
+    srcs = list(dict.fromkeys(df["source"])) if len(df) else []
+    for i, s in enumerate(srcs):
+        col = _colour(s, i)
+        lab = C.source_label(s)
+        d = df[(df.source == s) & (df.curve == "exceedance")]
+        exc.append(hv.Curve((d.rate_mm_h, d.value), hv.Dimension("rate", label="Rain rate x", unit="mm h-1"),
+                            hv.Dimension("p", label="P(rate ≥ x)"), label=lab).opts(backend=backend, color=col))
+        d = df[(df.source == s) & (df.curve == "return_level")]
+        if len(d):
+            T = hv.Dimension("T", label="Return period (pixel observations)")
+            L = hv.Dimension("level", label="Return level", unit="mm h-1")
+            band = hv.Area((d.return_period_pixels, d.ci_lower, d.ci_upper), T, [L, "hi"], label=f"{lab} CI")
+            band = band.opts(backend=backend, alpha=0.15, **({"color": col, "line_alpha": 0} if backend == "bokeh"
+                                                             else {"facecolor": col, "edgecolor": "none"}))
+            line = hv.Curve((d.return_period_pixels, d.value), T, L, label=lab).opts(backend=backend, color=col)
+            pts = hv.Scatter((d.return_period_pixels, d.value), T, L).opts(backend=backend, color=col)
+            rls += [band, line, pts]
+    common = {"logx": True, "show_grid": True}
+    if backend == "bokeh":
+        common.update(responsive=True, height=360, legend_position="bottom_left", tools=["hover"])
+    a = hv.Overlay(exc or [hv.Curve([])]).opts(backend=backend, title="Exceedance curves", logy=True, **common)
+    b = hv.Overlay(rls or [hv.Curve([])]).opts(backend=backend, title="Return levels (GPD, bootstrap CI)", **common)
+    return a, b
+
+
+def export_parts(selection, catalog_path=None, cube_path=None, **kw):
+    import holoviews as hv
+
+    from app.export import FONTS, ExportParts, ensure_backends
+
+    ensure_backends()
+    res = compute(selection, cube_path, n_boot=C.EXPORT_N_BOOT)
+    a, b = elements(res, backend="matplotlib")
+    for el in (a, b):
+        el.opts(backend="matplotlib", fontsize=FONTS, legend_position="best", aspect=1.3)
+    b.opts(backend="matplotlib", legend_position="top_left")
+    lay = hv.Layout([a, b]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.3)
+    tail = res["table"].assign(curve="tail_index")
+    return ExportParts(lay, pd.concat([res["curves"], tail], ignore_index=True),
+                       provenance(res, "extremes") | {"n_boot": res["n_boot"]}, fig_inches=(9, 3.6))
+
+
+class ExtremesView(C.EvaluationView):
+    name_ = "extremes"
+    _WATCH = C.EvaluationView._WATCH + ("pixels",)
+
+    def compute(self):
+        return compute(self.selection, self.cube_path)
+
+    def render(self, res):
+        import panel as pn
+
+        a, b = elements(res)
+        table = pn.widgets.Tabulator(res["table"], disabled=True, show_index=False, sizing_mode="stretch_width",
+                                     layout="fit_data_table")
+        return [pn.pane.Markdown(f"**{res['query']['region']}**, {res['query']['period']}, "
+                                 f"{res['query']['season'] or 'all seasons'} — "
+                                 f"{'reference strip' if res['strip'] else 'all pixels'}; GPD above 10 mm h-1, "
+                                 f"{res['n_boot']} bootstrap resamples (exports use {C.EXPORT_N_BOOT})"),
+                pn.Row(pn.pane.HoloViews(a, sizing_mode="stretch_width"),
+                       pn.pane.HoloViews(b, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+                pn.pane.Markdown("**Tail index per source**"), table]

@@ -1,0 +1,107 @@
+"""Scores: the model comparison table (sortable, with units) from the cube's additive skill
+statistics (``evaluation.report.evaluate``), downloadable as CSV."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+from app import data
+from app.views import common as C
+from app.views.distributions import provenance
+
+AGAINST = {"vs_reference": "reference (strip)", "vs_truth": "truth (all pixels)"}
+
+
+def _g(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def score_table(skill: dict) -> pd.DataFrame:
+    """One row per (model, baseline): the scores with their units in the column names."""
+    rows = []
+    for model, byref in skill.items():
+        for key, k in byref.items():
+            if "error" in k or not k.get("n"):
+                continue
+            row = {"model": model, "against": AGAINST.get(key, key), "pixels": k.get("n"),
+                   "bias (%)": k.get("bias_pct"), "MAE (mm h-1)": k.get("mae"), "RMSE (mm h-1)": k.get("rmse"),
+                   "correlation": k.get("corr"), "SMAPE (%)": k.get("smape_pct")}
+            for t in ("0.1", "10"):
+                for s in ("pod", "far", "hss"):
+                    row[f"{s.upper()} ≥{t} mm h-1"] = _g(k, "categorical", t, s)
+            row["CRPS (mm h-1)"] = k.get("crps")
+            row["90 % interval coverage"] = _g(k, "coverage", "0.9")
+            row["effective resolution (km)"] = k.get("effective_resolution_km")
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    return df.dropna(axis=1, how="all") if len(df) else df
+
+
+def compute(selection, cube_path=None) -> dict:
+    cube = C.open_cube(cube_path)
+    q = C.query(selection)
+    models, notes = C.models_in(cube, selection)
+    ev = C.evaluate(cube, models, q, extremes=False)
+    df = score_table(ev["skill"])
+    if not len(df):
+        raise data.DataError(f"no data for {q['region']} in {q['period']}: no pixels of the models or the "
+                             "reference in this selection")
+    for model, byref in ev["skill"].items():
+        for key, k in byref.items():
+            if "error" in k:
+                notes.append(f"{model} {AGAINST.get(key, key)}: {k['error']}")
+    return {"notes": notes, "table": df, "query": q, "models": models, "cube": str(cube.path), "strip": True}
+
+
+def export_parts(selection, catalog_path=None, cube_path=None, **kw):
+    """A publication table figure (matplotlib Table element) and the CSV."""
+    import holoviews as hv
+
+    from app.export import ExportParts, ensure_backends
+
+    ensure_backends()
+    res = compute(selection, cube_path)
+    df = res["table"]
+    shown = df[[c for c in ("model", "against", "bias (%)", "MAE (mm h-1)", "RMSE (mm h-1)", "correlation",
+                            "POD ≥0.1 mm h-1", "FAR ≥0.1 mm h-1", "HSS ≥10 mm h-1", "CRPS (mm h-1)") if c in df]]
+    fmt = shown.copy()
+    for c in fmt.columns[2:]:
+        fmt[c] = [f"{v:.3g}" if isinstance(v, (int, float, np.floating)) and np.isfinite(v) else "—" for v in fmt[c]]
+    table = hv.Table(fmt).opts(backend="matplotlib", fontsize=8, title=f"Scores, {res['query']['region']}, "
+                               f"{res['query']['period']}, {res['query']['season'] or 'all seasons'}")
+    return ExportParts(table, df, provenance(res, "scores"), fig_inches=(10, 0.6 + 0.35 * (len(df) + 1)))
+
+
+class ScoresView(C.EvaluationView):
+    name_ = "scores"
+
+    def compute(self):
+        return compute(self.selection, self.cube_path)
+
+    def csv(self) -> io.StringIO:
+        df = self.result["table"] if self.result else pd.DataFrame()
+        return io.StringIO(df.to_csv(index=False))
+
+    def render(self, res):
+        import panel as pn
+
+        table = pn.widgets.Tabulator(res["table"], disabled=True, show_index=False, sizing_mode="stretch_width",
+                                     layout="fit_data_table", css_classes=["rc-scores"],
+                                     formatters={c: {"type": "money", "precision": 3} for c in res["table"].columns
+                                                 if res["table"][c].dtype.kind == "f"})
+        q = res["query"]
+        name = f"raincheck_scores_{q['region']}_{q['period']}_{q['season'] or 'annual'}.csv"
+        from app.export import safe_name
+
+        dl = pn.widgets.FileDownload(callback=self.csv, filename=safe_name(name), label="Download the table as CSV",
+                                     color="light", css_classes=["rc-scores-csv"], width=260)
+        return [pn.pane.Markdown(f"**{q['region']}**, {q['period']}, {q['season'] or 'all seasons'}: models against "
+                                 "the reference on the strip and against the truth on all pixels "
+                                 "(click a column to sort)"), table, dl]

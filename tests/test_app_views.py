@@ -1,0 +1,154 @@
+"""The evaluation views (distributions, extremes, trends, scores) on a small climatology cube:
+the numbers shown are evaluation's, bad selections give messages, exports work, answers are fast."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import data
+from app.export import export_view
+from app.state import Selection
+from app.views import common as C
+from app.views import distributions, extremes, make_views, scores, trends
+from tests.app_helpers import small_cube
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAINCHECK_DATA_ROOT", str(tmp_path_factory.mktemp("views-root")))
+    path = small_cube(tmp_path_factory.mktemp("cube") / "c.zarr")
+    yield str(path)
+    mp.undo()
+
+
+def sel(**kw):
+    kw.setdefault("models", ["unit-model"])
+    kw.setdefault("start_year", 2012)
+    kw.setdefault("end_year", 2021)
+    return Selection(**kw)
+
+
+def test_distributions_are_the_cubes(cube):
+    from evaluation import cube as CB
+    from evaluation import distributions as D
+
+    res = distributions.compute(sel(), cube)
+    c = CB.open_cube(cube)
+    h = c.histogram("reference", "global", period="2012-2021")
+    pdf = res["curves"].query("curve == 'pdf' and source == 'reference'")["value"].values
+    np.testing.assert_allclose(pdf, D.pdf(h["counts"], per="log10")[1:-1], equal_nan=True)
+    assert set(res["curves"].source) == {"reference", "truth_strip", "unit-model@strip"}
+    assert res["baseline"] == "reference"
+    assert (res["curves"].curve == "qq").any()
+    assert {"mean (mm h-1)", "wet fraction", "q99.9 (mm h-1)"} <= set(res["table"].columns)
+    res_all = distributions.compute(sel(pixels="all"), cube)
+    assert res_all["baseline"] == "truth" and set(res_all["curves"].source) == {"truth", "unit-model"}
+
+
+def test_extremes_trends_scores(cube):
+    ex = extremes.compute(sel(), cube)
+    assert (ex["curves"].curve == "return_level").any()
+    rl = ex["curves"].query("curve == 'return_level'")
+    assert (rl.ci_lower <= rl.value).all() and (rl.value <= rl.ci_upper).all()
+    assert "GPD ξ (tail index)" in ex["table"].columns and len(ex["table"]) == 3
+
+    tr = trends.compute(sel(trend_stat="q99"), cube)
+    assert set(tr["table"].verdict) <= {"consistent", "inconsistent", "not detectable"}
+    assert set(tr["table"].source_id) == {"reference", "truth_strip", "unit-model@strip"}
+    assert tr["stat"] == "q99" and (tr["series"].stat == "q99").any()
+    from evaluation import cube as CB
+    from evaluation import report
+
+    direct = report.trends(CB.open_cube(cube), "reference", "global", period="2012-2021", freq="year",
+                           stats=trends.stats_for(sel()))
+    mine = tr["table"].query("source_id == 'reference' and stat == 'mean'").iloc[0]
+    ref = [s for s in direct["series"] if s["stat"] == "mean"][0]
+    assert mine["slope (%/K)"] == pytest.approx(ref["trend"]["pct_per_K"])
+    assert mine["verdict"] == ref["ipcc"]["verdict"]
+
+    sc = scores.compute(sel(), cube)
+    t = sc["table"]
+    assert set(t.model) == {"unit-model", "reference"}
+    assert {"bias (%)", "MAE (mm h-1)", "RMSE (mm h-1)", "correlation", "CRPS (mm h-1)"} <= set(t.columns)
+    # the stand-in model is 10 % wet-biased against the truth: the table says so
+    b = t.query("model == 'unit-model' and against == 'truth (all pixels)'")["bias (%)"].iloc[0]
+    assert 10 < b < 30
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(region="bbox:0,0,10,10"), "not in this cube"),
+    (dict(start_year=1990, end_year=1991), "no data"),
+    (dict(start_year=2020, end_year=2015), "ends"),
+])
+def test_bad_selections_give_messages(cube, kw, message):
+    s = sel(**kw)
+    views = make_views(s, cube_path=cube)
+    for name in ("distributions", "extremes", "trends", "scores"):
+        s.view = name
+        v = views[name]
+        alerts = [(a.alert_type, a.object) for a in v._alerts.objects]
+        assert alerts and alerts[0][0] == "danger" and message in alerts[0][1], (name, alerts)
+        assert v._body.objects == []
+
+
+def test_missing_cube_and_model_not_in_cube(cube, tmp_path):
+    s = sel(view="scores")
+    v = make_views(s, cube_path=str(tmp_path / "none.zarr"))["scores"]
+    assert "raincheck climatology build" in v._alerts.objects[0].object
+    s2 = sel(models=["unit-model", "other"], view="distributions")
+    v2 = make_views(s2, cube_path=cube)["distributions"]
+    texts = [a.object for a in v2._alerts.objects]
+    assert any("model other is not in the climatology cube" in t for t in texts)
+    assert v2._body.objects  # the rest is still shown
+
+
+def test_views_update_only_when_shown(cube, monkeypatch):
+    s = sel(view="swath")
+    views = make_views(s, cube_path=cube)
+    calls = []
+    monkeypatch.setattr(views["scores"], "compute", lambda: calls.append(1) or scores.compute(s, cube))
+    s.region = "ocean"
+    assert calls == []
+    s.view = "scores"
+    assert calls == [1] and views["scores"].result is not None
+
+
+def test_answers_from_the_cube_are_fast(cube):
+    # warm the cube (open, first histogram); then each view answers a new selection in < 1 s
+    distributions.compute(sel(), cube)
+    for i, mod in enumerate((distributions, extremes, trends, scores)):
+        s = sel(region="ocean", season=("annual", "DJF", "JJA", "MAM")[i])
+        t0 = time.perf_counter()
+        try:
+            mod.compute(s, cube)
+        except data.DataError:
+            pass
+        assert time.perf_counter() - t0 < 1.5  # goal 1 s; margin for the shared CI machine
+
+
+@pytest.mark.parametrize("view", ["distributions", "extremes", "trends", "scores"])
+def test_export_every_evaluation_view(cube, tmp_path, view):
+    r = export_view(view, sel(), "svg" if view != "scores" else "png", tmp_path, cube_path=cube)
+    assert r.figure.stat().st_size > 5000
+    df = pd.read_csv(r.data)
+    assert len(df) > 0
+    man = json.loads(r.manifest.read_text())
+    assert man["view"] == view and man["cube"] == cube and man["period"] == [2012, 2021]
+    assert man["season"] == "annual" and man["region"] == "global"
+    assert man["files"][r.figure.name]["bytes"] == r.figure.stat().st_size
+
+
+def test_scores_csv_download(cube):
+    s = sel(view="scores")
+    v = make_views(s, cube_path=cube)["scores"]
+    csv = v.csv().getvalue()
+    df = pd.read_csv(pd.io.common.StringIO(csv))
+    assert list(df.columns) == list(v.result["table"].columns)
+    dl = v._body.objects[-1]
+    assert dl.filename.endswith(".csv") and "/" not in dl.filename

@@ -423,14 +423,16 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def update_cards(res: dict) -> list[str]:
-    """Write each compared model's rows into its card's ``metrics['comparison']`` (user-writable
-    card folders only); returns the names updated."""
+def update_cards(res: dict, names=None) -> list[str]:
+    """Write the compared models' rows (``names``, default all) into their cards'
+    ``metrics['comparison']`` (writable card folders only); returns the names updated."""
     from evaluation.report import clean
     from models.registry import get_card
 
     done = []
     for n, m in res["models"].items():
+        if names is not None and n not in names:
+            continue
         card = get_card(n)
         card.metrics = dict(card.metrics or {})
         card.metrics["comparison"] = clean({"schema": SCHEMA, "reference": res["reference"],
@@ -443,6 +445,40 @@ def update_cards(res: dict) -> list[str]:
         except OSError:
             continue
     return done
+
+
+def default_result_path():
+    """Where the last comparison is kept for the app: ``<data_root>/comparison/compare.json``."""
+    from catalogs.config import get_roots
+
+    return get_roots().data_root / "comparison" / "compare.json"
+
+
+def save_result(res: dict, path=None):
+    """Write a (JSON-clean) comparison atomically; returns the path."""
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    p = Path(path) if path is not None else default_result_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".compare-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(res, f, indent=1)
+    os.replace(tmp, p)
+    return p
+
+
+def load_result(path=None) -> dict | None:
+    import json
+    from pathlib import Path
+
+    p = Path(path) if path is not None else default_result_path()
+    try:
+        return json.loads(p.read_text()) if p.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _finite(x) -> bool:

@@ -118,8 +118,15 @@ def test_compare_on_tiny_models(data_root, tmp_path):
     path = tmp_path / "tiny-ood.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = CliRunner().invoke(main, ["compare", "--models", "tiny-tail", "--reference", "tiny", "--config", str(path),
-                                    "--boot", "3", "--no-ood", "--json", "--update-cards"])
+                                    "--boot", "3", "--no-ood", "--json", "--update-cards", "tiny-tail"])
     assert out.exit_code == 0, out.output
     js = json.loads(out.output[out.output.index("{"):])
     assert js["schema"] == "raincheck.compare/1" and "tiny-tail" in js["models"]
     assert "comparison" in get_card("tiny-tail").metrics
+    assert "comparison" not in (get_card("tiny").metrics or {})  # only the named cards are touched
+    # the app's comparison view shows the stored result
+    from app.views.compare import CompareView, trend_frame
+
+    view = CompareView()
+    assert len(view.body.objects) >= 4
+    assert list(trend_frame(js)["model"]) == ["tiny", "tiny-tail"]

@@ -25,8 +25,9 @@ def register(main: click.Group) -> None:
     @click.option("--no-ood", is_flag=True, help="Skip the OOD detection and split.")
     @click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of tables.")
     @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here.")
-    @click.option("--update-cards", is_flag=True, help="Write each model's rows into its model card.")
-    def compare_cmd(model_list, reference, config, draws, n_boot, no_ood, as_json, out, update_cards) -> None:
+    @click.option("--update-cards", "update_names", default=None,
+                  help="Comma-separated models whose cards get their comparison rows (metrics.comparison).")
+    def compare_cmd(model_list, reference, config, draws, n_boot, no_ood, as_json, out, update_names) -> None:
         """Compare models on the same held-out sets (test year and future decades)."""
         from evaluation.compare import compare, table, update_cards as _update
         from evaluation.report import clean
@@ -45,17 +46,14 @@ def register(main: click.Group) -> None:
         except ModelError as e:
             raise click.ClickException(str(e)) from None
         res = clean(res)
-        if out:
-            import os
-            import tempfile
+        from evaluation.compare import save_result
 
-            d = os.path.dirname(os.path.abspath(out))
-            fd, tmp = tempfile.mkstemp(dir=d, prefix=".compare-", suffix=".json")
-            with os.fdopen(fd, "w") as f:
-                json.dump(res, f, indent=1)
-            os.replace(tmp, out)
-        if update_cards:
-            done = _update(res)
+        saved = save_result(res)  # the app's comparison view shows the last one
+        if out:
+            save_result(res, out)
+        click.echo(f"comparison saved to {saved}" + (f" and {out}" if out else ""), err=True)
+        if update_names:
+            done = _update(res, [n.strip() for n in update_names.split(",") if n.strip()])
             click.echo(f"updated cards: {', '.join(done) or 'none'}", err=True)
         if as_json:
             click.echo(json.dumps(res, indent=1))

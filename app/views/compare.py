@@ -9,7 +9,6 @@ It shows the last comparison stored under ``<data_root>/comparison/compare.json`
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -21,33 +20,21 @@ log = logging.getLogger(__name__)
 
 
 def result_path() -> Path:
-    from catalogs.config import get_roots
+    from evaluation.compare import default_result_path
 
-    return get_roots().data_root / "comparison" / "compare.json"
+    return default_result_path()
 
 
 def load_result(path: Path | None = None) -> dict | None:
-    p = Path(path) if path is not None else result_path()
-    if not p.is_file():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        log.warning("cannot read %s: %s", p, e)
-        return None
+    from evaluation.compare import load_result as _load
+
+    return _load(path)
 
 
 def save_result(res: dict, path: Path | None = None) -> Path:
-    import os
-    import tempfile
+    from evaluation.compare import save_result as _save
 
-    p = Path(path) if path is not None else result_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".compare-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(tmp, p)
-    return p
+    return _save(res, path)
 
 
 def score_frame(res: dict):
@@ -83,7 +70,8 @@ def trend_frame(res: dict):
             row[f"{k} error"] = t[k]["error_pct_per_K"]
         row["trend error"] = t["trend_error"]
         g = (res.get("goal") or {}).get("models", {}).get(name)
-        row["error change"] = None if g is None else -g["trend_error_reduction"]
+        red = None if g is None else g.get("trend_error_reduction")
+        row["error change"] = None if red is None else -red
         row["CRPS change"] = None if g is None else g["crps_change"]
         row["goal met"] = None if g is None else g["met"]
         rows.append(row)
@@ -118,6 +106,7 @@ class CompareView(pn.viewable.Viewer):
                                                   f"{result_path()} or press *Run comparison*.")]
             return
         import holoviews as hv
+        import holoviews.plotting.bokeh  # noqa: F401  (the app's plotting backend, for .opts)
 
         tf = trend_frame(res)
         bars = hv.Bars(tf, "model", "trend error").opts(title="extreme-trend error (%/K, mean over p99 / p99.9)",

@@ -130,3 +130,21 @@ def test_compare_on_tiny_models(data_root, tmp_path):
     view = CompareView()
     assert len(view.body.objects) >= 4
     assert list(trend_frame(js)["model"]) == ["tiny", "tiny-tail"]
+
+
+def test_saved_checkpoint_is_never_mistaken_for_a_pickle(tmp_path):
+    """A safetensors file starts with its header length; when that starts with 0x80 or "PK" the
+    registry would refuse it as a pickle. save_checkpoint re-writes such files."""
+    import torch
+
+    from models.registry import ModelCard, load_checkpoint
+    from models.research.trainer import save_checkpoint
+
+    for n in range(1, 400):
+        tensors = {"w" * n: torch.zeros(2)}
+        card = ModelCard(name="x", kind="unet", config={}, checkpoint_sha256="", levels=[0.5])
+        card = save_checkpoint(tmp_path / f"m{n}", tensors, card)
+        head = (tmp_path / f"m{n}" / "model.safetensors").read_bytes()[:2]
+        assert head[:1] != b"\x80" and head != b"PK"
+        got = load_checkpoint(tmp_path / f"m{n}" / "model.safetensors", expected_sha256=card.checkpoint_sha256)
+        assert torch.equal(got["w" * n], tensors["w" * n])

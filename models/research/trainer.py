@@ -40,6 +40,39 @@ from models.train import (TrainingCancelled, _card, _load_state, _log, _pad_cros
                           predict_scenes)
 
 
+def save_checkpoint(folder, tensors: dict, card: ModelCard) -> ModelCard:
+    """:func:`models.registry.save_model`, then make sure the registry's pickle sniffing (first
+    byte 0x80 or "PK") cannot mistake the safetensors file for a pickle: the first bytes of a
+    safetensors file are its header length, which can happen to start with those bytes; if so,
+    re-write it with a metadata entry of another length (tensors unchanged)."""
+    import os
+
+    from safetensors.torch import save_file
+
+    from models.registry import WEIGHTS, sha256_file
+
+    folder = Path(folder)
+    card = save_model(folder, tensors, card)
+
+    def bad(path) -> bool:
+        with open(path, "rb") as f:
+            h = f.read(2)
+        return h[:1] == b"\x80" or h[:2] == b"PK"
+
+    if not bad(folder / WEIGHTS):
+        return card
+    for k in range(1, 16):
+        tmp = folder / f".{WEIGHTS}.pad.tmp"
+        save_file({n: t.detach().cpu().contiguous() for n, t in tensors.items()}, str(tmp),
+                  metadata={"raincheck_pad": "0" * k})
+        if not bad(tmp):
+            os.replace(tmp, folder / WEIGHTS)
+            card.checkpoint_sha256 = sha256_file(folder / WEIGHTS)
+            card.save(folder)
+            return card
+    raise ModelError("could not write a safetensors file the registry accepts")
+
+
 def _init_weights(net, config: dict) -> dict:
     """Load ``init_from`` weights into ``net``; returns provenance for the card."""
     name = config.get("init_from")
@@ -212,7 +245,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
     if hyb_info:
         card.training["hybrid"] = hyb_info
         card.training["source"] += f" + simulated (ratio {hyb_info['ratio']}, domain weight {hyb_info['domain_weight']})"
-    card = save_model(out, best_sd, card)
+    card = save_checkpoint(out, best_sd, card)
     return card, UNetRetriever(card, best_sd)
 
 
@@ -357,7 +390,7 @@ def _train_flow(config, sets, out: Path, progress, cancel):
                           "strip_window_cols": [c0, c1], "residual_scale": scale, "base_model": base_name,
                           "base_sha256": bcard.checkpoint_sha256, "ood_fit_scenes": int(n_fit),
                           "ood_calibration": "validation split (in-distribution year)"})
-    card = save_model(out, tensors_out, card)
+    card = save_checkpoint(out, tensors_out, card)
     return card, FlowRetriever(card, load_checkpoint(card.weights_path))
 
 

@@ -221,7 +221,8 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                 stopped_early = True
                 break
         v = _validate(net, loss_fn, tc_va, ref_va, levels, mult)
-        history.append({"epoch": epoch + 1, "train_loss": run / max(1, b + 1), "val_loss": v["loss"], "val_pinball": v["pinball"]})
+        history.append({"epoch": epoch + 1, "steps": b + 1, "seconds": round(time.perf_counter() - t0, 1),
+                        "train_loss": run / max(1, b + 1), "val_loss": v["loss"], "val_pinball": v["pinball"]})
         if v["loss"] < best:
             best, best_epoch = v["loss"], epoch + 1
             from safetensors.torch import save_file
@@ -235,7 +236,9 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
             break
     if best_epoch < 0:
         raise ModelError("no epoch finished; nothing to save")
-    best_sd = load_checkpoint(_state_dir(out) / "best.safetensors")
+    from safetensors.torch import load_file
+
+    best_sd = load_file(str(_state_dir(out) / "best.safetensors"))  # our own file (no pickle sniffing)
     card = _card(config, out, sets, "unet")
     card.parameters = int(sum(p.numel() for p in net.parameters()))
     card.training.update({"epochs": epochs, "best_epoch": best_epoch, "best_val_loss": best, "history": history,
@@ -360,7 +363,8 @@ def _train_flow(config, sets, out: Path, progress, cancel):
                 stopped = True
                 break
         v = validate()
-        history.append({"epoch": epoch + 1, "train_loss": run / max(1, b + 1), "val_cfm": v})
+        history.append({"epoch": epoch + 1, "steps": b + 1, "seconds": round(time.perf_counter() - t0, 1),
+                        "train_loss": run / max(1, b + 1), "val_cfm": v})
         if v < best:
             best, best_epoch = v, epoch + 1
             best_sd = {k: t.detach().clone() for k, t in net.state_dict().items()}

@@ -159,8 +159,11 @@ def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
     if not path.is_file():
         raise ModelError(f"checkpoint {path} not found")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
+        head = f.read(9)
+    size = path.stat().st_size
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+    is_safetensors = len(head) == 9 and 0 < n <= size - 8 and head[8:9] == b"{"
+    if not is_safetensors and (head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")):
         raise ModelError(f"checkpoint {path} is a pickle / torch.save file: {_PICKLE_HINT}")
     if expected_sha256 is not None:
         got = sha256_file(path)

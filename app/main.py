@@ -233,7 +233,7 @@ def create_app(catalog_path: str | None = None, selection: Selection | None = No
 
     import holoviews as hv
 
-    pn.extension(notifications=True, raw_css=[CSS])
+    pn.extension("tabulator", notifications=True, raw_css=[CSS])
     if hv.Store.current_backend != "bokeh" or "bokeh" not in hv.Store.renderers:
         hv.extension("bokeh", logo=False)
     selection = selection or Selection()

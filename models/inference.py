@@ -136,9 +136,14 @@ def predict_swath(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     validate: bool = True,
+    precision: str | None = None,
 ) -> xr.Dataset:
     """Run ``retriever`` on a canonical swath of any length; return the canonical retrieval
-    dataset (quantiles + mean, median, PoP, P(heavy)), NaN where the Tb are invalid."""
+    dataset (quantiles + mean, median, PoP, P(heavy)), NaN where the Tb are invalid.
+
+    ``precision``: ``"fp32"`` or ``"bf16"`` (autocast) for the network; default: bf16/fp16 on
+    CUDA, and on CPU bf16 only where the model's card enables it (``inference.cpu_bf16``) and the
+    CPU has native bf16 support, else fp32."""
     if "Tc" not in swath:
         raise ModelError("swath has no 'Tc' brightness temperatures")
     n_chan = swath.sizes.get(schema.FREQ, swath["Tc"].shape[-1])
@@ -181,7 +186,7 @@ def predict_swath(
         group = starts[i:i + batch]
         xb = torch.stack([x[:, s:s + tile_len] for s in group])
         try:
-            yb = _run_batch(retriever, xb, dev)
+            yb = _run_batch(retriever, xb, dev, precision)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if batch > 1:
@@ -212,18 +217,30 @@ def predict_swath(
     return make_retrieval(swath, q, retriever, prods)
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (AVX512-BF16 / AMX via oneDNN)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # pragma: no cover - builds without oneDNN
+        return False
+
+
 @torch.inference_mode()
-def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device) -> torch.Tensor:
+def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device, precision: str | None = None) -> torch.Tensor:
     xb = xb.to(dev, non_blocking=True)
+    if precision not in (None, "fp32", "bf16"):
+        raise ModelError(f"unknown precision {precision!r}; use fp32 or bf16")
     if dev.type == "cuda":
         xb = xb.contiguous(memory_format=torch.channels_last)
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast("cuda", dtype=dtype):
+        with torch.autocast("cuda", dtype=dtype, enabled=precision != "fp32"):
             y = retriever.predict_batch(xb)
     else:
         if getattr(retriever, "channels_last", False):
             xb = xb.contiguous(memory_format=torch.channels_last)
-        y = retriever.predict_batch(xb)
+        bf16 = precision == "bf16" or (precision is None and getattr(retriever, "cpu_bf16", False))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16 and dev.type == "cpu")):
+            y = retriever.predict_batch(xb)
     return y.float().cpu()
 
 

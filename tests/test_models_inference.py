@@ -306,3 +306,15 @@ def test_safetensors_whose_header_length_looks_like_pickle_loads(tmp_path):
     else:
         pytest.skip("could not craft the header length")
     assert torch.equal(load_checkpoint(f)["w"], torch.arange(4.0))
+
+
+def test_bf16_path_close_to_fp32_and_monotone(data_root):
+    register_random_unet()
+    r = load_model("rand-unet")
+    sw = make_tiny_swath(n_scans=64, n_pix=24, seed=8)
+    a = predict_swath(r, sw, precision="fp32")
+    b = predict_swath(r, sw, precision="bf16")
+    assert np.all(np.diff(b.precip_quantiles.values, axis=-1) >= 0)
+    np.testing.assert_allclose(b.precip_mean.values, a.precip_mean.values, rtol=0.05, atol=0.02)
+    with pytest.raises(ModelError, match="precision"):
+        predict_swath(r, sw, precision="int8")

@@ -6,6 +6,7 @@ COMMAND_MODULES = [
     "simulate",
     "models",
     "serve",
+    "export",
     "evaluate",
     "compare",
 ]

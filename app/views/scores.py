@@ -74,9 +74,12 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     fmt = shown.copy()
     for c in fmt.columns[2:]:
         fmt[c] = [f"{v:.3g}" if isinstance(v, (int, float, np.floating)) and np.isfinite(v) else "—" for v in fmt[c]]
-    table = hv.Table(fmt).opts(backend="matplotlib", fontsize=8, title=f"Scores, {res['query']['region']}, "
-                               f"{res['query']['period']}, {res['query']['season'] or 'all seasons'}")
-    return ExportParts(table, df, provenance(res, "scores"), fig_inches=(10, 0.6 + 0.35 * (len(df) + 1)))
+    fmt.columns = [c.replace(" (", "\n(").replace(" ≥", "\n≥") for c in fmt.columns]  # two-line headers
+    size = (11, 0.9 + 0.45 * (len(df) + 1))
+    table = hv.Table(fmt).opts(backend="matplotlib", fig_inches=size, aspect=size[0] / size[1], max_font_size=9,
+                               max_value_len=24, title=f"Scores, {res['query']['region']}, {res['query']['period']}, "
+                               f"{res['query']['season'] or 'all seasons'}", fontsize={"title": 11})
+    return ExportParts(table, df, provenance(res, "scores"), fig_inches=size)
 
 
 class ScoresView(C.EvaluationView):

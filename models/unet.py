@@ -63,7 +63,7 @@ class QuantileUNet(nn.Module):
     and a monotone quantile head with ``n_quantiles`` outputs."""
 
     def __init__(self, n_quantiles: int, channels: Sequence[int] | None = None, base: int = 16,
-                 depth: int = 3, max_width: int = 256):
+                 depth: int = 3, max_width: int = 256, head_hidden: int = 0):
         super().__init__()
         channels = list(range(len(CHANNELS))) if channels is None else list(channels)
         self.depth = depth
@@ -83,7 +83,17 @@ class QuantileUNet(nn.Module):
         for i in reversed(range(depth)):
             self.up.append(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2))
             self.dec.append(ConvBlock(2 * widths[i], widths[i]))
-        self.head = nn.Conv2d(widths[0], n_quantiles, 1)
+        # optional per-pixel head: the normalised Tb of the pixel itself joins the decoder
+        # features and pass a hidden 1x1 layer (the Tb -> rain relation is largely per pixel)
+        self.head_hidden = int(head_hidden)
+        if self.head_hidden:
+            self.pixel = nn.Sequential(nn.Conv2d(widths[0] + len(channels), self.head_hidden, 1), nn.ReLU(inplace=True),
+                                       nn.Conv2d(self.head_hidden, self.head_hidden, 1), nn.ReLU(inplace=True))
+            head_in = self.head_hidden
+        else:
+            self.pixel = None
+            head_in = widths[0]
+        self.head = nn.Conv2d(head_in, n_quantiles, 1)
         # start near "no rain": small increments, so the zero-inflated target is learnt quickly
         nn.init.constant_(self.head.bias, -4.0)
 
@@ -113,7 +123,7 @@ class QuantileUNet(nn.Module):
 
     def forward(self, tb: torch.Tensor) -> torch.Tensor:
         """(B, 13, H, W) Tb (H, W multiples of :attr:`multiple`) -> (B, Q, H, W) quantiles."""
-        x = self.normalise(tb).to(self.head.weight.dtype)
+        x0 = x = self.normalise(tb).to(self.head.weight.dtype)
         skips = []
         for block in self.enc:
             x = block(x)
@@ -122,6 +132,8 @@ class QuantileUNet(nn.Module):
         x = self.bottom(x)
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
+        if self.pixel is not None:
+            x = self.pixel(torch.cat([x, x0], dim=1))
         return monotone_quantiles(self.head(x).float(), dim=1)
 
     @torch.no_grad()

@@ -19,6 +19,7 @@ def build_unet(config: dict) -> QuantileUNet:
         base=int(net.get("base", 16)),
         depth=int(net.get("depth", 3)),
         max_width=int(net.get("max_width", 256)),
+        head_hidden=int(net.get("head_hidden", 0)),
     )
 
 

@@ -61,9 +61,10 @@ def test_quantiles_never_cross_by_construction(seed, scale):
     assert torch.all(torch.diff(q, dim=1) >= 0)
 
 
-def test_unet_output_monotone_and_shape():
+@pytest.mark.parametrize("head_hidden", [0, 8])
+def test_unet_output_monotone_and_shape(head_hidden):
     torch.manual_seed(0)
-    net = QuantileUNet(len(LEVELS), base=4, depth=2).eval()
+    net = QuantileUNet(len(LEVELS), base=4, depth=2, head_hidden=head_hidden).eval()
     x = 150 + 120 * torch.rand(2, 13, 16, 12)
     with torch.no_grad():
         y = net(x)

@@ -19,8 +19,29 @@ def make_health_handler():
     return HealthHandler
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def check_exposure(address: str, websocket_origins, basic_auth, oauth_provider) -> None:
+    """Serving beyond this machine must be asked for explicitly: a non-loopback address needs
+    explicit websocket origins and an authentication method (basic auth or OAuth)."""
+    if address in LOOPBACK:
+        return
+    if not websocket_origins:
+        raise click.UsageError(
+            f"--address {address} exposes the app beyond this machine: also give "
+            "--allow-websocket-origin HOST[:PORT] for the names users will reach it by")
+    if not (basic_auth or oauth_provider):
+        raise click.UsageError(
+            f"--address {address} exposes the app beyond this machine: protect it with "
+            "--basic-auth PASSWORD_OR_JSON_FILE or --oauth-provider (see docs/user-guide.md), "
+            "or pass --no-auth to accept an open server on a trusted network")
+
+
 def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1", websocket_origins=(),
-                show: bool = False, start: bool = True, threaded: bool = False, cube_path=None):
+                show: bool = False, start: bool = True, threaded: bool = False, cube_path=None,
+                basic_auth: str | None = None, oauth_provider: str | None = None,
+                cookie_secret: str | None = None):
     """Build (and by default start) the Panel server for the app; returns the server."""
     import panel as pn
 
@@ -35,7 +56,10 @@ def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1",
     return pn.serve(
         {"/": lambda: create_app(catalog_path, cube_path=cube_path)}, port=port, address=address, show=show, start=start,
         threaded=threaded, admin=False, title="raincheck", websocket_origin=origins,
-        extra_patterns=[(r"/health", make_health_handler())])
+        extra_patterns=[(r"/health", make_health_handler())],
+        **({"basic_auth": basic_auth} if basic_auth else {}),
+        **({"oauth_provider": oauth_provider} if oauth_provider else {}),
+        **({"cookie_secret": cookie_secret} if cookie_secret else {}))
 
 
 def register(main: click.Group) -> None:
@@ -50,8 +74,23 @@ def register(main: click.Group) -> None:
     @click.option("--allow-websocket-origin", "origins", multiple=True,
                   help="Host[:port] allowed to open the app's websocket (repeatable; '*' for any).")
     @click.option("--show/--no-show", default=False, show_default=True, help="Open a browser tab.")
-    def serve(port, address, catalog_path, cube_path, origins, show):
-        """Serve the raincheck web app."""
+    @click.option("--basic-auth", envvar="RAINCHECK_BASIC_AUTH", default=None,
+                  help="Require a login: one shared password, or a JSON file {user: password} "
+                       "(env RAINCHECK_BASIC_AUTH).")
+    @click.option("--oauth-provider", envvar="RAINCHECK_OAUTH_PROVIDER", default=None,
+                  help="Panel OAuth provider (github, google, generic, ...); configure with Panel's "
+                       "PANEL_OAUTH_* environment variables.")
+    @click.option("--cookie-secret", envvar="RAINCHECK_COOKIE_SECRET", default=None,
+                  help="Secret that signs login cookies (env RAINCHECK_COOKIE_SECRET).")
+    @click.option("--no-auth", is_flag=True, help="Allow a non-loopback --address without a login.")
+    def serve(port, address, catalog_path, cube_path, origins, show, basic_auth, oauth_provider,
+              cookie_secret, no_auth):
+        """Serve the raincheck web app (on 127.0.0.1 only, unless told otherwise)."""
+        check_exposure(address, origins, basic_auth or no_auth, oauth_provider)
+        if (basic_auth or oauth_provider) and not cookie_secret:
+            import secrets
+
+            cookie_secret = secrets.token_hex(32)
         from catalogs.catalog import CatalogError, open_catalog
 
         if catalog_path:
@@ -61,4 +100,5 @@ def register(main: click.Group) -> None:
                 raise click.ClickException(str(e))
         click.echo(f"raincheck app on http://{address}:{port}/ (health: /health); Ctrl-C to stop")
         make_server(catalog_path, port=port, address=address, websocket_origins=origins, show=show,
-                    cube_path=cube_path)
+                    cube_path=cube_path, basic_auth=basic_auth, oauth_provider=oauth_provider,
+                    cookie_secret=cookie_secret)

@@ -17,12 +17,17 @@ Speed
 -----
 Per scan we keep the bounding box of its pixels, so a zoomed view only aggregates the scans
 that can touch it (contiguous runs, rasterised separately and merged): a zoom re-rasterises a
-few hundred scans instead of the whole orbit.
+few hundred scans instead of the whole orbit. When swath pixels are much smaller than screen
+pixels (a whole-orbit view) every swath pixel is aggregated as a point instead of a quad: the
+same mean per screen pixel, without the cost of the quads' corners. datashader's numba kernels
+run single-threaded (``RAINCHECK_RASTER_THREADS``, default 1): on a shared machine the parallel
+kernels' thread start-up costs more than the work.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -74,6 +79,7 @@ class SwathGeometry:
     y: np.ndarray
     drawable: np.ndarray  # (along, cross) bool: pixel may be drawn (finite coords, not on a seam)
     row_bounds: np.ndarray  # (along, 4) xmin, xmax, ymin, ymax per scan (NaN if none)
+    spacing: tuple = (0.0, 0.0)  # 99th percentile of |Δx|, |Δy| between neighbours (map units)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tree: object = field(default=None, repr=False)
 
@@ -123,11 +129,24 @@ class SwathGeometry:
         return [slice(int(a), int(b_)) for a, b_ in zip(edges[::2], edges[1::2]) if b_ - a >= 2]
 
 
-def _pixel_spacing(x: np.ndarray, y: np.ndarray) -> float:
+def _pixel_spacing(x: np.ndarray, y: np.ndarray, ok: np.ndarray | None = None, pct: float = 50) -> float:
     dx = np.hypot(np.diff(x, axis=1), np.diff(y, axis=1))
     dy = np.hypot(np.diff(x, axis=0), np.diff(y, axis=0))
+    if ok is not None:
+        dx = np.where(ok[:, 1:] & ok[:, :-1], dx, np.nan)
+        dy = np.where(ok[1:] & ok[:-1], dy, np.nan)
     vals = np.concatenate([dx[np.isfinite(dx)].ravel(), dy[np.isfinite(dy)].ravel()])
-    return float(np.median(vals)) if vals.size else 1.0
+    return float(np.percentile(vals, pct)) if vals.size else 1.0
+
+
+def _axis_spacing(x: np.ndarray, y: np.ndarray, ok: np.ndarray, pct: float = 99) -> tuple[float, float]:
+    """99th percentiles of |Δx| and |Δy| between drawable neighbours (along and across track)."""
+    out = []
+    for a in (x, y):
+        d = [np.abs(np.diff(a, axis=k))[ok[1:] & ok[:-1] if k == 0 else ok[:, 1:] & ok[:, :-1]] for k in (0, 1)]
+        d = np.concatenate([v.ravel() for v in d])
+        out.append(float(np.percentile(d, pct)) if d.size else 0.0)
+    return tuple(out)
 
 
 def _seam_mask(x: np.ndarray, limit: float) -> np.ndarray:
@@ -180,7 +199,7 @@ def swath_geometry(lat: np.ndarray, lon: np.ndarray, projection: str = "PlateCar
     # position (their values are masked out when rasterising)
     x = _fill_nonfinite(x)
     y = _fill_nonfinite(y)
-    return SwathGeometry(projection, x, y, ok, _row_bounds(x, y, ok))
+    return SwathGeometry(projection, x, y, ok, _row_bounds(x, y, ok), _axis_spacing(x, y, ok))
 
 
 def _fill_nonfinite(a: np.ndarray) -> np.ndarray:
@@ -225,22 +244,48 @@ def rasterize(geom: SwathGeometry, values: np.ndarray, x_range=None, y_range=Non
     y_range = (float(y_range[0]), float(y_range[1]))
     width, height = max(int(width), 2), max(int(height), 2)
     cvs = dsh.Canvas(plot_width=width, plot_height=height, x_range=x_range, y_range=y_range)
-    v = np.where(geom.drawable, values, np.nan)
+    runs = geom.rows_in_view(x_range, y_range)
+    px, py = (x_range[1] - x_range[0]) / width, (y_range[1] - y_range[0]) / height
+    _single_thread()
     out = None
-    for rows in geom.rows_in_view(x_range, y_range):
-        da = xr.DataArray(v[rows], dims=("a", "c"), name="v",
-                          coords={"X": (("a", "c"), geom.x[rows]), "Y": (("a", "c"), geom.y[rows])})
-        agg = cvs.quadmesh(da, x="X", y="Y", agg=dsh.mean("v"))
-        out = agg if out is None else out.fillna(agg)
+    sx, sy = geom.spacing
+    if runs and 0 < sx <= 0.8 * px and 0 < sy <= 0.8 * py:
+        # whole-orbit views: swath pixels are far smaller than screen pixels -> points
+        import pandas as pd
+
+        idx = np.concatenate([np.arange(r.start, r.stop) for r in runs])
+        v = values[idx]
+        keep = geom.drawable[idx] & np.isfinite(v)
+        df = pd.DataFrame({"X": geom.x[idx][keep], "Y": geom.y[idx][keep], "v": v[keep]})
+        out = cvs.points(df, "X", "Y", agg=dsh.mean("v"))
+    else:
+        v = np.where(geom.drawable, values, np.nan)
+        for rows in runs:
+            da = xr.DataArray(v[rows], dims=("a", "c"), name="v",
+                              coords={"X": (("a", "c"), geom.x[rows]), "Y": (("a", "c"), geom.y[rows])})
+            agg = cvs.quadmesh(da, x="X", y="Y", agg=dsh.mean("v"))
+            out = agg if out is None else out.fillna(agg)
     xs = x_range[0] + (np.arange(width) + 0.5) * (x_range[1] - x_range[0]) / width
     ys = y_range[0] + (np.arange(height) + 0.5) * (y_range[1] - y_range[0]) / height
     data = np.full((height, width), np.nan) if out is None else np.asarray(out.values, dtype=np.float64)
     return xr.DataArray(data, dims=("y", "x"), coords={"x": xs, "y": ys})
 
 
+def _single_thread() -> None:
+    """Run datashader's numba kernels on this thread only (see the module notes)."""
+    n = int(os.environ.get("RAINCHECK_RASTER_THREADS", "1") or 1)
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    except Exception:  # numba missing or refusing: keep its default
+        pass
+
+
 @functools.lru_cache(maxsize=1)
 def warm_up() -> None:
     """Compile datashader's quadmesh kernels once (numba; ~3 s) so the first map paints fast."""
-    lat, lon = np.meshgrid(np.linspace(-1, 1, 4), np.linspace(-1, 1, 5), indexing="ij")
+    lat, lon = np.meshgrid(np.linspace(-1, 1, 20), np.linspace(-1, 1, 21), indexing="ij")
     g = swath_geometry(lat, lon)
-    rasterize(g, np.ones(lat.shape), width=8, height=8)
+    rasterize(g, np.ones(lat.shape), width=80, height=80)  # quads
+    rasterize(g, np.ones(lat.shape), width=2, height=2)  # points

@@ -44,19 +44,41 @@ def test_unwrap_keeps_nan_rows():
     np.testing.assert_allclose(x[2], [178, 182, 186])
 
 
+@pytest.mark.parametrize("quads", [True, False])
 @pytest.mark.parametrize("projection,limit", [("PlateCarree", 1.0), ("Robinson", 120e3), ("Mollweide", 120e3)])
-def test_crossing_orbit_draws_without_smearing(crossing, projection, limit):
+def test_crossing_orbit_draws_without_smearing(crossing, projection, limit, quads):
     geom = swath_geometry(crossing["lat"].values, crossing["lon"].values, projection)
-    agg = rasterize(geom, np.ones(geom.shape), width=600, height=300)
+    x0, x1, y0, y1 = geom.extent
+    if quads:
+        geom.spacing = (np.inf, np.inf)  # force the quad path at any zoom
+        w, h = 600, 300
+    else:  # a canvas coarse enough for the points path
+        w = int(min(600, 0.7 * (x1 - x0) / geom.spacing[0]))
+        h = int(min(300, 0.7 * (y1 - y0) / geom.spacing[1]))
+    agg = rasterize(geom, np.ones(geom.shape), width=w, height=h)
     far, painted = _far_painted(geom, agg, limit)
-    assert painted > 1000
+    assert painted > 300
     assert far == 0, f"{far} of {painted} painted pixels lie away from the swath (smearing)"
+
+
+def test_points_and_quads_agree_on_a_whole_orbit_view(crossing):
+    geom = swath_geometry(crossing["lat"].values, crossing["lon"].values)
+    v = crossing["surface_precip_truth"].values
+    x0, x1, y0, y1 = geom.extent
+    w, h = int(0.7 * (x1 - x0) / geom.spacing[0]), int(0.7 * (y1 - y0) / geom.spacing[1])
+    pts = rasterize(geom, v, width=w, height=h).values
+    geom.spacing = (np.inf, np.inf)
+    quads = rasterize(geom, v, width=w, height=h).values
+    both = np.isfinite(pts) & np.isfinite(quads)
+    assert both.sum() > 0.9 * np.isfinite(quads).sum()
+    assert abs(np.nanmean(pts) - np.nanmean(quads)) < 0.05 * np.nanmean(quads)
 
 
 def test_naive_longitudes_would_smear(crossing):
     """The check above can fail: with raw -180..180 longitudes the crossing quads smear."""
     lat, lon = crossing["lat"].values.astype(float), crossing["lon"].values.astype(float)
-    naive = SwathGeometry("PlateCarree", lon, lat, np.ones(lon.shape, bool), _row_bounds(lon, lat, np.ones(lon.shape, bool)))
+    naive = SwathGeometry("PlateCarree", lon, lat, np.ones(lon.shape, bool), _row_bounds(lon, lat, np.ones(lon.shape, bool)),
+                          spacing=(np.inf, np.inf))
     agg = rasterize(naive, np.ones(lon.shape), width=600, height=300)
     far, _ = _far_painted(naive, agg, 1.0)
     assert far > 100
@@ -74,7 +96,8 @@ def test_zoom_only_uses_scans_in_view_and_matches_full(crossing):
     # the same window cut from an aggregation over all scans is identical
     from app.geometry import SwathGeometry as G
 
-    whole = G(geom.projection, geom.x, geom.y, geom.drawable, np.tile([[-1e9, 1e9, -1e9, 1e9]], (geom.shape[0], 1)))
+    whole = G(geom.projection, geom.x, geom.y, geom.drawable, np.tile([[-1e9, 1e9, -1e9, 1e9]], (geom.shape[0], 1)),
+              spacing=geom.spacing)
     ref = rasterize(whole, v, xr_, yr_, width=200, height=150)
     np.testing.assert_allclose(zoom.values, ref.values, equal_nan=True)
     assert np.isfinite(zoom.values).mean() > 0.5

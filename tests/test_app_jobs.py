@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from app import data
@@ -150,3 +151,28 @@ def test_run_control_messages():
     assert "Select a model" in rc._rows.objects[0].object
     rc.selection.source = "real"
     assert "synthetic orbits" in rc._rows.objects[0].object
+
+
+@pytest.mark.slow
+def test_real_model_runs_in_the_background_and_is_cached(data_root):
+    """The shipped bayes-baseline through models.inference.run_inference: the job reports the
+    device, lands in the model-output store, the map shows it, and a re-run is a cache hit."""
+    from models.registry import list_models
+
+    names = [c.name for c in list_models()]
+    assert "bayes-baseline" in names, f"shipped models: {names}"
+    for memo in (data._swaths, data._outputs, data._geoms):
+        memo.clear()
+    manager = JobManager()
+    job = manager.submit("bayes-baseline", 20000)
+    assert job is manager.submit("bayes-baseline", 20000)
+    manager.wait(job, timeout=600)
+    assert job.status == "done", job.error
+    assert job.device and job.device.startswith(("cpu", "cuda", "mps")) and job.cache_hit is False
+    sm = SwathMap(selection=Selection(orbit=20000, layers=[], models=["bayes-baseline"], product="pop"))
+    lay = sm.layers.layers[0]
+    assert lay.key == "bayes-baseline:pop" and np.nanmax(lay.values) <= 1
+    again = manager.submit("bayes-baseline", 20000)
+    manager.wait(again, timeout=120)
+    assert again.status == "done" and again.cache_hit is True and "cached result" in again.describe()
+    manager.shutdown()

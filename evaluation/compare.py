@@ -104,6 +104,9 @@ def heldout_sets(config="unet-reference", progress=None) -> dict:
     r = ref_tr[np.isfinite(ref_tr)]
     out["thresholds"] = {_pkey(p): float(v) for p, v in zip(PERCENTILES, _percentiles(r))}
     out["config"] = cfg["name"]
+    from models.train import data_key
+
+    out["key"] = data_key(cfg["data"])
     return out
 
 
@@ -123,25 +126,32 @@ def _ood_detector(names):
     return None
 
 
-def _ood_pixel_scores(det, tc: np.ndarray, batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """(per-pixel calibrated score (N, A, C), per-scene calibrated score (N,))."""
+def _ood_pixel_scores(det, tc: np.ndarray, cols: np.ndarray | None = None, batch: int = 4,
+                      stride: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(per-pixel calibrated score (N, A, C) on the columns ``cols`` (default all; NaN elsewhere),
+    per-scene calibrated score (N,) from the mean log distance on a ``stride`` grid)."""
     import torch
 
     from models.inference import invalid_tb_mask
+    from models.research.ood import encoder_features
     from models.train import _pad_cross
 
     n, a, c = tc.shape[:3]
+    cols = np.ones(c, bool) if cols is None else np.asarray(cols, bool)
+    ci = np.flatnonzero(cols)
     pix = np.full((n, a, c), np.nan, np.float32)
     scn = np.full(n, np.nan)
     with torch.inference_mode():
         for i in range(0, n, batch):
             part = np.asarray(tc[i:i + batch], np.float32)
             x = _pad_cross(torch.from_numpy(part).permute(0, 3, 1, 2), det.base.multiple)
-            ld = det.ood.raw_scores(det.base, x)[:, :a, :c].numpy()
+            f = encoder_features(det.base, x)[:, :, :a, :c]
             ok = ~invalid_tb_mask(part)
-            pix[i:i + batch] = np.where(ok, det.ood.calibrate_pixels(ld), np.nan)
+            ld = torch.log(det.ood._d2(f[:, :, :, ci])).numpy()
+            pix[i:i + batch][:, :, ci] = np.where(ok[:, :, ci], det.ood.calibrate_pixels(ld), np.nan)
+            ldg = torch.log(det.ood._d2(f[:, :, ::stride, ::stride])).numpy()
             for k in range(part.shape[0]):
-                scn[i + k] = det.ood.scene_score(ld[k], ok[k])
+                scn[i + k] = det.ood.scene_score(ldg[k], ok[k, ::stride, ::stride])
     return pix, scn
 
 
@@ -212,7 +222,10 @@ def ensemble_scores(members_sorted: np.ndarray, y: np.ndarray, rng) -> dict:
 
 
 def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int = 0, n_boot: int = 100,
-                 ood_pixels: dict | None = None, progress=None) -> dict:
+                 ood_pixels: dict | None = None, progress=None, pixels_out: dict | None = None) -> dict:
+    """Scores of one model on both held-out splits (see the module docstring). ``pixels_out``
+    (a dict), if given, receives per split the scored-pixel mask and per-pixel CRPS (for the
+    OOD split, :func:`ood_split`)."""
     from models.losses import twcrps_numpy
     from models.quantiles import QuantileDistribution
 
@@ -243,16 +256,25 @@ def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int 
             res["ensemble"] = ensemble_scores(qv, y, rng)
             res["spectra_member"] = _spectra(spec["member"])
         pools[split] = (scene_of, smp, y)
+        if pixels_out is not None:
+            pixels_out[split] = {"ok": ok, "crps": crps.astype(np.float32)}
         if ood_pixels is not None and split in ood_pixels:
-            sc = ood_pixels[split][ok]
-            for lab, sel in (("in", sc < OOD_THRESHOLD), ("out", sc >= OOD_THRESHOLD)):
-                res[f"crps_ood_{lab}"] = float(np.mean(crps[sel])) if sel.any() else float("nan")
-                res[f"pixels_ood_{lab}"] = int(sel.sum())
+            res.update(ood_split(ood_pixels[split], ok, crps))
         out[split] = res
     dT = float(np.mean(sets["ood"]["gmst"]) - np.mean(sets["test"]["gmst"]))
     out["trend"] = _trends(pools, dT, sets, seed, n_boot)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+def ood_split(ood_pixel_scores: np.ndarray, ok: np.ndarray, crps: np.ndarray) -> dict:
+    """Mean CRPS of pixels with ``ood_score < 0.95`` ("in") and ``>= 0.95`` ("out")."""
+    sc = ood_pixel_scores[ok]
+    res = {}
+    for lab, sel in (("in", sc < OOD_THRESHOLD), ("out", sc >= OOD_THRESHOLD)):
+        res[f"crps_ood_{lab}"] = float(np.mean(crps[sel])) if sel.any() else float("nan")
+        res[f"pixels_ood_{lab}"] = int(sel.sum())
+    return res
 
 
 def _trends(pools: dict, dT: float, sets: dict, seed: int, n_boot: int) -> dict:
@@ -294,7 +316,8 @@ def ood_detection(det, sets: dict, simulated_tc: np.ndarray | None = None, seed:
     from models.research.ood import auroc, fpr_at_tpr
 
     rng = np.random.default_rng(seed)
-    base_pix, base_scn = _ood_pixel_scores(det, sets["test"]["tc"])
+    cols = np.isfinite(sets["test"]["ref"]).any(axis=(0, 1))  # pixel scores on the reference strip
+    base_pix, base_scn = _ood_pixel_scores(det, sets["test"]["tc"], cols)
 
     def sub(x):
         x = x[np.isfinite(x)]
@@ -311,7 +334,7 @@ def ood_detection(det, sets: dict, simulated_tc: np.ndarray | None = None, seed:
            "in_fraction_flagged": float(np.nanmean(base_pix >= OOD_THRESHOLD))}
     pix_cache = {}
     for k, t in shifted.items():
-        p, s = _ood_pixel_scores(det, t)
+        p, s = _ood_pixel_scores(det, t, cols)
         pix_cache[k] = p
         out[k] = {"pixel_auroc": auroc(sub(base_pix), sub(p)), "pixel_fpr95": fpr_at_tpr(sub(base_pix), sub(p)),
                   "scene_auroc": auroc(base_scn, s), "scene_fpr95": fpr_at_tpr(base_scn, s),
@@ -333,8 +356,11 @@ def simulated_heldout(config="unet-reference", orbits: int = 10, progress=None) 
 
 # --------------------------------------------------------------------------- the comparison
 def compare(names, *, config="unet-reference", reference="unet-reference", draws: int = 4, n_boot: int = 100,
-            ood: bool = True, seed: int = 0, progress=None) -> dict:
-    """The comparison of models ``names`` (registered names) on the same held-out sets."""
+            ood: bool = True, seed: int = 0, progress=None, cache: bool = True) -> dict:
+    """The comparison of models ``names`` (registered names) on the same held-out sets.
+
+    A model's scores are cached under ``<data_root>/comparison/models/`` keyed by its checkpoint
+    hash, the held-out sets and the settings (:func:`score_model` fills the cache ahead of time)."""
     from models.research import load_research_model
 
     names = list(dict.fromkeys(names))
@@ -356,16 +382,111 @@ def compare(names, *, config="unet-reference", reference="unet-reference", draws
             out["ood_detection"]["detector"] = det.name
     for n in names:
         r = load_research_model(n)
-        out["models"][n] = model_scores(n, r, sets, draws=draws, seed=seed, n_boot=n_boot, ood_pixels=ood_pix,
-                                        progress=progress)
+        key = _cache_key(n, r.sha256, sets, draws, seed, n_boot)
+        got = _cache_read(key) if cache else None
+        if got is None:
+            pix: dict = {}
+            m = model_scores(n, r, sets, draws=draws, seed=seed, n_boot=n_boot, progress=progress, pixels_out=pix)
+            if cache:
+                _cache_write(key, m, pix)
+        else:
+            m, pix = got
+            if progress:
+                progress(1, 1, f"{n}: cached scores")
+        if ood_pix is not None:
+            for split in ("test", "ood"):
+                m[split].update(ood_split(ood_pix[split], pix[split]["ok"], pix[split]["crps"]))
+        out["models"][n] = m
     out["goal"] = goal_check(out)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
 
+CACHE_VERSION = 1
+
+
+def _cache_key(name, sha, sets, draws, seed, n_boot) -> str:
+    import hashlib
+    import json
+
+    blob = json.dumps({"name": name, "sha": sha, "sets": sets["key"], "draws": draws, "seed": seed,
+                       "boot": n_boot, "v": CACHE_VERSION, "schema": SCHEMA}, sort_keys=True)
+    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def _cache_dir():
+    return default_result_path().parent / "models"
+
+
+def _cache_read(key):
+    import json
+
+    d = _cache_dir()
+    try:
+        m = json.loads((d / f"{key}.json").read_text())
+        z = np.load(d / f"{key}.npz")
+    except (OSError, ValueError):
+        return None
+    m = _unclean(m)
+    pix = {}
+    for split in ("test", "ood"):
+        shape = tuple(z[f"{split}_shape"])
+        ok = np.unpackbits(z[f"{split}_ok"])[: int(np.prod(shape))].reshape(shape).astype(bool)
+        pix[split] = {"ok": ok, "crps": z[f"{split}_crps"]}
+    return m, pix
+
+
+def _unclean(x):
+    """JSON null back to NaN."""
+    if isinstance(x, dict):
+        return {k: _unclean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unclean(v) for v in x]
+    return float("nan") if x is None else x
+
+
+def _cache_write(key, m, pix) -> None:
+    import json
+    import os
+
+    from evaluation.report import clean
+
+    d = _cache_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, v in pix.items():
+        arrays[f"{split}_ok"] = np.packbits(v["ok"].ravel())
+        arrays[f"{split}_shape"] = np.array(v["ok"].shape)
+        arrays[f"{split}_crps"] = v["crps"]
+    tmp = d / f".{key}.npz.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, d / f"{key}.npz")
+    tmpj = d / f".{key}.json.tmp"
+    tmpj.write_text(json.dumps(clean(m)))
+    os.replace(tmpj, d / f"{key}.json")  # the JSON last: it marks the entry complete
+
+
+def score_model(name: str, config="unet-reference", draws: int = 4, seed: int = 0, n_boot: int = 100,
+                progress=None) -> dict:
+    """Score one model into the comparison cache (e.g. right after training it)."""
+    from models.research import load_research_model
+
+    sets = heldout_sets(config, progress)
+    r = load_research_model(name)
+    key = _cache_key(name, r.sha256, sets, draws, seed, n_boot)
+    got = _cache_read(key)
+    if got is not None:
+        return got[0]
+    pix: dict = {}
+    m = model_scores(name, r, sets, draws=draws, seed=seed, n_boot=n_boot, progress=progress, pixels_out=pix)
+    _cache_write(key, m, pix)
+    return m
+
+
 def goal_check(res: dict, trend_gain: float = 0.30, crps_cost: float = 0.05) -> dict:
     """Which models cut the reference's extreme-trend error by >= 30 % while their
     in-distribution CRPS worsens by <= 5 %."""
+    res = _unclean(res)
     ref = res["models"][res["reference"]]
     e0, c0 = ref["trend"]["trend_error"], ref["test"]["crps"]
     rows = {}

@@ -115,6 +115,18 @@ def test_compare_on_tiny_models(data_root, tmp_path):
     assert len(flow["ensemble"]["rank_histogram"]) == 5 and abs(sum(flow["ensemble"]["rank_histogram"]) - 1) < 1e-9
     assert "crps_ood_in" in flow and flow["pixels_ood_in"] + flow["pixels_ood_out"] == flow["pixels"]
     assert set(goal_check(res)["models"]) == {"tiny-tail", "tiny-flow"}
+    # cached per-model scores: the same numbers without recomputation
+    import time
+
+    from evaluation.report import clean
+
+    t = time.perf_counter()
+    again = compare(["tiny-tail", "tiny-flow"], config=cfg, reference="tiny", n_boot=5)
+    assert time.perf_counter() - t < res["seconds"]
+    for n in res["models"]:
+        assert again["models"][n]["test"]["crps"] == res["models"][n]["test"]["crps"]
+        assert again["models"][n]["ood"]["crps_ood_in"] == res["models"][n]["ood"]["crps_ood_in"]
+        assert clean(again["models"][n]["trend"]) == clean(res["models"][n]["trend"])
     path = tmp_path / "tiny-ood.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = CliRunner().invoke(main, ["compare", "--models", "tiny-tail", "--reference", "tiny", "--config", str(path),

@@ -23,11 +23,12 @@ def register(main: click.Group) -> None:
     @click.option("--draws", default=4, show_default=True, type=int, help="Predictive draws per pixel for extremes.")
     @click.option("--boot", "n_boot", default=100, show_default=True, type=int, help="Scene-bootstrap replicates.")
     @click.option("--no-ood", is_flag=True, help="Skip the OOD detection and split.")
+    @click.option("--no-cache", is_flag=True, help="Recompute every model's scores (ignore the cache).")
     @click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of tables.")
     @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here.")
     @click.option("--update-cards", "update_names", default=None,
                   help="Comma-separated models whose cards get their comparison rows (metrics.comparison).")
-    def compare_cmd(model_list, reference, config, draws, n_boot, no_ood, as_json, out, update_names) -> None:
+    def compare_cmd(model_list, reference, config, draws, n_boot, no_ood, no_cache, as_json, out, update_names) -> None:
         """Compare models on the same held-out sets (test year and future decades)."""
         from evaluation.compare import compare, table, update_cards as _update
         from evaluation.report import clean
@@ -42,7 +43,7 @@ def register(main: click.Group) -> None:
 
         try:
             res = compare(names, config=config, reference=reference, draws=draws, n_boot=n_boot,
-                          ood=not no_ood, progress=progress)
+                          ood=not no_ood, progress=progress, cache=not no_cache)
         except ModelError as e:
             raise click.ClickException(str(e)) from None
         res = clean(res)

@@ -87,9 +87,10 @@ class MahalanobisOOD:
     # -- scoring ---------------------------------------------------------------------------
     def _d2(self, f: torch.Tensor) -> torch.Tensor:
         """Squared Mahalanobis distance (B, H, W) of features (B, D, H, W)."""
-        z = f - self.mean.to(f)[None, :, None, None]
-        pz = torch.einsum("de,behw->bdhw", self.precision.to(f), z)
-        return (z * pz).sum(1).clamp_min(1e-12)
+        b, d, h, w = f.shape
+        z = (f - self.mean.to(f)[None, :, None, None]).reshape(b, d, h * w)
+        pz = torch.matmul(self.precision.to(f), z)
+        return (z * pz).sum(1).reshape(b, h, w).clamp_min(1e-12)
 
     @torch.no_grad()
     def raw_scores(self, net: QuantileUNet, tb: torch.Tensor) -> torch.Tensor:

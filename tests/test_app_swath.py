@@ -121,3 +121,20 @@ def test_all_fill_tb_is_a_clear_error(app_env, tiny_swath, monkeypatch):
     data._swaths.get((data.catalog_label(None), "swath", 7, 0), lambda: bad)
     with pytest.raises(data.DataError, match="no valid brightness temperature"):
         data.load_swath(None, orbit=7, world=0)
+
+
+def test_real_granules_in_the_map(app_env, monkeypatch):
+    """A real 2B-CMB cut (simulated Tb + combined precipitation) maps; the all-fill 1C-GMI cut
+    gives a clear message (shared PPS fixtures, read through RAINCHECK_READ_ROOTS)."""
+    from tests.conftest import GPM_FIXTURES
+
+    monkeypatch.setenv("RAINCHECK_READ_ROOTS", str(GPM_FIXTURES))
+    cmb = next(GPM_FIXTURES.glob("2B.GPM.DPRGMI.*.HDF5"))
+    sm = SwathMap(selection=Selection(source="real", granule=str(cmb)))
+    assert [lay.key for lay in sm.layers.layers] == ["tb", "reference"]
+    assert any("no truth" in t for _, t in _alerts(sm))
+    assert sm._maps.object is not None
+    c1 = next(GPM_FIXTURES.glob("1C.GPM.GMI.*.HDF5"))
+    sm = SwathMap(selection=Selection(source="real", granule=str(c1)))
+    kind, text = _alerts(sm)[0]
+    assert kind == "danger" and "no valid brightness temperature" in text and sm._maps.object is None

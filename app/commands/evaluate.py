@@ -71,7 +71,7 @@ def register(main: click.Group) -> None:
 
     @climatology.command("build")
     @click.option("--demo", is_flag=True, help="The recorded demo build: 1998-2060, 4 months/year, 2 orbits/month, "
-                                               "truth + reference, shipped models on a subset (U-Net every 13th, Bayes every 63rd orbit).")
+                                               "truth + reference, shipped models on a subset (U-Net every 31st, Bayes every 63rd orbit).")
     @click.option("--orbits", "orbit_spec", default=None, help="Orbits: '1000:1100', '1000:2000:10', '5,6,7'.")
     @click.option("--record", is_flag=True, help="Orbits sampling the synthetic record (see --per-month, --years).")
     @click.option("--years", default="1998-2060", show_default=True, help="Years for --record/--demo.")

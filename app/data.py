@@ -171,6 +171,18 @@ def load_output(catalog_path: str | None, model: str, orbit: int, world: int = 0
         raise DataError(f"cannot read the output of {model} for orbit {orbit}: {e}") from e
 
 
+def output_stored(model: str, orbit: int, world: int = 0) -> bool:
+    """Whether the model-output store already holds ``model``'s retrieval of ``orbit``."""
+    from catalogs.readers import MissingOutput, find_output
+
+    source = "synthetic" if int(world) == 0 else f"synthetic-w{int(world)}"
+    try:
+        find_output(model, int(orbit), source)
+        return True
+    except (MissingOutput, ValueError, OSError):
+        return False
+
+
 def swath_geometry(key: tuple, lat, lon, projection: str):
     """Memoised :func:`app.geometry.swath_geometry` (key identifies the swath)."""
     from app.geometry import swath_geometry as build

@@ -25,6 +25,7 @@ from typing import Callable
 import panel as pn
 import param
 
+from app import data
 from app.state import Selection
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ class RunControl(pn.viewable.Viewer):
                 rows.append(pn.Column(pn.Row(run, cancel, sizing_mode="stretch_width"), bar, text,
                                       sizing_mode="stretch_width", margin=(0, 0, 6, 0)))
         self._rows.objects = rows
+        self._stored = {m: data.output_stored(m, s.orbit, s.world) for m in self._widgets}
         self.poll()
 
     def run(self, model):
@@ -273,7 +275,8 @@ class RunControl(pn.viewable.Viewer):
             job = self._job(m)
             if job is None:
                 bar.visible = False
-                text.object = ""
+                text.object = (f"{m} · orbit {self.selection.orbit}: output in the store (Run is a cache hit)"
+                               if getattr(self, "_stored", {}).get(m) else "")
                 run.disabled = False
                 cancel.disabled = True
                 continue

@@ -271,11 +271,12 @@ class SwathMap(pn.viewable.Viewer):
         super().__init__(**params)
         self._alerts = pn.Column(sizing_mode="stretch_width")
         self._maps = pn.pane.HoloViews(None, sizing_mode="stretch_width", linked_axes=True)
-        self._pixel_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=280)
+        self._pixel_box = pn.Column(sizing_mode="stretch_width")  # the clicked pixel's plot (fresh pane per click)
+        self._pixel_plot = None
         self._pixel_info = pn.pane.Markdown("Click a pixel on a map to see its predicted distribution.",
                                             sizing_mode="stretch_width")
         self._layout = pn.Column(self._alerts, self._maps,
-                                 pn.Row(self._pixel_plot, self._pixel_info, sizing_mode="stretch_width"),
+                                 pn.Row(self._pixel_box, self._pixel_info, sizing_mode="stretch_width"),
                                  sizing_mode="stretch_width")
         self.swath = None
         self.geom = None
@@ -377,8 +378,8 @@ class SwathMap(pn.viewable.Viewer):
     # -- clicked pixel -----------------------------------------------------------------
     def _show_pixel(self):
         if self.pixel is None or self.swath is None:
-            self._pixel_plot.object = None
-            self._pixel_plot.visible = False
+            self._pixel_plot = None
+            self._pixel_box.objects = []
             self._pixel_info.object = ("Click a pixel on a map to see its predicted distribution."
                                        if self.swath is not None else "")
             return
@@ -387,5 +388,7 @@ class SwathMap(pn.viewable.Viewer):
         i, j = self.pixel
         summary = pixel_summary(self.swath, self.layers.outputs, i, j)
         self._pixel_info.object = summary["markdown"]
-        self._pixel_plot.object = pixel_plot(summary)
-        self._pixel_plot.visible = True
+        # a new pane each time: toggling a HoloViews pane's visibility trips Panel 1.9
+        self._pixel_plot = pn.pane.HoloViews(pixel_plot(summary), sizing_mode="stretch_width", height=280,
+                                             css_classes=["rc-pixel-plot"])
+        self._pixel_box.objects = [self._pixel_plot]

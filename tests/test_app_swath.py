@@ -104,7 +104,7 @@ def test_model_products_and_clicked_pixel(app_env):
     assert sm.pixel == (i, j)
     assert "unit-model" in sm._pixel_info.object and "reference" in sm._pixel_info.object
     plot = sm._pixel_plot.object
-    assert plot is not None and any("unit-model" in str(el.label) for el in plot)
+    assert sm._pixel_box.objects == [sm._pixel_plot] and plot is not None and any("unit-model" in str(el.label) for el in plot)
 
 
 def test_swath_layers_reports_missing_truth(app_env, tiny_swath):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pytest
 
 CHROMIUM = os.environ.get("RAINCHECK_CHROMIUM", "/usr/bin/chromium")
@@ -104,6 +105,28 @@ def _wait_query(page, key, value, timeout=60):
         page.wait_for_timeout(200)
 
 
+CLICK_JS = """([X, Y]) => {
+  const out = [], seen = new Set();
+  function walk(v) { if (!v || seen.has(v)) return; seen.add(v);
+    if (v.frame && v.frame.x_scale && v.canvas_view) out.push(v);
+    for (const c of (v.child_views ?? [])) walk(c); }
+  for (const v of (Bokeh.index.values ? Bokeh.index.values() : Object.values(Bokeh.index))) walk(v);
+  const live = out.map(v => [v, v.canvas_view.el.getBoundingClientRect()])
+    .filter(([v, r]) => v.canvas_view.el.isConnected && r.width > 0 && r.height > 0)
+    .sort((a, b) => (a[1].top - b[1].top) || (a[1].left - b[1].left));  // the top-left map
+  if (!live.length) return null;
+  const [pv, r] = live[0];
+  return {x: r.left + pv.frame.x_scale.compute(X), y: r.top + pv.frame.y_scale.compute(Y)};
+}"""
+
+
+def _click_map(page, x, y):
+    """Click the first map at data coordinates (x, y)."""
+    pos = page.evaluate(CLICK_JS, [x, y])
+    assert pos, "no Bokeh plot found"
+    page.mouse.click(pos["x"], pos["y"])
+
+
 def _export(page, fmt, tmp_path):
     page.get_by_role("button", name=fmt.upper(), exact=True).click()
     page.locator(".rc-export button").click()
@@ -121,6 +144,23 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture
+def server_errors():
+    """ERROR records logged by the in-process server (tornado, bokeh, panel) during a test."""
+    import logging
+
+    records = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            records.append(f"{record.name}: {record.getMessage()}")
+
+    h = Grab(level=logging.ERROR)
+    logging.getLogger().addHandler(h)
+    yield records
+    logging.getLogger().removeHandler(h)
+
+
+@pytest.fixture
 def pages():
     """Pages opened by a test; screenshots of them go to test-artifacts/ when it fails."""
     opened = []
@@ -133,7 +173,7 @@ def pages():
             pass
 
 
-def test_app_end_to_end(server, rc_browser, tmp_path, pages):
+def test_app_end_to_end(server, rc_browser, tmp_path, pages, server_errors):
     log = []
     page = _open(rc_browser, server + "/", log)
     pages.append(page)
@@ -160,6 +200,25 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages):
     page.get_by_text(re.compile("no output for orbit 20001 yet")).wait_for(state="detached")
     assert page.locator(".alert-danger").count() == 0
 
+    # click a pixel in the middle of the swath: its predicted distribution appears
+    from app import data as appdata
+    from app.geometry import swath_geometry
+
+    ds = appdata.load_swath(None, orbit=20001)
+    g = swath_geometry(ds["lat"].values, ds["lon"].values)
+    j = ds.sizes["cross_track"] // 2
+    i = int(np.argmin(np.abs(ds["lat"].values[:, j])))  # mid-map: near the equator
+    readout = page.get_by_text(re.compile(r"Pixel.* scan \d+, pixel \d+"))
+    for _ in range(10):  # the maps may still be re-rendering after the output landed
+        _click_map(page, float(g.x[i, j]), float(g.y[i, j]))
+        try:
+            readout.wait_for(timeout=5000)
+            break
+        except Exception:
+            continue
+    readout.wait_for()
+    page.locator(".rc-pixel-plot canvas").first.wait_for(state="attached")
+
     # export the swath view as PNG and PDF
     png = _export(page, "png", tmp_path)
     assert png.suffix == ".png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -174,7 +233,7 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages):
     from app.state import VIEW_LABELS
 
     shows = {"distributions": "baseline:", "extremes": "Tail index per source", "trends": "Verdicts",
-             "scores": "click a column to sort", "swath": "Click a pixel"}
+             "scores": "click a column to sort", "swath": "Pixel"}
     for v in ("distributions", "extremes", "trends", "scores", "swath"):
         page.get_by_text(VIEW_LABELS[v], exact=True).first.click()
         _wait_query(page, "view", v)
@@ -200,13 +259,14 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages):
     assert _query(page2) == q
 
     assert _errors(log) == [] and _errors(log2) == [], (_errors(log), _errors(log2))
+    assert server_errors == []
 
 
-def test_bad_link_shows_messages_not_tracebacks(server, rc_browser, pages):
+def test_bad_link_shows_messages_not_tracebacks(server, rc_browser, pages, server_errors):
     log = []
     page = _open(rc_browser, server + "/?orbit=99999999&channel=XYZ", log, wait_canvas=False)
     pages.append(page)
     page.get_by_text(re.compile("does not exist in the synthetic record")).wait_for()
     page.get_by_text(re.compile("ignored the link's channel")).wait_for()
     assert "Traceback" not in page.content()
-    assert _errors(log) == []
+    assert _errors(log) == [] and server_errors == []

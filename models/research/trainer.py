@@ -174,7 +174,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
     if resumed:
         start_epoch = resumed["epoch"] + 1
         best, best_epoch, history = resumed["best"], resumed["best_epoch"], resumed["history"]
-    if start_epoch == 0:
+    if start_epoch == 0 and tcfg.get("validate_init", True):
         v0 = _validate(net, loss_fn, tc_va, ref_va, levels, net.multiple)
         history.append({"epoch": 0, "val_loss": v0["loss"], "val_pinball": v0["pinball"]})
     mult = net.multiple

@@ -245,7 +245,8 @@ class RunControl(pn.viewable.Viewer):
                 cancel = pn.widgets.Button(label="Cancel", color="warning", width=80, disabled=True)
                 bar = pn.indicators.Progress(value=0, max=100, sizing_mode="stretch_width", visible=False,
                                              height=12)
-                text = pn.pane.Str("", sizing_mode="stretch_width", styles={"font-size": "11px"})
+                text = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"font-size": "12px"},
+                                        margin=(0, 5))
                 run.on_click(lambda e, m=m: self.run(m))
                 cancel.on_click(lambda e, m=m: self.cancel(m))
                 self._widgets[m] = (run, cancel, bar, text)

@@ -44,8 +44,8 @@ def pixel_summary(swath, outputs: dict, i: int, j: int) -> dict:
             m["cdf"] = np.asarray(m["dist"].cdf(grid), np.float64)
     rows = [f"**Pixel** scan {i}, pixel {j} — {lat:.2f}°N, {lon:.2f}°E, {t} UTC", "",
             "| | rate (mm h-1) | PoP | P(>10 mm h-1) |", "|---|---|---|---|",
-            f"| reference | {'—' if ref is None else f'{ref:.2f}'} | | |",
-            f"| truth | {'—' if truth is None else f'{truth:.2f}'} | | |"]
+            f"| reference (black dashed) | {'—' if ref is None else f'{ref:.2f}'} | | |",
+            f"| truth (red dotted) | {'—' if truth is None else f'{truth:.2f}'} | | |"]
     for name, m in models.items():
         if m is None:
             rows.append(f"| {name} | no valid retrieval here | | |")

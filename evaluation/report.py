@@ -186,7 +186,8 @@ def trends(cube: CB.Cube, source: str, region="global", *, period=None, season=N
             "n_pixels": df["n"].values, "gmst_K": g,
             "trend": {k: tr[k] for k in ("n", "method", "mean", "slope_per_decade", "ci_per_decade", "pct_per_decade",
                                          "ci_pct_per_decade", "pct_per_K", "ci_pct_per_K", "var_inflation")}
-            | {"mann_kendall": {k: tr["mk"][k] for k in ("test", "trend", "p", "z", "tau")}},
+            | {"mann_kendall": {k: tr["mk"][k] for k in ("test", "trend", "p", "z", "tau")}}
+            | ({"note": tr["note"]} if "note" in tr else {}),
             "ipcc": v | ({"tail_slope": slope} if slope is not None else {}),
         })
     out["gmst"] = {"source": gmst if isinstance(gmst, str) else "user", "label": gm_label}

@@ -136,6 +136,13 @@ def trend(time, values, *, gmst=None, method="hamed_rao", confidence=0.95, desea
         return out | {"method": None, "mk": mann_kendall(y, method), "slope_per_decade": float("nan"),
                       "ci_per_decade": nanci, "pct_per_decade": float("nan"), "ci_pct_per_decade": nanci,
                       "pct_per_K": float("nan"), "ci_pct_per_K": nanci, "var_inflation": float("nan")}
+    if y.size and np.mean(y == 0) > 0.25:
+        # a relative trend of a series that is mostly zero (e.g. no exceedances in most periods)
+        # is not estimable: report no estimate rather than a degenerate 0 ± 0
+        return out | {"method": None, "mk": mann_kendall(y, method), "slope_per_decade": float("nan"),
+                      "ci_per_decade": nanci, "pct_per_decade": float("nan"), "ci_pct_per_decade": nanci,
+                      "pct_per_K": float("nan"), "ci_pct_per_K": nanci, "var_inflation": float("nan"),
+                      "note": f"{np.mean(y == 0):.0%} of the periods are zero: no relative trend"}
     dec = _decimal_years(time) / 10.0
     order = np.argsort(dec)
     dec, y = dec[order], y[order]

@@ -168,8 +168,14 @@ def test_trend_edge_cases():
     out = trends.trend(t, [1.0, 2.0, np.nan])
     assert out["n"] == 2 and np.isnan(out["pct_per_decade"])
     t = np.array([np.datetime64(f"{2000 + i}-01-01") for i in range(10)])
-    out = trends.trend(t, np.zeros(10) + np.arange(10) * 0.0)  # constant zero series: linear, no trend
-    assert out["method"] == "linear" and out["mk"]["trend"] == "no trend"
+    out = trends.trend(t, np.zeros(10))  # all zero (e.g. no exceedances): no estimate, not 0 ± 0
+    assert np.isnan(out["pct_per_K"]) and "zero" in out["note"]
+    from evaluation import ipcc
+
+    assert ipcc.verdict(out["pct_per_K"], out["ci_pct_per_K"], ipcc.EXTREME_INTENSITY)["verdict"] == "not detectable"
+    y = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9])  # one zero: the linear (mean-relative) method
+    out = trends.trend(t, y)
+    assert out["method"] == "linear" and out["pct_per_decade"] > 0
 
 
 def test_deseasonalise_removes_cycle():

@@ -95,6 +95,9 @@ def sync_url(selection: Selection, location=None) -> list[str]:
         # Panel applies the link's values all at once; apply them one by one so one bad value
         # (e.g. ?orbit=abc) does not discard the good ones, and report the bad ones
         for name, value in (mapped or {}).items():
+            if isinstance(selection.param[name], param.List) and isinstance(value, str):
+                # a hand-written link: ?models=a,b rather than the JSON list Panel writes
+                value = [v.strip() for v in value.split(",") if v.strip()]
             try:
                 selection.param.update(**{name: value})
             except Exception:

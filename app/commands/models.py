@@ -67,18 +67,51 @@ def register(main: click.Group) -> None:
 
     @main.command("infer")
     @click.option("--model", "model_name", required=True, help="Registered model name (see `raincheck models list`).")
-    @click.option("--orbit", required=True, type=int, help="Orbit number.")
+    @click.option("--orbit", type=int, default=None, help="One synthetic orbit.")
+    @click.option("--orbits", "orbit_spec", default=None,
+                  help="Many synthetic orbits: '20000:20010' (inclusive), '20000:21000:10', '5,6,7'.")
+    @click.option("--start", default=None, help="With --end: every synthetic orbit of a period (ISO dates).")
+    @click.option("--end", default=None, help="End of the period (exclusive).")
+    @click.option("--granule", type=click.Path(dir_okay=False), default=None,
+                  help="A real 1C-GMI or 2B-CMB granule (inside a configured data root).")
     @click.option("--world", "world_seed", default=0, show_default=True, type=int, help="Synthetic world seed.")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
-    def infer_cmd(model_name: str, orbit: int, world_seed: int, device: str) -> None:
-        """Retrieve one orbit with a model and store the result (a cache hit if already done)."""
+    @click.option("--scheduler", default=None, help="Batch: dask scheduler address; default a LocalCluster.")
+    @click.option("--workers", default=2, show_default=True, type=int, help="Batch: LocalCluster workers.")
+    @click.option("--inline", is_flag=True, help="Batch: run in this process, no dask.")
+    def infer_cmd(model_name, orbit, orbit_spec, start, end, granule, world_seed, device, scheduler, workers,
+                  inline) -> None:
+        """Retrieve orbits (or a real granule) with a model and store the results; what is already
+        stored is a cache hit. A batch that is interrupted keeps every finished orbit."""
         from models.base import ModelError
         from models.inference import run_inference
 
-        bar = _Bar(f"{model_name} orbit {orbit}")
+        chosen = [x for x in (orbit is not None, bool(orbit_spec), bool(start or end), bool(granule)) if x]
+        if len(chosen) != 1:
+            raise click.UsageError("give exactly one of --orbit, --orbits, --start/--end or --granule")
+        if orbit_spec or start or end:
+            _infer_batch(model_name, orbit_spec, start, end, world_seed, device,
+                         "inline" if inline else scheduler, workers)
+            return
+        swath, source, label = None, "synthetic", f"orbit {orbit}"
+        if granule:
+            from catalogs.config import PathOutsideRoots, get_roots
+            from catalogs.gpm import GranuleError, open_granule, parse_granule_name
+
+            try:
+                info_g = parse_granule_name(granule)
+                if info_g.product not in ("1C-GMI", "2B-CMB"):
+                    raise click.ClickException(f"{info_g.filename} is a {info_g.product} granule; inference needs "
+                                               "brightness temperatures (1C-GMI, or 2B-CMB's simulated Tb)")
+                swath = open_granule(get_roots().confine(granule))
+            except (GranuleError, PathOutsideRoots) as e:
+                raise click.ClickException(str(e)) from None
+            orbit, source, label = info_g.orbit, f"pps-{info_g.product}", info_g.filename
+        bar = _Bar(f"{model_name} {label}")
         info: dict = {}
         try:
-            path = run_inference(model_name, orbit, world_seed=world_seed, device=device, progress=bar, info=info)
+            path = run_inference(model_name, orbit, source=source, world_seed=world_seed, device=device,
+                                 progress=bar, info=info, swath=swath)
         except (ModelError, ValueError) as e:
             raise click.ClickException(str(e)) from None
         finally:
@@ -88,6 +121,13 @@ def register(main: click.Group) -> None:
         else:
             click.echo(f"device: {info.get('device')}")
             click.echo(f"wrote {path} in {info.get('seconds', 0):.1f} s")
+        if swath is not None:
+            import numpy as np
+
+            n_ok = int(np.isfinite(swath["Tc"].values).all(-1).sum())
+            if n_ok == 0:
+                click.echo("note: no pixel of this granule has all 13 channels valid, so the retrieval is "
+                           "missing everywhere")
 
     @main.group("models")
     def models_grp() -> None:
@@ -128,3 +168,40 @@ def _echo_metrics(card) -> None:
                 click.echo(f"  {name:16s} bias {m['bias_pct']:+7.1f} %  MSE {m['mse']:.4f}  r {m['correlation']:.3f}  "
                            f"CRPS {m['crps']:.4f}  POD/FAR 0.1 {m['pod_0p1']:.2f}/{m['far_0p1']:.2f}  "
                            f"10 {m['pod_10']:.2f}/{m['far_10']:.2f}")
+
+
+def _infer_batch(model_name, orbit_spec, start, end, world_seed, device, scheduler, workers) -> None:
+    from models.base import ModelError
+    from models.batch import infer_orbits
+
+    if orbit_spec:
+        from app.commands.evaluate import _orbit_list
+
+        try:
+            orbits = _orbit_list(orbit_spec)
+        except ValueError:
+            raise click.BadParameter(f"{orbit_spec!r}: expected '20000:20010', '20000:21000:10' or '5,6,7'",
+                                     param_hint="--orbits") from None
+    else:
+        if not (start and end):
+            raise click.UsageError("--start and --end go together")
+        from catalogs.orbits import synthetic_orbits
+
+        try:
+            orbits = synthetic_orbits(start, end)["orbit"].tolist()
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    bar = _Bar(f"{model_name} x {len(orbits)} orbits")
+    try:
+        res = infer_orbits(model_name, orbits, world_seed=world_seed, device=device, scheduler=scheduler,
+                           n_workers=workers, progress=bar)
+    except ModelError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        bar.close()
+    click.echo(f"{len(res.computed)} computed, {len(res.cached)} cache hits, {len(res.failed)} failed "
+               f"in {res.seconds:.1f} s")
+    for o, msg in sorted(res.failed.items()):
+        click.echo(f"  orbit {o}: {msg}")
+    if res.failed:
+        raise SystemExit(1)

@@ -967,12 +967,20 @@ class Cube:
             return self._cache[key]
         if source not in self.sources:
             raise KeyError(f"source {source!r} is not in this cube (has {', '.join(self.sources)})")
-        da = self.ds[var].sel(source=source)
+        # one in-memory copy per (variable, source), then plain numpy: indexing the lazily
+        # opened file with lists of regions/surfaces re-reads and re-decompresses it each time
+        skey = ("source-array", var, source)
+        arr = self._cache.get(skey)
+        if arr is None:
+            arr = self._cache[skey] = np.asarray(self.ds[var].isel(source=self.sources.index(source)).values)
+        dims = [d for d in self.ds[var].dims if d != "source"]
+        ra, sa = dims.index("region"), dims.index("surface")
         idx = [self.regions.index(x) for x in labels]
-        da = da.isel(region=idx)
+        sub = np.take(arr, idx, axis=ra)
         if surfaces:
-            da = da.sel(surface=list(surfaces))
-        out = np.asarray(da.sum(("region", "surface")).values)
+            surf_all = [str(v) for v in self.ds["surface"].values]
+            sub = np.take(sub, [surf_all.index(x) for x in surfaces], axis=sa)
+        out = sub.sum(axis=(ra, sa))
         self._cache[key] = out
         return out
 

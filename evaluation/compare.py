@@ -342,6 +342,36 @@ def ood_detection(det, sets: dict, simulated_tc: np.ndarray | None = None, seed:
     return out, {"test": base_pix, "ood": pix_cache["future_decades"]}
 
 
+def cached_ood_detection(det, config, sets: dict, seed: int = 0, progress=None, cache: bool = True):
+    """:func:`ood_detection` (with the simulated held-out set), cached by detector hash + sets."""
+    import json
+    import os
+
+    from evaluation.report import clean
+
+    d = default_result_path().parent / "models"
+    key = f"ood-{det.sha256[:16]}-{sets['key']}-{seed}-v{CACHE_VERSION}"
+    if cache:
+        try:
+            res = _unclean(json.loads((d / f"{key}.json").read_text()))
+            z = np.load(d / f"{key}.npz")
+            return res, {"test": z["test"], "ood": z["ood"]}
+        except (OSError, ValueError):
+            pass
+    sim_tc = simulated_heldout(config, progress=progress)
+    res, pix = ood_detection(det, sets, sim_tc, seed)
+    res["detector"] = det.name
+    if cache:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{key}.tmp.npz"
+        np.savez(tmp, test=pix["test"], ood=pix["ood"])
+        os.replace(tmp, d / f"{key}.npz")
+        tj = d / f".{key}.json.tmp"
+        tj.write_text(json.dumps(clean(res)))
+        os.replace(tj, d / f"{key}.json")
+    return res, pix
+
+
 def simulated_heldout(config="unet-reference", orbits: int = 10, progress=None) -> np.ndarray:
     """Tb of a held-out simulated-source set over the test year (for OOD detection)."""
     from models.registry import load_config
@@ -377,9 +407,7 @@ def compare(names, *, config="unet-reference", reference="unet-reference", draws
     if ood:
         det = _ood_detector(names)
         if det is not None:
-            sim_tc = simulated_heldout(config, progress=progress)
-            out["ood_detection"], ood_pix = ood_detection(det, sets, sim_tc, seed)
-            out["ood_detection"]["detector"] = det.name
+            out["ood_detection"], ood_pix = cached_ood_detection(det, config, sets, seed, progress, cache)
     for n in names:
         r = load_research_model(n)
         key = _cache_key(n, r.sha256, sets, draws, seed, n_boot)

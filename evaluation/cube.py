@@ -815,21 +815,11 @@ def _run_tasks(todo, cfg, pdir, scheduler, n_workers, progress, cancel, total):
             if progress:
                 progress(n + 1, total, f"orbit {o}")
         return
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    own_client = False
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-        own_client = True
-    elif isinstance(scheduler, str):
-        client = Client(scheduler)
-        own_client = True
-    else:
-        client = scheduler
-    try:
+    from catalogs.runtime import dask_client
+
+    with dask_client(scheduler, n_workers) as client:
         cfg_f = client.scatter(cfg, broadcast=True) if cfg.get("model_fns") else cfg
         futs = [client.submit(_orbit_task, o, s, cfg_f, str(pdir), key=f"cube-orbit-{o}-{uuid.uuid4().hex[:6]}",
                               pure=False) for o, s in todo]
@@ -843,11 +833,6 @@ def _run_tasks(todo, cfg, pdir, scheduler, n_workers, progress, cancel, total):
                 for f in futs:
                     f.cancel()
                 raise BuildCancelled(f"cancelled after {done} of {total} orbits; rerun to resume")
-    finally:
-        if own_client:
-            client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 # --------------------------------------------------------------------------- query

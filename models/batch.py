@@ -12,7 +12,6 @@ SLURM cluster — see docs/scale.md) or a ``distributed.Client``.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -103,19 +102,11 @@ def infer_orbits(
         res.seconds = time.perf_counter() - t0
         return res
 
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = client = None
-    own = False
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
-        client, own = Client(cluster), True
-    elif isinstance(scheduler, str):
-        client, own = Client(scheduler), True
-    else:
-        client = scheduler
-    try:
+    from catalogs.runtime import dask_client
+
+    with dask_client(scheduler, n_workers) as client:
         futs = {client.submit(_task, model, o, source, world_seed, device, threads_per_task,
                               key=f"infer-{model}-{source}-{world_seed}-{o}", pure=False): o for o in todo}
         for fut in as_completed(list(futs)):
@@ -129,10 +120,5 @@ def infer_orbits(
                 for f in futs:
                     f.cancel()
                 raise InferenceCancelled(f"cancelled after {res.n_done} of {total} orbits; rerun to resume")
-    finally:
-        if own:
-            client.close()
-        if cluster is not None:
-            cluster.close()
     res.seconds = time.perf_counter() - t0
     return res

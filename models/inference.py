@@ -214,7 +214,11 @@ def predict_swath(
     qt[:, torch.from_numpy(bad)] = float("nan")
     prods = derived_products(qt, retriever.levels, axis=0)
     q = qt.permute(1, 2, 0).contiguous().numpy()  # (A, C, Q)
-    return make_retrieval(swath, q, retriever, prods)
+    ds = make_retrieval(swath, q, retriever, prods)
+    extra = getattr(retriever, "extra_layers", None)  # e.g. the flow model's ood_score layer
+    if extra is not None:
+        ds = extra(swath, ds, device=dev, progress=progress, cancel=cancel)
+    return ds
 
 
 def cpu_bf16_supported() -> bool:

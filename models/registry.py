@@ -200,7 +200,11 @@ def retriever_from(card: ModelCard, tensors: dict[str, torch.Tensor]) -> Retriev
         from models.bayes import BayesRetriever
 
         return BayesRetriever(card, tensors)
-    raise ModelError(f"model {card.name!r} has unknown kind {card.kind!r} (expected 'unet' or 'bayes')")
+    if card.kind == "flow":
+        from models.research.flow import FlowRetriever
+
+        return FlowRetriever(card, tensors)
+    raise ModelError(f"model {card.name!r} has unknown kind {card.kind!r} (expected 'unet', 'bayes' or 'flow')")
 
 
 def load_model(name: str, device: str | torch.device | None = None) -> Retriever:

@@ -283,6 +283,10 @@ def train(config: dict | str | os.PathLike, progress: Progress | None = None,
 
     if not isinstance(config, dict):
         config = load_config(config)
+    if config.get("kind") == "flow" or any(k in config for k in ("loss", "hybrid", "init_from", "inherit")):
+        from models.research.trainer import train_research  # the research configs (issue 7)
+
+        return train_research(config, progress=progress, cancel=cancel, out=out, command=command)
     torch.set_num_threads(int(config.get("training", {}).get("threads", 2)))
     out = Path(out) if out is not None else default_out(config)
     if command is None:

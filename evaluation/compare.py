@@ -353,7 +353,7 @@ def cached_ood_detection(det, config, sets: dict, seed: int = 0, progress=None, 
     key = f"ood-{det.sha256[:16]}-{sets['key']}-{seed}-v{CACHE_VERSION}"
     if cache:
         try:
-            res = _unclean(json.loads((d / f"{key}.json").read_text()))
+            res = unclean(json.loads((d / f"{key}.json").read_text()))
             z = np.load(d / f"{key}.npz")
             return res, {"test": z["test"], "ood": z["ood"]}
         except (OSError, ValueError):
@@ -455,7 +455,7 @@ def _cache_read(key):
         z = np.load(d / f"{key}.npz")
     except (OSError, ValueError):
         return None
-    m = _unclean(m)
+    m = unclean(m)
     pix = {}
     for split in ("test", "ood"):
         shape = tuple(z[f"{split}_shape"])
@@ -464,12 +464,12 @@ def _cache_read(key):
     return m, pix
 
 
-def _unclean(x):
-    """JSON null back to NaN."""
+def unclean(x):
+    """JSON null (None) back to NaN, e.g. for the table formatter."""
     if isinstance(x, dict):
-        return {k: _unclean(v) for k, v in x.items()}
+        return {k: unclean(v) for k, v in x.items()}
     if isinstance(x, list):
-        return [_unclean(v) for v in x]
+        return [unclean(v) for v in x]
     return float("nan") if x is None else x
 
 
@@ -514,7 +514,7 @@ def score_model(name: str, config="unet-reference", draws: int = 4, seed: int = 
 def goal_check(res: dict, trend_gain: float = 0.30, crps_cost: float = 0.05) -> dict:
     """Which models cut the reference's extreme-trend error by >= 30 % while their
     in-distribution CRPS worsens by <= 5 %."""
-    res = _unclean(res)
+    res = unclean(res)
     ref = res["models"][res["reference"]]
     e0, c0 = ref["trend"]["trend_error"], ref["test"]["crps"]
     rows = {}

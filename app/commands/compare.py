@@ -30,7 +30,7 @@ def register(main: click.Group) -> None:
                   help="Comma-separated models whose cards get their comparison rows (metrics.comparison).")
     def compare_cmd(model_list, reference, config, draws, n_boot, no_ood, no_cache, as_json, out, update_names) -> None:
         """Compare models on the same held-out sets (test year and future decades)."""
-        from evaluation.compare import compare, table, update_cards as _update
+        from evaluation.compare import compare, table, unclean, update_cards as _update
         from evaluation.report import clean
         from models.base import ModelError
         from models.registry import list_models
@@ -59,14 +59,6 @@ def register(main: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(res, indent=1))
         else:
-            click.echo(table(_unclean(res)))
+            click.echo(table(unclean(res)))
         sys.stdout.flush()
 
-
-def _unclean(x):
-    """None (JSON null) back to NaN for the table formatter."""
-    if isinstance(x, dict):
-        return {k: _unclean(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_unclean(v) for v in x]
-    return float("nan") if x is None else x

@@ -20,19 +20,26 @@ def sources_for(models: list[str], strip: bool) -> tuple[str, list[str]]:
     return CB.TRUTH, [CB.TRUTH] + list(models)
 
 
-def compute(selection, cube_path=None) -> dict:
-    from evaluation import distributions as D
-
+def source_histograms(selection, cube_path=None):
+    """The cube, query, models (with notes), baseline source, sources and their histograms for
+    the selection; a clear DataError when the selection holds no pixels."""
     cube = C.open_cube(cube_path)
     q = C.query(selection)
     models, notes = C.models_in(cube, selection)
-    strip = selection.pixels == "strip"
-    base, sources = sources_for(models, strip)
+    base, sources = sources_for(models, selection.pixels == "strip")
     sources = [s for s in sources if s in cube.sources]
     hists = {s: C.histogram(cube, s, q) for s in sources}
     if not any(h["n"] for h in hists.values()):
         raise data.DataError(f"no data for {q['region']} in {q['period']}"
                              f"{' ' + q['season'] if q['season'] else ''}: widen the period or change the region")
+    return cube, q, models, notes, base, sources, hists
+
+
+def compute(selection, cube_path=None) -> dict:
+    from evaluation import distributions as D
+
+    cube, q, models, notes, base, sources, hists = source_histograms(selection, cube_path)
+    strip = selection.pixels == "strip"
     ev = C.evaluate(cube, models, q, extremes=False)
     e = D.EDGES
     rows = []

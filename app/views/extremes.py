@@ -6,23 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from app import data
 from app.views import common as C
-from app.views.distributions import _colour, provenance, sources_for
+from app.views.distributions import _colour, provenance, source_histograms
 
 
 def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> dict:
     from evaluation import extremes as E
 
-    cube = C.open_cube(cube_path)
-    q = C.query(selection)
-    models, notes = C.models_in(cube, selection)
+    cube, q, models, notes, base, sources, hists = source_histograms(selection, cube_path)
     strip = selection.pixels == "strip"
-    base, sources = sources_for(models, strip)
-    sources = [s for s in sources if s in cube.sources]
-    hists = {s: C.histogram(cube, s, q) for s in sources}
-    if not any(h["n"] for h in hists.values()):
-        raise data.DataError(f"no data for {q['region']} in {q['period']}: widen the period or change the region")
     ev = C.evaluate(cube, models, q, extremes=True, n_boot=n_boot)
     rows, tail = [], []
     for s in sources:

@@ -220,6 +220,16 @@ def predict_scenes(retriever: Retriever, tc: np.ndarray, batch: int = 4, strip_o
     return out
 
 
+def optimizer_step(net, opt, sched, loss) -> float:
+    """One optimiser step (gradients clipped at norm 5, schedule advanced); returns the loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
 def _set_seed(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -449,12 +459,7 @@ def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
             y = _pad_cross(y, mult)
             pred = net(x)
             loss = pinball_loss(pred, y, levels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            run += float(loss.detach())
+            run += optimizer_step(net, opt, sched, loss)
             _log(progress, epoch * steps_per_epoch + b + 1, total, f"epoch {epoch + 1}/{epochs} loss {run / (b + 1):.4f}")
         val = _validate(net, tc_va, ref_va, levels, mult)
         history.append({"epoch": epoch + 1, "train_loss": run / steps_per_epoch, "val_loss": val})

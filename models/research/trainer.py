@@ -35,7 +35,7 @@ import torch
 
 from models.base import ModelError
 from models.registry import ModelCard, get_card, load_checkpoint, load_config, load_model, save_model
-from models.train import (TrainingCancelled, _card, _load_state, _log, _pad_cross, _round, _save_state,
+from models.train import (TrainingCancelled, optimizer_step, _card, _load_state, _log, _pad_cross, _round, _save_state,
                           _set_seed, _state_dir, build_training_set, default_out, heldout_scores, load_scenes,
                           predict_scenes)
 
@@ -210,12 +210,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
             w = torch.cat(ws)[:, None, None].expand_as(y)
             pred = net(x)
             loss = loss_fn(pred, y, weight=w)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            run += float(loss.detach())
+            run += optimizer_step(net, opt, sched, loss)
             _log(progress, epoch * steps_per_epoch + b + 1, total, f"epoch {epoch + 1}/{epochs} loss {run / (b + 1):.4f}")
             if time.perf_counter() - t0 > max_seconds:
                 stopped_early = True
@@ -352,12 +347,7 @@ def _train_flow(config, sets, out: Path, progress, cancel):
             a0 = int(brng.integers(0, a_max - crop_a + 1))
             c, x1, valid = tensors(cond_tr, mean_tr, y_tr, idx, a0, crop_a, brng.random() < 0.5)
             loss = cfm_loss(net, x1, net.cond_features(c), valid, g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            run += float(loss.detach())
+            run += optimizer_step(net, opt, sched, loss)
             _log(progress, epoch * steps_per_epoch + b + 1, epochs * steps_per_epoch, f"flow epoch {epoch + 1} loss {run / (b + 1):.4f}")
             if time.perf_counter() - t0 > max_seconds:
                 stopped = True

@@ -33,7 +33,7 @@ __all__ = ["simulate_orbit", "simulate_truth", "geometry", "climate", "SOURCES",
 
 SOURCES = ("observed", "simulated")
 PLATFORM = "SYN-GPM"
-PRODUCT_VERSION = "raincheck-sim-3"  # bump whenever the simulated data change
+PRODUCT_VERSION = "raincheck-sim-4"  # bump whenever the simulated data change
 #: the radar-like reference strip: 49 central pixels (≈ 245 km), like the DPR Ku swath
 REFERENCE_PIXELS = slice(N_PIXELS // 2 - 24, N_PIXELS // 2 + 25)
 REFERENCE_MIN_RATE = 0.2  # mm/h: minimum detectable rate of the reference
@@ -41,10 +41,12 @@ REFERENCE_ERROR_SIGMA = 0.15  # multiplicative lognormal error of the reference 
 SIMULATED_OFFSETS_K = (2.0, 4.0)
 SIMULATED_TB_OFFSET_K = np.array([2.0, 2.5, 1.5, 2.0, 1.0, -1.0, -1.5, -2.5, -3.0, -3.0, -3.0, -2.0, -2.0], np.float32)
 SIMULATED_BETA_SCALE = 1.2
+#: pixel spacing (along, across track) in km on the swath grid
+SPACING_KM = (geometry.R_EARTH_KM * 2 * np.pi / N_SCANS, geometry.SCAN_RADIUS_KM * np.radians(140.0) / (N_PIXELS - 1))
 _MARGIN_SCANS = 8  # computed beyond a segment so beam filling at its end equals the full orbit's
 
 # purposes of the random streams
-_LATENT, _INSTRUMENT, _REFERENCE, _SURFACE = 0, 1, 2, 3
+_LATENT, _INSTRUMENT, _REFERENCE, _SURFACE, _REGIME = 0, 1, 2, 3, 4
 
 
 def _rng(world_seed: int, orbit: int, purpose: int) -> np.random.Generator:
@@ -87,7 +89,10 @@ def _state(orbit: int, world_seed: int, source: str, n: int, offset_K: float, dT
     z = rainmod.sample(z_grid, geo["s_km"], geo["c_km"])
     zl = rainmod.sample(zl_grid, geo["s_km"], geo["c_km"])
     rain, conv, q = rainmod.rain_from_latent(z, clim, dT)
-    atm = rainmod.atmosphere(z, zl, q, rain, conv, clim, lf, dT)
+    zi_grid, zc_grid = rainmod.regime_fields(_rng(world_seed, orbit, purpose0 + _REGIME))
+    zi = rainmod.sample(zi_grid, geo["s_km"], geo["c_km"])
+    zc = rainmod.sample(zc_grid, geo["s_km"], geo["c_km"])
+    atm = rainmod.atmosphere(z, zl, q, rain, conv, clim, lf, dT, zi, zc, SPACING_KM)
 
     ice = surface.sea_ice(lat, lon, doy) & (lf < 0.5)
     snow = (clim["t_surf"] + np.float32(dT) < 271.0) & (lf >= 0.5)
@@ -141,8 +146,7 @@ def simulate_orbit(orbit: int, world_seed: int = 0, source: str = "observed", *,
 
     noise = _rng(world_seed, orbit, purpose0 + _INSTRUMENT).standard_normal((n_calc, N_PIXELS, forward.N_CH), dtype=np.float32)
     sim = source == "simulated"
-    spacing = (geometry.R_EARTH_KM * 2 * np.pi / N_SCANS, geometry.SCAN_RADIUS_KM * np.radians(140.0) / (N_PIXELS - 1))
-    tc = forward.brightness_temperatures(st, spacing, noise, beta_scale=SIMULATED_BETA_SCALE if sim else 1.0,
+    tc = forward.brightness_temperatures(st, SPACING_KM, noise, beta_scale=SIMULATED_BETA_SCALE if sim else 1.0,
                                          tb_offset=SIMULATED_TB_OFFSET_K if sim else None)[:n]
     truth = st["rain"][:n]
     err = _rng(world_seed, orbit, purpose0 + _REFERENCE).standard_normal((n_calc, N_PIXELS), dtype=np.float32)[:n]

@@ -17,7 +17,10 @@ radiance scattered into the beam, T_sc(ν):
 
     T_b = T_em t_s + T_sc (1 - t_s),    t_s = exp(-τ_sca / μ).
 
-Then beam filling (Gaussian footprints of FWHM along × across track per channel, applied to the
+The ice that scatters sits above the freezing level: the slant line of sight of a footprint
+crosses it ≈ (H_0 + 2 km) tan 52.8° (≈ 8-10 km) back toward the satellite (GMI looks forward,
+so "back" is up-track), so the ice field is seen displaced along track (parallax) before the
+radiative transfer. Then beam filling (Gaussian footprints of FWHM along × across track per channel, applied to the
 Tb field on the swath grid) and Gaussian instrument noise of standard deviation NEDT(ν).
 """
 
@@ -75,6 +78,24 @@ def clear_and_cloudy_tb(k: int, state: dict, eps: np.ndarray, beta_scale: float 
     return (tb * ts_ + T_SCAT[k] * (1.0 - ts_)).astype(np.float32)
 
 
+ICE_LAYER_ABOVE_FREEZING_KM = 2.0
+
+
+def parallax(field: np.ndarray, height_km: np.ndarray, along_km: float) -> np.ndarray:
+    """The field as seen along the slant path: ``seen[i, j] = field[i - d, j]`` with
+    ``d = height tan(incidence) / along_km`` pixels (linear interpolation, clamped at the first
+    scan, so a segment's scans equal the full orbit's)."""
+    n = field.shape[0]
+    d = np.asarray(height_km, np.float32) * np.float32(np.tan(np.radians(EARTH_INCIDENCE_DEG)) / along_km)
+    pos = np.clip(np.arange(n, dtype=np.float32)[:, None] - d, 0.0, n - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w = (pos - i0).astype(np.float32)
+    f0 = np.take_along_axis(field, i0, axis=0)
+    f1 = np.take_along_axis(field, i1, axis=0)
+    return (f0 * (1 - w) + f1 * w).astype(np.float32)
+
+
 def footprint_sigma_pixels(along_km: float, across_km: float) -> np.ndarray:
     """Gaussian σ of each channel's footprint in pixels (along, across) on a grid of spacing
     ``along_km`` x ``across_km``."""
@@ -101,6 +122,7 @@ def brightness_temperatures(state: dict, spacing_km: tuple[float, float], noise:
     rain = np.maximum(state["rain"], 0.0)
     logr = np.log(np.maximum(rain, 1e-6, dtype=np.float32))
     state = dict(state)
+    state["iwp"] = parallax(state["iwp"], state["freezing_km"] + ICE_LAYER_ABOVE_FREEZING_KM, spacing_km[0])
     state["rain_pow"] = {b: np.exp(np.float32(b) * logr) * (rain > 0) for b in np.unique(RAIN_B)}
     state["rain_pow"] = [state["rain_pow"][b] for b in RAIN_B]
     n, m = rain.shape

@@ -16,6 +16,12 @@ track, 15-200 km) and ≈ -2.3 (along track, 30-400 km), within the k^-2.5…-3.
 A second, large-scale field (P ∝ exp(-(k L)²), L = 300 km) built from the *same* white noise
 modulates water vapour, so that rain falls where the air is moist.
 
+Storm regimes (what makes a retrieval ambiguous, as in the real world): two more unit-variance
+fields of ≈ 100 km scale, from their own white noise, set how much ice and how much cloud liquid
+come with a given rain rate (lognormal ratios, log-σ 0.5 and 0.35); and convective cores spread
+rain-free ice around them (anvils, 60 % of the core ice smoothed over ≈ 15 km). A pixel's
+brightness temperatures therefore do not fix its rain rate; its neighbourhood tells more.
+
 Rain at a pixel (all-pixel quantile q = Φ(Z), climatological wet probability p):
 dry if q ≤ 1 - p; otherwise u = (q - (1 - p)) / p is its rank among wet pixels and
 
@@ -32,7 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft as sfft
-from scipy import special
+from scipy import ndimage, special
 
 from catalogs.simulator import climate
 from catalogs.simulator.geometry import ORBIT_CIRCUMFERENCE_KM
@@ -45,6 +51,11 @@ MESO_ROLLOFF_KM = 300.0
 MESO_EXPONENT = 2.25
 CONV_WEIGHT = 0.05
 ALONG_SMOOTH_KM = 6.5
+REGIME_SCALE_KM = 100.0
+ICE_RATIO_SIGMA = 0.5  # log-σ of the ice / rain ratio of a storm regime
+LIQUID_RATIO_SIGMA = 0.35  # log-σ of the cloud-liquid / rain ratio
+ANVIL_FRACTION = 0.6  # rain-free ice spread around convective cores, as a fraction of the core ice
+ANVIL_SPREAD_KM = 15.0  # Gaussian σ of that spread
 
 
 def _k2():
@@ -77,6 +88,23 @@ def filters() -> tuple[np.ndarray, np.ndarray]:
     large = np.sqrt(_normalised(np.exp(-k2 * LARGE_SCALE_KM ** 2) + 1e-30)).astype(np.float32)
     rain.flags.writeable = large.flags.writeable = False  # cached: shared by every call
     return rain, large
+
+
+@lru_cache(maxsize=1)
+def regime_filter() -> np.ndarray:
+    """Amplitude filter of the storm-regime fields (P ∝ exp(-(k L)²), L = 100 km)."""
+    f = np.sqrt(_normalised(np.exp(-_k2() * REGIME_SCALE_KM ** 2) + 1e-30)).astype(np.float32)
+    f.flags.writeable = False
+    return f
+
+
+def regime_fields(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent unit-variance ≈ 100 km fields (NY, NX) float32: the ice and the
+    cloud-liquid ratio of the storm regime. One FFT: the second field is the first shifted by
+    half an orbit (20 000 km apart, ≫ the 100 km correlation length: independent)."""
+    w = rng.standard_normal((NY, NX), dtype=np.float32)
+    zi = sfft.irfft2(sfft.rfft2(w, workers=1) * regime_filter(), s=(NY, NX), workers=1).astype(np.float32, copy=False)
+    return zi, np.roll(zi, NY // 2, axis=0)
 
 
 def latent_fields(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -112,15 +140,26 @@ def rain_from_latent(z: np.ndarray, clim: dict, dT: float):
     return rain, conv, q
 
 
-def atmosphere(z, zl, q, rain, conv, clim, land_frac, dT) -> dict:
-    """Water vapour, cloud liquid and ice consistent with the rain field (kg m-2)."""
+def atmosphere(z, zl, q, rain, conv, clim, land_frac, dT, zi=None, zc=None, spacing_km=None) -> dict:
+    """Water vapour, cloud liquid and ice consistent with the rain field (kg m-2).
+
+    ``zi``/``zc``: the storm-regime fields at the pixels (ice and cloud-liquid ratio; None = the
+    mean regime); ``spacing_km`` (along, across): the pixel grid, for the anvils (None = no
+    anvils)."""
     p = clim["p_wet"]
     wv = clim["wv"] * np.float32(climate.vapour_factor(dT)) * np.exp(0.12 * zl) * (1.0 + 0.1 * (rain > 0))
     p_cloud = np.minimum(0.15 + 3.5 * p, 0.9)
     v = np.clip((q - (1.0 - p_cloud)) / p_cloud, 0.0, 1.0)
-    clw = 0.25 * v * v + np.where(rain > 0, 0.1 + 0.18 * rain ** 0.6, 0.0)
+    ratio_c = 1.0 if zc is None else np.exp(LIQUID_RATIO_SIGMA * zc - LIQUID_RATIO_SIGMA ** 2 / 2)
+    ratio_i = 1.0 if zi is None else np.exp(ICE_RATIO_SIGMA * zi - ICE_RATIO_SIGMA ** 2 / 2)
+    clw = 0.25 * v * v + np.where(rain > 0, (0.1 + 0.18 * rain ** 0.6) * ratio_c, 0.0)
     clw = np.minimum(clw, 3.0)
-    iwp = 0.02 * v + np.where(rain > 0, 0.035 * rain ** 0.95 * (1.0 + 1.5 * conv) * (1.0 + 0.6 * land_frac), 0.0)
+    core = np.where(rain > 0, 0.035 * rain ** 0.95 * (1.0 + 1.5 * conv) * (1.0 + 0.6 * land_frac) * ratio_i, 0.0)
+    iwp = 0.02 * v + core
+    if spacing_km is not None:
+        sig = (ANVIL_SPREAD_KM / spacing_km[0], ANVIL_SPREAD_KM / spacing_km[1])
+        iwp = iwp + ANVIL_FRACTION * ndimage.gaussian_filter(np.where(conv, core, 0.0).astype(np.float32), sig,
+                                                             mode="nearest", truncate=3.0)
     iwp = np.minimum(iwp, 12.0)
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
     return {"wv": f32(wv), "clw": f32(clw), "iwp": f32(iwp)}

@@ -27,4 +27,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
     CMD curl -fsS http://127.0.0.1:5006/health || exit 1
 # Exposing the server beyond localhost needs --address and --allow-websocket-origin (see README).
 # Give the login at run time: docker run -e RAINCHECK_BASIC_AUTH=... -p 5006:5006 raincheck
-CMD ["make", "serve", "SERVE_ARGS=--address 0.0.0.0 --allow-websocket-origin *"]
+CMD ["make", "serve", "SERVE_ARGS=--address 0.0.0.0 --allow-websocket-origin '*'"]

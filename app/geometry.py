@@ -289,3 +289,125 @@ def warm_up() -> None:
     g = swath_geometry(lat, lon)
     rasterize(g, np.ones(lat.shape), width=80, height=80)  # quads
     rasterize(g, np.ones(lat.shape), width=2, height=2)  # points
+
+
+# --------------------------------------------------------------------------- drawn boxes
+#: Map coordinates of the outline's PlateCarree copies (the coastlines are tiled the same way).
+PLATE_CARREE_COPIES = (-360.0, 0.0, 360.0, 720.0)
+
+
+def _wrap180(lon: float) -> float:
+    return (float(lon) + 180.0) % 360.0 - 180.0
+
+
+def _down(v: float) -> float:
+    """``v`` rounded down to 0.01 (float noise such as 1e-16 above a grid value ignored)."""
+    return float(np.floor(v * 100 + 1e-6)) / 100
+
+
+def _up(v: float) -> float:
+    return float(np.ceil(v * 100 - 1e-6)) / 100
+
+
+def _spec_number(v: float) -> str:
+    return f"{round(float(v), 2) + 0.0:g}"
+
+
+def map_box_to_bbox(x0: float, y0: float, x1: float, y1: float, projection: str = "PlateCarree",
+                    samples: int = 201) -> str:
+    """The ``bbox:lon0,lat0,lon1,lat1`` region spec of a rectangle drawn on a map.
+
+    ``(x0, y0, x1, y1)`` are map coordinates in ``projection`` (see :func:`swath_geometry`):
+    unwrapped degrees for PlateCarree (any multiple of 360° away), metres otherwise. The spec is
+    the smallest lon/lat box (to 0.01°, rounded outwards) that holds the rectangle; latitudes are
+    clamped to ±90; ``lon0 > lon1`` when it crosses the antimeridian; a rectangle 360° wide or
+    more becomes ``-180..180``. Raises ``ValueError`` (a message for the user) for a rectangle
+    with no width or height, or one that lies off the globe."""
+    vals = [float(v) for v in (x0, y0, x1, y1)]
+    if not all(np.isfinite(vals)):
+        raise ValueError("the drawn box has no valid corners: draw it again on the map")
+    x0, x1 = sorted(vals[0::2])
+    y0, y1 = sorted(vals[1::2])
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError("the drawn box has no width or no height: drag a rectangle with the box-select tool")
+    if projection == "PlateCarree":
+        lat0, lat1 = max(y0, -90.0), min(y1, 90.0)
+        if lat1 <= lat0:
+            raise ValueError("the drawn box lies beyond the poles: draw it on the globe")
+        if x1 - x0 >= 360.0:
+            lon0, lon1 = -180.0, 180.0
+        else:
+            lon0 = _wrap180(x0)
+            lon1 = lon0 + (x1 - x0)
+            if lon1 > 180.0:  # crosses the antimeridian
+                lon1 -= 360.0
+    else:
+        import cartopy.crs as ccrs
+
+        import shapely
+
+        crs = get_projection(projection)
+        width = abs(crs.x_limits[1] - crs.x_limits[0])
+        # the part of the rectangle on the globe (the domain shrunk a hair: its edge is ±180°, ±90°,
+        # where the inverse projection may wrap to the opposite side)
+        area = shapely.box(x0, y0, x1, y1).intersection(crs.domain.buffer(-1e-9 * width))
+        if area.is_empty or area.area <= 0:
+            raise ValueError(f"the drawn box lies off the globe ({projection} map): draw it over the map")
+        edge = shapely.get_coordinates(shapely.segmentize(area.boundary, max(x1 - x0, y1 - y0) / samples))
+        xs, ys = np.meshgrid(np.linspace(x0, x1, samples), np.linspace(y0, y1, samples))
+        inside = shapely.contains_xy(area, xs, ys)
+        px = np.concatenate([edge[:, 0], xs[inside]])
+        py = np.concatenate([edge[:, 1], ys[inside]])
+        ll = ccrs.PlateCarree().transform_points(crs, px, py)
+        back = crs.transform_points(ccrs.PlateCarree(), ll[:, 0], ll[:, 1])
+        # keep only the points the inverse maps back onto themselves (no wrapped or invalid ones)
+        tol = 1e-5 * width
+        with np.errstate(invalid="ignore"):
+            ok = (np.isfinite(ll[:, :2]).all(axis=1) & (np.abs(back[:, 0] - px) <= tol)
+                  & (np.abs(back[:, 1] - py) <= tol))
+        if not ok.any():
+            raise ValueError(f"the drawn box lies off the globe ({projection} map): draw it over the map")
+        lon, lat = ll[ok, 0], ll[ok, 1]
+        lon0, lon1 = float(lon.min()), float(lon.max())  # central longitude 0: never crosses ±180
+        lat0, lat1 = max(float(lat.min()), -90.0), min(float(lat.max()), 90.0)
+        if lon1 <= lon0 or lat1 <= lat0:
+            raise ValueError("the drawn box is too small: draw a larger one")
+    lon0, lat0, lon1, lat1 = _down(lon0), max(_down(lat0), -90.0), _up(lon1), min(_up(lat1), 90.0)
+    lon0, lon1 = max(lon0, -180.0), min(lon1, 180.0)
+    if lon1 < lon0 + 0.01 <= lon1 + 360.0 and lon1 + 360.0 - lon0 >= 359.99:
+        lon0, lon1 = -180.0, 180.0  # a crossing box that wraps all the way round
+    if lat1 <= lat0 or lon0 == lon1:
+        raise ValueError("the drawn box is too small: draw a larger one")
+    return "bbox:" + ",".join(_spec_number(v) for v in (lon0, lat0, lon1, lat1))
+
+
+def bbox_outline(bbox: tuple, projection: str = "PlateCarree", n: int = 90) -> list[np.ndarray]:
+    """The outline of a lon/lat box ``(lon0, lat0, lon1, lat1)`` in map coordinates, as a list
+    of (k, 2) paths (several where it is cut by the map edge or repeated every 360° on the
+    unwrapped PlateCarree map). Edges are densified so they follow the projection's curves."""
+    lon0, lat0, lon1, lat1 = (float(v) for v in bbox)
+    if lon1 - lon0 >= 360.0:
+        lon0, lon1 = -180.0, 180.0
+    else:
+        lon0, lon1 = _wrap180(lon0), _wrap180(lon1)
+        if lon1 <= lon0:  # crosses the antimeridian (or ends at +180)
+            lon1 += 360.0
+
+    def ring(a, b):
+        t = np.linspace(0.0, 1.0, n)
+        lon = np.concatenate([a + (b - a) * t, np.full(n, b), b + (a - b) * t, np.full(n, a)])
+        lat = np.concatenate([np.full(n, lat0), lat0 + (lat1 - lat0) * t, np.full(n, lat1), lat1 + (lat0 - lat1) * t])
+        return np.column_stack([lon, lat])
+
+    if projection == "PlateCarree":
+        base = ring(lon0, lon1)
+        return [base + [dx, 0.0] for dx in PLATE_CARREE_COPIES]
+    import cartopy.crs as ccrs
+
+    crs = get_projection(projection)
+    rings = [ring(lon0, lon1)] if lon1 <= 180.0 else [ring(lon0, 180.0), ring(-180.0, lon1 - 360.0)]
+    out = []
+    for r in rings:
+        p = crs.transform_points(ccrs.PlateCarree(), r[:, 0], r[:, 1])[:, :2]
+        out.append(p[np.isfinite(p).all(axis=1)])
+    return [p for p in out if len(p) > 1]

@@ -178,21 +178,15 @@ class Sidebar(pn.viewable.Viewer):
         self.region.value = e.new
 
     def box_from_map(self):
-        """Set the region to the box currently shown on the swath map (lon/lat maps only)."""
+        """Set the region to the box currently shown on the swath map (a box drawn with the map's
+        box-select tool sets it directly, see :meth:`app.swath.SwathMap.use_box`)."""
         sm = self.swath_map
-        if sm is None or not sm.view_range or self.selection.projection != "PlateCarree":
+        if sm is None or not sm.view_range:
             if pn.state.notifications:
-                pn.state.notifications.warning("zoom the swath map (PlateCarree) to the box first")
+                pn.state.notifications.warning("zoom the swath map to the box first, or draw the box on the map")
             return None
         (x0, x1), (y0, y1) = sm.view_range["x_range"], sm.view_range["y_range"]
-        if x1 - x0 >= 360:
-            x0, x1 = -180.0, 180.0
-        else:
-            x0, x1 = ((x0 + 180) % 360) - 180, ((x1 + 180) % 360) - 180
-        y0, y1 = max(-90.0, y0), min(90.0, y1)
-        spec = f"bbox:{x0:.2f},{y0:.2f},{x1:.2f},{y1:.2f}"
-        self.selection.region = spec
-        return spec
+        return sm.use_box(x0, y0, x1, y1, what="the map view")
 
     def __panel__(self):
         s = self.selection

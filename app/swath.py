@@ -4,7 +4,9 @@
   only the scans in view), see :mod:`app.geometry`;
 - offline coastlines; a projection choice; antimeridian-safe;
 - linked maps (pan/zoom one, all follow); hover shows the value with its unit;
-- clicking a pixel shows each model's predicted distribution against reference and truth.
+- clicking a pixel shows each model's predicted distribution against reference and truth;
+- a box drawn with the box-select tool becomes the selection's region (``bbox:`` spec, see
+  :func:`app.geometry.map_box_to_bbox`); a box region's outline is drawn on every map.
 
 The layers are described by :func:`swath_layers` (pure: a list of :class:`Layer`), shared by
 this interactive view and by :mod:`app.export`.
@@ -249,6 +251,21 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
     return ExportParts(layout, out, prov, fig_inches=(3.6 * ncols, 2.2 * nrows))
 
 
+def region_outline(region: str, projection: str) -> list:
+    """Paths (map coordinates) outlining ``region`` when it is a box; [] for any other region."""
+    from app.geometry import bbox_outline
+
+    if not isinstance(region, str) or not region.strip().lower().startswith("bbox:"):
+        return []
+    try:
+        from evaluation.regions import get_region
+
+        return bbox_outline(get_region(region).params, projection)
+    except Exception as e:  # a bad spec is reported by the views; the map just draws no outline
+        log.debug("no outline for region %r: %s", region, e)
+        return []
+
+
 def safe_var(key: str) -> str:
     import re
 
@@ -262,6 +279,7 @@ class SwathMap(pn.viewable.Viewer):
     catalog_path = param.String(default=None, allow_None=True)
     pixel = param.Tuple(default=None, allow_None=True, length=2, doc="(along, cross) of the clicked pixel")
     view_range = param.Dict(default=None, allow_None=True, doc="current x_range/y_range of the maps")
+    box_message = param.String(default="", doc="what became of the last box drawn on the map")
     refresh = param.Event(doc="reload data (e.g. a model output just landed)")
 
     _WATCH = ("source", "world", "orbit", "granule", "models", "layers", "channel", "product",
@@ -275,13 +293,18 @@ class SwathMap(pn.viewable.Viewer):
         self._pixel_plot = None
         self._pixel_info = pn.pane.Markdown("Click a pixel on a map to see its predicted distribution.",
                                             sizing_mode="stretch_width")
-        self._layout = pn.Column(self._alerts, self._maps,
+        self._box_info = pn.Column(sizing_mode="stretch_width")  # the last drawn box's message
+        self._layout = pn.Column(self._alerts, self._box_info, self._maps,
                                  pn.Row(self._pixel_box, self._pixel_info, sizing_mode="stretch_width"),
                                  sizing_mode="stretch_width")
         self.swath = None
         self.geom = None
         self.layers: SwathLayers | None = None
+        self._boxes = []  # BoundsXY stream of each map
+        self._outline = None  # stream driving the region outline on every map
+        self._drawn = None  # the spec of the last box drawn here
         self.selection.param.watch(self._on_selection, list(self._WATCH))
+        self.selection.param.watch(self._on_region, "region")
         self.param.watch(lambda e: self.update(), "refresh")
         self.update()
 
@@ -337,9 +360,16 @@ class SwathMap(pn.viewable.Viewer):
         start = self.view_range or {"x_range": (x0, x1), "y_range": (y0, y1)}
         panels = []
         self._taps = []
+        self._boxes = []
+        xd, yd = axis_dims(proj)
+        self._outline = hv.streams.Stream.define("RegionOutline", region=self.selection.region)()
+
+        def outline(region):
+            return hv.Path(region_outline(region, proj), kdims=[xd, yd]).opts(
+                backend="bokeh", color="#ff1493", line_width=2, line_dash="dashed", apply_ranges=False)
         for layer in self.layers.layers:
             style = dict(cmap=layer.cmap, clim=layer.clim, cnorm="log" if layer.log else "linear",
-                         colorbar=True, clabel=layer.clabel, tools=["hover", "tap"],
+                         colorbar=True, clabel=layer.clabel, tools=["hover", "tap", "box_select"],
                          clipping_colors=({"min": "#d9d9d9", "NaN": "transparent"} if layer.log
                                           else {"NaN": "transparent"}),
                          responsive=True, height=MAP_HEIGHT, title=layer.title, framewise=False,
@@ -361,8 +391,12 @@ class SwathMap(pn.viewable.Viewer):
             tap = hv.streams.Tap(source=img, x=None, y=None)
             tap.add_subscriber(self._on_tap)
             rng.add_subscriber(self._on_range)
+            box = hv.streams.BoundsXY(source=img, bounds=None)
+            box.add_subscriber(self._on_box)
             self._taps.append(tap)
-            panels.append((img * coast).opts(title=layer.title, backend="bokeh"))
+            self._boxes.append(box)
+            box_outline = hv.DynamicMap(outline, streams=[self._outline])
+            panels.append((img * coast * box_outline).opts(title=layer.title, backend="bokeh"))
         return hv.Layout(panels).cols(2 if len(panels) > 1 else 1).opts(shared_axes=True, backend="bokeh")
 
     def _on_range(self, x_range=None, y_range=None, **kw):
@@ -374,6 +408,49 @@ class SwathMap(pn.viewable.Viewer):
             return
         self.pixel = self.geom.nearest_pixel(float(x), float(y))
         self._show_pixel()
+
+    # -- drawn box -> region ------------------------------------------------------------
+    def _on_box(self, bounds=None, **kw):
+        if bounds is not None:
+            self.use_box(*bounds)
+
+    def use_box(self, x0, y0, x1, y1, what: str = "the drawn box") -> str | None:
+        """Make the map rectangle (x0, y0)-(x1, y1) the selection's region; returns its spec, or
+        None (with a message) when the rectangle cannot be a region."""
+        from app.geometry import map_box_to_bbox
+
+        try:
+            spec = map_box_to_bbox(x0, y0, x1, y1, self.selection.projection)
+        except ValueError as e:
+            self._box_note(f"{e} (the region stays {self.selection.region})", "warning")
+            return None
+        self._drawn = spec
+        self.selection.region = spec
+        if self.geom is not None and not self._pixels_in(x0, y0, x1, y1):
+            self._box_note(f"Region: {what} `{spec}`. No pixel of this swath lies in it; the evaluation "
+                           "views use it all the same.", "warning")
+        else:
+            self._box_note(f"Region: {what} `{spec}` (the evaluation views use it).", "info")
+        return spec
+
+    def _pixels_in(self, x0, y0, x1, y1) -> int:
+        g = self.geom
+        (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
+        n = 0
+        for rows in g.rows_in_view((x0, x1), (y0, y1)):
+            x, y = g.x[rows], g.y[rows]
+            n += int((g.drawable[rows] & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)).sum())
+        return n
+
+    def _box_note(self, text, kind):
+        self.box_message = text
+        self._box_info.objects = [self._alert(text, kind)] if text else []
+
+    def _on_region(self, e):
+        if e.new != self._drawn and self.box_message:
+            self._box_note("", "info")  # the region came from elsewhere: the note is stale
+        if self._outline is not None:
+            self._outline.event(region=e.new)
 
     # -- clicked pixel -----------------------------------------------------------------
     def _show_pixel(self):

@@ -133,3 +133,102 @@ def test_coastlines_offline_and_tiled():
     clipped = coastlines.clip(xy, (0, 20), (40, 60))
     assert 0 < np.isfinite(clipped[:, 0]).sum() < np.isfinite(xy[:, 0]).sum()
     assert coastlines.scale_for((0, 10)) == "50m" and coastlines.scale_for((0, 200)) == "110m"
+
+
+# --------------------------------------------------------------------------- drawn box -> bbox spec
+def _project(projection, lon, lat):
+    import cartopy.crs as ccrs
+
+    from app.geometry import get_projection
+
+    return get_projection(projection).transform_point(lon, lat, ccrs.PlateCarree())
+
+
+@pytest.mark.parametrize("x0,x1,spec", [
+    (10.0, 20.0, "bbox:10,-5,20,5"),
+    (170.0, 190.0, "bbox:170,-5,-170,5"),  # unwrapped past +180: crosses the antimeridian
+    (530.0, 550.0, "bbox:170,-5,-170,5"),  # one turn further along the unwrapped axis
+    (-190.0, -170.0, "bbox:170,-5,-170,5"),
+    (-400.0, -350.0, "bbox:-40,-5,10,5"),
+    (160.0, 180.0, "bbox:160,-5,180,5"),  # ends exactly on the antimeridian: no crossing
+    (-100.0, 300.0, "bbox:-180,-5,180,5"),  # wider than the globe
+    (10.0, 369.999, "bbox:-180,-5,180,5"),  # all the way round, give or take rounding
+    (10.004, 20.006, "bbox:10,-5,20.01,5"),  # rounded outwards to 0.01°
+])
+def test_plate_carree_box_to_bbox(x0, x1, spec):
+    from app.geometry import map_box_to_bbox
+    from evaluation.regions import get_region
+
+    assert map_box_to_bbox(x0, -5.0, x1, 5.0) == spec
+    assert map_box_to_bbox(x1, 5.0, x0, -5.0) == spec  # corners in any order
+    assert get_region(spec).spec == spec  # a valid, canonical region spec
+
+
+def test_plate_carree_box_clamps_latitudes():
+    from app.geometry import map_box_to_bbox
+
+    assert map_box_to_bbox(0, -120, 10, 95) == "bbox:0,-90,10,90"
+    with pytest.raises(ValueError, match="beyond the poles"):
+        map_box_to_bbox(0, 91, 10, 120)
+
+
+@pytest.mark.parametrize("projection", ["PlateCarree", "Robinson", "Mollweide", "EqualEarth"])
+def test_degenerate_or_off_globe_boxes_are_clear_errors(projection):
+    from app.geometry import map_box_to_bbox
+
+    with pytest.raises(ValueError, match="no width or no height"):
+        map_box_to_bbox(1.0, 0.0, 1.0, 5.0, projection)
+    with pytest.raises(ValueError, match="no width or no height"):
+        map_box_to_bbox(0.0, 2.0, 5.0, 2.0, projection)
+    with pytest.raises(ValueError, match="no valid corners"):
+        map_box_to_bbox(float("nan"), 0.0, 5.0, 2.0, projection)
+    if projection != "PlateCarree":  # the corner outside the ellipse / the pole line
+        with pytest.raises(ValueError, match="off the globe"):
+            map_box_to_bbox(-3e7, -3e7, -2.9e7, -2.9e7, projection)
+
+
+@pytest.mark.parametrize("projection", ["Robinson", "Mollweide", "EqualEarth"])
+def test_projected_box_to_bbox(projection):
+    """A rectangle in projected metres becomes the lon/lat box that holds it."""
+    from app.geometry import map_box_to_bbox
+    from evaluation.regions import get_region
+
+    # a rectangle spanned by two points on the equator strip: the box holds both corners
+    (ax, ay), (bx, by) = _project(projection, -20, -10), _project(projection, 30, 15)
+    r = get_region(map_box_to_bbox(ax, ay, bx, by, projection))
+    lon0, lat0, lon1, lat1 = r.params
+    assert lat0 == pytest.approx(-10, abs=0.011) and lat1 == pytest.approx(15, abs=0.011)
+    assert -21.5 < lon0 <= -20 and 30 <= lon1 < 31  # meridians converge: a little wider than the corners
+    # every point of the rectangle lies in the box
+    xs, ys = np.meshgrid(np.linspace(ax, bx, 30), np.linspace(ay, by, 30))
+    import cartopy.crs as ccrs
+
+    from app.geometry import get_projection
+
+    ll = ccrs.PlateCarree().transform_points(get_projection(projection), xs.ravel(), ys.ravel())
+    assert r.mask(ll[:, 1], ll[:, 0]).all()
+    # the whole map is the globe; a quarter of it ends on the antimeridian and the pole
+    assert map_box_to_bbox(-3e7, -3e7, 3e7, 3e7, projection) == "bbox:-180,-90,180,90"
+    assert map_box_to_bbox(0, 0, 3e7, 3e7, projection) == "bbox:0,0,180,90"
+    # a box at the map's east edge stops at +180 (these maps are centred on 0°: never crossing)
+    (ax, ay), (bx, by) = _project(projection, 170, -10), _project(projection, 179.99, 10)
+    lon0, lat0, lon1, lat1 = get_region(map_box_to_bbox(ax, ay, bx + 1e6, by, projection)).params
+    assert 165 < lon0 < 170 and lon1 == 180 and (lat0, lat1) == (-10, 10)
+
+
+@pytest.mark.parametrize("projection", ["PlateCarree", "Robinson", "Mollweide", "EqualEarth"])
+def test_bbox_outline_round_trips(projection):
+    """The outline drawn for a box region converts back to the same box (antimeridian too)."""
+    from app.geometry import PLATE_CARREE_COPIES, bbox_outline, map_box_to_bbox
+
+    for box in ((10, -5, 20, 5), (170, -5, -170, 5)):
+        paths = bbox_outline(box, projection)
+        if projection == "PlateCarree":
+            assert len(paths) == len(PLATE_CARREE_COPIES)
+            p = paths[1]  # the copy at offset 0
+            assert p[:, 0].max() - p[:, 0].min() == pytest.approx((box[2] - box[0]) % 360)
+            spec = map_box_to_bbox(p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max())
+            assert spec == "bbox:" + ",".join(f"{v:g}" for v in box)
+        else:
+            assert len(paths) == (1 if box[0] < box[2] else 2)  # cut at the map's edge
+            assert all(np.isfinite(p).all() for p in paths)

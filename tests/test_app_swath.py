@@ -138,3 +138,80 @@ def test_real_granules_in_the_map(app_env, monkeypatch):
     sm = SwathMap(selection=Selection(source="real", granule=str(c1)))
     kind, text = _alerts(sm)[0]
     assert kind == "danger" and "no valid brightness temperature" in text and sm._maps.object is None
+
+
+def test_drawn_box_becomes_the_region(app_env):
+    """The box-select stream of a map sets the region (sidebar, URL and views follow); the
+    outline is drawn on the maps; bad boxes give messages and leave the region alone."""
+    from urllib.parse import parse_qs
+
+    from panel.io.location import Location
+
+    from app.main import Sidebar
+    from app.state import sync_url
+    from app.swath import region_outline
+
+    sel = Selection(orbit=20000, layers=["Tb", "reference"])
+    loc = Location()
+    assert sync_url(sel, loc) == []
+    sm = SwathMap(selection=sel)
+    bar = Sidebar(selection=sel, swath_map=sm)
+    assert len(sm._boxes) == 2  # one box-select stream per map
+    # a box over the middle of the swath (orbit 20000 crosses the antimeridian: unwrapped x)
+    i, j = 1200, 110
+    x, y = float(sm.geom.x[i, j]), float(sm.geom.y[i, j])
+    sm._boxes[1].event(bounds=(x - 3, y - 2, x + 3, y + 2))
+    lon0 = ((x - 3 + 180) % 360) - 180
+    assert sel.region.startswith("bbox:") and sel.region.split(",")[0] == f"bbox:{np.floor(lon0 * 100) / 100 + 0:g}"
+    assert bar.region.value == sel.region  # the sidebar shows it
+    assert parse_qs(loc.search.lstrip("?"))["region"] == [sel.region]  # so does the link
+    assert "drawn box" in sm.box_message and "No pixel" not in sm.box_message
+    assert [a.alert_type for a in sm._box_info.objects] == ["info"]
+    # its outline is on every map (the copy that holds the drawn box among them)
+    paths = region_outline(sel.region, "PlateCarree")
+    assert any(abs(p[:, 0].min() - (x - 3)) < 0.02 for p in paths)
+    for panel in sm._maps.object:
+        outline = panel[()].Path.II  # over the image and the coastlines
+        assert len(outline.data) == len(paths)
+
+    # across the antimeridian, one turn along the unwrapped axis
+    sm.use_box(530.0, -5.0, 550.0, 5.0)
+    assert sel.region == "bbox:170,-5,-170,5" and bar.region.value == sel.region
+
+    # the sidebar's "use the map view" goes the same way
+    sm.view_range = {"x_range": (350.0, 375.0), "y_range": (-20.0, 20.0)}
+    assert bar.box_from_map() == "bbox:-10,-20,15,20" == sel.region and "the map view" in sm.box_message
+
+    # a box with no swath pixel still sets the region, with a warning
+    far = sm.geom.extent[1] + 50
+    sm._boxes[0].event(bounds=(far, -60, far + 10, -50))
+    assert sel.region.startswith("bbox:") and "No pixel of this swath" in sm.box_message
+    region = sel.region
+    # degenerate: a message, the region unchanged, never an exception
+    sm._boxes[0].event(bounds=(x, y - 2, x, y + 2))
+    assert sel.region == region and "no width" in sm.box_message
+    assert [a.alert_type for a in sm._box_info.objects] == ["warning"]
+    # another region from the sidebar: the note goes, the outline goes
+    bar.region.value = "global"
+    assert sel.region == "global" and sm.box_message == "" and sm._box_info.objects == []
+    assert all(len(panel[()].Path.II.data) == 0 for panel in sm._maps.object)
+
+
+@pytest.mark.parametrize("projection", ["Robinson", "Mollweide", "EqualEarth"])
+def test_drawn_box_on_a_projected_map(app_env, projection):
+    import cartopy.crs as ccrs
+
+    from app.geometry import get_projection
+    from evaluation.regions import get_region
+
+    sel = Selection(orbit=20000, layers=["Tb"], projection=projection)
+    sm = SwathMap(selection=sel)
+    crs = get_projection(projection)
+    (ax, ay), (bx, by) = (crs.transform_point(lon, lat, ccrs.PlateCarree()) for lon, lat in ((-20, -10), (30, 15)))
+    sm._boxes[0].event(bounds=(ax, ay, bx, by))
+    lon0, lat0, lon1, lat1 = get_region(sel.region).params
+    assert (lat0, lat1) == (-10, 15) and -21.5 < lon0 <= -20 and 30 <= lon1 < 31
+    # off the globe: a message, no change
+    before = sel.region
+    sm._boxes[0].event(bounds=(-3e7, -3e7, -2.9e7, -2.9e7))
+    assert sel.region == before and "off the globe" in sm.box_message

@@ -270,3 +270,73 @@ def test_bad_link_shows_messages_not_tracebacks(server, rc_browser, pages, serve
     page.get_by_text(re.compile("ignored the link's channel")).wait_for()
     assert "Traceback" not in page.content()
     assert _errors(log) == [] and server_errors == []
+
+
+OUTLINE_JS = """() => {
+  // paths of the region outline (dashed pink MultiLine) that have data, on every map
+  const n = [];
+  for (const doc of Bokeh.documents) for (const m of doc._all_models.values()) {
+    const c = m.glyph?.line_color;
+    if (m.type === "GlyphRenderer" && m.glyph.type === "MultiLine" && (c?.value ?? c) === "#ff1493")
+      n.push((m.data_source.data.xs ?? []).length);
+  }
+  return n;
+}"""
+
+
+def _drag_map(page, a, b):
+    """Drag on the first map from data point a to data point b (the active drag tool acts)."""
+    p0, p1 = page.evaluate(CLICK_JS, list(a)), page.evaluate(CLICK_JS, list(b))
+    assert p0 and p1, "no Bokeh plot found"
+    page.mouse.move(p0["x"], p0["y"])
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(p0["x"] + (p1["x"] - p0["x"]) * k / 10, p0["y"] + (p1["y"] - p0["y"]) * k / 10)
+        page.wait_for_timeout(30)
+    page.mouse.up()
+
+
+def test_draw_a_box_region_on_the_map(server, rc_browser, pages, server_errors):
+    """Box-select on the swath map: the drawn box becomes the region (URL, sidebar), its outline
+    stays on the maps, and the evaluation views use it."""
+    from app import data as appdata
+    from app.geometry import swath_geometry
+    from evaluation.regions import get_region
+
+    log = []
+    page = _open(rc_browser, server + "/?orbit=20002&layers=Tb,reference", log)
+    pages.append(page)
+    ds = appdata.load_swath(None, orbit=20002)
+    g = swath_geometry(ds["lat"].values, ds["lon"].values)
+    j = ds.sizes["cross_track"] // 2
+    i = int(np.argmin(np.abs(ds["lat"].values[:, j])))
+    x, y = float(g.x[i, j]), float(g.y[i, j])
+    page.locator(".bk-tool-icon-box-select").first.click()  # the maps' shared toolbar
+    box = (x - 4, y - 3), (x + 4, y + 3)
+    for _ in range(5):  # the first render may still be settling
+        _drag_map(page, *box)
+        try:
+            page.wait_for_function("() => new URLSearchParams(location.search).get('region')?.startsWith('bbox:')",
+                                   timeout=5000)
+            break
+        except Exception:
+            continue
+    region = _query(page)["region"]
+    lon0, lat0, lon1, lat1 = get_region(region).params
+    tol = 0.5  # a screen pixel or two
+    assert abs(lon0 - (((x - 4 + 180) % 360) - 180)) < tol and abs(lat0 - (y - 3)) < tol, region
+    assert abs(lon1 - (((x + 4 + 180) % 360) - 180)) < tol and abs(lat1 - (y + 3)) < tol, region
+    page.get_by_text(re.compile("Region: the drawn box")).wait_for()
+    # the sidebar's region list shows it
+    shown = page.locator("select").evaluate_all("els => els.map(e => e.options[e.selectedIndex]?.text)")
+    assert region in shown, shown
+    # the outline is on both maps
+    page.wait_for_function(OUTLINE_JS.replace("return n;", "return n.length >= 2 && n.every(k => k > 0);"))
+    # an evaluation view answers for the box: its result, or (a cube built without this box) a
+    # message naming it, never a traceback
+    page.get_by_text("Distributions", exact=True).first.click()
+    _wait_query(page, "view", "distributions")
+    page.get_by_text(re.compile(re.escape(region))).filter(visible=True).first.wait_for()
+    assert "Traceback" not in page.content()
+    assert _errors(log) == [], _errors(log)
+    assert server_errors == []

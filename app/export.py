@@ -73,6 +73,8 @@ def base_name(view: str, selection: Selection) -> str:
                      else f"orbit{selection.orbit}")
         if selection.models:
             parts.append("+".join(selection.models))
+    elif view == "compare":
+        pass  # the comparison's own held-out sets: the region, period, season and models do not apply
     else:
         parts += [selection.region, f"{selection.start_year}-{selection.end_year}", selection.season]
         if selection.models:

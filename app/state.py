@@ -11,9 +11,9 @@ import param
 from catalogs.schema import CHANNELS
 
 #: The views (tabs), in order.
-VIEWS = ("swath", "distributions", "extremes", "trends", "scores")
+VIEWS = ("swath", "distributions", "extremes", "trends", "scores", "compare")
 VIEW_LABELS = {"swath": "Swath map", "distributions": "Distributions", "extremes": "Extremes",
-               "trends": "Trends", "scores": "Scores"}
+               "trends": "Trends", "scores": "Scores", "compare": "Model comparison"}
 #: Swath-map layers besides the model products.
 LAYERS = ("Tb", "reference", "truth")
 #: Model products (``quantile`` shows the chosen quantile level).

@@ -13,7 +13,7 @@ from app import data
 from app.export import ExportControl, ExportError, base_name, export_view, safe_name
 from app.state import Selection
 from app.swath import load
-from tests.app_helpers import write_retrieval
+from tests.app_helpers import small_comparison, write_retrieval
 
 ZOOM = {"x_range": (-100.0, -40.0), "y_range": (-10.0, 40.0)}
 
@@ -99,3 +99,58 @@ def test_export_control_shows_downloads_or_a_message(env, tmp_path):
     assert ctl.export() is None
     assert ctl.status.alert_type == "danger" and "does not exist" in ctl.status.object
     assert ctl.links.objects == []
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    """A real ``raincheck.compare/1`` result of three stand-in models (evaluation.compare)."""
+    return small_comparison()
+
+
+def test_compare_export_figure_table_and_provenance(env, tmp_path, comparison):
+    import pandas as pd
+    from PIL import Image
+
+    from app.views.compare import save_result
+
+    stored = save_result(comparison)
+    sel = Selection(view="compare", region="WAF", models=["unit-model"])
+    png = export_view("compare", sel, "png", tmp_path / "png")
+    assert png.figure.name == "raincheck_compare.png"  # the selection's region/period do not apply
+    with Image.open(png.figure) as im:
+        assert abs(im.info["dpi"][0] - 300) < 1 and im.size[0] > 3000  # three panels, 300 dpi
+    pdf = export_view("compare", sel, "pdf", tmp_path / "pdf").figure.read_bytes()
+    assert pdf[:5] == b"%PDF-" and b"%%EOF" in pdf[-1024:]
+
+    df = pd.read_csv(png.data)
+    scores = df[df.table == "scores"].set_index(["model", "split"])
+    assert len(scores) == 2 * len(comparison["models"])
+    for name, m in comparison["models"].items():
+        assert scores.loc[(name, "test year"), "CRPS"] == pytest.approx(m["test"]["crps"], rel=1e-12)
+        assert scores.loc[(name, "future decades"), "CRPS"] == pytest.approx(m["ood"]["crps"], rel=1e-12)
+    trends = df[df.table == "trends"].set_index("model")
+    tr = comparison["models"]["unit-tail"]["trend"]
+    assert trends.loc["unit-tail", "p99.9 error"] == pytest.approx(tr["p99.9"]["error_pct_per_K"], rel=1e-12)
+    assert trends.loc["unit-tail", "trend error"] == pytest.approx(tr["trend_error"], rel=1e-12)
+    assert trends.loc["unit-tail", "goal met"] in (True, "True")
+
+    man = json.loads(png.manifest.read_text())
+    assert man["view"] == "compare" and man["title"] == "Model comparison"
+    c = man["comparison"]
+    assert c["sha256"] == hashlib.sha256(stored.read_bytes()).hexdigest() and c["reference"] == "unit-ref"
+    assert c["met_by"] == ["unit-tail"] and c["thresholds_mm_h"] == comparison["thresholds_mm_h"]
+    assert man["period"] == {"test": "2021-01-01..2021-12-31", "ood": "2055-01-01..2059-12-31"}
+    assert {m["name"]: m["checkpoint_sha256"] for m in man["models"]} == \
+        {n: m["sha256"] for n, m in comparison["models"].items()}
+    for p in (png.figure, png.data):
+        assert man["files"][p.name]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_compare_export_without_a_comparison_is_a_clear_error(env, tmp_path):
+    sel = Selection(view="compare")
+    with pytest.raises(ExportError, match="No model comparison yet: run `raincheck compare`"):
+        export_view("compare", sel, "svg", tmp_path)
+    ctl = ExportControl(selection=sel, out_root=tmp_path)
+    assert ctl.export() is None
+    assert ctl.status.alert_type == "danger" and "No model comparison yet" in ctl.status.object
+    assert "Traceback" not in ctl.status.object and ctl.links.objects == []

@@ -1,5 +1,6 @@
-"""The evaluation views (distributions, extremes, trends, scores) on a small climatology cube:
-the numbers shown are evaluation's, bad selections give messages, exports work, answers are fast."""
+"""The evaluation views (distributions, extremes, trends, scores) on a small climatology cube, and
+the model comparison view on a small real comparison: the numbers shown are evaluation's, bad
+selections give messages, exports work, answers are fast."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from app import data
 from app.export import export_view
 from app.state import Selection
 from app.views import common as C
-from app.views import distributions, extremes, make_views, scores, trends
-from tests.app_helpers import small_cube
+from app.views import compare, distributions, extremes, make_views, scores, trends
+from tests.app_helpers import small_comparison, small_cube
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +153,93 @@ def test_scores_csv_download(cube):
     assert list(df.columns) == list(v.result["table"].columns)
     dl = v._body.objects[-1]
     assert dl.filename.endswith(".csv") and "/" not in dl.filename
+
+
+# --------------------------------------------------------------------------- model comparison
+@pytest.fixture(scope="module")
+def comparison():
+    """A real ``raincheck.compare/1`` result of three stand-in models (evaluation.compare)."""
+    return small_comparison()
+
+
+@pytest.fixture
+def stored(comparison, data_root):
+    compare.save_result(comparison)
+    return comparison
+
+
+def test_compare_is_a_view_in_the_url_and_the_tabs(data_root):
+    from panel.io.location import Location
+
+    from app.main import create_app
+    from app.state import VIEW_LABELS, VIEWS, sync_url
+
+    assert "compare" in VIEWS and VIEW_LABELS["compare"] == "Model comparison"
+    s = Selection()
+    assert sync_url(s, Location(search="?view=compare&y0=2016")) == [] and s.view == "compare"
+    assert Selection(view="compare").query()["view"] == "compare"
+    app = create_app(selection=Selection(view="compare"))
+    tabs, views = app._rc["tabs"], app._rc["views"]
+    assert tabs._names[tabs.active] == "Model comparison" and isinstance(views["compare"], compare.CompareView)
+    app._rc["selection"].view = "trends"
+    assert tabs._names[tabs.active] == "Trends"
+    tabs.active = list(tabs._names).index("Model comparison")
+    assert app._rc["selection"].view == "compare"
+
+
+def test_compare_view_shows_the_stored_comparison(stored):
+    s = sel(view="swath")
+    v = make_views(s)["compare"]
+    assert v.body.objects == [] and v.result is None  # loads only when its tab is shown
+    s.view = "compare"
+    assert v.result is not None and len(v.body.objects) >= 4
+    summary = v.body.objects[0].object
+    assert "unit-tail" in summary.split("**")[-2] and "unit-boosted" not in summary.split("**")[-2]
+    assert "test year 2021-01-01..2021-12-31" in summary
+    scores_t, trends_t = v.body.objects[1].value, v.body.objects[2].value
+    row = scores_t.query("model == 'unit-boosted' and split == 'future decades'").iloc[0]
+    assert row["CRPS"] == stored["models"]["unit-boosted"]["ood"]["crps"]
+    assert row["twCRPS p99.9"] == stored["models"]["unit-boosted"]["ood"]["twcrps@p99.9"]
+    assert list(trends_t["model"]) == ["unit-ref", "unit-tail", "unit-boosted"]
+    t = trends_t.set_index("model")
+    tr = stored["models"]["unit-tail"]["trend"]
+    assert t.loc["unit-tail", "p99 error"] == tr["p99"]["error_pct_per_K"]
+    assert t.loc["unit-tail", "p99 error CI90 low"] == tr["p99"]["error_ci90"][0]
+    assert bool(t.loc["unit-tail", "goal met"]) and not bool(t.loc["unit-boosted", "goal met"])
+    # the goal chart is the goal check's: the reference at the origin, the thresholds drawn
+    g = compare.goal_frame(v.result).set_index("model")
+    assert g.loc["unit-ref", "trend error change (%)"] == 0.0
+    red = stored["goal"]["models"]["unit-tail"]["trend_error_reduction"]
+    assert g.loc["unit-tail", "trend error change (%)"] == pytest.approx(-100 * red)
+    assert g.loc["unit-tail", "trend error change (%)"] <= compare.GOAL_TREND_PCT
+    assert g.loc["unit-boosted", "trend error change (%)"] > compare.GOAL_TREND_PCT
+    import holoviews as hv
+
+    goal = compare.elements(v.result, backend="matplotlib")[2]
+    lines = [(type(e).__name__, e.data) for e in goal if isinstance(e, (hv.HLine, hv.VLine))]
+    assert ("HLine", -30.0) in lines and ("VLine", 5.0) in lines
+
+    # a new comparison on disk (e.g. `raincheck compare` in a terminal) shows on the next visit
+    from evaluation.compare import goal_check
+
+    newer = json.loads(json.dumps(stored))
+    newer["reference"] = "unit-tail"
+    newer["goal"] = goal_check(newer)
+    compare.save_result(newer)
+    s.view = "scores"
+    s.view = "compare"
+    assert v.result["reference"] == "unit-tail" and "Reference: `unit-tail`" in v.body.objects[0].object
+
+
+def test_compare_view_without_a_comparison_says_how_to_make_one(data_root):
+    s = sel(view="compare")
+    v = make_views(s)["compare"]
+    (alert,) = v.body.objects
+    assert alert.alert_type == "info" and "No model comparison yet" in alert.object
+    assert "raincheck compare" in alert.object and "Traceback" not in alert.object
+    # a broken or foreign file: a message, not a traceback
+    compare.save_result({"schema": "something/else", "models": {}})
+    s.view = "swath"
+    s.view = "compare"
+    (alert,) = v.body.objects
+    assert alert.alert_type == "danger" and "not a complete raincheck.compare/1 result" in alert.object

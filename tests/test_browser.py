@@ -1,5 +1,6 @@
 """The app in a real browser (Debian's Chromium via Playwright): load, pick an orbit, run a model,
-see the map, switch through every view, export PDF and PNG, reload a shared link, no console errors.
+see the map, switch through every view (the model comparison included), export PDF, PNG and the
+comparison as SVG, reload a shared link, no console errors.
 
 The server runs in this process (threaded), on a free localhost port, with an isolated data root.
 Inference is the job manager's: a stand-in runner writes a schema-valid retrieval to the store
@@ -36,7 +37,8 @@ def server(tmp_path_factory):
     mp.setenv("RAINCHECK_DATA_ROOT", str(root))
     from app import data, jobs
     from app.commands.serve import make_server
-    from tests.app_helpers import small_cube, write_retrieval
+    from app.views.compare import save_result
+    from tests.app_helpers import small_comparison, small_cube, write_retrieval
 
     for memo in (data._swaths, data._outputs, data._geoms):
         memo.clear()
@@ -58,6 +60,7 @@ def server(tmp_path_factory):
     manager = jobs.JobManager(runner=runner)
     jobs.set_manager(manager)
     cube = small_cube(root / "cube.zarr")
+    save_result(small_comparison())  # what `raincheck compare` stores, for the comparison view
     port = free_port()
     srv = make_server(port=port, threaded=True, cube_path=str(cube))
     wait_http(f"http://127.0.0.1:{port}/health")
@@ -233,12 +236,19 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages, server_errors):
     from app.state import VIEW_LABELS
 
     shows = {"distributions": "baseline:", "extremes": "Tail index per source", "trends": "Verdicts",
-             "scores": "click a column to sort", "swath": "Pixel"}
-    for v in ("distributions", "extremes", "trends", "scores", "swath"):
+             "scores": "click a column to sort", "compare": "Held-out sets of", "swath": "Pixel"}
+    assert set(shows) == set(VIEW_LABELS)
+    for v in ("distributions", "extremes", "trends", "scores", "compare", "swath"):
         page.get_by_text(VIEW_LABELS[v], exact=True).first.click()
         _wait_query(page, "view", v)
         page.get_by_text(shows[v]).first.wait_for()
         assert page.locator(".alert-danger").count() == 0, v
+        if v == "compare":
+            # the comparison's tables and charts, and its export for papers
+            assert page.locator(".rc-compare-scores .tabulator-row").count() == 6
+            page.locator(".rc-compare-summary").get_by_text("unit-tail").wait_for()
+            svg = _export(page, "svg", tmp_path)
+            assert svg.name == "raincheck_compare.svg" and svg.read_text().lstrip().startswith("<?xml")
 
     # a shared link restores the same state in a new page
     page.get_by_text(VIEW_LABELS["trends"], exact=True).first.click()

@@ -4,7 +4,10 @@ against the truth, the issue-7 goal, OOD detection and the in/out split.
 
 It shows the last comparison stored under ``<data_root>/comparison/compare.json`` (written by
 ``raincheck compare``, or by the "Run comparison" button here, which runs
-:func:`evaluation.compare.compare` off the event loop). Numbers are never re-derived here.
+:func:`evaluation.compare.compare` off the event loop). Numbers are never re-derived here; the
+held-out sets are fixed by the comparison, so the sidebar's region, period and season do not
+apply. ``export_parts`` draws the publication figure (CRPS per split, extreme-trend errors with
+their 90 % intervals, the goal chart) and hands over the score and trend tables as CSV.
 """
 
 from __future__ import annotations
@@ -13,10 +16,21 @@ import logging
 import threading
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import panel as pn
 import param
 
+from app import data
+from app.state import Selection
+
 log = logging.getLogger(__name__)
+
+SPLITS = {"test": "test year", "ood": "future decades"}
+#: The issue-7 goal (``evaluation.compare.goal_check``): trend error at least 30 % lower than the
+#: reference's, test-year CRPS at most 5 % higher.
+GOAL_TREND_PCT = -30.0
+GOAL_CRPS_PCT = 5.0
 
 
 def result_path() -> Path:
@@ -37,16 +51,45 @@ def save_result(res: dict, path: Path | None = None) -> Path:
     return _save(res, path)
 
 
+def no_result_message() -> str:
+    return (f"No model comparison yet: run `raincheck compare` (it stores the result in {result_path()}) "
+            "or press *Run comparison* in the Model comparison view.")
+
+
+def stored_result(path: Path | None = None) -> dict:
+    """The stored comparison with JSON nulls back to NaN; :class:`app.data.DataError` (a message
+    for the user) when there is none or it is not a ``raincheck.compare/1`` result."""
+    from evaluation.compare import unclean
+
+    res = load_result(path)
+    if res is None:
+        raise data.DataError(no_result_message())
+    return checked(unclean(res), path or result_path())
+
+
+def checked(res: dict, where="the comparison") -> dict:
+    """``res`` if it has what the view draws, else :class:`app.data.DataError`."""
+    try:
+        ok = (isinstance(res.get("models"), dict) and res["models"] and res["reference"] in res["models"]
+              and all(s in m for m in res["models"].values() for s in ("test", "ood", "trend"))
+              and list(res["thresholds_mm_h"]) and {"test", "ood"} <= set(res["periods"]))
+    except (AttributeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise data.DataError(f"{where} is not a complete raincheck.compare/1 result "
+                             f"(schema {res.get('schema') if isinstance(res, dict) else None!r}); "
+                             "run `raincheck compare` again")
+    return res
+
+
 def score_frame(res: dict):
     """One row per (model, split): the overall and tail scores (a pandas DataFrame)."""
-    import pandas as pd
-
     rows = []
     th = list(res["thresholds_mm_h"])
     for name, m in res["models"].items():
         for split in ("test", "ood"):
             s = m[split]
-            row = {"model": name, "split": {"test": "test year", "ood": "future decades"}[split],
+            row = {"model": name, "split": SPLITS[split],
                    "CRPS": s["crps"], "QS": s["qs"], "MSE": s["mse"], "corr": s["corr"]}
             for k in th:
                 row[f"twCRPS {k}"] = s[f"twcrps@{k}"]
@@ -57,9 +100,7 @@ def score_frame(res: dict):
 
 
 def trend_frame(res: dict):
-    """One row per model: extreme trends (%/K) of model and truth, errors and the goal."""
-    import pandas as pd
-
+    """One row per model: extreme trends (%/K) of model and truth, errors (90 % interval) and the goal."""
     rows = []
     for name, m in res["models"].items():
         t = m["trend"]
@@ -68,6 +109,8 @@ def trend_frame(res: dict):
             row[f"{k} model %/K"] = t[k]["model_pct_per_K"]
             row[f"{k} truth %/K"] = t[k]["truth_pct_per_K"]
             row[f"{k} error"] = t[k]["error_pct_per_K"]
+            ci = t[k].get("error_ci90") or [None, None]
+            row[f"{k} error CI90 low"], row[f"{k} error CI90 high"] = ci[0], ci[1]
         row["trend error"] = t["trend_error"]
         g = (res.get("goal") or {}).get("models", {}).get(name)
         red = None if g is None else g.get("trend_error_reduction")
@@ -78,61 +121,321 @@ def trend_frame(res: dict):
     return pd.DataFrame(rows)
 
 
-class CompareView(pn.viewable.Viewer):
-    """Tables and a trend-error chart of the stored comparison, with a button to (re)run it."""
+def goal_frame(res: dict) -> pd.DataFrame:
+    """One row per model: trend-error and test-CRPS change against the reference (%), goal met.
+    The reference is the origin (0, 0)."""
+    from evaluation.compare import goal_check
 
+    goal = (res.get("goal") or {}).get("models") or goal_check(res)["models"]
+    rows = [{"model": res["reference"], "trend error change (%)": 0.0, "test CRPS change (%)": 0.0,
+             "goal met": None, "reference": True}]
+    for name, g in goal.items():
+        rows.append({"model": name, "trend error change (%)": -100 * float(g["trend_error_reduction"]),
+                     "test CRPS change (%)": 100 * float(g["crps_change"]), "goal met": bool(g["met"]),
+                     "reference": False})
+    return pd.DataFrame(rows)
+
+
+def table_data(res: dict) -> pd.DataFrame:
+    """The score and trend tables as one CSV-ready frame (``table`` says which a row is from)."""
+    sf = score_frame(res).assign(table="scores")
+    tf = trend_frame(res).assign(table="trends", split="test year -> future decades")
+    out = pd.concat([sf, tf], ignore_index=True)
+    return out[["table", "model", "split"] + [c for c in out.columns if c not in ("table", "model", "split")]]
+
+
+def _f(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _years(period: str) -> str:
+    """'2055-01-01..2059-12-31' -> '2055–2059' (a single year once)."""
+    a, _, b = str(period).partition("..")
+    return a[:4] if not b or a[:4] == b[:4] else f"{a[:4]}–{b[:4]}"
+
+
+def _dash(backend: str, style: str = "dashed") -> dict:
+    if backend == "bokeh":
+        return {"line_dash": style, "line_width": 1}
+    return {"linestyle": {"dashed": "--", "dotted": ":"}[style], "linewidth": 1}
+
+
+def elements(res: dict, backend: str = "bokeh"):
+    """(CRPS by split, extreme-trend errors, goal chart) HoloViews overlays."""
+    import holoviews as hv
+
+    from app.export import ensure_backends
+
+    ensure_backends()
+    names = list(res["models"])
+    ref = res["reference"]
+    per = res["periods"]
+    common = {"show_grid": True}
+    bk = backend == "bokeh"
+    titles = (("CRPS, test year vs future", "Extreme-trend error, 90 % CI",
+               f"Goal ({GOAL_TREND_PCT:+.0f} % error, {GOAL_CRPS_PCT:+.0f} % CRPS)".replace("-", "−")) if bk else
+              ("CRPS, test year vs future decades", "Extreme-trend error, test year → future decades (90 % CI)",
+               f"Goal: trend error ≤ −{-GOAL_TREND_PCT:.0f} %, CRPS ≤ +{GOAL_CRPS_PCT:.0f} %"))
+    if bk:
+        common.update(responsive=True, height=320, tools=["hover"])
+
+    # (a) CRPS per model, test year vs future decades (lollipops side by side)
+    xd = hv.Dimension("x", label="Model")
+    xticks = [(i, n) for i, n in enumerate(names)]
+    xlim = (-0.6, len(names) - 0.4)
+    cd = hv.Dimension("CRPS", label="CRPS", unit="mm h-1")
+    citems = []
+    for off, split, col in ((-0.15, "test", "#4575b4"), (0.15, "ood", "#d73027")):
+        x = np.arange(len(names)) + off
+        y = np.array([_f(res["models"][n][split]["crps"]) for n in names])
+        ok = np.isfinite(y)
+        if not ok.any():
+            continue
+        label = f"{SPLITS[split]} {_years(per[split]['period'])} (GMST {per[split]['gmst_K']:+.2f} K)"
+        citems.append(hv.Spikes((x[ok], y[ok]), xd, cd).opts(
+            backend=backend, color=col, **({"line_width": 3} if backend == "bokeh" else {"linewidth": 3})))
+        citems.append(hv.Scatter((x[ok], y[ok]), xd, cd, label=label).opts(
+            backend=backend, color=col, **({"size": 8} if backend == "bokeh" else {"s": 25})))
+    vals = np.array([_f(res["models"][n][sp]["crps"]) for n in names for sp in SPLITS])
+    top = float(vals[np.isfinite(vals)].max()) if np.isfinite(vals).any() else 0.0
+    crps = hv.Overlay(citems or [hv.Scatter([], xd, cd)]).opts(
+        backend=backend, title=titles[0], xticks=xticks, xlim=xlim, xrotation=30,
+        ylim=(0, (1.6 if bk else 1.35) * top if top > 0 else 1.0),
+        xlabel="", ylabel="CRPS (mm h-1)", legend_position="top_left", **common)
+
+    # (b) extreme-trend error (model - truth, %/K) per percentile with the 90 % bootstrap interval
+    th = list(res["thresholds_mm_h"])
+    colours = ["#1b7837", "#762a83", "#e08214", "#2166ac"]
+    width = 0.5
+    offs = np.linspace(-width / 2, width / 2, len(th)) if len(th) > 1 else np.zeros(1)
+    yd = hv.Dimension("error", label="Extreme-trend error (model − truth)", unit="%/K")
+    items = [hv.HLine(0).opts(backend=backend, color="#555555", **_dash(backend, "dotted"))]
+    for j, k in enumerate(th):
+        x, y, lo, hi = [], [], [], []
+        for i, n in enumerate(names):
+            t = res["models"][n]["trend"][k]
+            e = _f(t["error_pct_per_K"])
+            if not np.isfinite(e):
+                continue
+            ci = t.get("error_ci90") or [np.nan, np.nan]
+            x.append(i + offs[j])
+            y.append(e)
+            lo.append(e - _f(ci[0]) if np.isfinite(_f(ci[0])) else 0.0)
+            hi.append(_f(ci[1]) - e if np.isfinite(_f(ci[1])) else 0.0)
+        if not x:
+            continue
+        col = colours[j % len(colours)]
+        label = f"{k} ({_f(res['thresholds_mm_h'][k]):.1f} mm h-1)"
+        items.append(hv.ErrorBars((x, y, lo, hi), xd, [yd, "neg", "pos"]).opts(
+            backend=backend, color=col, **({} if backend == "bokeh" else {"edgecolor": col, "capsize": 2})))
+        items.append(hv.Scatter((x, y), xd, yd, label=label).opts(
+            backend=backend, color=col, **({"size": 8} if backend == "bokeh" else {"s": 25})))
+    trend = hv.Overlay(items).opts(
+        backend=backend, title=titles[1],
+        xticks=xticks, xlim=xlim, xrotation=30, xlabel="", ylabel="Extreme-trend error, model − truth (%/K)",
+        legend_position="top_left", **common)
+
+    # (c) the goal: trend-error change vs test-CRPS change against the reference
+    gf = goal_frame(res)
+    ok = np.isfinite(gf["trend error change (%)"]) & np.isfinite(gf["test CRPS change (%)"])
+    gf = gf[ok]
+    gx = hv.Dimension("test CRPS change (%)", label=f"Test-year CRPS change vs {ref}", unit="%")
+    gy = hv.Dimension("trend error change (%)", label=f"Extreme-trend error change vs {ref}", unit="%")
+    xs = np.r_[gf[gx.name].values, GOAL_CRPS_PCT, 0.0]
+    ys = np.r_[gf[gy.name].values, GOAL_TREND_PCT, 0.0]
+    pad_x = max(2.0, 0.15 * float(np.ptp(xs)))
+    pad_y = max(5.0, 0.15 * float(np.ptp(ys)))
+    gxlim = (float(xs.min()) - pad_x, float(xs.max()) + pad_x)
+    gylim = (float(ys.min()) - pad_y, float(ys.max()) + pad_y)
+    # matplotlib cannot put a Rectangles collection in a legend: the region is named by its edges
+    region = hv.Rectangles([(gxlim[0], gylim[0], GOAL_CRPS_PCT, GOAL_TREND_PCT)],
+                           **({"label": "goal region"} if backend == "bokeh" else {})).opts(
+        backend=backend, color="#a6dba0", alpha=0.35, **({"line_alpha": 0} if bk else {"linewidth": 0}))
+    gitems = [region, hv.Text(gxlim[0] + 0.03 * (gxlim[1] - gxlim[0]), gylim[0] + 0.03 * (gylim[1] - gylim[0]),
+                              "goal region", fontsize=8, halign="left", valign="bottom").opts(
+                  backend=backend, color="#1b7837"),
+              hv.HLine(GOAL_TREND_PCT).opts(backend=backend, color="#1b7837", **_dash(backend)),
+              hv.VLine(GOAL_CRPS_PCT).opts(backend=backend, color="#b2182b", **_dash(backend))]
+    for kind, sub, col, marker in (("reference", gf[gf["reference"]], "#000000", "s"),
+                                   ("goal met", gf[gf["goal met"] == True], "#1b7837", "o"),  # noqa: E712
+                                   ("goal not met", gf[gf["goal met"] == False], "#d73027", "o")):  # noqa: E712
+        if len(sub):
+            gitems.append(hv.Scatter(sub, gx, [gy, "model"], label=kind).opts(
+                backend=backend, color=col, marker=marker if backend == "matplotlib" else
+                {"s": "square", "o": "circle"}[marker], **({"size": 9} if backend == "bokeh" else {"s": 30})))
+    if len(gf):
+        gitems.append(hv.Labels(gf, [gx, gy], "model").opts(
+            backend=backend, **({"text_font_size": "8pt", "xoffset": 0.02 * (gxlim[1] - gxlim[0]),
+                                 "yoffset": 0.03 * (gylim[1] - gylim[0]), "text_align": "left", "text_color": "#222222"}
+                                if backend == "bokeh" else
+                                {"size": 7, "color": "#222222", "xoffset": 0.02 * (gxlim[1] - gxlim[0]),
+                                 "yoffset": 0.03 * (gylim[1] - gylim[0]), "horizontalalignment": "left"})))
+    goal = hv.Overlay(gitems).opts(
+        backend=backend, title=titles[2],
+        xlim=gxlim, ylim=gylim, xlabel=f"Test-year CRPS change vs {ref} (%)",
+        ylabel=f"Extreme-trend error change vs {ref} (%)", legend_position="top_left", **common)
+    return crps, trend, goal
+
+
+def export_parts(selection, catalog_path=None, cube_path=None, **kw):
+    """The publication figure of the stored comparison (CRPS per split, extreme-trend errors,
+    the goal chart) and the score and trend tables as CSV. :class:`app.data.DataError` (shown
+    to the user) when no comparison has been run."""
+    import hashlib
+    import json
+
+    import holoviews as hv
+
+    from app.export import FONTS, ExportParts, ensure_backends
+    from evaluation.compare import unclean
+
+    ensure_backends()
+    path = Path(kw.get("result_path") or result_path())
+    try:
+        raw = path.read_bytes()  # hashed and parsed once: the manifest's hash is of what is drawn
+    except OSError:
+        raise data.DataError(no_result_message()) from None
+    try:
+        res = json.loads(raw)
+    except ValueError as e:
+        raise data.DataError(f"the stored comparison {path} is not valid JSON ({e}); "
+                             "run `raincheck compare` again") from e
+    res = checked(unclean(res), path)
+    a, b, c = elements(res, backend="matplotlib")
+    for el in (a, b, c):
+        el.opts(backend="matplotlib", fontsize=FONTS, aspect=1.15)
+    lay = hv.Layout([a, b, c]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.35)
+    return ExportParts(lay, table_data(res), provenance(res, path, hashlib.sha256(raw).hexdigest()),
+                       fig_inches=(13, 4.2))
+
+
+def provenance(res: dict, path, sha256: str | None) -> dict:
+    goal = res.get("goal") or {}
+    return {"entry": "model comparison", "comparison": {
+                "path": str(path), "sha256": sha256, "schema": res.get("schema"), "config": res.get("config"),
+                "reference": res["reference"], "thresholds_mm_h": res["thresholds_mm_h"],
+                "draws_per_pixel": res.get("draws_per_pixel"), "criterion": goal.get("criterion"),
+                "met_by": goal.get("met_by", [])},
+            # the held-out sets are the comparison's, not the sidebar's region / period / season
+            "region": "reference strip of the held-out scenes", "season": None,
+            "period": {k: res["periods"][k]["period"] for k in ("test", "ood")},
+            "models": [{"name": n, "checkpoint_sha256": m.get("sha256"), "kind": m.get("kind")}
+                       for n, m in res["models"].items()],
+            "statistics": "evaluation.compare (raincheck compare)"}
+
+
+class CompareView(pn.viewable.Viewer):
+    """Tables and charts of the stored comparison, with a button to (re)run it.
+
+    With a ``selection`` it loads lazily: when its tab is shown, and again when the stored result
+    changed on disk since (e.g. after ``raincheck compare`` in a terminal)."""
+
+    name_ = "compare"
+    selection = param.ClassSelector(class_=Selection, default=None, allow_None=True)
+    catalog_path = param.String(default=None, allow_None=True)
+    cube_path = param.String(default=None, allow_None=True)
     models = param.List(default=[], item_type=str)
     running = param.Boolean(default=False)
 
     def __init__(self, **params):
         super().__init__(**params)
-        from models.registry import list_models
+        try:
+            from models.registry import list_models
 
-        names = [c.name for c in list_models()]
-        self.picker = pn.widgets.MultiChoice(name="Models", options=names, value=names, sizing_mode="stretch_width")
-        self.button = pn.widgets.Button(name="Run comparison", button_type="primary")
+            names = [c.name for c in list_models()]
+        except Exception as e:  # no registry: the stored result is still shown
+            log.warning("model list unavailable: %s", e)
+            names = []
+        self.picker = pn.widgets.MultiChoice(label="Models", options=names, value=names, sizing_mode="stretch_width")
+        self.button = pn.widgets.Button(label="Run comparison", color="primary", css_classes=["rc-compare-run"])
         self.button.on_click(lambda e: self.run())
         self.status = pn.pane.Markdown("", css_classes=["rc-note"])
         self.body = pn.Column(sizing_mode="stretch_width")
-        self.refresh()
+        self.result: dict | None = None
+        self._stamp = object()  # never equal to a file stamp: the first show loads
+        if self.selection is None:
+            self.refresh()
+        else:
+            self.selection.param.watch(lambda e: self._show() if e.new == self.name_ else None, "view")
+            if self.selection.view == self.name_:
+                self._show()
 
     def __panel__(self):
-        return pn.Column(pn.Row(self.picker, self.button), self.status, self.body, sizing_mode="stretch_width")
+        return pn.Column(pn.Row(self.picker, self.button), self.status, self.body, sizing_mode="stretch_width",
+                         min_height=200)
+
+    @staticmethod
+    def _file_stamp():
+        try:
+            st = result_path().stat()
+            return (st.st_mtime_ns, st.st_size)
+        except OSError:
+            return None
+
+    def _show(self):
+        if self.running:
+            return
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            self.refresh()
 
     def refresh(self, res: dict | None = None) -> None:
-        res = res if res is not None else load_result()
-        if res is None:
-            self.body.objects = [pn.pane.Markdown("No comparison yet: run `raincheck compare --out` "
-                                                  f"{result_path()} or press *Run comparison*.")]
-            return
-        import holoviews as hv
-        import holoviews.plotting.bokeh  # noqa: F401  (the app's plotting backend, for .opts)
+        """Show ``res`` (default: the stored comparison); a message, never a traceback."""
+        self._stamp = self._file_stamp()
+        try:
+            if res is None:
+                res = stored_result()
+            else:
+                from evaluation.compare import unclean
 
-        tf = trend_frame(res)
-        bars = hv.Bars(tf, "model", "trend error").opts(title="extreme-trend error (%/K, mean over p99 / p99.9)",
-                                                        height=260, responsive=True, xrotation=30)
+                res = checked(unclean(res))
+            self.body.objects = self.render(res)
+            self.result = res
+        except data.DataError as e:
+            self.result = None
+            kind = "info" if load_result() is None else "danger"
+            self.body.objects = [pn.pane.Alert(str(e), alert_type=kind, sizing_mode="stretch_width")]
+        except Exception as e:  # never a traceback in the UI
+            log.exception("compare view failed")
+            self.result = None
+            self.body.objects = [pn.pane.Alert(f"the comparison view failed: {type(e).__name__}: {e}",
+                                               alert_type="danger", sizing_mode="stretch_width")]
+
+    def render(self, res: dict) -> list:
+        a, b, c = elements(res)
         goal = res.get("goal", {})
         met = ", ".join(goal.get("met_by", [])) or "no model"
         per = res["periods"]
+        th = ", ".join(f"{k} {_f(v):.2f}" for k, v in res["thresholds_mm_h"].items())
+        fmt = {"type": "money", "precision": 4}
+        sf, tf = score_frame(res), trend_frame(res)
         parts = [
-            pn.pane.Markdown(f"Held-out sets of `{res['config']}`: test {per['test']['period']} "
-                             f"({per['test']['gmst_K']:.2f} K), future {per['ood']['period']} "
-                             f"({per['ood']['gmst_K']:.2f} K); thresholds from the training period "
-                             f"{res['thresholds_mm_h']} mm/h. Goal ({goal.get('criterion', '')}): **{met}**."),
-            pn.widgets.Tabulator(score_frame(res), disabled=True, show_index=False, sizing_mode="stretch_width",
-                                 layout="fit_data_table"),
-            pn.widgets.Tabulator(trend_frame(res), disabled=True, show_index=False, sizing_mode="stretch_width",
-                                 layout="fit_data_table"),
-            pn.pane.HoloViews(bars, sizing_mode="stretch_width"),
+            pn.pane.Markdown(f"Held-out sets of `{res['config']}` (the same pixels for every model; the sidebar's "
+                             f"region, period and season do not apply): test year {per['test']['period']} "
+                             f"({per['test']['gmst_K']:.2f} K), future decades {per['ood']['period']} "
+                             f"({per['ood']['gmst_K']:.2f} K); thresholds from the training period: {th} mm h-1. "
+                             f"Reference: `{res['reference']}`. Goal ({goal.get('criterion', '')}): **{met}**.",
+                             css_classes=["rc-compare-summary"], sizing_mode="stretch_width"),
+            pn.widgets.Tabulator(sf, disabled=True, show_index=False, sizing_mode="stretch_width",
+                                 layout="fit_data_table", css_classes=["rc-compare-scores"],
+                                 formatters={k: fmt for k in sf.columns[2:]}),
+            pn.widgets.Tabulator(tf, disabled=True, show_index=False, sizing_mode="stretch_width",
+                                 layout="fit_data_table", css_classes=["rc-compare-trends"],
+                                 formatters={k: {"type": "money", "precision": 3 if "change" in k else 2}
+                                             for k in tf.columns[1:-1]}),
+            pn.Row(pn.pane.HoloViews(a, sizing_mode="stretch_width"), pn.pane.HoloViews(b, sizing_mode="stretch_width"),
+                   pn.pane.HoloViews(c, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
         ]
-        if "ood_detection" in res:
-            import pandas as pd
-
+        if isinstance(res.get("ood_detection"), dict):
             od = res["ood_detection"]
             rows = [{"shift": k, **v} for k, v in od.items() if isinstance(v, dict)]
-            parts += [pn.pane.Markdown(f"OOD detector `{od.get('detector')}`; in distribution: {od['in_distribution']}"),
+            parts += [pn.pane.Markdown(f"OOD detector `{od.get('detector')}`; in distribution: "
+                                       f"{od.get('in_distribution')}"),
                       pn.widgets.Tabulator(pd.DataFrame(rows), disabled=True, show_index=False)]
-        self.body.objects = parts
+        return parts
 
     def run(self) -> None:
         if self.running:
@@ -152,7 +455,8 @@ class CompareView(pn.viewable.Viewer):
                 pn.state.execute(lambda: (self.refresh(res), setattr(self.status, "object", "done")))
             except Exception as e:  # shown to the user, logged with the traceback
                 log.exception("comparison failed")
-                pn.state.execute(lambda: setattr(self.status, "object", f"comparison failed: {e}"))
+                msg = f"comparison failed: {e}"
+                pn.state.execute(lambda: setattr(self.status, "object", msg))
             finally:
                 self.running = False
                 pn.state.execute(lambda: setattr(self.button, "disabled", False))
@@ -160,6 +464,6 @@ class CompareView(pn.viewable.Viewer):
         threading.Thread(target=work, daemon=True).start()
 
 
-def make_view(selection=None, catalog_path=None) -> CompareView:
+def make_view(selection=None, catalog_path=None, cube_path=None) -> CompareView:
     """The comparison view of one session (for ``app.views.make_views``)."""
-    return CompareView()
+    return CompareView(selection=selection, catalog_path=catalog_path, cube_path=cube_path)

@@ -39,6 +39,20 @@ runs the models, computes the partial summaries and writes them atomically to
 with a ledger of included (source, orbit) pairs. Re-running skips what the ledger holds and
 reuses partials already written, so an interrupted build resumes without redoing finished
 orbits and never double-counts (tested by interrupting). New orbits or models only add.
+
+Source identities
+-----------------
+The ledger (and every partial file) records *which version* of each source the numbers come
+from (:func:`source_identity`): for a model, the first 12 hex digits of its registered
+checkpoint's sha256 and, with the simulator loader, the simulator's ``PRODUCT_VERSION`` (the Tb
+every model reads); for truth/reference, the simulator's ``TRUTH_VERSION`` (bumped only when the
+rain truth or the reference change, so a Tb-only simulator change keeps them). A build compares
+the current identity of each requested source with the ledger's: on a mismatch (a retrained
+model, a new simulator) it raises :class:`StaleSource` unless ``replace_stale=True``, which drops
+that source (histograms, skill pairs, ledger entries) and rebuilds it on the requested orbits.
+Partials are only reused when their identity is the current one, and a merge never mixes two
+identities of one source. A cube written before identities were recorded counts as stale for its
+models and as current for its truth/reference (logged).
 """
 
 from __future__ import annotations
@@ -96,6 +110,11 @@ class CubeConfigMismatch(ValueError):
     """The requested build does not match the existing cube's configuration."""
 
 
+class StaleSource(CubeConfigMismatch):
+    """A source in the cube was computed by another version of it (a retrained model, another
+    simulator version); rebuild it with ``replace_stale=True`` (``--replace-stale``)."""
+
+
 class RegionNotInCube(KeyError):
     """A region that the cube cannot answer (build it with ``extra_regions``)."""
 
@@ -140,6 +159,72 @@ def pairs_for(sources: Sequence[str]) -> list[str]:
     if REFERENCE in sources:
         out.append(f"{REFERENCE}|{TRUTH_STRIP}")
     return out
+
+
+# --------------------------------------------------------------------------- source identities
+def source_identity(source: str, cfg: dict) -> dict:
+    """What version of ``source`` a build with ``cfg`` computes (recorded in the ledger).
+
+    truth / truth_strip / reference: ``{"truth_version": catalogs.simulator.TRUTH_VERSION}``
+    (simulator loader). A model: ``{"checkpoint_sha256": <first 12 hex of the registered
+    checkpoint>}`` (or ``{"model": ...}`` for a callable in ``cfg["model_fns"]``: its
+    ``identity`` attribute, else its qualified name) plus ``"product_version":
+    catalogs.simulator.PRODUCT_VERSION`` with the simulator loader (the Tb the model reads)."""
+    loader = cfg.get("loader", "simulator")
+    m = model_of(source)
+    if m is None:
+        if loader == "simulator":
+            from catalogs.simulator import TRUTH_VERSION
+
+            return {"truth_version": TRUTH_VERSION}
+        return {"loader": str(loader)}
+    fn = (cfg.get("model_fns") or {}).get(m)
+    if fn is not None:
+        ident = {"model": str(getattr(fn, "identity", None)
+                              or f"callable:{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}")}
+    else:
+        from models.registry import get_card
+
+        ident = {"checkpoint_sha256": str(get_card(m).checkpoint_sha256)[:12]}
+    if loader == "simulator":
+        from catalogs.simulator import PRODUCT_VERSION
+
+        ident["product_version"] = PRODUCT_VERSION
+    return ident
+
+
+def _identities(sources: Iterable[str], cfg: dict, known: dict | None = None) -> dict:
+    """Identities of ``sources`` and of the sides of their skill pairs (``known`` first)."""
+    sources = list(sources)
+    need = list(sources) + [x for p in pairs_for(sources) for x in p.split("|")]
+    known = known or {}
+    out: dict = {}
+    for s in dict.fromkeys(need):
+        out[s] = known[s] if s in known else source_identity(s, cfg)
+    return out
+
+
+def _fmt_identity(ident) -> str:
+    if not ident:
+        return "not recorded (cube written before identities were recorded)"
+    return ", ".join(f"{k}={v}" for k, v in sorted(ident.items()))
+
+
+def _legacy_partial(pid: dict, names: Iterable[str], cur: dict | None, where: str) -> dict:
+    """Identities of a partial written before they were recorded (``pid`` empty): its truth /
+    reference count as the current version (as in a cube of that age), its models as unknown."""
+    if pid or not cur:
+        return pid
+    out = {x: cur[x] for x in names if model_of(x) is None and x in cur}
+    if out:
+        log.info("%s records no identities (written before they were); its truth/reference are taken as %s",
+                 where, _fmt_identity(next(iter(out.values()))))
+    return out
+
+
+def _group(source: str) -> str:
+    """The sources computed together: a model's (name), or truth/reference ("truth")."""
+    return model_of(source) or TRUTH
 
 
 # --------------------------------------------------------------------------- kernels
@@ -413,14 +498,29 @@ def _model_output(name: str, swath: xr.Dataset, cfg: dict):
         from models.inference import predict_swath
         from models.registry import load_model
 
-        if name not in _MODEL_CACHE:
+        from models.registry import get_card
+
+        sha = str(get_card(name).checkpoint_sha256)
+        want = ((cfg.get("identities") or {}).get(name) or {}).get("checkpoint_sha256")
+        if want and not sha.startswith(want):
+            raise StaleSource(f"model {name!r} changed during the build (checkpoint {sha[:12]}, the build "
+                              f"started with {want}); rerun the build")
+        key = (name, sha)  # a retrained model (new checkpoint) is never served from the cache
+        if key not in _MODEL_CACHE:
             threads = cfg.get("torch_threads")
             if threads:
                 import torch
 
                 torch.set_num_threads(int(threads))
-            _MODEL_CACHE[name] = load_model(name, device=cfg.get("device", "cpu"))
-        ret = predict_swath(_MODEL_CACHE[name], swath, validate=False)
+            for k in [k for k in _MODEL_CACHE if k[0] == name]:
+                del _MODEL_CACHE[k]
+            r = load_model(name, device=cfg.get("device", "cpu"))
+            got = str(getattr(getattr(r, "card", None), "checkpoint_sha256", sha) or sha)
+            if got != sha:
+                raise StaleSource(f"model {name!r} changed while loading it (checkpoint {got[:12]}, expected "
+                                  f"{sha[:12]}); rerun the build")
+            _MODEL_CACHE[key] = r
+        ret = predict_swath(_MODEL_CACHE[key], swath, validate=False)
     product = cfg.get("model_product", "precip_mean")
     return (np.asarray(ret[product].values, np.float32), np.asarray(ret["precip_quantiles"].values, np.float32),
             np.asarray(ret["quantile"].values, np.float64))
@@ -466,6 +566,7 @@ def orbit_partial(orbit: int, sources: Sequence[str], cfg: dict, *, swath: xr.Da
         return np.where(strip, v, np.nan) if src.endswith(STRIP) else v
 
     out = {"orbit": int(orbit), "months": months.astype("datetime64[ns]"), "sources": list(sources),
+           "identities": _identities(sources, cfg, cfg.get("identities")),
            "counts": {}, "sums": {}, "sumsq": {}, "skill": {}, "field_skill": {}}
     n_groups = n_m * n_reg * n_surf
     for src in sources:
@@ -540,7 +641,8 @@ def write_partial(part: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / _partial_name(part["orbit"], part["sources"])
     arrays = {"orbit": np.array(part["orbit"]), "months": part["months"],
-              "sources": np.array(part["sources"]), "pairs": np.array(list(part["skill"]))}
+              "sources": np.array(part["sources"]), "pairs": np.array(list(part["skill"])),
+              "identities": np.array(json.dumps(part.get("identities") or {}, sort_keys=True))}
     for i, s in enumerate(part["sources"]):
         arrays[f"count_{i}"] = part["counts"][s]
         arrays[f"sum_{i}"] = part["sums"][s]
@@ -559,11 +661,27 @@ def read_partial(path: Path) -> dict:
         srcs = [str(s) for s in z["sources"]]
         pairs = [str(p) for p in z["pairs"]]
         return {"orbit": int(z["orbit"]), "months": z["months"].astype("datetime64[ns]"), "sources": srcs,
+                "identities": _npz_identities(z),
                 "counts": {s: z[f"count_{i}"] for i, s in enumerate(srcs)},
                 "sums": {s: z[f"sum_{i}"] for i, s in enumerate(srcs)},
                 "sumsq": {s: z[f"sumsq_{i}"] for i, s in enumerate(srcs)},
                 "skill": {p: z[f"skill_{i}"] for i, p in enumerate(pairs)},
                 "field_skill": {p: z[f"field_{i}"] for i, p in enumerate(pairs)}}
+
+
+def _npz_identities(z) -> dict:
+    """Identities recorded in an open partial file ({} for partials written before they were)."""
+    if "identities" not in z.files:
+        return {}
+    try:
+        return json.loads(str(z["identities"]))
+    except ValueError:
+        return {}
+
+
+def partial_identities(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return _npz_identities(z)
 
 
 def _orbit_task(orbit: int, sources: list[str], cfg: dict, folder: str) -> dict:
@@ -590,7 +708,7 @@ def partials_dir(path: Path) -> Path:
 def read_ledger(path: Path) -> dict:
     path = Path(path)
     if not is_complete(path):
-        return {"format": FORMAT_VERSION, "config": None, "sources": {}, "pairs": {}}
+        return {"format": FORMAT_VERSION, "config": None, "sources": {}, "pairs": {}, "identities": {}}
     return json.loads((path / LEDGER).read_text())
 
 
@@ -641,9 +759,22 @@ def _write_cube(ds: xr.Dataset, ledger: dict, path: Path) -> Path:
     return atomic_write(path, writer, meta={"kind": "climatology-cube", "format": FORMAT_VERSION})
 
 
-def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, progress=None) -> dict:
+def _pair_sides(pair: str) -> list[str]:
+    return pair.split("|")
+
+
+def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, progress=None,
+                   drop: Iterable[str] = (), adopt: dict | None = None) -> dict:
     """Merge partial files into the cube at ``path`` (created if missing), atomically, with the
-    ledger updated; (source, orbit) pairs already in the ledger are skipped. Returns the ledger."""
+    ledger updated; (source, orbit) pairs already in the ledger are skipped. Returns the ledger.
+
+    ``drop``: sources to remove first (their histograms, every skill pair involving them, their
+    ledger entries and identities), e.g. stale ones being rebuilt. Identities: a source of a
+    partial is merged only if its identity equals the one the ledger records for that source
+    (or the source is new to the cube); a pair only if both its sides match. What does not match
+    is skipped with a warning (the cube never mixes two versions of a source). A truth/reference
+    source of a cube written before identities were recorded takes the partial's identity (logged),
+    or the one given in ``adopt`` ({source: identity}, what :func:`build_cube` checked)."""
     path = Path(path)
     ledger = read_ledger(path)
     key = _config_key(cfg)
@@ -651,7 +782,22 @@ def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, prog
         raise CubeConfigMismatch(f"cube {path} was built with a different configuration: "
                                  f"{_diff(ledger['config'], key)}")
     ledger["config"] = key
+    drop = set(drop)
+    idents: dict = dict(ledger.get("identities") or {})
+    for s in drop:
+        ledger["sources"].pop(s, None)
+        idents.pop(s, None)
+    for p in list(ledger["pairs"]):
+        if drop & set(_pair_sides(p)):
+            ledger["pairs"].pop(p)
+    assumed = [s for s in ledger.get("assumed_identities", []) if s not in drop]
     done_s = {s: set(v) for s, v in ledger["sources"].items()}
+    for s, ident in (adopt or {}).items():
+        if done_s.get(s) and s not in idents and model_of(s) is None:
+            log.info("cube %s: %s has no recorded identity (written before identities were recorded); taking it "
+                     "as %s", path, s, _fmt_identity(ident))
+            idents[s] = ident
+            assumed.append(s)
     done_p = {p: set(v) for p, v in ledger["pairs"].items()}
     parts = []
     for pp in partial_paths:
@@ -662,27 +808,85 @@ def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, prog
         if all(o in done_s.get(s, ()) for s in srcs):
             continue
         parts.append(Path(pp))
-    if not parts:
-        return ledger
     old = open_cube(path).ds.load() if is_complete(path) else None
+    if old is not None and drop:
+        keep_s = [str(s) for s in old["source"].values if str(s) not in drop]
+        keep_p = [str(p) for p in old["pair"].values if not drop & set(_pair_sides(str(p)))]
+        old = old.sel(source=keep_s, pair=keep_p)
+        # months only the dropped sources had
+        has = old["count"].sum(("source", "region", "surface", "bin")).values > 0 if keep_s else \
+            np.zeros(old.sizes["time"], bool)
+        old = old.isel(time=np.flatnonzero(has))
+    if not parts and not (drop and old is not None):
+        return ledger
     # the union of sources, pairs, months
-    sources = list(old["source"].values) if old is not None else []
-    pairs = list(old["pair"].values) if old is not None else []
+    sources = [str(s) for s in old["source"].values] if old is not None else []
+    pairs = [str(p) for p in old["pair"].values] if old is not None else []
     months = set(old["time"].values.astype("datetime64[ns]").tolist()) if old is not None else set()
+
+    def accepts(s, pid, pp) -> bool:
+        """Whether the partial's ``s`` is the version the cube holds (adopting it if new)."""
+        got = pid.get(s)
+        if s in idents:
+            if got == idents[s]:
+                return True
+            log.warning("cube %s: skipping %s of %s: identity %s, the cube holds %s", path, s, Path(pp).name,
+                        _fmt_identity(got), _fmt_identity(idents[s]))
+            return False
+        if got is None:
+            log.warning("cube %s: skipping %s of %s: the partial records no identity", path, s, Path(pp).name)
+            return False
+        if done_s.get(s) and model_of(s) is not None:
+            log.warning("cube %s: skipping %s of %s: the cube holds %s with no recorded identity (stale); rebuild "
+                        "it with replace_stale=True", path, s, Path(pp).name, s)
+            return False
+        if done_s.get(s):
+            log.info("cube %s: %s has no recorded identity (written before identities were recorded); taking it "
+                     "as %s", path, s, _fmt_identity(got))
+            assumed.append(s)
+        idents[s] = got
+        return True
+
     metas = []
+    taking_s: dict = {}
+    taking_p: dict = {}
     for pp in parts:
         with np.load(pp, allow_pickle=False) as z:
             srcs = [str(s) for s in z["sources"]]
             prs = [str(p) for p in z["pairs"]]
             ms = z["months"].astype("datetime64[ns]")
-        metas.append((pp, srcs, prs, ms))
+            pid = _npz_identities(z)
+            o = int(z["orbit"])
+        pid = _legacy_partial(pid, srcs + [x for p in prs for x in _pair_sides(p)], cfg.get("identities"),
+                              f"partial {Path(pp).name}")
+        srcs = [s for s in srcs if o not in done_s.get(s, ()) and o not in taking_s.get(s, ()) and accepts(s, pid, pp)]
+        ok_p = []
+        for p in prs:
+            if o in done_p.get(p, ()) or o in taking_p.get(p, ()):
+                continue
+            if all(pid.get(x) is not None and (x not in idents or pid[x] == idents[x]) for x in _pair_sides(p)):
+                ok_p.append(p)
+            else:
+                log.warning("cube %s: skipping pair %s of %s: its sides are not the versions the cube holds",
+                            path, p, Path(pp).name)
+        for s in srcs:
+            taking_s.setdefault(s, set()).add(o)
+        for p in ok_p:
+            taking_p.setdefault(p, set()).add(o)
+        if not srcs and not ok_p:
+            continue
+        metas.append((pp, srcs, ok_p, ms))
         for s in srcs:
             if s not in sources:
                 sources.append(s)
-        for p in prs:
+        for p in ok_p:
             if p not in pairs:
                 pairs.append(p)
         months.update(ms.tolist())
+    if not metas and not drop and set(idents) == set(ledger.get("identities") or {}):
+        for pp in parts:  # nothing usable in them (already merged, or stale)
+            Path(pp).unlink(missing_ok=True)
+        return ledger
     months = np.array(sorted(months), dtype="datetime64[ns]")
     new = empty_cube(sources, pairs, cfg["regions"], months)
     cnt, tot, tsq = new["count"].values, new["total"].values, new["total_sq"].values
@@ -701,21 +905,18 @@ def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, prog
             k = pi[str(p)]
             skl[k][:, t_old] = old["skill"].sel(pair=p).values
             fsk[k][t_old] = old["field_skill"].sel(pair=p).values
+
     for n, (pp, srcs, prs, ms) in enumerate(metas):
         part = read_partial(pp)
         o = part["orbit"]
         t_idx = [ti[m] for m in ms.tolist()]
         for s in srcs:
-            if o in done_s.get(s, set()):
-                continue
             k = si[s]
             cnt[k][:, t_idx] += np.moveaxis(part["counts"][s], 0, 1)
             tot[k][:, t_idx] += np.moveaxis(part["sums"][s], 0, 1)
             tsq[k][:, t_idx] += np.moveaxis(part["sumsq"][s], 0, 1)
             done_s.setdefault(s, set()).add(o)
         for p in prs:
-            if o in done_p.get(p, set()):
-                continue
             k = pi[p]
             skl[k][:, t_idx] += np.moveaxis(part["skill"][p], 0, 1)
             fsk[k][t_idx] += part["field_skill"][p]
@@ -724,6 +925,11 @@ def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, prog
             progress(n + 1, len(metas), "merging partials")
     ledger["sources"] = {s: sorted(v) for s, v in done_s.items()}
     ledger["pairs"] = {p: sorted(v) for p, v in done_p.items()}
+    ledger["identities"] = {s: idents[s] for s in sorted(idents) if s in done_s}
+    if assumed:
+        ledger["assumed_identities"] = sorted(set(assumed))
+    else:
+        ledger.pop("assumed_identities", None)
     _write_cube(new, ledger, path)
     for pp in parts:  # merged and recorded: the partials are no longer needed
         Path(pp).unlink(missing_ok=True)
@@ -751,6 +957,7 @@ def build_cube(
     model_product: str = "precip_mean",
     torch_threads: int | None = 1,
     max_tasks: int | None = None,
+    replace_stale: bool = False,
 ) -> Path:
     """Build (or extend) the cube at ``path`` with ``orbits`` × ``sources``.
 
@@ -760,7 +967,13 @@ def build_cube(
     (``tcp://…``) or a ``distributed.Client``; ``"inline"`` → in this process, no dask.
     ``progress(done, total, message)``; ``cancel`` (threading.Event) stops after the running
     tasks (finished orbits are kept and resume). ``max_tasks`` stops after that many orbits
-    were computed (for tests of interruption). Returns the cube path."""
+    were computed (for tests of interruption). Returns the cube path.
+
+    Identities (:func:`source_identity`): if the cube holds a requested source computed by
+    another version of it (a retrained model, another simulator version), the build raises
+    :class:`StaleSource`; with ``replace_stale=True`` it drops that source (histograms, skill
+    pairs, ledger entries; for truth/reference every model too, since their pairs go) and its
+    partials, and rebuilds it on ``orbits``. Partials of another version are never reused."""
     path = Path(path) if path is not None else default_cube_path()
     srcs = expand_sources(sources)
     cfg = {"world_seed": int(world_seed), "n_scans": n_scans, "regions": region_labels(extra_regions),
@@ -770,20 +983,38 @@ def build_cube(
     if ledger["config"] is not None and ledger["config"] != _config_key(cfg):
         raise CubeConfigMismatch(f"cube {path} was built with a different configuration: "
                                  f"{_diff(ledger['config'], _config_key(cfg))}")
+    cur = _identities(srcs, cfg)
+    cfg["identities"] = cur
+    drop, adopt = _check_identities(path, ledger, srcs, cur, replace_stale)
     pdir = partials_dir(path)
     pdir.mkdir(parents=True, exist_ok=True)
     from catalogs.store import cleanup_stale
 
     cleanup_stale(pdir)
-    # what each orbit still needs, minus what finished partials already hold
+    # what each orbit still needs, minus what finished partials (of the current versions) hold
     have: dict[int, set] = {}
-    for f in pdir.glob("o*.npz"):
+    for f in sorted(pdir.glob("o*.npz")):
         info = _parse_partial_name(f.name)
-        if info:
-            have.setdefault(info[0], set()).update(info[1])
+        if not info:
+            continue
+        try:
+            pid = partial_identities(f)
+        except (OSError, ValueError) as e:  # unreadable: recompute
+            log.warning("removing unreadable partial %s (%s)", f.name, e)
+            f.unlink(missing_ok=True)
+            continue
+        pid = _legacy_partial(pid, [x for x in cur if x in info[1] or x in BUILTIN], cur, f"partial {f.name}")
+        bad = sorted({x for x in set(info[1]) | set(pid) if (x in cur and pid.get(x) != cur[x])
+                      or (x in drop and x not in cur)})
+        if bad:
+            log.info("removing stale partial %s (%s: not the current version)", f.name, ", ".join(bad))
+            f.unlink(missing_ok=True)
+            continue
+        have.setdefault(info[0], set()).update(info[1])
+    done = {s: (set() if s in drop else set(v)) for s, v in ledger["sources"].items()}
     todo = []
     for o in dict.fromkeys(int(x) for x in orbits):
-        need = [s for s in srcs if o not in set(ledger["sources"].get(s, ())) and s not in have.get(o, set())]
+        need = [s for s in srcs if o not in done.get(s, ()) and s not in have.get(o, set())]
         if need:
             # keep a model's two sources together (one inference feeds both)
             todo.append((o, expand_sources(need)))
@@ -798,10 +1029,58 @@ def build_cube(
         pass
     if max_tasks is not None and max_tasks < total:
         raise BuildCancelled(f"stopped after {max_tasks} of {total} orbits (max_tasks)")
-    merge_partials(path, sorted(pdir.glob("o*.npz")), cfg, progress=None)
+    merge_partials(path, sorted(pdir.glob("o*.npz")), cfg, progress=None, drop=drop, adopt=adopt)
     if progress:
         progress(total, total, "cube written")
     return path
+
+
+def _check_identities(path: Path, ledger: dict, srcs: Sequence[str], cur: dict, replace_stale: bool):
+    """(sources to drop, legacy truth/reference identities to adopt) for a build of ``srcs``
+    whose current identities are ``cur``; raises :class:`StaleSource` on a mismatch unless
+    ``replace_stale``."""
+    stored_all = ledger.get("identities") or {}
+    stale: dict = {}
+    adopt: dict = {}
+    for s in srcs:
+        if not ledger["sources"].get(s):
+            continue
+        stored = stored_all.get(s)
+        if stored is None and model_of(s) is None:
+            log.info("cube %s: %s has no recorded identity (written before identities were recorded); it is "
+                     "taken as the current %s", path, s, _fmt_identity(cur[s]))
+            adopt[s] = cur[s]
+        elif stored != cur[s]:
+            stale.setdefault(_group(s), (stored, cur[s]))
+    if not stale:
+        return set(), adopt
+    if not replace_stale:
+        lines = [f"  {'truth/reference' if g == TRUTH else repr(g)}: the cube holds {_fmt_identity(a)}; "
+                 f"now {_fmt_identity(b)}" for g, (a, b) in stale.items()]
+        names = ",".join(sorted("truth,reference" if g == TRUTH else g for g in stale))
+        raise StaleSource(f"cube {path} holds sources computed by another version of them (a retrained model or "
+                          f"another simulator version); their numbers would be mixed with the new ones:\n"
+                          + "\n".join(lines)
+                          + f"\nFix: rebuild them with replace_stale=True (raincheck climatology build --sources "
+                            f"{names} ... --replace-stale): the stale sources are dropped (histograms, skill pairs, "
+                            f"ledger entries) and recomputed on the requested orbits.")
+    in_cube = set(ledger["sources"])
+    drop = set()
+    for g in stale:
+        if g == TRUTH:  # every pair involves truth or reference: models go too
+            drop |= {x for x in in_cube if model_of(x) is None} | {TRUTH, TRUTH_STRIP, REFERENCE}
+            others = sorted({model_of(x) for x in in_cube if model_of(x) and model_of(x) not in
+                             {model_of(y) for y in srcs}})
+            if others:
+                log.warning("cube %s: truth/reference are stale; dropping the models built against them too (%s): "
+                            "rebuild them with --sources", path, ", ".join(others))
+            drop |= {x for x in in_cube if model_of(x)}
+        else:
+            drop |= {g, g + STRIP}
+        a, b = stale[g]
+        log.warning("cube %s: replacing stale %s (%s → %s)", path, "truth/reference" if g == TRUTH else g,
+                    _fmt_identity(a), _fmt_identity(b))
+    return drop, {k: v for k, v in adopt.items() if k not in drop}
 
 
 def _run_tasks(todo, cfg, pdir, scheduler, n_workers, progress, cancel, total):
@@ -904,6 +1183,21 @@ class Cube:
     def n_orbits(self, source: str) -> int:
         return len(self.ledger.get("sources", {}).get(source, ()))
 
+    def identity(self, source: str) -> dict | None:
+        """Which version of ``source`` the cube's numbers come from (:func:`source_identity`):
+        e.g. ``{"checkpoint_sha256": "0123456789ab", "product_version": "raincheck-sim-4"}`` for a
+        model (``<model>@strip`` is the model's), ``{"truth_version": ...}`` for truth/reference;
+        None when the cube was written before identities were recorded."""
+        ids = self.ledger.get("identities") or {}
+        if source not in ids and source.endswith(STRIP):
+            source = source[: -len(STRIP)]
+        got = ids.get(source)
+        return dict(got) if got is not None else None
+
+    def identities(self) -> dict:
+        """{source: identity or None} for the cube's models, truth and reference."""
+        return {s: self.identity(s) for s in self.sources if not s.endswith(STRIP) and s != TRUTH_STRIP}
+
     def describe(self) -> dict:
         t = self.times
         return {"path": str(self.path) if self.path else None, "sources": self.sources,
@@ -911,7 +1205,10 @@ class Cube:
                 "months": int(t.size),
                 "first_month": str(t.min())[:7] if t.size else None, "last_month": str(t.max())[:7] if t.size else None,
                 "regions": len(self.regions), "config": self.ledger.get("config", {}) and {
-                    k: v for k, v in self.ledger["config"].items() if k in ("world_seed", "n_scans", "model_product")}}
+                    k: v for k, v in self.ledger["config"].items() if k in ("world_seed", "n_scans", "model_product")},
+                "identities": self.identities(),
+                **({"identities_assumed": list(self.ledger["assumed_identities"])}
+                   if self.ledger.get("assumed_identities") else {})}
 
     # -- selection helpers
     def region_selection(self, region) -> tuple[list[str], list[str] | None]:
@@ -1138,6 +1435,18 @@ def export_cube(src, dest) -> Path:
     return atomic_write(dest, writer, meta={"kind": "climatology-cube", "format": FORMAT_VERSION})
 
 
+def import_cube(src, dest) -> Path:
+    """Write a cube (e.g. the packaged netCDF one) as a zarr cube with its ledger, so that it can
+    be extended or have stale sources replaced by :func:`build_cube`."""
+    c = open_cube(src)
+    ds = c.ds.load().copy()
+    for c_ in ("source", "region", "surface", "pair", "skill_region", "stat", "fstat"):
+        ds = ds.assign_coords({c_: [str(v) for v in ds[c_].values]})
+    for v in ds.variables.values():
+        v.encoding = {}
+    return _write_cube(ds, json.loads(json.dumps(c.ledger)), Path(dest))
+
+
 # --------------------------------------------------------------------------- the demo record
 PACKAGED_DEMO = Path(__file__).resolve().parent / "data" / "demo_cube.nc"
 #: the recorded demo build (``raincheck climatology build --demo``): the synthetic record
@@ -1193,13 +1502,25 @@ def demo_cube_path(*, for_writing: bool = False) -> Path:
 
 
 def build_demo(path=None, *, models=None, scheduler=None, n_workers=2, progress=None, cancel=None,
-               per_month=DEMO["per_month"], years=DEMO["years"]) -> Path:
+               per_month=DEMO["per_month"], years=DEMO["years"], replace_stale: bool = False,
+               from_packaged: bool = True) -> Path:
     """Build the demo cube: truth + reference over the record, then each available shipped model
     on its subset of the same orbits (``models``: name → stride, default :data:`DEMO`).
-    Resumable like any build; models that are not registered are skipped."""
+    Resumable like any build; models that are not registered are skipped.
+
+    A new demo cube (the standard record: default ``years`` and ``per_month``) starts from the
+    packaged one (``from_packaged``), so only what is missing or stale is computed: after models
+    are retrained, ``replace_stale=True`` rebuilds just them. ``replace_stale`` as in
+    :func:`build_cube`."""
     path = Path(path) if path is not None else demo_cube_path(for_writing=True)
+    standard = tuple(years) == tuple(DEMO["years"]) and int(per_month) == DEMO["per_month"]
+    if (from_packaged and standard and not is_complete(path) and is_complete(PACKAGED_DEMO)
+            and path.resolve() != PACKAGED_DEMO.resolve()):
+        log.info("starting the demo cube %s from the packaged %s", path, PACKAGED_DEMO)
+        import_cube(PACKAGED_DEMO, path)
     orbits = record_orbits(years=years, per_month=per_month)
-    build_cube(orbits, DEMO["sources"], path, scheduler=scheduler, n_workers=n_workers, progress=progress, cancel=cancel)
+    build_cube(orbits, DEMO["sources"], path, scheduler=scheduler, n_workers=n_workers, progress=progress, cancel=cancel,
+               replace_stale=replace_stale)
     if models is None:
         try:
             from models.registry import list_models
@@ -1210,5 +1531,5 @@ def build_demo(path=None, *, models=None, scheduler=None, n_workers=2, progress=
         models = {m: k for m, k in DEMO["models"].items() if m in have}
     for m, k in dict(models).items():
         build_cube(orbits[::int(k)], [m], path, scheduler=scheduler, n_workers=n_workers, progress=progress,
-                   cancel=cancel)
+                   cancel=cancel, replace_stale=replace_stale)
     return path

@@ -306,3 +306,184 @@ def test_record_orbits_start_in_their_month():
     months = start.astype("datetime64[M]").astype(int) % 12 + 1
     assert months.tolist() == [1, 1, 7, 7] * 3
     assert len(set(orbits)) == len(orbits)
+
+
+# -- source identities: a retrained model or a new simulator never mixes into a cube --------------
+TINY_LEVELS = [0.01, 0.1, 0.5, 0.9, 0.99]
+
+
+def register_tiny_unet(name="tiny-unet", seed=0):
+    """A tiny random U-Net in the (test) user registry; another seed = a "retrained" checkpoint."""
+    import torch
+
+    from models.registry import ModelCard, save_model, user_models_dir
+    from models.unet_retriever import build_unet
+
+    cfg = {"name": name, "kind": "unet", "channels": "all", "quantile_levels": TINY_LEVELS,
+           "network": {"base": 4, "depth": 1, "max_width": 8}, "inference": {"tile_scans": 64, "cpu_batch_tiles": 4}}
+    torch.manual_seed(seed)
+    net = build_unet(cfg)
+    net.set_normalisation(np.full(13, 220.0), np.full(13, 40.0))
+    with torch.no_grad():
+        net.head.bias.uniform_(-1, 1)
+    card = ModelCard(name=name, kind="unet", config=cfg, checkpoint_sha256="", levels=TINY_LEVELS)
+    return save_model(user_models_dir() / name, net.state_dict(), card)
+
+
+def _computed(monkeypatch):
+    """Record (orbit, sources) of every orbit computed from here on (inline scheduler)."""
+    seen = []
+    real = CB.orbit_partial
+
+    def spy(orbit, sources, cfg, **kw):
+        seen.append((int(orbit), tuple(sources)))
+        return real(orbit, sources, cfg, **kw)
+
+    monkeypatch.setattr(CB, "orbit_partial", spy)
+    return seen
+
+
+def test_retrained_model_is_refused_then_replaced_exactly(tmp_path, data_root, monkeypatch):
+    from click.testing import CliRunner
+
+    from app.cli import main
+    from catalogs.simulator import PRODUCT_VERSION, TRUTH_VERSION
+
+    orbits = _orbits(3)
+    old = register_tiny_unet(seed=0)
+    p = build(tmp_path, orbits, "s.zarr")
+    build(tmp_path, orbits[:2], "s.zarr", sources=["tiny-unet"])
+    # an interrupted build with the old model left a partial of it for the third orbit
+    part = CB.orbit_partial(orbits[2], CB.expand_sources(["tiny-unet"]), {"regions": CB.region_labels(),
+                                                                          "n_scans": N_SCANS})
+    assert part["identities"]["tiny-unet"]["checkpoint_sha256"] == old.checkpoint_sha256[:12]
+    CB.write_partial(part, CB.partials_dir(p))
+    c = CB.open_cube(p)
+    assert c.identity("tiny-unet") == {"checkpoint_sha256": old.checkpoint_sha256[:12],
+                                       "product_version": PRODUCT_VERSION}
+    assert c.identity("tiny-unet@strip") == c.identity("tiny-unet")
+    assert c.identity("truth") == c.identity("reference") == {"truth_version": TRUTH_VERSION}
+    assert c.describe()["identities"]["tiny-unet"]["checkpoint_sha256"] == old.checkpoint_sha256[:12]
+    from app.views.distributions import cube_model_provenance
+
+    def provenance():  # what an exported cube view states about the model
+        return cube_model_provenance({"cube": str(p), "models": ["tiny-unet"]})[0]
+
+    assert provenance()["checkpoint_sha256"] == old.checkpoint_sha256 and "note" not in provenance()
+    before = arrays(p)[0]
+    truth_ledger = {s: c.ledger["sources"][s] for s in ("truth", "truth_strip", "reference")}
+
+    new = register_tiny_unet(seed=1)  # "retrained": same name, another checkpoint
+    assert new.checkpoint_sha256 != old.checkpoint_sha256
+    seen = _computed(monkeypatch)
+    with pytest.raises(CB.StaleSource, match="replace-stale") as e:
+        build(tmp_path, orbits, "s.zarr", sources=["tiny-unet"])
+    msg = str(e.value)
+    assert "'tiny-unet'" in msg and old.checkpoint_sha256[:12] in msg and new.checkpoint_sha256[:12] in msg
+    r = CliRunner().invoke(main, ["climatology", "build", "--orbits", ",".join(map(str, orbits)), "--sources",
+                                  "tiny-unet", "--n-scans", str(N_SCANS), "--inline", "--cube", str(p)])
+    assert r.exit_code != 0 and "--replace-stale" in r.output and new.checkpoint_sha256[:12] in r.output
+    assert seen == [] and CB.open_cube(p).identity("tiny-unet")["checkpoint_sha256"] == old.checkpoint_sha256[:12]
+    prov = provenance()  # the numbers still come from the old checkpoint: the manifest says so
+    assert prov["checkpoint_sha256"] == old.checkpoint_sha256[:12]
+    assert prov["registered_checkpoint_sha256"] == new.checkpoint_sha256 and "--replace-stale" in prov["note"]
+
+    build(tmp_path, orbits, "s.zarr", sources=["tiny-unet"], replace_stale=True)
+    # every orbit of the model recomputed (the stale partial was not reused), truth/reference not
+    assert sorted(seen) == [(o, ("tiny-unet", "tiny-unet@strip")) for o in orbits]
+    assert not list(CB.partials_dir(p).glob("o*.npz"))
+    fresh = build(tmp_path, orbits, "fresh.zarr", sources=["truth", "reference", "tiny-unet"])
+    (da, ca), (df, cf) = arrays(p), arrays(fresh)
+    assert sorted(ca.sources) == sorted(cf.sources) and sorted(ca.ledger["pairs"]) == sorted(cf.ledger["pairs"])
+    assert ca.ledger["sources"] == cf.ledger["sources"] and ca.ledger["pairs"] == cf.ledger["pairs"]
+    assert ca.ledger["identities"] == cf.ledger["identities"]
+    assert ca.identity("tiny-unet")["checkpoint_sha256"] == new.checkpoint_sha256[:12]
+    assert provenance()["checkpoint_sha256"] == new.checkpoint_sha256 and "note" not in provenance()
+    src, prs = cf.sources, [str(x) for x in df["pair"].values]
+    np.testing.assert_array_equal(da["count"].sel(source=src).values, df["count"].values)
+    np.testing.assert_allclose(da["total"].sel(source=src).values, df["total"].values, rtol=1e-12)
+    np.testing.assert_allclose(da["skill"].sel(pair=prs).values, df["skill"].values, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(da["field_skill"].sel(pair=prs).values, df["field_skill"].values, rtol=1e-12)
+    # truth and reference survived untouched
+    for s in ("truth", "truth_strip", "reference"):
+        np.testing.assert_array_equal(da["count"].sel(source=s).values, before["count"].sel(source=s).values)
+        assert ca.ledger["sources"][s] == truth_ledger[s]
+    # the model's numbers did change
+    assert not np.array_equal(da["count"].sel(source="tiny-unet").values,
+                              before["count"].sel(source="tiny-unet").values)
+
+
+def _legacy_partial(orbit, sources, folder, **cfg):
+    """A partial as written before identities were recorded."""
+    part = CB.orbit_partial(orbit, CB.expand_sources(sources), {"regions": CB.region_labels(), "n_scans": N_SCANS,
+                                                                 **cfg})
+    part["identities"] = {}
+    CB.write_partial(part, folder)
+
+
+def test_cube_without_identities_keeps_truth_and_refuses_models(tmp_path, caplog, monkeypatch):
+    import json
+
+    orbits = _orbits(3)
+    p = build(tmp_path, orbits[:2], "legacy.zarr", sources=["truth", "reference", "fake"],
+              model_fns={"fake": fake_model})
+    led = json.loads((p / CB.LEDGER).read_text())
+    assert led["identities"]["fake"]["model"].endswith("fake_model")
+    del led["identities"]  # as written before identities were recorded
+    (p / CB.LEDGER).write_text(json.dumps(led))
+    assert CB.open_cube(p).identity("truth") is None
+    before = arrays(p)[0]["count"].sel(source="truth").values.copy()
+    _legacy_partial(orbits[2], ["truth", "reference"], CB.partials_dir(p))
+    seen = _computed(monkeypatch)
+    with caplog.at_level("INFO", logger="evaluation.cube"):
+        build(tmp_path, orbits, "legacy.zarr")  # truth/reference: kept, extended, identity recorded
+    assert "no recorded identity" in caplog.text
+    assert seen == []  # the old partial of truth/reference was reused (same rule as the cube)
+    c = CB.open_cube(p)
+    assert c.n_orbits("truth") == 3 and c.identity("reference")["truth_version"]
+    assert c.describe()["identities_assumed"] == ["reference", "truth", "truth_strip"]
+    assert c.identity("fake") is None
+    with pytest.raises(CB.StaleSource, match="not recorded"):
+        build(tmp_path, orbits, "legacy.zarr", sources=["fake"], model_fns={"fake": fake_model})
+    _legacy_partial(orbits[0], ["fake"], CB.partials_dir(p), model_fns={"fake": fake_model})
+    seen.clear()
+    build(tmp_path, orbits, "legacy.zarr", sources=["fake"], model_fns={"fake": fake_model}, replace_stale=True)
+    assert sorted(seen) == [(o, ("fake", "fake@strip")) for o in orbits]  # the old model partial: not reused
+    c = CB.open_cube(p)
+    assert c.n_orbits("fake") == 3 and c.identity("fake")["model"].endswith("fake_model")
+    assert c.ledger["pairs"]["fake@strip|reference"] == sorted(orbits)
+    h = c.histogram("truth", period=("2000-01-01", "2100-01-01"))
+    assert h["n"] > 0 and c.ds["count"].sel(source="truth").values[..., :].sum() >= before.sum()
+
+
+def test_simulator_tb_change_invalidates_models_not_truth(tmp_path, monkeypatch):
+    import catalogs.simulator as SIM
+
+    orbits = _orbits(1)
+    p = build(tmp_path, orbits, "v.zarr", sources=["truth", "reference", "fake"], model_fns={"fake": fake_model})
+    monkeypatch.setattr(SIM, "PRODUCT_VERSION", "raincheck-sim-next")  # Tb changed, truth did not
+    build(tmp_path, _orbits(2), "v.zarr")  # truth/reference still current
+    with pytest.raises(CB.StaleSource, match="raincheck-sim-next"):
+        build(tmp_path, orbits, "v.zarr", sources=["fake"], model_fns={"fake": fake_model})
+    monkeypatch.setattr(SIM, "TRUTH_VERSION", "raincheck-sim-next")  # now the truth changed too
+    with pytest.raises(CB.StaleSource, match="truth/reference"):
+        build(tmp_path, orbits, "v.zarr")
+    build(tmp_path, orbits, "v.zarr", replace_stale=True)
+    c = CB.open_cube(p)  # truth rebuilt on the requested orbit; the model (built against it) dropped
+    assert c.n_orbits("truth") == 1 and c.identity("truth") == {"truth_version": "raincheck-sim-next"}
+    assert "fake" not in c.sources and not any("fake" in k for k in c.ledger["pairs"])
+
+
+def test_packaged_demo_cube_keeps_truth_and_flags_its_models(tmp_path):
+    """The shipped cube predates identities: imported for a rebuild, its truth/reference count as
+    current (nothing to recompute), its models as stale (they need --replace-stale)."""
+    if not CB.is_complete(CB.PACKAGED_DEMO):
+        pytest.skip("no packaged demo cube")
+    p = CB.import_cube(CB.PACKAGED_DEMO, tmp_path / "demo.zarr")
+    c = CB.open_cube(p)
+    assert c.ledger["sources"] == CB.open_cube(CB.PACKAGED_DEMO).ledger["sources"]
+    done = c.ledger["sources"]["truth"][:3]
+    CB.build_cube(done, ["truth", "reference"], p, scheduler="inline")  # held, current: no work, no error
+    for m in c.models:
+        with pytest.raises(CB.StaleSource, match="not recorded"):
+            CB.build_cube(done, [m], p, scheduler="inline")

@@ -84,8 +84,11 @@ def register(main: click.Group) -> None:
     @click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786); default: a LocalCluster.")
     @click.option("--workers", default=2, show_default=True, type=int, help="LocalCluster workers.")
     @click.option("--inline", is_flag=True, help="No dask: compute in this process.")
+    @click.option("--replace-stale", is_flag=True,
+                  help="Drop and rebuild sources the cube holds in another version (a retrained model's checkpoint, "
+                       "another simulator version); without it such a build stops with an error.")
     def build_cmd(demo, orbit_spec, record, years, per_month, sources, n_scans, extra_regions, cube_path, scheduler,
-                  workers, inline) -> None:
+                  workers, inline, replace_stale) -> None:
         """Build or extend a cube; an interrupted build resumes where it stopped."""
         import logging
 
@@ -100,7 +103,7 @@ def register(main: click.Group) -> None:
         try:
             if demo:
                 path = CB.build_demo(cube_path, scheduler=sched, n_workers=workers, progress=bar, cancel=threading.Event(),
-                                     per_month=per_month, years=yrs)
+                                     per_month=per_month, years=yrs, replace_stale=replace_stale)
             else:
                 if record:
                     orbits = CB.record_orbits(years=yrs, per_month=per_month)
@@ -111,7 +114,7 @@ def register(main: click.Group) -> None:
                 path = CB.build_cube(orbits, [s for s in sources.split(",") if s.strip()],
                                      cube_path or CB.default_cube_path(), scheduler=sched, n_workers=workers,
                                      progress=bar, cancel=threading.Event(), n_scans=n_scans,
-                                     extra_regions=extra_regions)
+                                     extra_regions=extra_regions, replace_stale=replace_stale)
         except (CB.CubeConfigMismatch, ValueError, KeyError) as e:
             raise click.ClickException(str(e)) from None
         finally:
@@ -121,8 +124,18 @@ def register(main: click.Group) -> None:
     @climatology.command("info")
     @click.option("--cube", "cube_path", type=click.Path(), default=None)
     def info_cmd(cube_path) -> None:
-        """Describe a cube (sources, orbits, months)."""
+        """Describe a cube (sources, orbits, months, the identity of each source)."""
         click.echo(json.dumps(_open(cube_path).describe(), indent=1))
+
+    @climatology.command("export")
+    @click.argument("dest", type=click.Path())
+    @click.option("--cube", "cube_path", type=click.Path(), default=None, help="Cube to export (default: the demo cube).")
+    def export_cmd(dest, cube_path) -> None:
+        """Write a cube as one compressed netCDF file (e.g. evaluation/data/demo_cube.nc)."""
+        from evaluation import cube as CB
+
+        out = CB.export_cube(cube_path or CB.demo_cube_path(), dest)
+        click.echo(str(out))
 
     @main.command("evaluate")
     @click.option("--models", default=None, help="Comma-separated model names (default: all in the cube).")

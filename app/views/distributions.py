@@ -149,8 +149,35 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
 def provenance(res: dict, view: str) -> dict:
     return {"entry": "climatology cube", "cube": res["cube"], "orbits": "see the cube ledger",
             "query": res["query"], "pixels": "reference strip" if res.get("strip", True) else "all pixels",
-            "models_in_cube": res["models"], "notes": res["notes"],
+            "models_in_cube": res["models"], "notes": res["notes"], "models": cube_model_provenance(res),
             "statistics": f"evaluation.report / evaluation.distributions ({view})"}
+
+
+def cube_model_provenance(res: dict) -> list[dict]:
+    """The models behind a cube-based view with the checkpoint the cube's numbers come from (its
+    ledger's identity), not whatever is registered now; the registered one alongside."""
+    from app.export import model_provenance
+
+    try:
+        cube = C.open_cube(res["cube"])
+    except data.DataError:
+        return model_provenance(res["models"])
+    out = []
+    for d in model_provenance(res["models"]):
+        ident = cube.identity(d["name"])
+        registered = d.get("checkpoint_sha256")
+        used = (ident or {}).get("checkpoint_sha256")
+        d["checkpoint_sha256"] = registered if registered and used and registered.startswith(used) else used
+        d["registered_checkpoint_sha256"] = registered
+        d["identity_in_cube"] = ident
+        if ident is None:
+            d["note"] = "the cube does not record which checkpoint its numbers come from (built before identities " \
+                        "were recorded)"
+        elif used and registered and not registered.startswith(used):
+            d["note"] = (f"the cube's numbers come from checkpoint {used}, not the registered one: rebuild with "
+                         f"'raincheck climatology build --sources {d['name']} ... --replace-stale'")
+        out.append(d)
+    return out
 
 
 class DistributionsView(C.EvaluationView):

@@ -3,8 +3,8 @@ see the map, switch through every view (the model comparison included), export P
 comparison as SVG, reload a shared link, no console errors.
 
 The server runs in this process (threaded), on a free localhost port, with an isolated data root.
-Inference is the job manager's: a stand-in runner writes a schema-valid retrieval to the store
-(the real models are exercised by the models tests); everything else is the real stack.
+"Run" is the real job manager running the shipped reference U-Net on a whole orbit; everything
+is the real stack (the climatology cube and the stored comparison are small real ones built for the test).
 """
 
 from __future__ import annotations
@@ -43,21 +43,8 @@ def server(tmp_path_factory):
     for memo in (data._swaths, data._outputs, data._geoms):
         memo.clear()
 
-    def runner(model_name, orbit, source="synthetic", world_seed=0, device="auto", progress=None, cancel=None,
-               *, info=None):
-        swath = data.load_swath(None, orbit=orbit, world=world_seed)
-        for k in range(5):
-            if progress:
-                progress(k, 5, f"tile {k + 1} of 5")
-            time.sleep(0.3)
-        path = write_retrieval(swath, model=model_name, orbit=orbit)
-        if info is not None:
-            info.update(cache_hit=False, device="cpu (test)")
-        return path
-
-    mp.setattr(data, "list_models", lambda: ["unit-model"])
-    mp.setattr(data, "model_card", lambda name: {"name": name, "checkpoint_sha256": "ab" * 32, "kind": "test"})
-    manager = jobs.JobManager(runner=runner)
+    # the real job manager running the shipped reference U-Net (real inference, on CPU here)
+    manager = jobs.JobManager()
     jobs.set_manager(manager)
     cube = small_cube(root / "cube.zarr")
     save_result(small_comparison())  # what `raincheck compare` stores, for the comparison view
@@ -192,14 +179,15 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages, server_errors):
 
     # choose a model: it has no output yet, the map says so
     page.locator(".choices").first.click()
-    page.keyboard.type("unit-model")
+    page.keyboard.type("unet-reference")
     page.keyboard.press("Enter")
+    page.keyboard.press("Escape")  # close the list of the other registered models
     page.get_by_text(re.compile("no output for orbit 20001 yet")).wait_for()
 
     # Run it: progress with the device, then the output lands and the message goes
-    page.get_by_role("button", name="Run unit-model").click()
-    page.get_by_text(re.compile(r"unit-model · orbit 20001: .*on cpu \(test\)|computed on cpu")).first.wait_for()
-    page.get_by_text(re.compile("computed on cpu \\(test\\)")).wait_for()
+    page.get_by_role("button", name="Run unet-reference").click()
+    page.get_by_text(re.compile(r"unet-reference · orbit 20001: .*cpu|computed on cpu")).first.wait_for()
+    page.get_by_text(re.compile("computed on cpu")).wait_for(timeout=240_000)
     page.get_by_text(re.compile("no output for orbit 20001 yet")).wait_for(state="detached")
     assert page.locator(".alert-danger").count() == 0
 
@@ -255,7 +243,7 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages, server_errors):
     _wait_query(page, "view", "trends")
     shared = page.url
     q = _query(page)
-    assert q["orbit"] == "20001" and "unit-model" in q["models"]
+    assert q["orbit"] == "20001" and "unet-reference" in q["models"]
     log2 = []
     page2 = browser_page = rc_browser.new_page(viewport={"width": 1500, "height": 1000})
     page2.set_default_timeout(TIMEOUT_MS)
@@ -265,7 +253,7 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages, server_errors):
     page2.goto(shared)
     page2.get_by_text("Verdicts").first.wait_for()  # opens on the shared view
     assert page2.get_by_label(re.compile("Orbit number")).input_value() == "20001"
-    page2.get_by_role("button", name="Run unit-model").wait_for(state="attached")  # the model is selected
+    page2.get_by_role("button", name="Run unet-reference").wait_for(state="attached")  # the model is selected
     assert _query(page2) == q
 
     assert _errors(log) == [] and _errors(log2) == [], (_errors(log), _errors(log2))

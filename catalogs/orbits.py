@@ -137,3 +137,43 @@ def granule_orbits(table: pd.DataFrame, start, end, *, mask: Optional[MaskFn] = 
         sel["coverage"] = hits
         sel = sel[sel["coverage"] > 0]
     return sel.reset_index(drop=True)
+
+
+def orbits_near_box(orbits, bbox: tuple[float, float, float, float], *, n_scans: int | None = None,
+                    step_s: float = 20.0) -> np.ndarray:
+    """The synthetic ``orbits`` (of the first ``n_scans`` scans of each, all by default) whose
+    swath may touch a lon/lat box (``lon0 > lon1`` crosses the antimeridian); conservative: an
+    orbit left out has no pixel in the box (every footprint lies within the scan radius of the
+    nadir point of its scan; nadir is sampled every ``step_s`` seconds and the box is widened by
+    the scan radius, half a step and a margin). Cheap: no swath is simulated."""
+    from catalogs.simulator import geometry as geo
+
+    orbits = np.atleast_1d(np.asarray(orbits, dtype=np.int64))
+    if orbits.size == 0:
+        return orbits
+    lon0, lat0, lon1, lat1 = (float(v) for v in bbox)
+    n = geo.N_SCANS if n_scans is None else int(min(n_scans, geo.N_SCANS))
+    span = n * geo.SCAN_PERIOD_S  # seconds of the orbit the swath covers
+    n_pts = int(np.ceil(geo.PERIOD_S / step_s)) + 1
+    step = geo.PERIOD_S / (n_pts - 1)
+    keep_pts = int(np.ceil(span / step)) + 1
+    ground_speed = 2 * np.pi * EARTH_RADIUS_KM / geo.PERIOD_S  # km/s of the nadir point
+    reach_km = geo.SCAN_RADIUS_KM + step * ground_speed / 2 + 100.0
+    pad = np.degrees(reach_km / EARTH_RADIUS_KM)
+    la0, la1 = max(lat0 - pad, -90.0), min(lat1 + pad, 90.0)
+    widest = max(abs(la0), abs(la1))
+    width = (lon1 - lon0) % 360.0
+    # longitude pad at the widened box's most poleward latitude, doubled for safety
+    dlon = 2 * pad / np.cos(np.radians(min(widest, 89.0)))
+    full_lon = lon1 - lon0 >= 360 or widest >= 89.0 or width + 2 * dlon >= 360
+    out = []
+    for c0 in range(0, orbits.size, 2000):
+        chunk = orbits[c0:c0 + 2000]
+        lat, lon, _ = geo.subsatellite_track(chunk, n_pts)
+        lat, lon = lat[:, :keep_pts], lon[:, :keep_pts]
+        hit = (lat >= la0) & (lat <= la1)
+        if not full_lon:
+            east = (lon - (lon0 - dlon)) % 360.0  # degrees east of the widened west edge
+            hit &= east <= width + 2 * dlon
+        out.append(chunk[hit.any(axis=1)])
+    return np.concatenate(out)

@@ -579,7 +579,15 @@ def orbit_partial(orbit: int, sources: Sequence[str], cfg: dict, *, swath: xr.Da
         out["counts"][src] = counts.reshape(n_m, n_reg, n_surf, nb)
         out["sums"][src] = sums.reshape(n_m, n_reg, n_surf)
         out["sumsq"][src] = sumsq.reshape(n_m, n_reg, n_surf)
-    # skill pairs on the AR6 partition
+    # skill pairs on the AR6 partition (and on the extra regions, with cfg["skill_extra"])
+    n_skill = len(skill_labels(cfg))
+    smap = np.full(n_reg, -1, np.int64)
+    smap[:n_ar6] = np.arange(n_ar6)
+    skill_layers = [g_ar6]
+    if cfg.get("skill_extra"):
+        for k in range(len(cfg.get("extra_regions", ()))):
+            smap[n_ar6 + len(RG.LAT_BAND_SPECS) + k] = n_ar6 + k
+            skill_layers.append(layers[2 + k])
     main_month = int(np.bincount(midx).argmax())
     for pair in pairs_for(sources):
         a, b = pair.split("|")
@@ -589,7 +597,7 @@ def orbit_partial(orbit: int, sources: Sequence[str], cfg: dict, *, swath: xr.Da
         quant = levels = None
         if model_of(a):
             _, quant, levels = model_out[model_of(a)]
-        out["skill"][pair] = _grouped_skill(pa, pb, quant, levels, g_ar6, n_m, n_reg, n_ar6)
+        out["skill"][pair] = _grouped_skill(pa, pb, quant, levels, skill_layers, n_m, n_reg, smap, n_skill)
         cols = strip.any(axis=0) if a.endswith(STRIP) or b == TRUTH_STRIP else np.ones(C, bool)
         f = np.zeros((n_m, len(FIELD_STATS)))
         f[main_month] = SK.field_stats(pa[:, cols], pb[:, cols])
@@ -603,26 +611,32 @@ def _regroup(g, n_reg, n_surf, region):
     return (mon * n_reg + region) * n_surf + s
 
 
-def _grouped_skill(p, r, quant, levels, g_ar6, n_m, n_reg, n_ar6):
+def _grouped_skill(p, r, quant, levels, layers, n_m, n_reg, smap, n_skill):
+    """Additive skill statistics of the pixel pairs grouped by (month, skill region, surface):
+    ``layers`` are group-id arrays on the full region axis (the AR6 layer, then any extra-region
+    layers); ``smap`` maps a full-axis region index to its skill-region index (-1: not stored)."""
     n_surf = len(SURFACES)
     ok, mat = SK.pixel_stats(p, r, quantiles=quant, levels=levels)
     names = SK.pixel_stat_names(levels=levels)
-    g = g_ar6[ok]
-    keep = g >= 0
-    g, mat = g[keep], mat[keep]
-    # regroup from the full region axis to the AR6 partition (region index < n_ar6 by construction)
-    s = g % n_surf
-    rest = g // n_surf
-    reg = rest % n_reg
-    mon = rest // n_reg
-    gg = (mon * n_ar6 + reg) * n_surf + s
-    size = n_m * n_ar6 * n_surf
+    size = n_m * n_skill * n_surf
     out = np.zeros((size, len(PIXEL_STATS)))
     col = {n: i for i, n in enumerate(PIXEL_STATS)}
-    for k, name in enumerate(names):
-        if name in col and mat.shape[0]:
-            out[:, col[name]] = np.bincount(gg, weights=mat[:, k], minlength=size)
-    return out.reshape(n_m, n_ar6, n_surf, len(PIXEL_STATS))
+    for layer in layers:
+        g = layer[ok]
+        keep = g >= 0
+        g, m = g[keep], mat[keep]
+        # regroup from the full region axis to the skill regions
+        s = g % n_surf
+        rest = g // n_surf
+        reg = smap[rest % n_reg]
+        mon = rest // n_reg
+        keep = reg >= 0
+        gg = ((mon * n_skill + reg) * n_surf + s)[keep]
+        m = m[keep]
+        for k, name in enumerate(names):
+            if name in col and m.shape[0]:
+                out[:, col[name]] += np.bincount(gg, weights=m[:, k], minlength=size)
+    return out.reshape(n_m, n_skill, n_surf, len(PIXEL_STATS))
 
 
 # --------------------------------------------------------------------------- partial files
@@ -713,14 +727,23 @@ def read_ledger(path: Path) -> dict:
 
 
 def _config_key(cfg: dict) -> dict:
-    return {"format": FORMAT_VERSION, "world_seed": int(cfg.get("world_seed", 0)), "n_scans": cfg.get("n_scans"),
-            "regions": list(cfg["regions"]), "edges": [float(e) for e in D.EDGES[:-1]],
-            "model_product": cfg.get("model_product", "precip_mean"), "loader": cfg.get("loader", "simulator")}
+    key = {"format": FORMAT_VERSION, "world_seed": int(cfg.get("world_seed", 0)), "n_scans": cfg.get("n_scans"),
+           "regions": list(cfg["regions"]), "edges": [float(e) for e in D.EDGES[:-1]],
+           "model_product": cfg.get("model_product", "precip_mean"), "loader": cfg.get("loader", "simulator")}
+    if cfg.get("skill_extra"):  # only when set: cubes built before the option keep their key
+        key["skill_extra"] = True
+    return key
 
 
-def empty_cube(sources, pairs, regions, months) -> xr.Dataset:
+def skill_labels(cfg: dict) -> list[str]:
+    """The ``skill_region`` axis: the AR6 partition, then (``skill_extra``) the extra regions."""
+    return ar6_labels() + (list(cfg.get("extra_regions", ())) if cfg.get("skill_extra") else [])
+
+
+def empty_cube(sources, pairs, regions, months, skill_regions=None) -> xr.Dataset:
     ns, nr, nt, nsf, nb = len(sources), len(regions), len(months), len(SURFACES), D.N_BINS
-    n_ar6 = len(ar6_labels())
+    skill_regions = ar6_labels() if skill_regions is None else list(skill_regions)
+    n_ar6 = len(skill_regions)
     return xr.Dataset(
         {
             "count": (("source", "region", "time", "surface", "bin"), np.zeros((ns, nr, nt, nsf, nb), np.int64)),
@@ -732,7 +755,7 @@ def empty_cube(sources, pairs, regions, months) -> xr.Dataset:
         },
         coords={"source": list(sources), "region": list(regions), "time": np.asarray(months, "datetime64[ns]"),
                 "surface": list(SURFACES), "bin": np.arange(nb), "bin_lower": ("bin", D.EDGES[:-1]),
-                "bin_upper": ("bin", D.EDGES[1:]), "pair": list(pairs), "skill_region": ar6_labels(),
+                "bin_upper": ("bin", D.EDGES[1:]), "pair": list(pairs), "skill_region": skill_regions,
                 "stat": list(PIXEL_STATS), "fstat": list(FIELD_STATS)},
     )
 
@@ -888,7 +911,7 @@ def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, prog
             Path(pp).unlink(missing_ok=True)
         return ledger
     months = np.array(sorted(months), dtype="datetime64[ns]")
-    new = empty_cube(sources, pairs, cfg["regions"], months)
+    new = empty_cube(sources, pairs, cfg["regions"], months, skill_labels(cfg))
     cnt, tot, tsq = new["count"].values, new["total"].values, new["total_sq"].values
     skl, fsk = new["skill"].values, new["field_skill"].values
     si = {s: i for i, s in enumerate(sources)}
@@ -958,6 +981,7 @@ def build_cube(
     torch_threads: int | None = 1,
     max_tasks: int | None = None,
     replace_stale: bool = False,
+    skill_extra: bool = False,
 ) -> Path:
     """Build (or extend) the cube at ``path`` with ``orbits`` × ``sources``.
 
@@ -973,12 +997,17 @@ def build_cube(
     another version of it (a retrained model, another simulator version), the build raises
     :class:`StaleSource`; with ``replace_stale=True`` it drops that source (histograms, skill
     pairs, ledger entries; for truth/reference every model too, since their pairs go) and its
-    partials, and rebuilds it on ``orbits``. Partials of another version are never reused."""
+    partials, and rebuilds it on ``orbits``. Partials of another version are never reused.
+
+    ``skill_extra``: also store the skill statistics on the extra regions (the ``skill_region``
+    axis is then the AR6 partition + ``extra_regions``), so scores answer for them too (box cubes
+    are built this way)."""
     path = Path(path) if path is not None else default_cube_path()
     srcs = expand_sources(sources)
     cfg = {"world_seed": int(world_seed), "n_scans": n_scans, "regions": region_labels(extra_regions),
            "extra_regions": [RG.get_region(s).spec for s in extra_regions], "model_fns": model_fns or {},
-           "model_product": model_product, "torch_threads": torch_threads, "loader": "simulator"}
+           "model_product": model_product, "torch_threads": torch_threads, "loader": "simulator",
+           "skill_extra": bool(skill_extra and extra_regions)}
     ledger = read_ledger(path)
     if ledger["config"] is not None and ledger["config"] != _config_key(cfg):
         raise CubeConfigMismatch(f"cube {path} was built with a different configuration: "
@@ -1328,7 +1357,7 @@ class Cube:
         labels, surfs = self.region_selection(region)
         if labels == list(RG.LAT_BAND_SPECS):
             labels = ar6_labels()  # the AR6 partition covers the globe too
-        ar6 = ar6_labels()
+        ar6 = [str(x) for x in self.ds["skill_region"].values]  # the AR6 partition (+ extra regions)
         if not all(x in ar6 for x in labels):
             raise RegionNotInCube(f"skill statistics are stored on the AR6 partition; {region!r} is not answerable")
         if surface:
@@ -1534,4 +1563,212 @@ def build_demo(path=None, *, models=None, scheduler=None, n_workers=2, progress=
     for m, k in dict(models).items():
         build_cube(orbits[::int(k)], [m], path, scheduler=scheduler, n_workers=n_workers, progress=progress,
                    cancel=cancel, replace_stale=replace_stale)
+    return path
+
+
+# --------------------------------------------------------------------------- box cubes
+#: rough cost of one whole orbit (2924 scans) on this 2-core CPU, in seconds: simulating and
+#: summarising it (truth/reference), or a model's inference on it (the U-Nets ≈ 4–8 s idle,
+#: the Bayesian database retrieval ≈ 1–2.5 min); a model not listed counts as ``DEFAULT``
+ORBIT_COST_S = {TRUTH: 1.5, "unet": 8.0, "bayes-baseline": 100.0, "callable": 0.5, "default": 20.0}
+#: a box cube skips a model whose inference over its orbits would take longer than this (s)
+BOX_MODEL_LIMIT_S = 600.0
+_BOX_KEYS = ("world_seed", "n_scans", "model_product")
+
+
+def box_spec(spec) -> str:
+    """The normalised ``bbox:`` spec of a box region (ValueError for anything else)."""
+    r = RG.get_region(spec)
+    if r.kind != "bbox":
+        raise ValueError(f"a box cube needs a box region (bbox:lon0,lat0,lon1,lat1), got {spec!r}")
+    return r.spec
+
+
+def _main_config(main) -> dict:
+    cfg = (main.ledger.get("config") or {}) if main is not None else {}
+    return {"world_seed": int(cfg.get("world_seed", 0) or 0), "n_scans": cfg.get("n_scans"),
+            "model_product": cfg.get("model_product", "precip_mean")}
+
+
+def box_cube_path(spec, main=None) -> Path:
+    """Where the box cube of ``spec`` lives: ``<data root>/cubes/box-<hash>.zarr``, the hash of
+    the normalised spec and of the main cube's world seed, scans per orbit and model product
+    (the configuration the box cube must share with the cube it completes)."""
+    import hashlib
+
+    from catalogs.config import get_roots
+
+    key = json.dumps({"spec": box_spec(spec), **_main_config(main)}, sort_keys=True)
+    return get_roots().sub("cubes") / f"box-{hashlib.sha256(key.encode()).hexdigest()[:16]}.zarr"
+
+
+def orbit_cost_s(source: str, n_scans: int | None = None, *, callable_model: bool = False) -> float:
+    """Rough seconds to add ``source`` (truth/reference, or a model) on one orbit of ``n_scans``
+    scans (:data:`ORBIT_COST_S`)."""
+    from catalogs.simulator.geometry import N_SCANS
+
+    frac = 1.0 if n_scans is None else min(int(n_scans), N_SCANS) / N_SCANS
+    m = model_of(source)
+    if m is None:
+        c = ORBIT_COST_S[TRUTH]
+    elif callable_model:
+        c = ORBIT_COST_S["callable"]
+    else:
+        c = ORBIT_COST_S.get(m, ORBIT_COST_S["unet"] if m.startswith("unet") else ORBIT_COST_S["default"])
+    return c * frac
+
+
+def fmt_seconds(s: float) -> str:
+    if s < 90:
+        return f"{max(s, 1):.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def box_plan(spec, main, *, model_fns: dict | None = None, max_model_seconds: float = BOX_MODEL_LIMIT_S,
+             path=None) -> dict:
+    """What the box cube of ``spec`` needs, from the main cube ``main`` (a :class:`Cube` or a
+    path): for truth + reference and each model the main cube holds, the orbits the main cube
+    used for it (its ledger) that may cross the box (:func:`catalogs.orbits.orbits_near_box`).
+
+    Returns {spec, path, main_cube, config, groups: [{sources, orbits, seconds}], skipped:
+    {model: reason}, notes, orbits (distinct orbits), seconds (rough estimate)}. A model is
+    skipped (with its reason) when its inference would take longer than ``max_model_seconds``,
+    when the main cube's numbers come from a callable this process lacks (``model_fns``), or
+    when it is not registered any more."""
+    from catalogs.orbits import orbits_near_box
+
+    main = main if isinstance(main, Cube) else open_cube(main)
+    spec = box_spec(spec)
+    cfg = _main_config(main)
+    params = RG.get_region(spec).params
+    led = main.ledger.get("sources") or {}
+    model_fns = model_fns or {}
+    cache: dict = {}
+
+    def crossing(orbits) -> list[int]:
+        key = tuple(sorted(int(o) for o in orbits))
+        if key not in cache:
+            cache[key] = [int(o) for o in orbits_near_box(list(key), params, n_scans=cfg["n_scans"])]
+        return cache[key]
+
+    groups, skipped, notes = [], {}, []
+    t_orb, r_orb = led.get(TRUTH, []), led.get(REFERENCE, [])
+    if sorted(t_orb) == sorted(r_orb):
+        builtin = [([TRUTH, REFERENCE], t_orb)] if t_orb else []
+    else:
+        builtin = [([s], o) for s, o in ((TRUTH, t_orb), (REFERENCE, r_orb)) if o]
+    for srcs, orbs in builtin:
+        o = crossing(orbs)
+        groups.append({"sources": srcs, "orbits": o, "seconds": len(o) * orbit_cost_s(TRUTH, cfg["n_scans"]),
+                       "of": len(orbs)})
+    for m in main.models:
+        ident = main.identity(m) or {}
+        orbs = led.get(m, [])
+        if "model" in ident:  # computed by a callable (tests, custom models)
+            fn = model_fns.get(m)
+            if fn is None:
+                skipped[m] = (f"{m}: the cube's numbers come from a custom model function ({ident['model']}) that "
+                              "this program does not have")
+                continue
+            now = source_identity(m, {"model_fns": {m: fn}, "loader": "simulator"})
+            if now.get("model") != ident.get("model"):
+                skipped[m] = f"{m}: the model function given is {now.get('model')}, the cube's is {ident['model']}"
+                continue
+            cost = orbit_cost_s(m, cfg["n_scans"], callable_model=True)
+        else:
+            try:
+                from models.registry import get_card
+
+                sha = str(get_card(m).checkpoint_sha256)
+            except Exception as e:  # noqa: BLE001 - unregistered / unreadable: say so, go on
+                skipped[m] = f"{m}: not available ({type(e).__name__}: {e})"
+                continue
+            if ident.get("checkpoint_sha256") and not sha.startswith(ident["checkpoint_sha256"]):
+                notes.append(f"{m}: the cube's numbers come from checkpoint {ident['checkpoint_sha256']}; the box is "
+                             f"computed with the registered one, {sha[:12]}")
+            cost = orbit_cost_s(m, cfg["n_scans"])
+        o = crossing(orbs)
+        secs = len(o) * (cost + orbit_cost_s(TRUTH, cfg["n_scans"]))
+        if secs > max_model_seconds:
+            skipped[m] = (f"{m}: inference on the {len(o)} orbit(s) crossing the box would take about "
+                          f"{fmt_seconds(secs)} (limit {fmt_seconds(max_model_seconds)}); add it with "
+                          f"`raincheck climatology build-box {spec} --max-model-seconds {int(secs) + 60}`")
+            continue
+        groups.append({"sources": [m], "orbits": o, "seconds": secs, "of": len(orbs)})
+    groups = [g for g in groups if g["orbits"]]
+    distinct = sorted({o for g in groups for o in g["orbits"]})
+    return {"spec": spec, "path": str(Path(path) if path is not None else box_cube_path(spec, main)),
+            "main_cube": str(main.path) if main.path else None, "config": cfg, "groups": groups,
+            "skipped": skipped, "notes": notes, "orbits": len(distinct),
+            "seconds": float(sum(g["seconds"] for g in groups))}
+
+
+def box_missing(plan: dict) -> dict:
+    """{source: orbits of the plan the box cube does not hold yet} (empty: complete)."""
+    led = read_ledger(Path(plan["path"]))
+    have = led.get("sources") or {}
+    out = {}
+    for g in plan["groups"]:
+        for s in expand_sources(g["sources"]):
+            miss = sorted(set(g["orbits"]) - set(have.get(s, ())))
+            if miss:
+                out[s] = miss
+    return out
+
+
+def box_complete(plan: dict) -> bool:
+    return bool(plan["groups"]) and is_complete(Path(plan["path"])) and not box_missing(plan)
+
+
+def box_info(path) -> dict | None:
+    """The plan a box cube was built from (``<box cube>.box.json``), or None."""
+    p = Path(str(path) + ".box.json")
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def build_box_cube(spec, main, *, path=None, progress: Callable[[int, int, str], None] | None = None,
+                   cancel: threading.Event | None = None, scheduler="inline", n_workers: int = 2,
+                   model_fns: dict | None = None, max_model_seconds: float = BOX_MODEL_LIMIT_S,
+                   plan: dict | None = None) -> Path:
+    """Build (or complete) the *box cube* of ``spec``: a cube with the box as its one extra
+    region (skill statistics included), over the orbits of the main cube ``main`` that cross
+    the box, each source on the orbits the main cube used for it (:func:`box_plan`). Atomic and
+    resumable like every cube (:func:`build_cube`; ``cancel`` keeps finished orbits); a stale
+    source (another simulator version, a retrained model) is replaced. ``scheduler`` as in
+    :func:`build_cube` (default inline: no dask). Writes the plan next to the cube
+    (``<cube>.box.json``, :func:`box_info`). Returns the box cube's path."""
+    main = main if isinstance(main, Cube) else open_cube(main)
+    plan = plan or box_plan(spec, main, model_fns=model_fns, max_model_seconds=max_model_seconds, path=path)
+    if not plan["groups"]:
+        raise ValueError(f"no orbit of the cube {plan['main_cube']} crosses {plan['spec']}: nothing to compute")
+    path = Path(plan["path"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side = Path(str(path) + ".box.json")
+    tmp = side.with_name(f".{side.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(plan, sort_keys=True))
+    os.replace(tmp, side)
+    cfg = plan["config"]
+    grand = sum(len(g["orbits"]) for g in plan["groups"])
+    state = {"base": 0}
+    for g in plan["groups"]:
+        label = "truth/reference" if model_of(g["sources"][0]) is None else g["sources"][0]
+        n_g = len(g["orbits"])
+
+        def prog(done, total, message="", _label=label, _n=n_g):
+            if progress is None:
+                return
+            skipped = max(_n - int(total), 0)  # orbits already in the box cube or its partials
+            progress(min(state["base"] + skipped + int(done), grand), grand, f"{_label}: {message}")
+
+        build_cube(g["orbits"], g["sources"], path, scheduler=scheduler, n_workers=n_workers, progress=prog,
+                   cancel=cancel, world_seed=cfg["world_seed"], n_scans=cfg["n_scans"], extra_regions=[plan["spec"]],
+                   model_fns=model_fns, model_product=cfg["model_product"], replace_stale=True, skill_extra=True)
+        state["base"] += n_g
+    if progress:
+        progress(grand, grand, "box cube written")
     return path

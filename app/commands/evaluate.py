@@ -121,6 +121,45 @@ def register(main: click.Group) -> None:
             bar.close()
         click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
 
+    @climatology.command("build-box")
+    @click.argument("box")
+    @click.option("--cube", "cube_path", type=click.Path(), default=None,
+                  help="The climatology cube the box completes (default: the demo cube).")
+    @click.option("--max-model-seconds", type=float, default=None,
+                  help="Skip a model whose inference over the box's orbits would take longer (estimate; default 600).")
+    @click.option("--scheduler", default=None, help="dask scheduler address; default: in this process (no dask).")
+    @click.option("--workers", default=2, show_default=True, type=int, help="LocalCluster workers (--scheduler local).")
+    @click.option("--plan", "plan_only", is_flag=True, help="Print what the build takes (orbits, sources, estimate) and stop.")
+    def build_box_cmd(box, cube_path, max_model_seconds, scheduler, workers, plan_only) -> None:
+        """Build the box cube of BOX (bbox:lon0,lat0,lon1,lat1) for a cube that does not hold it:
+        the cube's orbits that cross the box, truth + reference + the cube's models (each on the
+        orbits the cube used for it); what the app's "Compute this box" runs. Resumes if interrupted."""
+        from evaluation import cube as CB
+
+        limit = CB.BOX_MODEL_LIMIT_S if max_model_seconds is None else max_model_seconds
+        sched = "inline" if scheduler is None else (None if scheduler == "local" else scheduler)
+        try:
+            main = _open(cube_path)
+            plan = CB.box_plan(box, main, max_model_seconds=limit)
+            summary = {"box": plan["spec"], "box_cube": plan["path"], "main_cube": plan["main_cube"],
+                       "orbits": plan["orbits"], "estimate": CB.fmt_seconds(plan["seconds"]),
+                       "sources": {"+".join(g["sources"]): f"{len(g['orbits'])} of {g['of']} orbits"
+                                   for g in plan["groups"]},
+                       "not_included": plan["skipped"], "notes": plan["notes"]}
+            if plan_only:
+                click.echo(json.dumps(summary, indent=1))
+                return
+            click.echo(json.dumps(summary, indent=1), err=True)
+            bar = _Bar("box cube")
+            try:
+                path = CB.build_box_cube(box, main, plan=plan, progress=bar, cancel=threading.Event(),
+                                         scheduler=sched, n_workers=workers)
+            finally:
+                bar.close()
+        except (CB.CubeConfigMismatch, ValueError, KeyError) as e:
+            raise click.ClickException(str(e).strip("'\"")) from None
+        click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
+
     @climatology.command("info")
     @click.option("--cube", "cube_path", type=click.Path(), default=None)
     def info_cmd(cube_path) -> None:

@@ -50,6 +50,88 @@ def open_cube(path: str | None = None):
         raise data.DataError(f"cannot open the climatology cube {p}: {e}") from e
 
 
+class BoxNotComputed(data.DataError):
+    """The selected box is not in the climatology cube and its box cube is not built (yet):
+    ``plan`` (``evaluation.cube.box_plan``) says what computing it takes."""
+
+    def __init__(self, message: str, plan: dict):
+        super().__init__(message)
+        self.plan = plan
+
+
+_plans = data.Memo(32)
+
+
+def box_plan(main, spec: str) -> dict:
+    """The plan of the box cube of ``spec`` for the main cube (memoised per main-cube version)."""
+    from catalogs.store import marker_path
+    from evaluation import cube as CB
+
+    from app.boxjobs import get_box_manager
+
+    fns = get_box_manager().model_fns
+    try:
+        stamp = marker_path(main.path).stat().st_mtime
+    except (OSError, TypeError):
+        stamp = None
+    key = (str(main.path), stamp, spec, tuple(sorted(fns)))
+    return _plans.get(key, lambda: CB.box_plan(spec, main, model_fns=fns))
+
+
+def plan_text(plan: dict) -> str:
+    """The 'what computing this box takes' message."""
+    from app.boxjobs import plan_label
+
+    parts = []
+    for g in plan["groups"]:
+        name = "truth and reference" if g["sources"][0] in ("truth", "reference") else g["sources"][0]
+        parts.append(f"{name}: {len(g['orbits'])} of the cube's {g['of']} orbits")
+    text = (f"**{plan['spec']}** is not in this climatology cube. It can be computed from the orbits of the cube's "
+            f"record that cross the box ({plan_label(plan)} on this machine; {'; '.join(parts)}); every view then "
+            f"answers for it.")
+    if plan["skipped"]:
+        text += " Not included: " + "; ".join(plan["skipped"].values()) + "."
+    if plan["notes"]:
+        text += " " + " ".join(plan["notes"])
+    return text
+
+
+def cube_for(selection: Selection, path: str | None = None):
+    """(the cube answering the selection's region, the box plan or None): the main cube, or for
+    a box it does not hold, the box cube once built (``evaluation.cube.build_box_cube``); before
+    that :class:`BoxNotComputed` (with the plan), or a DataError when no orbit crosses the box."""
+    from evaluation import cube as CB
+    from evaluation import regions as RG
+
+    main = open_cube(path)
+    try:
+        r = RG.get_region(selection.region)
+    except (ValueError, KeyError):
+        return main, None
+    if r.kind != "bbox" or r.spec in main.regions:
+        return main, None
+    try:
+        plan = box_plan(main, r.spec)
+    except Exception as e:  # noqa: BLE001 - planning problems are messages, not tracebacks
+        log.exception("planning the box cube of %s failed", r.spec)
+        raise data.DataError(f"region {r.spec} is not in this cube, and computing it cannot be planned: "
+                             f"{type(e).__name__}: {e}") from e
+    if not plan["groups"]:
+        raise data.DataError(f"region {r.spec} is not in this cube, and no orbit of the cube's record crosses it "
+                             "(nothing to compute): draw the box where the cube's orbits pass")
+    if CB.box_complete(plan):
+        return open_cube(plan["path"]), plan
+    raise BoxNotComputed(plan_text(plan), plan)
+
+
+def box_provenance(plan: dict | None) -> dict:
+    if not plan:
+        return {}
+    return {"box_cube": {"path": plan["path"], "region": plan["spec"], "main_cube": plan["main_cube"],
+                         "orbits": plan["orbits"], "sources": [s for g in plan["groups"] for s in g["sources"]],
+                         "not_included": plan["skipped"]}}
+
+
 def query(selection: Selection) -> dict:
     """Region, period and season of the selection as cube query arguments."""
     if selection.end_year < selection.start_year:
@@ -58,11 +140,22 @@ def query(selection: Selection) -> dict:
             "season": None if selection.season == "annual" else selection.season}
 
 
-def models_in(cube, selection: Selection) -> tuple[list[str], list[str]]:
-    """(models of the selection that the cube holds, notes about the others)."""
+def models_in(cube, selection: Selection, box: dict | None = None) -> tuple[list[str], list[str]]:
+    """(models of the selection that the cube holds, notes about the others); ``box``: the plan
+    of the box cube answering (its notes and the reasons models were left out)."""
     have = [m for m in selection.models if m in cube.models]
-    notes = [f"model {m} is not in the climatology cube; add it with "
-             f"`raincheck climatology build --sources {m}`" for m in selection.models if m not in cube.models]
+    notes = []
+    if box:
+        notes.append(f"{box['spec']}: answered from its box cube ({box['orbits']} orbits of the climatology cube's "
+                     "record that cross the box)")
+    for m in selection.models:
+        if m in cube.models:
+            continue
+        if box and m in box["skipped"]:
+            notes.append(f"model {m} is not in the box cube: {box['skipped'][m]}")
+        else:
+            notes.append(f"model {m} is not in the climatology cube; add it with "
+                         f"`raincheck climatology build --sources {m}`")
     if not selection.models and cube.models:
         notes.append(f"select models to compare (the cube holds {', '.join(cube.models)})")
     return have, notes
@@ -135,6 +228,7 @@ class EvaluationView(pn.viewable.Viewer):
         self._layout = pn.Column(self._alerts, self._body, sizing_mode="stretch_width", min_height=200)
         self._dirty = True
         self.result = None
+        self.box_control = None  # the "Compute this box" control while the box is not computed
         self.selection.param.watch(self._changed, list(self._WATCH))
         self.selection.param.watch(self._shown, "view")
         if self.selection.view == self.name_:
@@ -149,7 +243,14 @@ class EvaluationView(pn.viewable.Viewer):
             self.update()
 
     def _shown(self, event):
-        if event.new == self.name_ and self._dirty:
+        # a box being computed (maybe by another view or session) is looked at again when shown
+        if event.new == self.name_ and (self._dirty or self.box_control is not None):
+            self.update()
+
+    def _box_done(self):
+        """The box cube landed: answer from it (now if showing, else when shown)."""
+        self._dirty = True
+        if self.selection.view == self.name_:
             self.update()
 
     def alert(self, text, kind="warning"):
@@ -163,9 +264,20 @@ class EvaluationView(pn.viewable.Viewer):
 
     def update(self):
         self._dirty = False
+        if self.box_control is not None:
+            self.box_control.close()
+            self.box_control = None
         try:
             self.result = self.compute()
             body = self.render(self.result)
+        except BoxNotComputed as e:
+            from app.boxjobs import BoxControl
+
+            self.result = None
+            self.box_control = BoxControl(e.plan, on_done=self._box_done)
+            self._alerts.objects = [self.alert(str(e), "info")]
+            self._body.objects = [self.box_control]
+            return
         except data.DataError as e:
             self.result = None
             self._alerts.objects = [self.alert(str(e), "danger")]

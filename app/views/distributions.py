@@ -21,24 +21,25 @@ def sources_for(models: list[str], strip: bool) -> tuple[str, list[str]]:
 
 
 def source_histograms(selection, cube_path=None):
-    """The cube, query, models (with notes), baseline source, sources and their histograms for
-    the selection; a clear DataError when the selection holds no pixels."""
-    cube = C.open_cube(cube_path)
+    """The cube, query, models (with notes), baseline source, sources, their histograms and the
+    box plan (a box answered from its box cube; else None) for the selection; a clear DataError
+    when the selection holds no pixels."""
+    cube, box = C.cube_for(selection, cube_path)
     q = C.query(selection)
-    models, notes = C.models_in(cube, selection)
+    models, notes = C.models_in(cube, selection, box)
     base, sources = sources_for(models, selection.pixels == "strip")
     sources = [s for s in sources if s in cube.sources]
     hists = {s: C.histogram(cube, s, q) for s in sources}
     if not any(h["n"] for h in hists.values()):
         raise data.DataError(f"no data for {q['region']} in {q['period']}"
                              f"{' ' + q['season'] if q['season'] else ''}: widen the period or change the region")
-    return cube, q, models, notes, base, sources, hists
+    return cube, q, models, notes, base, sources, hists, box
 
 
 def compute(selection, cube_path=None) -> dict:
     from evaluation import distributions as D
 
-    cube, q, models, notes, base, sources, hists = source_histograms(selection, cube_path)
+    cube, q, models, notes, base, sources, hists, box = source_histograms(selection, cube_path)
     strip = selection.pixels == "strip"
     ev = C.evaluate(cube, models, q, extremes=False)
     e = D.EDGES
@@ -73,7 +74,7 @@ def compute(selection, cube_path=None) -> dict:
             for lv, a, b in zip(qq["levels"], qq["model"], qq[key[3:]]):
                 rows.append({"curve": "qq", "source": s, "level": lv, "rate_mm_h": b, "value": a})
     return {"notes": notes, "curves": pd.DataFrame(rows), "table": pd.DataFrame(table), "baseline": base,
-            "strip": strip, "query": q, "models": models, "cube": str(cube.path)}
+            "strip": strip, "query": q, "models": models, "cube": str(cube.path), "box": box}
 
 
 def _colour(source: str, i: int) -> str:
@@ -150,7 +151,7 @@ def provenance(res: dict, view: str) -> dict:
     return {"entry": "climatology cube", "cube": res["cube"], "orbits": "see the cube ledger",
             "query": res["query"], "pixels": "reference strip" if res.get("strip", True) else "all pixels",
             "models_in_cube": res["models"], "notes": res["notes"], "models": cube_model_provenance(res),
-            "statistics": f"evaluation.report / evaluation.distributions ({view})"}
+            "statistics": f"evaluation.report / evaluation.distributions ({view})", **C.box_provenance(res.get("box"))}
 
 
 def cube_model_provenance(res: dict) -> list[dict]:

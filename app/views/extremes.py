@@ -13,7 +13,7 @@ from app.views.distributions import _colour, provenance, source_histograms
 def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> dict:
     from evaluation import extremes as E
 
-    cube, q, models, notes, base, sources, hists = source_histograms(selection, cube_path)
+    cube, q, models, notes, base, sources, hists, box = source_histograms(selection, cube_path)
     strip = selection.pixels == "strip"
     ev = C.evaluate(cube, models, q, extremes=True, n_boot=n_boot)
     rows, tail = [], []
@@ -39,7 +39,8 @@ def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> dict:
                      "σ (mm h-1)": g["sigma"], "exceedances > 10 mm h-1": g["n_exceed"],
                      "Hill index (binned)": ex["hill_binned"], "CI level": g["confidence"]})
     return {"notes": notes, "curves": pd.DataFrame(rows), "table": pd.DataFrame(tail), "baseline": base,
-            "strip": strip, "query": q, "models": models, "cube": str(cube.path), "n_boot": n_boot}
+            "strip": strip, "query": q, "models": models, "cube": str(cube.path), "n_boot": n_boot,
+            "box": box}
 
 
 def elements(res: dict, backend: str = "bokeh"):

@@ -45,9 +45,9 @@ def score_table(skill: dict) -> pd.DataFrame:
 
 
 def compute(selection, cube_path=None) -> dict:
-    cube = C.open_cube(cube_path)
+    cube, box = C.cube_for(selection, cube_path)
     q = C.query(selection)
-    models, notes = C.models_in(cube, selection)
+    models, notes = C.models_in(cube, selection, box)
     ev = C.evaluate(cube, models, q, extremes=False)
     df = score_table(ev["skill"])
     if not len(df):
@@ -57,7 +57,8 @@ def compute(selection, cube_path=None) -> dict:
         for key, k in byref.items():
             if "error" in k:
                 notes.append(f"{model} {AGAINST.get(key, key)}: {k['error']}")
-    return {"notes": notes, "table": df, "query": q, "models": models, "cube": str(cube.path), "strip": True}
+    return {"notes": notes, "table": df, "query": q, "models": models, "cube": str(cube.path), "strip": True,
+            "box": box}
 
 
 def export_parts(selection, catalog_path=None, cube_path=None, **kw):

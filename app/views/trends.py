@@ -33,9 +33,9 @@ def stat_label(stat: str) -> str:
 def compute(selection, cube_path=None) -> dict:
     from evaluation import cube as CB
 
-    cube = C.open_cube(cube_path)
+    cube, box = C.cube_for(selection, cube_path)
     q = C.query(selection)
-    models, notes = C.models_in(cube, selection)
+    models, notes = C.models_in(cube, selection, box)
     strip = selection.pixels == "strip"
     sources = ([CB.REFERENCE, CB.TRUTH] if strip else [CB.TRUTH]) + models
     sources = [s for s in sources if s in cube.sources]
@@ -69,7 +69,7 @@ def compute(selection, cube_path=None) -> dict:
     if gm.get("warning"):
         notes.append(gm["warning"])
     return {"notes": notes, "series": sdf, "table": tdf, "stat": stat_name(selection), "strip": strip, "query": q,
-            "models": models, "cube": str(cube.path), "freq": selection.trend_freq, "gmst": gm,
+            "models": models, "cube": str(cube.path), "box": box, "freq": selection.trend_freq, "gmst": gm,
             "off_axis": off_axis(tdf, stat_name(selection))}
 
 

@@ -144,8 +144,9 @@ def orbits_near_box(orbits, bbox: tuple[float, float, float, float], *, n_scans:
     """The synthetic ``orbits`` (of the first ``n_scans`` scans of each, all by default) whose
     swath may touch a lon/lat box (``lon0 > lon1`` crosses the antimeridian); conservative: an
     orbit left out has no pixel in the box (every footprint lies within the scan radius of the
-    nadir point of its scan; nadir is sampled every ``step_s`` seconds and the box is widened by
-    the scan radius, half a step and a margin). Cheap: no swath is simulated."""
+    nadir point of its scan; nadir is sampled every ``step_s`` seconds, and an orbit is kept when
+    a sampled nadir point may lie within the scan radius + half a step + 100 km of the box, tested
+    in latitude and against the box's edge meridians). Cheap: no swath is simulated."""
     from catalogs.simulator import geometry as geo
 
     orbits = np.atleast_1d(np.asarray(orbits, dtype=np.int64))
@@ -159,21 +160,24 @@ def orbits_near_box(orbits, bbox: tuple[float, float, float, float], *, n_scans:
     keep_pts = int(np.ceil(span / step)) + 1
     ground_speed = 2 * np.pi * EARTH_RADIUS_KM / geo.PERIOD_S  # km/s of the nadir point
     reach_km = geo.SCAN_RADIUS_KM + step * ground_speed / 2 + 100.0
-    pad = np.degrees(reach_km / EARTH_RADIUS_KM)
+    d = reach_km / EARTH_RADIUS_KM  # radians
+    pad = np.degrees(d)
     la0, la1 = max(lat0 - pad, -90.0), min(lat1 + pad, 90.0)
-    widest = max(abs(la0), abs(la1))
     width = (lon1 - lon0) % 360.0
-    # longitude pad at the widened box's most poleward latitude, doubled for safety
-    dlon = 2 * pad / np.cos(np.radians(min(widest, 89.0)))
-    full_lon = lon1 - lon0 >= 360 or widest >= 89.0 or width + 2 * dlon >= 360
+    full_lon = lon1 - lon0 >= 360
     out = []
     for c0 in range(0, orbits.size, 2000):
         chunk = orbits[c0:c0 + 2000]
         lat, lon, _ = geo.subsatellite_track(chunk, n_pts)
         lat, lon = lat[:, :keep_pts], lon[:, :keep_pts]
+        # a point within d of the box is within d of it in latitude, and within d of the nearest
+        # edge meridian: cos(lat) sin(dlon) <= sin(d)
         hit = (lat >= la0) & (lat <= la1)
         if not full_lon:
-            east = (lon - (lon0 - dlon)) % 360.0  # degrees east of the widened west edge
-            hit &= east <= width + 2 * dlon
+            east = (lon - lon0) % 360.0  # degrees east of the box's west edge
+            off = np.where(east <= width, 0.0, np.minimum(east - width, 360.0 - east))
+            s = np.sin(d) / np.maximum(np.cos(np.radians(lat)), 1e-9)
+            reach = np.where(s >= 1.0, 180.0, np.degrees(np.arcsin(np.minimum(s, 1.0))))
+            hit &= off <= reach
         out.append(chunk[hit.any(axis=1)])
     return np.concatenate(out)

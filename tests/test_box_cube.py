@@ -70,7 +70,7 @@ def test_orbits_near_box_keeps_every_orbit_that_crosses():
     assert kept_total < 4 * len(orbits)  # and it does leave orbits out
 
 
-def test_box_cube_answers_like_a_direct_build(root, main, direct):
+def test_box_cube_answers_like_a_direct_build(root, main, direct, tmp_path):
     from app.views import distributions, scores
     from evaluation import cube as CB
 
@@ -99,6 +99,17 @@ def test_box_cube_answers_like_a_direct_build(root, main, direct):
     assert set(sc["table"].model) == {"unit-model", "reference"}
     prov = distributions.provenance(res, "distributions")
     assert prov["cube"] == str(path) and prov["box_cube"]["main_cube"] == main
+
+    # exports too, with provenance naming the box cube and the cube it completes
+    import json
+
+    from app.export import export_view
+
+    r = export_view("extremes", s, "svg", tmp_path, cube_path=main)
+    man = json.loads(r.manifest.read_text())
+    assert man["cube"] == str(path) and man["region"] == BOX
+    assert man["box_cube"]["path"] == str(path) and man["box_cube"]["main_cube"] == main
+    assert man["box_cube"]["orbits"] == 2
 
 
 def test_box_job_is_shared_cancellable_and_resumes(root, main, direct):

@@ -35,10 +35,10 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-data-root")
     mp = pytest.MonkeyPatch()
     mp.setenv("RAINCHECK_DATA_ROOT", str(root))
-    from app import data, jobs
+    from app import boxjobs, data, jobs
     from app.commands.serve import make_server
     from app.views.compare import save_result
-    from tests.app_helpers import small_comparison, small_cube, write_retrieval
+    from tests.app_helpers import cube_model, small_comparison, small_cube, write_retrieval
 
     for memo in (data._swaths, data._outputs, data._geoms):
         memo.clear()
@@ -46,6 +46,9 @@ def server(tmp_path_factory):
     # the real job manager running the shipped reference U-Net (real inference, on CPU here)
     manager = jobs.JobManager()
     jobs.set_manager(manager)
+    # "Compute this box" builds box cubes in the server (the cube's stand-in model included)
+    box_manager = boxjobs.BoxJobManager(model_fns={"unit-model": cube_model})
+    boxjobs.set_box_manager(box_manager)
     cube = small_cube(root / "cube.zarr")
     save_result(small_comparison())  # what `raincheck compare` stores, for the comparison view
     port = free_port()
@@ -55,6 +58,8 @@ def server(tmp_path_factory):
     srv.stop()
     manager.shutdown()
     jobs.set_manager(None)
+    box_manager.shutdown()
+    boxjobs.set_box_manager(None)
     mp.undo()
 
 
@@ -296,18 +301,23 @@ def _drag_map(page, a, b):
 
 def test_draw_a_box_region_on_the_map(server, rc_browser, pages, server_errors):
     """Box-select on the swath map: the drawn box becomes the region (URL, sidebar), its outline
-    stays on the maps, and the evaluation views use it."""
+    stays on the maps, and the evaluation views use it: the cube (built without this box) offers
+    "Compute this box", and once its box cube is built the Distributions view answers for it."""
     from app import data as appdata
     from app.geometry import swath_geometry
+    from evaluation import cube as CB
     from evaluation.regions import get_region
 
     log = []
-    page = _open(rc_browser, server + "/?orbit=20002&layers=Tb,reference", log)
+    # an orbit of the test cube's record, the box drawn on the part of it the cube holds (its
+    # first 300 scans), so the cube's orbits cross the box
+    orbit = CB.record_orbits(years=(2012, 2021), months=(1, 7), per_month=1)[0]
+    page = _open(rc_browser, server + f"/?orbit={orbit}&layers=Tb,reference", log)
     pages.append(page)
-    ds = appdata.load_swath(None, orbit=20002)
+    ds = appdata.load_swath(None, orbit=orbit)
     g = swath_geometry(ds["lat"].values, ds["lon"].values)
     j = ds.sizes["cross_track"] // 2
-    i = int(np.argmin(np.abs(ds["lat"].values[:, j])))
+    i = 150
     x, y = float(g.x[i, j]), float(g.y[i, j])
     page.locator(".bk-tool-icon-box-select").first.click()  # the maps' shared toolbar
     box = (x - 4, y - 3), (x + 4, y + 3)
@@ -330,11 +340,21 @@ def test_draw_a_box_region_on_the_map(server, rc_browser, pages, server_errors):
     assert region in shown, shown
     # the outline is on both maps
     page.wait_for_function(OUTLINE_JS.replace("return n;", "return n.length >= 2 && n.every(k => k > 0);"))
-    # an evaluation view answers for the box: its result, or (a cube built without this box) a
-    # message naming it, never a traceback
+    # the Distributions view: the cube was built without this box, so it says so and offers to
+    # compute it (how many orbits, how long); pressing the button builds the box cube in the
+    # background (progress, Cancel) and the view then answers for the box from it
     page.get_by_text("Distributions", exact=True).first.click()
     _wait_query(page, "view", "distributions")
-    page.get_by_text(re.compile(re.escape(region))).filter(visible=True).first.wait_for()
+    page.get_by_text(re.compile(re.escape(region) + ".* is not in this climatology cube")).filter(
+        visible=True).first.wait_for()
+    button = page.locator(".rc-compute-box button")
+    button.wait_for()
+    assert re.search(r"Compute this box \(\d+ orbits?, about ", button.inner_text()), button.inner_text()
+    button.click()
+    page.get_by_text("baseline:").first.wait_for(timeout=180_000)
+    page.get_by_text(re.compile("answered from its box cube")).first.wait_for()
+    assert page.locator(".rc-compute-box").count() == 0
+    assert page.locator(".alert-danger").count() == 0
     assert "Traceback" not in page.content()
     assert _errors(log) == [], _errors(log)
     assert server_errors == []

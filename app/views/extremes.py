@@ -30,7 +30,12 @@ def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> dict:
         if not ex:
             continue
         rl = ex["return_levels"]
+        if not any(v is not None and np.isfinite(v) for v in rl["level"]):
+            notes.append(f"{C.source_label(s)}: too few rain rates above {ex['threshold']:g} mm h-1 in this selection "
+                         "for a GPD fit (no return levels)")
         for T, lv, lo, hi in zip(rl["return_period_pixels"], rl["level"], rl["ci_lower"], rl["ci_upper"]):
+            if lv is None or not np.isfinite(lv):
+                continue
             rows.append({"curve": "return_level", "source": s, "return_period_pixels": T, "value": lv,
                          "ci_lower": lo, "ci_upper": hi})
         g = ex["gpd"]
@@ -73,7 +78,10 @@ def elements(res: dict, backend: str = "bokeh"):
     if backend == "bokeh":
         common.update(responsive=True, height=360, legend_position="bottom_left", tools=["hover"])
     a = hv.Overlay(exc or [hv.Curve([])]).opts(backend=backend, title="Exceedance curves", logy=True, **common)
-    b = hv.Overlay(rls or [hv.Curve([])]).opts(backend=backend, title="Return levels (GPD, bootstrap CI)", **common)
+    # no fit (too few exceedances, e.g. in a small box): an empty panel on linear axes (matplotlib
+    # cannot log-scale an empty axis)
+    b = hv.Overlay(rls or [hv.Curve([])]).opts(backend=backend, title="Return levels (GPD, bootstrap CI)",
+                                               **(common if rls else {**common, "logx": False}))
     return a, b
 
 

@@ -1731,6 +1731,27 @@ def box_info(path) -> dict | None:
         return None
 
 
+def cube_for_region(main, region) -> Cube:
+    """The cube that answers ``region``: ``main`` (a :class:`Cube` or a path), or for a box it
+    does not hold, that box's complete box cube (:func:`build_box_cube`) if there is one."""
+    main = main if isinstance(main, Cube) else open_cube(main)
+    try:
+        r = RG.get_region(region)
+    except (ValueError, KeyError):
+        return main
+    if r.kind != "bbox" or r.spec in main.regions:
+        return main
+    plan = box_plan(r.spec, main, max_model_seconds=float("inf"))
+    path = Path(plan["path"])
+    if not is_complete(path):
+        return main
+    missing = box_missing(plan)
+    if missing:
+        log.warning("the box cube %s lacks %s; build-box completes it", path,
+                    ", ".join(f"{s} on {len(v)} orbit(s)" for s, v in missing.items() if not s.endswith(STRIP)))
+    return open_cube(path)
+
+
 def build_box_cube(spec, main, *, path=None, progress: Callable[[int, int, str], None] | None = None,
                    cancel: threading.Event | None = None, scheduler="inline", n_workers: int = 2,
                    model_fns: dict | None = None, max_model_seconds: float = BOX_MODEL_LIMIT_S,

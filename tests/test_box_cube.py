@@ -4,6 +4,7 @@ the build is a shared, cancellable, resumable background job behind a "Compute t
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -101,8 +102,6 @@ def test_box_cube_answers_like_a_direct_build(root, main, direct, tmp_path):
     assert prov["cube"] == str(path) and prov["box_cube"]["main_cube"] == main
 
     # exports too, with provenance naming the box cube and the cube it completes
-    import json
-
     from app.export import export_view
 
     r = export_view("extremes", s, "svg", tmp_path, cube_path=main)
@@ -198,3 +197,14 @@ def test_cli_build_box(root, main):
     assert '"orbits": 2' in r.output and "unit-model" in r.output  # not included: a custom function
     r = CliRunner().invoke(cli, ["climatology", "build-box", "WAF", "--cube", main])
     assert r.exit_code != 0 and "box region" in r.output
+    # once built (test above), evaluate and trends answer the box from its box cube
+    from evaluation import cube as CB
+
+    box_path = str(CB.box_cube_path(BOX, CB.open_cube(main)))
+    assert CB.is_complete(box_path)
+    r = CliRunner().invoke(cli, ["evaluate", "--region", BOX, "--cube", main, "--no-extremes", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["cube"]["path"] == box_path
+    r = CliRunner().invoke(cli, ["trends", "--region", BOX, "--cube", main, "--source", "reference", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["cube"]["path"] == box_path

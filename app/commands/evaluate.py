@@ -51,10 +51,13 @@ def _orbit_list(spec: str) -> list[int]:
     return out
 
 
-def _open(cube_path):
+def _open(cube_path, region=None):
+    """The cube (default: the demo cube); for a box it does not hold, the box's cube once built
+    (``raincheck climatology build-box``)."""
     from evaluation import cube as CB
 
-    return CB.open_cube(cube_path or CB.demo_cube_path())
+    c = CB.open_cube(cube_path or CB.demo_cube_path())
+    return CB.cube_for_region(c, region) if region else c
 
 
 def _emit(obj, as_json: bool, text) -> None:
@@ -191,7 +194,7 @@ def register(main: click.Group) -> None:
         from evaluation import report
 
         try:
-            out = report.evaluate(_open(cube_path), [m for m in (models or "").split(",") if m.strip()] or None,
+            out = report.evaluate(_open(cube_path, region), [m for m in (models or "").split(",") if m.strip()] or None,
                                   region, period=period, season=season, surface=surface, extremes=not no_extremes)
         except (KeyError, ValueError) as e:
             raise click.ClickException(str(e).strip("'\"")) from None
@@ -227,7 +230,7 @@ def register(main: click.Group) -> None:
             df = pd.read_csv(p, parse_dates=[0])
             g = pd.Series(df.iloc[:, 1].values, index=pd.DatetimeIndex(df.iloc[:, 0]))
         try:
-            out = report.trends(_open(cube_path), source, region, period=period, season=season, surface=surface,
+            out = report.trends(_open(cube_path, region), source, region, period=period, season=season, surface=surface,
                                 freq=freq, stats=[s for s in stats.split(",") if s.strip()], gmst=g, method=method,
                                 strip=strip)
         except (KeyError, ValueError) as e:

@@ -1,7 +1,11 @@
-"""Background inference: shared pool, dedup, progress, device, cancel, failures, and the Run control."""
+"""Background inference: shared pool, dedup, progress, device, cancel, failures, and the Run control;
+in worker processes (the default: progress, cancel, info and errors across the process boundary, a
+crashed worker fails its job only) and in threads (a runner that is any Python callable)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -44,6 +48,38 @@ class FakeRunner:
         if self.on_done:
             self.on_done(model_name, orbit)
         return f"/store/{model_name}/{orbit}"
+
+
+def process_runner(model_name, orbit, source="synthetic", world_seed=0, device="auto", progress=None,
+                   cancel=None, *, info=None):
+    """A picklable stand-in for run_inference, for process mode. ``model_name`` picks the act:
+    ``exit``/``kill``: the worker dies (os._exit / SIGKILL), ``fail``: raises, ``slow``: reports
+    progress until cancelled or until the file $RAINCHECK_TEST_GATE exists; else returns at once."""
+    if model_name == "exit":
+        os._exit(3)
+    if model_name == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if model_name == "fail":
+        raise RuntimeError("checkpoint corrupt")
+    if model_name == "slow":
+        gate = os.environ["RAINCHECK_TEST_GATE"]
+        k = 0
+        t0 = time.time()
+        while not os.path.exists(gate) and time.time() - t0 < 60:
+            if cancel is not None and cancel.is_set():
+                from models.base import InferenceCancelled
+
+                raise InferenceCancelled("inference cancelled")
+            if progress:
+                progress(k % 10, 10, f"tile {k}")
+            k += 1
+            time.sleep(0.05)
+    import torch
+
+    if info is not None:
+        info.update(cache_hit=False, device="cpu (test worker)", pid=os.getpid(), nice=os.nice(0),
+                    threads=torch.get_num_threads(), orbit=int(orbit))
+    return f"/store/{model_name}/{orbit}"
 
 
 def wait_for(cond, timeout=20.0):
@@ -176,3 +212,87 @@ def test_real_model_runs_in_the_background_and_is_cached(data_root):
     manager.wait(again, timeout=120)
     assert again.status == "done" and again.cache_hit is True and "cached result" in again.describe()
     manager.shutdown()
+
+
+# -- process mode ------------------------------------------------------------------------------
+def test_process_mode_is_the_default_and_starts_workers_lazily():
+    m = JobManager()
+    assert m.mode == "process" and m.worker_pids() == []
+    assert JobManager(runner=FakeRunner()).mode == "thread"
+    with pytest.raises(ValueError, match="mode='thread'"):
+        JobManager(runner=FakeRunner(), mode="process")  # holds a threading.Event: not picklable
+    with pytest.raises(ValueError, match="fork"):
+        JobManager(start_method="fork")
+    m.shutdown()
+
+
+def test_process_mode_progress_info_priority_and_dedup(tmp_path, monkeypatch):
+    gate = tmp_path / "go"
+    monkeypatch.setenv("RAINCHECK_TEST_GATE", str(gate))
+    m = JobManager(runner=process_runner, mode="process", max_workers=1)
+    a = m.submit("slow", 7)
+    assert m.submit("slow", 7) is a  # one computation for identical requests
+    wait_for(lambda: a.status == "running" and a.message.startswith("tile"), timeout=120)
+    assert a.device and 0 <= a.fraction < 1 and a.active and "tile" in a.describe()
+    gate.touch()
+    m.wait(a, timeout=60)
+    assert a.status == "done" and a.fraction == 1.0 and a.path == "/store/slow/7", a.error
+    assert a.device == "cpu (test worker)" and a.cache_hit is False
+    pid = a.info["pid"]
+    assert pid != os.getpid() and m.worker_pids() == [pid]
+    assert a.info["nice"] >= min(19, os.nice(0) + 10) and a.info["threads"] == 1
+    b = m.submit("quick", 8)  # the same (warm) worker runs the next job
+    m.wait(b, timeout=60)
+    assert b.status == "done" and b.info["pid"] == pid and b.info["orbit"] == 8
+    assert list(m.history) == [a, b]
+    m.shutdown()
+    assert m.worker_pids() == []
+
+
+def test_process_mode_cancel_and_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAINCHECK_TEST_GATE", str(tmp_path / "never"))
+    m = JobManager(runner=process_runner, mode="process", max_workers=1)
+    j = m.submit("slow", 1)
+    queued = m.submit("slow", 2)
+    wait_for(lambda: j.status == "running" and j.message.startswith("tile"), timeout=120)
+    assert queued.status == "queued" and m.cancel("slow", 2)
+    assert m.cancel("slow", 1)
+    m.wait(j, timeout=30)
+    m.wait(queued, timeout=30)
+    assert j.status == "cancelled" and j.error is None and queued.status == "cancelled"
+    f = m.submit("fail", 3)
+    m.wait(f, timeout=30)
+    assert f.status == "failed" and f.error == "RuntimeError: checkpoint corrupt" and "failed" in f.describe()
+    m.shutdown()
+
+
+def test_a_worker_that_dies_fails_its_job_and_a_fresh_worker_takes_over():
+    m = JobManager(runner=process_runner, mode="process", max_workers=1)
+    ok = m.submit("quick", 1)
+    m.wait(ok, timeout=120)
+    first = ok.info["pid"]
+    e = m.submit("exit", 2)
+    m.wait(e, timeout=60)
+    assert e.status == "failed" and "WorkerDied" in e.error and "exited with code 3" in e.error, e.error
+    k = m.submit("kill", 3)
+    m.wait(k, timeout=120)
+    assert k.status == "failed" and "killed by SIGKILL" in k.error and "out of memory" in k.error, k.error
+    assert "the server is fine" in k.describe()
+    again = m.submit("quick", 4)
+    m.wait(again, timeout=120)
+    assert again.status == "done", again.error
+    assert again.info["pid"] not in (first, os.getpid()) and m.worker_pids() == [again.info["pid"]]
+    m.shutdown()
+
+
+def test_serve_installs_a_process_job_manager():
+    from click.testing import CliRunner
+
+    from app.cli import main
+    from app.commands.serve import make_job_manager
+
+    m = make_job_manager()
+    assert (m.mode, m.max_workers, m.nice, m.torch_threads) == ("process", 1, 10, 1) and m.worker_pids() == []
+    assert make_job_manager(2, 0, 5, "thread").torch_threads is None
+    r = CliRunner().invoke(main, ["serve", "--help"])
+    assert r.exit_code == 0 and "--workers" in r.output and "--worker-threads" in r.output

@@ -38,11 +38,22 @@ def check_exposure(address: str, websocket_origins, basic_auth, oauth_provider) 
             "or pass --no-auth to accept an open server on a trusted network")
 
 
+def make_job_manager(workers: int = 1, threads: int | None = 1, nice: int = 10, mode: str = "process",
+                     device: str = "auto"):
+    """The server-wide inference job manager ``raincheck serve`` installs: by default one worker
+    process, at CPU priority +10, with one torch thread (``threads`` 0: torch's default)."""
+    from app.jobs import JobManager
+
+    return JobManager(max_workers=workers, mode=mode, nice=nice, torch_threads=threads or None, device=device)
+
+
 def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1", websocket_origins=(),
                 show: bool = False, start: bool = True, threaded: bool = False, cube_path=None,
                 basic_auth: str | None = None, oauth_provider: str | None = None,
                 cookie_secret: str | None = None):
-    """Build (and by default start) the Panel server for the app; returns the server."""
+    """Build (and by default start) the Panel server for the app; returns the server. Inference
+    runs in the job manager of :func:`app.jobs.get_manager` (install another with
+    :func:`app.jobs.set_manager` first)."""
     import panel as pn
 
     from app.geometry import warm_up
@@ -83,8 +94,20 @@ def register(main: click.Group) -> None:
     @click.option("--cookie-secret", envvar="RAINCHECK_COOKIE_SECRET", default=None,
                   help="Secret that signs login cookies (env RAINCHECK_COOKIE_SECRET).")
     @click.option("--no-auth", is_flag=True, help="Allow a non-loopback --address without a login.")
+    @click.option("--inference", "inference_mode", type=click.Choice(["process", "thread"]), default="process",
+                  show_default=True,
+                  help="Where on-demand inference runs: worker processes (the server stays responsive and "
+                       "survives a crashing model) or threads of the server process.")
+    @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+                  help="Inference jobs run at once (worker processes or threads).")
+    @click.option("--worker-threads", default=1, show_default=True, type=click.IntRange(0, 256),
+                  help="Torch intra-op threads per inference worker process (0: torch's default, all cores).")
+    @click.option("--worker-nice", default=10, show_default=True, type=click.IntRange(0, 19),
+                  help="How much lower the inference workers' CPU priority is than the server's.")
+    @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+                  help="Device for on-demand inference: auto, cpu, cuda or mps.")
     def serve(port, address, catalog_path, cube_path, origins, show, basic_auth, oauth_provider,
-              cookie_secret, no_auth):
+              cookie_secret, no_auth, inference_mode, workers, worker_threads, worker_nice, device):
         """Serve the raincheck web app (on 127.0.0.1 only, unless told otherwise)."""
         check_exposure(address, origins, basic_auth or no_auth, oauth_provider)
         if (basic_auth or oauth_provider) and not cookie_secret:
@@ -98,6 +121,9 @@ def register(main: click.Group) -> None:
                 open_catalog(catalog_path)
             except CatalogError as e:
                 raise click.ClickException(str(e))
+        from app import jobs
+
+        jobs.set_manager(make_job_manager(workers, worker_threads, worker_nice, inference_mode, device))
         click.echo(f"raincheck app on http://{address}:{port}/ (health: /health); Ctrl-C to stop")
         make_server(catalog_path, port=port, address=address, websocket_origins=origins, show=show,
                     cube_path=cube_path, basic_auth=basic_auth, oauth_provider=oauth_provider,

@@ -77,6 +77,16 @@ class BoxJobManager:
         self._lock = threading.Lock()
         self.model_fns = dict(model_fns or {})
         self.scheduler = scheduler
+        # at interpreter exit, cancel running builds (they stop after the orbit in progress and
+        # resume later) instead of the exit waiting for them to finish
+        try:
+            threading._register_atexit(self._cancel_all)
+        except (AttributeError, RuntimeError):  # pragma: no cover - other Pythons / already exiting
+            pass
+
+    def _cancel_all(self) -> None:
+        for j in self.jobs():
+            j.cancel_event.set()
 
     @property
     def builder(self) -> Callable:
@@ -123,8 +133,7 @@ class BoxJobManager:
         return job
 
     def shutdown(self) -> None:
-        for j in self.jobs():
-            j.cancel_event.set()
+        self._cancel_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, job: BoxJob) -> None:

@@ -1481,13 +1481,14 @@ PACKAGED_DEMO = Path(__file__).resolve().parent / "data" / "demo_cube.nc"
 #: the recorded demo build (``raincheck climatology build --demo``): the synthetic record
 #: 1998–2060, one month per season, ``per_month`` whole orbits per month, truth + reference; each
 #: shipped model on every k-th of those orbits (k coprime with the 8 orbits a year, so a model's
-#: orbits rotate through the sampled months), k set by its cost on a 2-core CPU: the reference
-#: U-Net on every orbit (≈ 1 s of inference an orbit idle), so its trends are as well sampled
-#: as the truth's -- the seed's question; two research models (tail loss, hybrid) on every third;
-#: the Bayesian database retrieval (≈ 1–2.5 min an orbit) on every 63rd.
+#: orbits rotate through the sampled months), k set by its cost on a 2-core CPU (≈ 4 s an orbit
+#: and worker for a U-Net, simulation included; the Bayesian database retrieval ≈ 1–2.5 min):
+#: the reference U-Net on every third orbit (168 orbits, 2.7 a year: its trends are the seed's
+#: question), two research models (tail loss, hybrid) on every ninth, the Bayesian baseline on
+#: every 63rd. The whole build takes ≈ 15 min on 2 workers here.
 DEMO = {"years": (1998, 2060), "months": (1, 4, 7, 10), "per_month": 2,
         "sources": (TRUTH, REFERENCE),
-        "models": {"unet-reference": 1, "unet-hybrid": 3, "unet-tailpinball": 3, "bayes-baseline": 63}}
+        "models": {"unet-reference": 3, "unet-hybrid": 9, "unet-tailpinball": 9, "bayes-baseline": 63}}
 
 
 def record_orbits(years=DEMO["years"], months=DEMO["months"], per_month=DEMO["per_month"], *, seed: int = 0) -> list[int]:

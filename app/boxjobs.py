@@ -2,10 +2,14 @@
 the evaluation views offer "Compute this box" (:class:`BoxControl`), which builds the box's
 *box cube* (:func:`evaluation.cube.build_box_cube`) in the background.
 
-- :class:`BoxJobManager` runs the builds in one thread shared by every session of the server
-  (inline, no dask cluster per click), so the UI stays responsive; requests for the same box
-  (the same box cube) share one job; each job records progress and can be cancelled (a
-  ``threading.Event`` handed to the build; finished orbits are kept, so Compute resumes).
+The builds are jobs of kind ``"box"`` of the app's one job system (:mod:`app.jobs`): by default
+in a worker process of their own (one, at a CPU priority 5 below the inference workers', one
+torch thread; not in the server, whose event loop they would starve, and never in the way of
+inference jobs, which have their own workers), inline (no dask cluster per click).
+
+- :class:`BoxJobManager` is the box-cube face of a :class:`app.jobs.JobManager`: requests for
+  the same box (the same box cube) share one job; each job records progress and can be
+  cancelled (finished orbits are kept, so Compute resumes);
 - :class:`BoxControl` is the button, progress bar, text and Cancel shown in a view; it polls the
   job (also one started by another session) and tells the view when the box cube is ready.
 """
@@ -15,151 +19,100 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Callable
 
 import panel as pn
 import param
 
+from app import inference_worker
+from app.jobs import Job, JobManager, JobRow, Kind, get_manager, sendable
+
 log = logging.getLogger(__name__)
 
+KIND = "box"
+#: how much lower a box build's CPU priority is than the inference workers'
+NICE_BELOW_INFERENCE = 5
 
-@dataclass
-class BoxJob:
+
+class BoxJob(Job):
     """Building the box cube of one box (``evaluation.cube.build_box_cube``) in the background."""
 
-    spec: str
-    path: str
-    plan: dict = field(repr=False, default_factory=dict)
-    status: str = "queued"  # queued, running, done, failed, cancelled
-    done: int = 0
-    total: int = 1
-    message: str = "queued"
-    error: str | None = None
-    submitted: float = field(default_factory=time.time)
-    finished: float | None = None
-    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
-    future: object = field(default=None, repr=False)
+    plan = property(lambda self: self.kwargs["plan"])
+    spec = property(lambda self: self.kwargs["plan"]["spec"])
+    path = property(lambda self: self.key)
 
     @property
-    def key(self) -> str:
-        return self.path
+    def label(self) -> str:
+        return self.spec
 
-    @property
-    def fraction(self) -> float:
-        return 0.0 if self.total <= 0 else max(0.0, min(1.0, self.done / self.total))
+    def done_text(self) -> str:
+        return "box cube ready"
 
-    @property
-    def active(self) -> bool:
-        return self.status in ("queued", "running")
+    def cancelled_text(self) -> str:
+        return "cancelled (finished orbits are kept: Compute resumes)"
 
-    def describe(self) -> str:
-        if self.status == "done":
-            return f"{self.spec}: box cube ready"
-        if self.status == "failed":
-            return f"{self.spec}: failed: {self.error}"
-        if self.status == "cancelled":
-            return f"{self.spec}: cancelled (finished orbits are kept: Compute resumes)"
-        return f"{self.spec}: {self.message} ({self.done} of {self.total} orbit steps, {100 * self.fraction:.0f} %)"
+    def progress_text(self) -> str:
+        return f"{self.message} ({self.done} of {self.total} orbit steps, {100 * self.fraction:.0f} %)"
 
 
 class BoxJobManager:
-    """Builds box cubes in one background thread shared by every session; requests for the same
-    box (same box cube) share one job. ``builder`` defaults to ``build_box_cube`` run inline (no
-    dask cluster per click); ``model_fns`` as in ``build_cube`` (models computed by callables)."""
+    """Builds box cubes as ``"box"`` jobs of ``manager`` (default: a job manager of its own;
+    :func:`get_box_manager` uses the server-wide one); requests for the same box (same box cube)
+    share one job. ``builder`` defaults to ``build_box_cube`` run inline (no dask cluster per
+    click); ``model_fns`` as in ``build_cube`` (models computed by callables).
+
+    ``mode`` (the box lane's, when this sets it up): ``"process"`` (the default without a
+    ``builder``: ``max_workers`` worker processes at ``nice`` (default: the manager's + 5), so
+    ``builder`` and ``model_fns`` must be module-level functions) or ``"thread"`` (the default
+    with a ``builder``: any callable, in threads of the server)."""
 
     def __init__(self, builder: Callable | None = None, max_workers: int = 1, model_fns: dict | None = None,
-                 scheduler="inline"):
-        self._builder = builder
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="raincheck-box")
-        self._jobs: dict[str, BoxJob] = {}
-        self._lock = threading.Lock()
+                 scheduler="inline", *, manager: JobManager | None = None, mode: str | None = None,
+                 nice: int | None = None):
+        self._own = manager is None
+        self.manager = manager or JobManager()
+        mode = mode or ("thread" if builder is not None else self.manager.mode if manager is not None else "process")
+        self.builder = builder
         self.model_fns = dict(model_fns or {})
         self.scheduler = scheduler
-        # at interpreter exit, cancel running builds (they stop after the orbit in progress and
-        # resume later) instead of the exit waiting for them to finish
-        try:
-            threading._register_atexit(self._cancel_all)
-        except (AttributeError, RuntimeError):  # pragma: no cover - other Pythons / already exiting
-            pass
-
-    def _cancel_all(self) -> None:
-        for j in self.jobs():
-            j.cancel_event.set()
+        if mode == "process":
+            sendable(builder, "builder")
+            sendable(self.model_fns, "model_fns")
+        nice = self.manager.nice + NICE_BELOW_INFERENCE if nice is None else nice
+        self.manager.add_kind(KIND, Kind(inference_worker.build_box, mode, int(max_workers), min(int(nice), 19),
+                                         self.manager.torch_threads, BoxJob))
 
     @property
-    def builder(self) -> Callable:
-        if self._builder is not None:
-            return self._builder
-        from evaluation.cube import build_box_cube
-
-        return build_box_cube
+    def mode(self) -> str:
+        return self.manager.kind(KIND).mode
 
     def submit(self, plan: dict) -> BoxJob:
         """Start (or join) the build of the box cube ``plan`` describes (``box_plan``)."""
-        key = str(plan["path"])
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is not None and job.active:
-                return job
-            job = BoxJob(plan["spec"], key, plan)
-            self._jobs[key] = job
-            job.future = self._pool.submit(self._run, job)
-        return job
+        extra = {"builder": self.builder} if self.builder is not None else {}
+        return self.manager.submit_job(KIND, str(plan["path"]), plan=plan, scheduler=self.scheduler,
+                                       model_fns=self.model_fns, **extra)
 
     def get(self, path) -> BoxJob | None:
-        with self._lock:
-            return self._jobs.get(str(path))
+        return self.manager.find_job(KIND, str(path))
 
     def jobs(self) -> list[BoxJob]:
-        with self._lock:
-            return list(self._jobs.values())
+        return self.manager.jobs(KIND)
 
     def cancel(self, path) -> bool:
-        job = self.get(path)
-        if job is None or not job.active:
-            return False
-        job.cancel_event.set()
-        job.message = "cancelling"
-        return True
+        return self.manager.cancel_job(KIND, str(path))
 
     def wait(self, job: BoxJob, timeout: float | None = None) -> BoxJob:
-        if job.future is not None:
-            try:
-                job.future.result(timeout=timeout)
-            except Exception:  # recorded on the job
-                pass
-        return job
+        return self.manager.wait(job, timeout)
 
-    def shutdown(self) -> None:
-        self._cancel_all()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def worker_pids(self) -> list[int]:
+        return self.manager.worker_pids(KIND)
 
-    def _run(self, job: BoxJob) -> None:
-        if job.cancel_event.is_set():
-            job.status, job.message, job.finished = "cancelled", "cancelled", time.time()
-            return
-        job.status, job.message = "running", "starting"
-
-        def progress(done, total, message=""):
-            job.done, job.total = int(done), max(int(total), 1)
-            job.message = str(message) if message else "running"
-
-        try:
-            self.builder(job.spec, job.plan.get("main_cube"), plan=job.plan, progress=progress,
-                         cancel=job.cancel_event, scheduler=self.scheduler, model_fns=self.model_fns)
-        except Exception as e:
-            job.finished = time.time()
-            cancelled = job.cancel_event.is_set() or type(e).__name__ == "BuildCancelled"
-            job.status = "cancelled" if cancelled else "failed"
-            job.error = None if cancelled else f"{type(e).__name__}: {e}"
-            job.message = job.status
-            if not cancelled:
-                log.exception("box cube %s failed", job.spec)
-            return
-        job.done = job.total
-        job.status, job.message, job.finished = "done", "done", time.time()
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Cancel the builds; stop the manager too when it is this one's own."""
+        if self._own:
+            self.manager.shutdown(timeout)
+        else:
+            self.manager._cancel_all(KIND)
 
 
 _BOX_MANAGER: BoxJobManager | None = None
@@ -167,11 +120,12 @@ _BOX_LOCK = threading.Lock()
 
 
 def get_box_manager() -> BoxJobManager:
-    """The server-wide box-cube job manager (shared by every session)."""
+    """The server-wide box-cube job manager (shared by every session): box jobs of the
+    server-wide job manager (:func:`app.jobs.get_manager`)."""
     global _BOX_MANAGER
     with _BOX_LOCK:
-        if _BOX_MANAGER is None:
-            _BOX_MANAGER = BoxJobManager()
+        if _BOX_MANAGER is None or (not _BOX_MANAGER._own and _BOX_MANAGER.manager is not get_manager()):
+            _BOX_MANAGER = BoxJobManager(manager=get_manager())
         return _BOX_MANAGER
 
 
@@ -201,20 +155,12 @@ class BoxControl(pn.viewable.Viewer):
         self.plan = plan
         self.manager = manager or get_box_manager()
         self.on_done = on_done
-        self.button = pn.widgets.Button(label=f"Compute this box ({plan_label(plan)})", color="primary",
-                                        css_classes=["rc-compute-box"], width=360)
-        self.cancel_button = pn.widgets.Button(label="Cancel", color="warning", width=80, disabled=True,
-                                               css_classes=["rc-cancel-box"])
-        self.bar = pn.indicators.Progress(value=0, max=100, sizing_mode="stretch_width", visible=False, height=12)
-        self.text = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"font-size": "12px"}, margin=(0, 5),
-                                     css_classes=["rc-box-progress"])
-        self.button.on_click(lambda e: self.run())
-        self.cancel_button.on_click(lambda e: self.cancel())
+        self.row = JobRow(f"Compute this box ({plan_label(plan)})", self.run, self.cancel, width=360,
+                          css="rc-compute-box", cancel_css=("rc-cancel-box",), text_css=("rc-box-progress",))
+        self.button, self.cancel_button, self.bar, self.text = self.row
         self._cb = None
         self._fired = False
         self._created = time.time()
-        self._layout = pn.Column(pn.Row(self.button, self.cancel_button), self.bar, self.text,
-                                 sizing_mode="stretch_width")
         self.poll()
         self._start_polling()  # also sees a build another session starts
 
@@ -224,7 +170,7 @@ class BoxControl(pn.viewable.Viewer):
         self._stop_polling()
 
     def __panel__(self):
-        return self._layout
+        return self.row
 
     @property
     def job(self) -> BoxJob | None:
@@ -255,17 +201,9 @@ class BoxControl(pn.viewable.Viewer):
         job = self.job
         if job is not None and job.status == "done" and (job.finished or 0) < self._created:
             job = None  # an earlier build of this box (the plan has grown since): Compute again
+        self.row.show(job)
         if job is None:
-            self.bar.visible = False
-            self.button.disabled = False
-            self.cancel_button.disabled = True
-            self.text.object = ""
             return
-        self.bar.visible = job.active
-        self.bar.value = int(round(100 * job.fraction))
-        self.button.disabled = job.active
-        self.cancel_button.disabled = not job.active
-        self.text.object = job.describe()
         if job.active:
             self._start_polling()
             return

@@ -1,16 +1,19 @@
-"""The inference worker process, spawned by :class:`app.jobs.JobManager` in process mode.
+"""The worker process of :class:`app.jobs.JobManager` in process mode, and the job functions
+it runs (:func:`infer`: inference on one orbit; :func:`build_box`: a box cube).
 
-Kept apart from :mod:`app.jobs` so that a spawned worker imports only what inference needs
-(no Panel/Bokeh). One worker runs one job at a time, reused from job to job (its loaded models,
-torch and the simulator stay warm). It talks to its manager over a pipe:
+Kept apart from :mod:`app.jobs` so that a spawned worker imports only what its jobs need (no
+Panel/Bokeh). One worker runs one job at a time, reused from job to job of its kind (its loaded
+models, torch and the simulator stay warm). It talks to its manager over a pipe (pickled
+messages, sent as bytes):
 
-- manager → worker: ``("run", runner, kwargs, env)`` (``runner`` is ``None`` for
-  :func:`models.inference.run_inference`, else a pickled callable with its signature;
-  ``env`` the caller's ``RAINCHECK_*`` variables), or ``None`` to stop;
-- worker → manager: ``("started", device_label)``, any number of ``("progress", done, total,
-  message)``, then ``("done", path, info)`` or ``("error", type_name, message, traceback)``.
+- manager → worker: ``("run", fn, kwargs, env)`` (``fn`` a module-level function, called as
+  ``fn(**kwargs, progress=, cancel=, info=)``; ``env`` the caller's ``RAINCHECK_*`` variables),
+  or ``None`` to stop;
+- worker → manager: ``("started", device_label, pid)``, any number of ``("progress", done,
+  total, message)``, then ``("done", result, info)`` or ``("error", type_name, message,
+  traceback)`` (also for a job it cannot unpickle).
 
-Cancellation is a shared ``multiprocessing.Event`` handed to the runner as its ``cancel``.
+Cancellation is a shared ``multiprocessing.Event`` handed to the function as its ``cancel``.
 The worker runs at a lower CPU priority (``os.nice``) and, by default, with one torch intra-op
 thread, so the server's event loop gets the CPU first when users interact.
 """
@@ -57,6 +60,26 @@ def device_label(pref: str) -> str | None:
         return None
 
 
+# -- the job functions (module-level: sent to workers by reference) ----------------------
+def infer(model, orbit, source="synthetic", world_seed=0, device="auto", *, runner=None, progress=None,
+          cancel=None, info=None):
+    """An inference job: ``runner`` (default :func:`models.inference.run_inference`) on one orbit."""
+    if runner is None:
+        from models.inference import run_inference as runner
+    return runner(model, orbit, source=source, world_seed=world_seed, device=device, progress=progress,
+                  cancel=cancel, info=info)
+
+
+def build_box(plan, *, builder=None, scheduler="inline", model_fns=None, progress=None, cancel=None, info=None):
+    """A box-cube job: ``builder`` (default :func:`evaluation.cube.build_box_cube`) for ``plan``
+    (:func:`evaluation.cube.box_plan`)."""
+    if builder is None:
+        from evaluation.cube import build_box_cube as builder
+    return builder(plan["spec"], plan.get("main_cube"), plan=plan, progress=progress, cancel=cancel,
+                   scheduler=scheduler, model_fns=model_fns)
+
+
+# -- the worker --------------------------------------------------------------------------
 def _plain(info: dict) -> dict:
     return {str(k): v for k, v in info.items() if isinstance(v, _PLAIN)}
 
@@ -67,29 +90,28 @@ def _apply_env(env: dict) -> None:
     os.environ.update(env)
 
 
-def run_one(conn, cancel, runner, kwargs: dict, env: dict) -> None:
+def _error(conn, e: BaseException) -> None:
+    conn.send(("error", type(e).__name__, str(e), traceback.format_exc()))
+
+
+def run_one(conn, cancel, fn, kwargs: dict, env: dict) -> None:
     """Run one job, reporting over ``conn``; exceptions are sent back, not raised (a broken
     pipe is: the manager is gone)."""
     _apply_env(env or {})
-    conn.send(("started", device_label(kwargs.get("device", "auto"))))
+    conn.send(("started", device_label(kwargs["device"]) if "device" in kwargs else None, os.getpid()))
 
     def progress(done, total, message=""):
         conn.send(("progress", int(done), int(total), str(message) if message else ""))
 
     info: dict = {}
     try:
-        if runner is None:
-            from models.inference import run_inference as runner
-        elif isinstance(runner, bytes):
-            runner = pickle.loads(runner)
-        path = runner(kwargs["model"], kwargs["orbit"], source=kwargs["source"], world_seed=kwargs["world_seed"],
-                      device=kwargs["device"], progress=progress, cancel=cancel, info=info)
+        result = fn(**kwargs, progress=progress, cancel=cancel, info=info)
     except (BrokenPipeError, EOFError):
         raise
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the manager
-        conn.send(("error", type(e).__name__, str(e), traceback.format_exc()))
+        _error(conn, e)
         return
-    conn.send(("done", str(path), _plain(info)))
+    conn.send(("done", None if result is None else str(result), _plain(info)))
 
 
 def main(conn, cancel, nice: int = 10, torch_threads: int | None = 1) -> None:
@@ -97,13 +119,18 @@ def main(conn, cancel, nice: int = 10, torch_threads: int | None = 1) -> None:
     init(nice, torch_threads)
     while True:
         try:
-            msg = conn.recv()
+            buf = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        if msg is None:
-            return
-        _, runner, kwargs, env = msg
         try:
-            run_one(conn, cancel, runner, kwargs, env)
+            try:
+                msg = pickle.loads(buf)
+            except Exception as e:  # noqa: BLE001 - e.g. a function this process cannot import
+                _error(conn, e)
+                continue
+            if msg is None:
+                return
+            _, fn, kwargs, env = msg
+            run_one(conn, cancel, fn, kwargs, env)
         except (BrokenPipeError, EOFError, OSError):
             return

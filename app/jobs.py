@@ -1,20 +1,34 @@
-"""Background inference for the app: one worker pool shared by every session of the server.
+"""Background jobs for the app: one job system shared by every session of the server.
 
-- :class:`JobManager` runs :func:`models.inference.run_inference` in worker processes
-  (:mod:`app.inference_worker`; started on first use, at a lower CPU priority, one torch thread
-  each by default), so inference neither holds the server's GIL nor outruns its event loop for
-  the CPU, and a crash in a model (out of memory, ...) fails the job, not the server; a thread
-  mode runs any Python callable in the server process instead (tests);
-- identical requests (model, orbit, source, world seed) share one job (deduplicated);
-- each job records progress (done/total/message), the device it runs on, and can be cancelled
-  (a ``threading.Event`` on the job; in a worker, a shared ``multiprocessing.Event`` handed to
-  run_inference);
-- results land in the catalogue's model-output store, so every view and every session sees them;
-  a complete store is a cache hit and finishes at once.
+A *job* is a picklable top-level function plus keyword arguments, called as
+``fn(**kwargs, progress=..., cancel=..., info=...)``, whose return value (a path) is its result.
+Each *kind* of job (:class:`Kind`) has its own lane: its own worker processes (or threads), so
+jobs of one kind never wait for jobs of another. The app has two kinds:
+
+- ``"inference"`` (:func:`app.inference_worker.infer`, :class:`InferenceJob`): one model on one
+  orbit (:func:`models.inference.run_inference`), requested with :meth:`JobManager.submit`;
+- ``"box"`` (:func:`app.inference_worker.build_box`, :class:`app.boxjobs.BoxJob`): the box cube
+  of a region the climatology cube does not hold, set up by :class:`app.boxjobs.BoxJobManager`
+  (one worker, at a lower CPU priority than inference: a build takes minutes to an hour, and a
+  user waiting for one orbit should not wait for it).
+
+:class:`JobManager` runs them in worker processes (:mod:`app.inference_worker`; started on first
+use, at a lower CPU priority, one torch thread each by default), so the work neither holds the
+server's GIL nor outruns its event loop for the CPU, and a crash (out of memory, ...) fails the
+job, not the server; a thread mode runs any Python callable in the server process instead
+(tests). For every kind:
+
+- identical requests (the same kind and key) share one job (deduplicated);
+- each job records progress (done/total/message), where it runs (device, worker pid), and can
+  be cancelled (a ``threading.Event`` on the job; in a worker, a shared ``multiprocessing.Event``
+  handed to the function); at interpreter exit running jobs are cancelled, not waited for;
+- results land in stores on disk (the model-output store, box cubes), so every view and every
+  session sees them; a complete store is a cache hit and finishes at once.
 
 :class:`RunControl` is the sidebar component: Run / Cancel per selected model, a progress bar,
 the device, and a nudge to the views when an output lands (polled, also for jobs started by
-another session).
+another session). :class:`JobRow` is the button, Cancel, progress bar and text of one job that
+it (and :class:`app.boxjobs.BoxControl`) shows.
 """
 
 from __future__ import annotations
@@ -42,31 +56,32 @@ from app.state import Selection
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
+MODES = ("thread", "process")
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    model: str
-    orbit: int
-    source: str = "synthetic"
-    world: int = 0
+    """One background job: ``kind``'s function called with ``kwargs`` (see :class:`JobManager`)."""
+
+    kind: str
+    key: object
+    kwargs: dict = field(default_factory=dict, repr=False)
     status: str = "queued"  # queued, running, done, failed, cancelled
     done: int = 0
     total: int = 1
     message: str = "queued"
     device: str | None = None
-    cache_hit: bool | None = None
     error: str | None = None
-    path: str | None = None
+    result: str | None = None
+    info: dict = field(default_factory=dict)  # what the function reported (pid: where it ran)
     submitted: float = field(default_factory=time.time)
     finished: float | None = None
-    info: dict = field(default_factory=dict)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     future: object = field(default=None, repr=False)
 
     @property
-    def key(self) -> tuple:
-        return (self.model, int(self.orbit), self.source, int(self.world))
+    def label(self) -> str:
+        return f"{self.kind} {self.key}"
 
     @property
     def fraction(self) -> float:
@@ -77,31 +92,73 @@ class Job:
         return self.status in ACTIVE
 
     def describe(self) -> str:
-        dev = f" on {self.device}" if self.device else ""
         if self.status == "done":
-            how = "cached result" if self.cache_hit else f"computed{dev}"
-            return f"{self.model} · orbit {self.orbit}: {how}"
+            return f"{self.label}: {self.done_text()}"
         if self.status == "failed":
-            return f"{self.model} · orbit {self.orbit}: failed: {self.error}"
+            return f"{self.label}: failed: {self.error}"
         if self.status == "cancelled":
-            return f"{self.model} · orbit {self.orbit}: cancelled"
-        return f"{self.model} · orbit {self.orbit}: {self.message}{dev} ({100 * self.fraction:.0f} %)"
+            return f"{self.label}: {self.cancelled_text()}"
+        return f"{self.label}: {self.progress_text()}"
+
+    def done_text(self) -> str:
+        return "done"
+
+    def cancelled_text(self) -> str:
+        return "cancelled"
+
+    def progress_text(self) -> str:
+        dev = f" on {self.device}" if self.device else ""
+        return f"{self.message}{dev} ({100 * self.fraction:.0f} %)"
 
 
-def _default_runner():
-    from models.inference import run_inference
+class InferenceJob(Job):
+    """One model on one orbit (:func:`models.inference.run_inference`)."""
 
-    return run_inference
+    model = property(lambda self: self.kwargs["model"])
+    orbit = property(lambda self: self.kwargs["orbit"])
+    source = property(lambda self: self.kwargs["source"])
+    world = property(lambda self: self.kwargs["world_seed"])
+    path = property(lambda self: self.result)
+
+    @property
+    def cache_hit(self) -> bool | None:
+        return bool(self.info.get("cache_hit", False)) if self.status == "done" else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} · orbit {self.orbit}"
+
+    def done_text(self) -> str:
+        return "cached result" if self.cache_hit else f"computed{f' on {self.device}' if self.device else ''}"
 
 
-def _device_label(pref: str) -> str | None:
+@dataclass(frozen=True)
+class Kind:
+    """How the jobs of one kind run: ``fn`` (a module-level function, called as
+    ``fn(**kwargs, progress=, cancel=, info=)``) in ``workers`` worker processes of the kind's
+    own (``mode="process"``) at CPU priority ``nice`` with ``torch_threads`` torch threads each,
+    or in ``workers`` threads of the server (``mode="thread"``); jobs are ``job_class``."""
+
+    fn: Callable
+    mode: str = "process"
+    workers: int = 1
+    nice: int = 10
+    torch_threads: int | None = 1
+    job_class: type = Job
+
+
+def sendable(obj, what: str) -> None:
+    """ValueError unless ``obj`` can be sent to a worker process."""
     try:
-        from models.inference import choose_device, device_name
+        pickle.dumps(obj)
+    except Exception as e:
+        raise ValueError(f"{what} {obj!r} cannot be sent to a worker process ({e}); "
+                         "use a module-level function or mode='thread'") from None
 
-        return device_name(choose_device(pref))
-    except Exception as e:  # device problems surface when the job runs
-        log.debug("device query failed: %s", e)
-        return None
+
+def _is_cancellation(name: str) -> bool:
+    # models.base.InferenceCancelled, evaluation.cube.BuildCancelled
+    return name.endswith("Cancelled")
 
 
 def _exit_reason(code: int | None) -> str:
@@ -118,27 +175,30 @@ def _exit_reason(code: int | None) -> str:
 
 
 class _Worker:
-    """One inference worker process (see :mod:`app.inference_worker`) and its pipe."""
+    """One worker process (:func:`app.inference_worker.main`) and its pipe."""
 
-    def __init__(self, ctx, nice: int, torch_threads: int | None):
+    def __init__(self, ctx, kind: str, nice: int, torch_threads: int | None):
         self.conn, child = ctx.Pipe()
         self.cancel = ctx.Event()
         self.lock = threading.Lock()
         self.busy = False
         self.proc = ctx.Process(target=inference_worker.main, args=(child, self.cancel, nice, torch_threads),
-                                name="raincheck-infer-worker", daemon=True)
+                                name=f"raincheck-{kind}-worker", daemon=True)
         self.proc.start()
         child.close()
 
     def alive(self) -> bool:
         return self.proc.is_alive()
 
+    def send(self, msg) -> None:
+        self.conn.send_bytes(pickle.dumps(msg))
+
     def stop(self, timeout: float = 2.0) -> None:
         self.cancel.set()
         with self.lock:
             if not self.busy:
                 try:
-                    self.conn.send(None)
+                    self.send(None)
                 except (OSError, ValueError):
                     pass
         self.proc.join(timeout)
@@ -151,8 +211,24 @@ class _Worker:
         self.conn.close()
 
 
+class _Lane:
+    """The jobs of one kind: the threads that run them (or relay for their worker processes)
+    and the idle workers."""
+
+    def __init__(self, name: str, kind: Kind):
+        self.name, self.kind = name, kind
+        self.pool = ThreadPoolExecutor(max_workers=kind.workers, thread_name_prefix=f"raincheck-{name}")
+        self.slots: queue.LifoQueue = queue.LifoQueue()  # idle workers; None: not started (yet)
+        for _ in range(kind.workers):
+            self.slots.put(None)
+        self.workers: set[_Worker] = set()
+
+
 class JobManager:
-    """Runs inference jobs for every session of the server; dedups identical requests.
+    """Runs background jobs for every session of the server; dedups identical requests.
+
+    Each kind of job (:meth:`add_kind`) has its own lane of workers, so a long box-cube build
+    never holds up inference. The ``"inference"`` kind is set up here:
 
     ``mode="process"`` (the default without a ``runner``; what ``raincheck serve`` uses): jobs
     run in up to ``max_workers`` worker processes, started on first use with the ``spawn``
@@ -166,78 +242,92 @@ class JobManager:
     server process, with ``runner`` (any callable with :func:`models.inference.run_inference`'s
     signature) called directly.
 
-    ``history`` keeps the last jobs created (newest last), for tests and diagnostics.
+    ``history`` keeps the last jobs created, of every kind (newest last), for tests and
+    diagnostics.
     """
 
     def __init__(self, runner: Callable | None = None, max_workers: int = 1, device: str = "auto",
                  mode: str | None = None, nice: int = 10, torch_threads: int | None = 1,
                  start_method: str = "spawn", history: int = 1000):
         mode = mode or ("thread" if runner is not None else "process")
-        if mode not in ("thread", "process"):
-            raise ValueError(f"unknown job mode {mode!r}; use 'process' or 'thread'")
         if start_method not in ("spawn", "forkserver"):
             raise ValueError(f"start method {start_method!r}: use 'spawn' or 'forkserver' "
                              "(the server has threads: fork is unsafe)")
-        self._runner = runner
-        self._runner_blob: bytes | None = None
         if mode == "process" and runner is not None:
-            try:
-                self._runner_blob = pickle.dumps(runner)
-            except Exception as e:
-                raise ValueError(f"runner {runner!r} cannot be sent to a worker process ({e}); "
-                                 "use a module-level function or mode='thread'") from None
+            sendable(runner, "runner")
+        self._runner = runner
         self.mode = mode
         self.max_workers = int(max_workers)
         self.device = device
         self.nice = int(nice)
         self.torch_threads = torch_threads
-        self._ctx = multiprocessing.get_context(start_method) if mode == "process" else None
-        # in process mode these threads only hand jobs to the workers and relay their messages
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="raincheck-infer")
-        self._slots: queue.LifoQueue = queue.LifoQueue()  # idle workers; None: not started (yet)
-        for _ in range(self.max_workers):
-            self._slots.put(None)
-        self._workers: set[_Worker] = set()
+        self._start_method = start_method
+        self._ctx = None
+        self._lanes: dict[str, _Lane] = {}
         self._jobs: dict[tuple, Job] = {}
         self.history: deque[Job] = deque(maxlen=history)
         self._lock = threading.Lock()
         self._closed = False
+        self.add_kind("inference", Kind(inference_worker.infer, mode, self.max_workers, self.nice, torch_threads,
+                                        InferenceJob))
+        # at interpreter exit, cancel running jobs (a box build keeps its finished orbits)
+        # instead of the exit waiting for them to finish
+        try:
+            threading._register_atexit(self._cancel_all)
+        except (AttributeError, RuntimeError):  # pragma: no cover - other Pythons / already exiting
+            pass
 
-    @property
-    def runner(self) -> Callable:
-        return self._runner or _default_runner()
-
-    def submit(self, model: str, orbit: int, source: str = "synthetic", world: int = 0) -> Job:
-        """Start (or join) the job for (model, orbit, source, world)."""
-        key = (model, int(orbit), source, int(world))
+    # -- kinds and jobs ----------------------------------------------------------------
+    def add_kind(self, name: str, kind: Kind) -> Kind:
+        """Set up the lane of jobs of kind ``name`` (again with the same ``kind``: a no-op)."""
+        if kind.mode not in MODES:
+            raise ValueError(f"unknown job mode {kind.mode!r}; use 'process' or 'thread'")
+        if kind.mode == "process":
+            sendable(kind.fn, f"the {name} job function")
         with self._lock:
-            job = self._jobs.get(key)
+            have = self._lanes.get(name)
+            if have is not None:
+                if have.kind != kind:
+                    raise ValueError(f"job kind {name!r} is already set up differently: {have.kind}")
+                return have.kind
+            if kind.mode == "process" and self._ctx is None:
+                self._ctx = multiprocessing.get_context(self._start_method)
+            self._lanes[name] = _Lane(name, kind)
+        return kind
+
+    def kind(self, name: str) -> Kind:
+        return self._lanes[name].kind
+
+    def submit_job(self, kind: str, key, **kwargs) -> Job:
+        """Start (or join) the job of ``kind`` with ``key``: ``kind``'s function with ``kwargs``."""
+        lane = self._lanes[kind]
+        with self._lock:
+            job = self._jobs.get((kind, key))
             if job is not None and job.active:
                 return job
             if self._closed:
                 raise RuntimeError("the job manager has been shut down")
-            job = Job(model, int(orbit), source, int(world))
-            self._jobs[key] = job
+            job = lane.kind.job_class(kind, key, dict(kwargs))
+            self._jobs[(kind, key)] = job
             self.history.append(job)
-            job.future = self._pool.submit(self._run, job)
+            job.future = lane.pool.submit(self._run, lane, job)
         return job
 
-    def get(self, model: str, orbit: int, source: str = "synthetic", world: int = 0) -> Job | None:
+    def find_job(self, kind: str, key) -> Job | None:
         with self._lock:
-            return self._jobs.get((model, int(orbit), source, int(world)))
+            return self._jobs.get((kind, key))
 
-    def jobs(self) -> list[Job]:
-        with self._lock:
-            return list(self._jobs.values())
-
-    def cancel(self, model: str, orbit: int, source: str = "synthetic", world: int = 0) -> bool:
-        job = self.get(model, orbit, source, world)
+    def cancel_job(self, kind: str, key) -> bool:
+        job = self.find_job(kind, key)
         if job is None or not job.active:
             return False
         job.cancel_event.set()
-        if job.status == "queued":
-            job.message = "cancelling"
+        job.message = "cancelling"
         return True
+
+    def jobs(self, kind: str | None = None) -> list[Job]:
+        with self._lock:
+            return [j for (k, _), j in self._jobs.items() if kind is None or k == kind]
 
     def wait(self, job: Job, timeout: float | None = None) -> Job:
         if job.future is not None:
@@ -247,38 +337,57 @@ class JobManager:
                 pass
         return job
 
-    def worker_pids(self) -> list[int]:
-        """Process ids of the live worker processes (process mode)."""
+    def worker_pids(self, kind: str | None = "inference") -> list[int]:
+        """Process ids of the live worker processes of ``kind`` (``None``: of every kind)."""
         with self._lock:
-            return [w.proc.pid for w in self._workers if w.alive()]
+            return [w.proc.pid for name, lane in self._lanes.items() if kind is None or name == kind
+                    for w in lane.workers if w.alive()]
+
+    def _cancel_all(self, kind: str | None = None) -> None:
+        for j in self.jobs(kind):
+            j.cancel_event.set()
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Cancel every job and stop the workers (a busy one is terminated after ``timeout`` s)."""
         with self._lock:
             self._closed = True
-            workers = list(self._workers)
-            self._workers.clear()
-        for j in self.jobs():
-            j.cancel_event.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+            lanes = list(self._lanes.values())
+            workers = [w for lane in lanes for w in lane.workers]
+            for lane in lanes:
+                lane.workers.clear()
+        self._cancel_all()
+        for lane in lanes:
+            lane.pool.shutdown(wait=False, cancel_futures=True)
         for w in workers:
             w.stop(timeout)
 
-    # -- worker ------------------------------------------------------------------------
-    def _run(self, job: Job) -> None:
+    # -- inference ---------------------------------------------------------------------
+    def submit(self, model: str, orbit: int, source: str = "synthetic", world: int = 0) -> InferenceJob:
+        """Start (or join) the inference job for (model, orbit, source, world)."""
+        extra = {"runner": self._runner} if self._runner is not None else {}
+        return self.submit_job("inference", (model, int(orbit), source, int(world)), model=model, orbit=int(orbit),
+                               source=source, world_seed=int(world), device=self.device, **extra)
+
+    def get(self, model: str, orbit: int, source: str = "synthetic", world: int = 0) -> InferenceJob | None:
+        return self.find_job("inference", (model, int(orbit), source, int(world)))
+
+    def cancel(self, model: str, orbit: int, source: str = "synthetic", world: int = 0) -> bool:
+        return self.cancel_job("inference", (model, int(orbit), source, int(world)))
+
+    # -- running a job -----------------------------------------------------------------
+    def _run(self, lane: _Lane, job: Job) -> None:
         if job.cancel_event.is_set():
             job.status, job.message, job.finished = "cancelled", "cancelled", time.time()
             return
         job.status, job.message = "running", "starting"
-        if self.mode == "process":
-            self._run_in_worker(job)
+        if lane.kind.mode == "process":
+            self._run_in_worker(lane, job)
         else:
-            self._run_in_thread(job)
+            self._run_in_thread(lane, job)
 
-    def _finish(self, job: Job, path, info: dict) -> None:
-        job.info = dict(info)
-        job.path = str(path)
-        job.cache_hit = bool(info.get("cache_hit", False))
+    def _finish(self, job: Job, result, info: dict) -> None:
+        job.info.update(info)
+        job.result = None if result is None else str(result)
         if info.get("device"):
             job.device = info["device"]
         job.done, job.total = job.total, job.total
@@ -291,67 +400,70 @@ class JobManager:
         job.error = None if cancelled else error
         job.message = job.status
         if not cancelled:
-            log.error("inference %s failed: %s%s", job.key, error, f"\n{detail}" if detail else "")
+            log.error("%s job %s failed: %s%s", job.kind, job.key, error, f"\n{detail}" if detail else "")
 
     def _progress(self, job: Job, done, total, message="") -> None:
         job.done, job.total = int(done), max(int(total), 1)
         job.message = str(message) if message else "running"
 
-    def _run_in_thread(self, job: Job) -> None:
-        job.device = _device_label(self.device)
+    def _run_in_thread(self, lane: _Lane, job: Job) -> None:
+        if "device" in job.kwargs:
+            job.device = inference_worker.device_label(job.kwargs["device"])
+        job.info["pid"] = os.getpid()
         info: dict = {}
         try:
-            path = self.runner(job.model, job.orbit, source=job.source, world_seed=job.world,
-                               device=self.device, progress=lambda *a: self._progress(job, *a),
-                               cancel=job.cancel_event, info=info)
+            result = lane.kind.fn(**job.kwargs, progress=lambda *a: self._progress(job, *a),
+                                  cancel=job.cancel_event, info=info)
         except Exception as e:
-            self._fail(job, f"{type(e).__name__}: {e}", cancelled=type(e).__name__ == "InferenceCancelled",
+            self._fail(job, f"{type(e).__name__}: {e}", cancelled=_is_cancellation(type(e).__name__),
                        detail=traceback.format_exc())
             return
-        self._finish(job, path, info)
+        self._finish(job, result, info)
 
-    def _run_in_worker(self, job: Job) -> None:
-        w = self._slots.get()
+    def _run_in_worker(self, lane: _Lane, job: Job) -> None:
+        w = lane.slots.get()
         try:
             if w is None or not w.alive():
                 if w is not None:
-                    self._forget(w)
-                job.message = "starting the inference worker"
+                    self._forget(lane, w)
+                job.message = f"starting the {lane.name} worker"
                 try:
-                    w = _Worker(self._ctx, self.nice, self.torch_threads)
+                    w = _Worker(self._ctx, lane.name, lane.kind.nice, lane.kind.torch_threads)
                 except Exception as e:
                     w = None
-                    self._fail(job, f"could not start an inference worker process: {type(e).__name__}: {e}")
+                    self._fail(job, f"could not start a {lane.name} worker process: {type(e).__name__}: {e}")
                     return
                 with self._lock:
                     if self._closed:
-                        self._workers.discard(w)
                         w.stop(0)
                         w = None
                         self._fail(job, "the job manager has been shut down", cancelled=True)
                         return
-                    self._workers.add(w)
+                    lane.workers.add(w)
             if job.cancel_event.is_set():
                 self._fail(job, "cancelled", cancelled=True)
                 return
             env = {k: v for k, v in os.environ.items() if k.startswith(inference_worker.ENV_PREFIX)}
-            kwargs = dict(model=job.model, orbit=job.orbit, source=job.source, world_seed=job.world,
-                          device=self.device)
+            try:
+                msg = pickle.dumps(("run", lane.kind.fn, job.kwargs, env))
+            except Exception as e:
+                self._fail(job, f"the job cannot be sent to a worker process: {type(e).__name__}: {e}")
+                return
             with w.lock:
                 w.cancel.clear()
                 w.busy = True
                 try:
-                    w.conn.send(("run", self._runner_blob, kwargs, env))
+                    w.conn.send_bytes(msg)
                 except (OSError, ValueError):
                     pass  # a dead worker: found below
             try:
-                self._relay(job, w)
+                self._relay(lane, job, w)
             finally:
                 w.busy = False
         finally:
-            self._slots.put(w if w is not None and w.alive() else None)
+            lane.slots.put(w if w is not None and w.alive() else None)
 
-    def _relay(self, job: Job, w: _Worker) -> None:
+    def _relay(self, lane: _Lane, job: Job, w: _Worker) -> None:
         """Copy the worker's messages onto ``job`` until it finishes (or the worker dies)."""
         cancel_sent = False
         while True:
@@ -368,14 +480,15 @@ class JobManager:
             except (EOFError, OSError, ValueError):
                 w.proc.join(5.0)
                 code = w.proc.exitcode
-                self._forget(w)
-                self._fail(job, f"WorkerDied: the inference worker process (pid {w.proc.pid}) "
+                self._forget(lane, w)
+                self._fail(job, f"WorkerDied: the {lane.name} worker process (pid {w.proc.pid}) "
                                 f"{_exit_reason(code)} while running this job; the server is fine "
                                 "and the next job starts a fresh worker")
                 return
             kind = msg[0]
             if kind == "started":
                 job.device = msg[1] or job.device
+                job.info["pid"] = msg[2]
                 job.message = "running"
             elif kind == "progress":
                 self._progress(job, *msg[1:])
@@ -384,12 +497,12 @@ class JobManager:
                 return
             elif kind == "error":
                 name, text, tb = msg[1:]
-                self._fail(job, f"{name}: {text}", cancelled=name == "InferenceCancelled", detail=tb)
+                self._fail(job, f"{name}: {text}", cancelled=_is_cancellation(name), detail=tb)
                 return
 
-    def _forget(self, w: _Worker) -> None:
+    def _forget(self, lane: _Lane, w: _Worker) -> None:
         with self._lock:
-            self._workers.discard(w)
+            lane.workers.discard(w)
         try:
             w.conn.close()
         except OSError:
@@ -414,6 +527,41 @@ def set_manager(manager: JobManager | None) -> None:
     global _MANAGER
     with _MANAGER_LOCK:
         _MANAGER = manager
+
+
+class JobRow(pn.viewable.Viewer):
+    """One job's controls: a start button, Cancel, a progress bar and a line of text, drawn from
+    the job's record by :meth:`show`. Iterates as (button, cancel button, bar, text)."""
+
+    def __init__(self, label: str, on_run: Callable, on_cancel: Callable, *, width: int | None = None,
+                 css: str = "rc-run", cancel_css: tuple = (), text_css: tuple = (), margin=None, **params):
+        super().__init__(**params)
+        size = {"width": width} if width else {"sizing_mode": "stretch_width"}
+        self.button = pn.widgets.Button(label=label, color="primary", css_classes=[css], **size)
+        self.cancel_button = pn.widgets.Button(label="Cancel", color="warning", width=80, disabled=True,
+                                               css_classes=list(cancel_css))
+        self.bar = pn.indicators.Progress(value=0, max=100, sizing_mode="stretch_width", visible=False, height=12)
+        self.text = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"font-size": "12px"}, margin=(0, 5),
+                                     css_classes=list(text_css))
+        self.button.on_click(lambda e: on_run())
+        self.cancel_button.on_click(lambda e: on_cancel())
+        self._layout = pn.Column(pn.Row(self.button, self.cancel_button, sizing_mode="stretch_width"), self.bar,
+                                 self.text, sizing_mode="stretch_width", **({"margin": margin} if margin else {}))
+
+    def __panel__(self):
+        return self._layout
+
+    def __iter__(self):
+        return iter((self.button, self.cancel_button, self.bar, self.text))
+
+    def show(self, job: Job | None, idle: str = "") -> None:
+        """Show ``job`` (``None``: no job, ``idle`` as the text)."""
+        active = job is not None and job.active
+        self.bar.visible = active
+        self.bar.value = int(round(100 * job.fraction)) if job is not None else 0
+        self.button.disabled = active
+        self.cancel_button.disabled = not active
+        self.text.object = job.describe() if job is not None else idle
 
 
 class RunControl(pn.viewable.Viewer):
@@ -446,7 +594,7 @@ class RunControl(pn.viewable.Viewer):
 
     def _rebuild(self):
         s = self.selection
-        self._widgets = {}
+        self._controls: dict[str, JobRow] = {}
         rows = []
         if s.source != "synthetic":
             rows.append(pn.pane.Markdown("_On-demand inference runs on synthetic orbits; use "
@@ -455,20 +603,12 @@ class RunControl(pn.viewable.Viewer):
             rows.append(pn.pane.Markdown("_Select a model to run it on this orbit._"))
         else:
             for m in s.models:
-                run = pn.widgets.Button(label=f"Run {m}", color="primary", sizing_mode="stretch_width",
-                                        css_classes=["rc-run"])
-                cancel = pn.widgets.Button(label="Cancel", color="warning", width=80, disabled=True)
-                bar = pn.indicators.Progress(value=0, max=100, sizing_mode="stretch_width", visible=False,
-                                             height=12)
-                text = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"font-size": "12px"},
-                                        margin=(0, 5))
-                run.on_click(lambda e, m=m: self.run(m))
-                cancel.on_click(lambda e, m=m: self.cancel(m))
-                self._widgets[m] = (run, cancel, bar, text)
-                rows.append(pn.Column(pn.Row(run, cancel, sizing_mode="stretch_width"), bar, text,
-                                      sizing_mode="stretch_width", margin=(0, 0, 6, 0)))
+                row = JobRow(f"Run {m}", lambda m=m: self.run(m), lambda m=m: self.cancel(m), margin=(0, 0, 6, 0))
+                self._controls[m] = row
+                rows.append(row)
+        self._widgets = {m: tuple(row) for m, row in self._controls.items()}
         self._rows.objects = rows
-        self._stored = {m: data.output_stored(m, s.orbit, s.world) for m in self._widgets}
+        self._stored = {m: data.output_stored(m, s.orbit, s.world) for m in self._controls}
         self.poll()
 
     def run(self, model):
@@ -487,23 +627,16 @@ class RunControl(pn.viewable.Viewer):
     def poll(self):
         """Copy job states into the widgets; fire ``landed`` when an output appears."""
         landed = False
-        for m, (run, cancel, bar, text) in getattr(self, "_widgets", {}).items():
+        for m, row in getattr(self, "_controls", {}).items():
             job = self._job(m)
             if job is None:
-                bar.visible = False
-                text.object = (f"{m} · orbit {self.selection.orbit}: output in the store (Run is a cache hit)"
-                               if getattr(self, "_stored", {}).get(m) else "")
-                run.disabled = False
-                cancel.disabled = True
+                row.show(None, f"{m} · orbit {self.selection.orbit}: output in the store (Run is a cache hit)"
+                         if getattr(self, "_stored", {}).get(m) else "")
                 continue
             prev = self._seen.get(job.key)
             self._seen[job.key] = job.status
             if job.status == "done" and prev is not None and prev != "done":
                 landed = True
-            bar.visible = job.active
-            bar.value = int(round(100 * job.fraction))
-            run.disabled = job.active
-            cancel.disabled = not job.active
-            text.object = job.describe()
+            row.show(job)
         if landed:
             self.landed = True

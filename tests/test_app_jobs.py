@@ -296,3 +296,73 @@ def test_serve_installs_a_process_job_manager():
     assert make_job_manager(2, 0, 5, "thread").torch_threads is None
     r = CliRunner().invoke(main, ["serve", "--help"])
     assert r.exit_code == 0 and "--workers" in r.output and "--worker-threads" in r.output
+
+
+# -- box-cube builds: the other kind of job ----------------------------------------------------
+class BuildCancelled(RuntimeError):
+    """Like evaluation.cube.BuildCancelled (a ...Cancelled error is a cancellation)."""
+
+
+def box_builder(spec, main_cube, *, plan=None, progress=None, cancel=None, scheduler=None, model_fns=None):
+    """A picklable stand-in for evaluation.cube.build_box_cube: the box ``exit`` kills its worker;
+    else it reports orbit steps until cancelled or until the file $RAINCHECK_TEST_GATE exists."""
+    if spec == "exit":
+        os._exit(3)
+    gate = os.environ["RAINCHECK_TEST_GATE"]
+    k = 0
+    t0 = time.time()
+    while not os.path.exists(gate) and time.time() - t0 < 60:
+        if cancel.is_set():
+            raise BuildCancelled(f"cancelled after {k} orbits; rerun to resume")
+        progress(min(k, 9), 10, f"orbit {k}")
+        k += 1
+        time.sleep(0.05)
+    progress(10, 10, "box cube written")
+    return plan["path"]
+
+
+def test_box_builds_run_in_a_worker_process_of_their_own_beside_inference(tmp_path, monkeypatch):
+    from app.boxjobs import BoxJobManager
+
+    gate = tmp_path / "go"
+    monkeypatch.setenv("RAINCHECK_TEST_GATE", str(gate))
+    m = JobManager(runner=process_runner, mode="process", max_workers=1)
+    boxes = BoxJobManager(manager=m, builder=box_builder, mode="process")
+    with pytest.raises(ValueError, match="mode='thread'"):
+        BoxJobManager(builder=lambda *a, **k: None, mode="process")
+    plan = {"spec": "bbox:0,0,1,1", "path": str(tmp_path / "box.zarr"), "main_cube": None}
+    b = boxes.submit(plan)
+    assert boxes.submit(dict(plan)) is b  # a second session asking for the same box
+    wait_for(lambda: b.status == "running" and b.message.startswith("orbit"), timeout=120)
+    box_pid = b.info["pid"]
+    assert box_pid != os.getpid() and boxes.worker_pids() == [box_pid]
+    assert "orbit steps" in b.describe() and 0 <= b.fraction < 1
+    # an inference job completes while the (long) box build runs: in a worker of its own
+    j = m.submit("quick", 5)
+    m.wait(j, timeout=120)
+    assert j.status == "done", j.error
+    assert b.status == "running"
+    assert j.info["pid"] not in (os.getpid(), box_pid) and m.worker_pids() == [j.info["pid"]]
+    assert sorted(m.worker_pids(None)) == sorted([box_pid, j.info["pid"]])
+    # the box worker runs at a lower CPU priority than the inference worker
+    assert os.getpriority(os.PRIO_PROCESS, box_pid) == min(19, j.info["nice"] + 5)
+    # cancel: a cancellation (finished orbits kept), not a failure; Compute again finishes
+    assert boxes.cancel(plan["path"])
+    boxes.wait(b, 30)
+    assert b.status == "cancelled" and b.error is None and "resumes" in b.describe()
+    gate.touch()
+    c = boxes.submit(plan)
+    assert c is not b
+    boxes.wait(c, 60)
+    assert c.status == "done" and c.result == plan["path"] and "box cube ready" in c.describe(), c.error
+    assert c.info["pid"] == box_pid  # the warm worker
+    # a box worker that dies fails its build only; inference goes on
+    d = boxes.submit({"spec": "exit", "path": str(tmp_path / "exit.zarr"), "main_cube": None})
+    boxes.wait(d, 60)
+    assert d.status == "failed" and "WorkerDied: the box worker process" in d.error and "code 3" in d.error
+    assert m.worker_pids() == [j.info["pid"]] and boxes.worker_pids() == []
+    assert [x.kind for x in m.history] == ["box", "inference", "box", "box"]
+    boxes.shutdown()  # the manager's: only cancels its builds
+    assert m.submit("quick", 6) is not None
+    m.shutdown()
+    assert m.worker_pids(None) == []

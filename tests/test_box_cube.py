@@ -5,6 +5,7 @@ the build is a shared, cancellable, resumable background job behind a "Compute t
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import numpy as np
@@ -118,7 +119,6 @@ def test_box_job_is_shared_cancellable_and_resumes(root, main, direct):
     plan = CB.box_plan(BOX, CB.open_cube(main), model_fns=FNS, path=root / "job-box.zarr")
     holding = threading.Event()
     release = threading.Event()
-    mgr = BoxJobManager(model_fns=FNS)
 
     def builder(*a, progress=None, **kw):
         def prog(done, total, message=""):
@@ -128,7 +128,8 @@ def test_box_job_is_shared_cancellable_and_resumes(root, main, direct):
                 release.wait(60)
         return CB.build_box_cube(*a, progress=prog, **kw)
 
-    mgr._builder = builder
+    mgr = BoxJobManager(builder=builder, model_fns=FNS)  # a closure: runs in a thread of this process
+    assert mgr.mode == "thread"
     a = mgr.submit(plan)
     b = mgr.submit(dict(plan))  # a second session asking for the same box
     assert a is b
@@ -172,11 +173,13 @@ def test_views_offer_compute_for_an_uncovered_box(root, main, direct):
             assert w._alerts.objects[0].alert_type == "info", name
         s.view = "distributions"  # shown again: the view looks again (a new control)
         ctl = v.box_control
+        assert mgr.mode == "process"
         job = ctl.run()
         assert ctl.button.disabled and ctl.bar.visible
         mgr.wait(job, 120)
         ctl.poll()  # what the periodic callback does
         assert job.status == "done", job.error
+        assert job.info["pid"] != os.getpid()  # built in a worker process, not in the server
         assert v.result is not None and v.result["cube"] == str(CB.box_cube_path(spec, CB.open_cube(main)))
         assert v._alerts.objects[0].alert_type != "info"
         assert v.result["table"]["pixels"].min() > 0

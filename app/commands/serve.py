@@ -40,8 +40,9 @@ def check_exposure(address: str, websocket_origins, basic_auth, oauth_provider) 
 
 def make_job_manager(workers: int = 1, threads: int | None = 1, nice: int = 10, mode: str = "process",
                      device: str = "auto"):
-    """The server-wide inference job manager ``raincheck serve`` installs: by default one worker
-    process, at CPU priority +10, with one torch thread (``threads`` 0: torch's default)."""
+    """The server-wide job manager ``raincheck serve`` installs: by default one inference worker
+    process, at CPU priority +10, with one torch thread (``threads`` 0: torch's default); box-cube
+    builds get a worker of their own from it (:func:`app.boxjobs.get_box_manager`)."""
     from app.jobs import JobManager
 
     return JobManager(max_workers=workers, mode=mode, nice=nice, torch_threads=threads or None, device=device)
@@ -103,7 +104,8 @@ def register(main: click.Group) -> None:
     @click.option("--worker-threads", default=1, show_default=True, type=click.IntRange(0, 256),
                   help="Torch intra-op threads per inference worker process (0: torch's default, all cores).")
     @click.option("--worker-nice", default=10, show_default=True, type=click.IntRange(0, 19),
-                  help="How much lower the inference workers' CPU priority is than the server's.")
+                  help="How much lower the inference workers' CPU priority is than the server's "
+                       "(the box-cube build worker's: 5 lower still).")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
                   help="Device for on-demand inference: auto, cpu, cuda or mps.")
     def serve(port, address, catalog_path, cube_path, origins, show, basic_auth, oauth_provider,

@@ -173,6 +173,12 @@ def predict_swath(
     n_tiles = 1 if tile >= rows else math.ceil((rows - ov) / max(tile - ov, mult))
     tile_len = rows if n_tiles == 1 else min(rows, _pad_to(math.ceil((rows + (n_tiles - 1) * ov) / n_tiles), mult))
     starts = plan_tiles(rows, tile_len, ov, mult)
+    # climate conditioning (GMST-conditioned models only): ΔT of the orbit and where it came from
+    gmst = gmst_source = None
+    if getattr(retriever, "gmst_conditioned", False):
+        from models.conditioning import swath_gmst
+
+        gmst, gmst_source = swath_gmst(swath)
     n_q = len(retriever.levels)
     acc = torch.zeros((n_q, rows, cols), dtype=torch.float32)
     wsum = torch.zeros((rows, 1), dtype=torch.float32)
@@ -186,7 +192,7 @@ def predict_swath(
         group = starts[i:i + batch]
         xb = torch.stack([x[:, s:s + tile_len] for s in group])
         try:
-            yb = _run_batch(retriever, xb, dev, precision)
+            yb = _run_batch(retriever, xb, dev, precision, gmst=gmst)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if batch > 1:
@@ -215,6 +221,9 @@ def predict_swath(
     prods = derived_products(qt, retriever.levels, axis=0)
     q = qt.permute(1, 2, 0).contiguous().numpy()  # (A, C, Q)
     ds = make_retrieval(swath, q, retriever, prods)
+    if gmst is not None:
+        ds.attrs["gmst_anomaly_K_used"] = float(gmst)
+        ds.attrs["gmst_anomaly_source"] = gmst_source
     extra = getattr(retriever, "extra_layers", None)  # e.g. the flow model's ood_score layer
     if extra is not None:
         ds = extra(swath, ds, device=dev, progress=progress, cancel=cancel)
@@ -230,21 +239,23 @@ def cpu_bf16_supported() -> bool:
 
 
 @torch.inference_mode()
-def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device, precision: str | None = None) -> torch.Tensor:
+def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device, precision: str | None = None,
+               gmst: float | None = None) -> torch.Tensor:
     xb = xb.to(dev, non_blocking=True)
+    kw = {} if gmst is None else {"gmst": gmst}  # only GMST-conditioned models take it
     if precision not in (None, "fp32", "bf16"):
         raise ModelError(f"unknown precision {precision!r}; use fp32 or bf16")
     if dev.type == "cuda":
         xb = xb.contiguous(memory_format=torch.channels_last)
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         with torch.autocast("cuda", dtype=dtype, enabled=precision != "fp32"):
-            y = retriever.predict_batch(xb)
+            y = retriever.predict_batch(xb, **kw)
     else:
         if getattr(retriever, "channels_last", False):
             xb = xb.contiguous(memory_format=torch.channels_last)
         bf16 = precision == "bf16" or (precision is None and getattr(retriever, "cpu_bf16", False))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16 and dev.type == "cpu")):
-            y = retriever.predict_batch(xb)
+            y = retriever.predict_batch(xb, **kw)
     return y.float().cpu()
 
 

@@ -201,9 +201,15 @@ def _pad_cross(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return x
 
 
-def predict_scenes(retriever: Retriever, tc: np.ndarray, batch: int = 4, strip_only: np.ndarray | None = None) -> np.ndarray:
+def predict_scenes(retriever: Retriever, tc: np.ndarray, batch: int = 4, strip_only: np.ndarray | None = None,
+                   gmst: np.ndarray | None = None) -> np.ndarray:
     """Quantiles (N, A, C, Q) for scenes ``tc`` (N, A, C, 13). Per-pixel models may be given a
-    boolean column mask ``strip_only`` (C,) to skip columns nobody scores."""
+    boolean column mask ``strip_only`` (C,) to skip columns nobody scores. ``gmst`` (N,): the
+    scenes' GMST anomaly (K), passed to GMST-conditioned models (which require it)."""
+    cond = bool(getattr(retriever, "gmst_conditioned", False))
+    if cond and gmst is None:
+        raise ModelError(f"model {retriever.name!r} is conditioned on the GMST anomaly: predict_scenes needs gmst "
+                         "(one value per scene, e.g. models.conditioning.scene_gmst(path))")
     n, a, c, _ = tc.shape
     out = np.full((n, a, c, len(retriever.levels)), np.nan, np.float32)
     cols = np.arange(c) if (strip_only is None or retriever.overlap_margin) else np.flatnonzero(strip_only)
@@ -214,7 +220,8 @@ def predict_scenes(retriever: Retriever, tc: np.ndarray, batch: int = 4, strip_o
 
             bad = invalid_tb_mask(np.asarray(tc[i:i + batch][:, :, cols], np.float32))
             x = _pad_cross(x, retriever.multiple)
-            y = retriever.predict_batch(x)[:, :, :a, :len(cols)].permute(0, 2, 3, 1).numpy()
+            kw = {"gmst": np.asarray(gmst, np.float64)[i:i + batch]} if cond else {}
+            y = retriever.predict_batch(x, **kw)[:, :, :a, :len(cols)].permute(0, 2, 3, 1).numpy()
             y = np.where(bad[..., None], np.nan, y)
             out[i:i + batch][:, :, cols] = y
     return out
@@ -265,9 +272,14 @@ def heldout_scores(config: dict, retrievers: dict[str, Retriever], train_ref: np
         res = {"period": f"{spec['start']}..{spec['end']}", "orbits": int(spec["orbits"]),
                "pixels": int(strip.sum()),
                "checkpoints": {n: (r.sha256 or "")[:12] for n, r in retrievers.items()}}
+        gmst = None
+        if any(getattr(r, "gmst_conditioned", False) for r in retrievers.values()):
+            from models.conditioning import scene_gmst
+
+            gmst = scene_gmst(path)
         for name, r in retrievers.items():
             _log(progress, 0, 1, f"scoring {name} on {split}")
-            q = predict_scenes(r, tc, strip_only=cols)
+            q = predict_scenes(r, tc, strip_only=cols, gmst=gmst)
             res[name] = score(QuantileDistribution(q[strip], r.levels), ref[strip])
         res["climatology"] = score(QuantileDistribution(np.broadcast_to(clim, (int(strip.sum()), levels.size)), levels), ref[strip])
         results[label] = res

@@ -63,7 +63,8 @@ class QuantileUNet(nn.Module):
     and a monotone quantile head with ``n_quantiles`` outputs."""
 
     def __init__(self, n_quantiles: int, channels: Sequence[int] | None = None, base: int = 16,
-                 depth: int = 3, max_width: int = 256, head_hidden: int = 0):
+                 depth: int = 3, max_width: int = 256, head_hidden: int = 0, gmst: bool = False,
+                 domain: bool = False):
         super().__init__()
         channels = list(range(len(CHANNELS))) if channels is None else list(channels)
         self.depth = depth
@@ -71,9 +72,25 @@ class QuantileUNet(nn.Module):
         self.register_buffer("channel_index", torch.tensor(channels, dtype=torch.long))
         self.register_buffer("tb_mean", torch.full((len(channels),), 200.0))
         self.register_buffer("tb_std", torch.full((len(channels),), 50.0))
+        # optional climate conditioning (config ``conditioning: {gmst: true}``): the scene's
+        # global-mean surface temperature anomaly (K) joins the input as one more constant
+        # channel, normalised with statistics stored as buffers like the Tb's. Off by default:
+        # the network, its state dict and its outputs are then exactly the unconditioned ones.
+        # ``domain: true`` (with gmst) adds a second constant channel, 1 for scenes of the simulated
+        # source and 0 for the observing system, so the simulated domain's own differences are not
+        # learnt as an effect of ΔT (observed scenes exist only in the present climate); at
+        # inference it is 0: the model retrieves the observing system.
+        self.gmst_conditioned = bool(gmst)
+        self.domain_conditioned = bool(domain)
+        if self.domain_conditioned and not self.gmst_conditioned:
+            raise ValueError("conditioning: domain needs gmst")
+        n_in = len(channels) + int(self.gmst_conditioned) + int(self.domain_conditioned)
+        if self.gmst_conditioned:
+            self.register_buffer("gmst_mean", torch.zeros(1))
+            self.register_buffer("gmst_std", torch.ones(1))
         widths = [min(base * 2 ** i, max_width) for i in range(depth + 1)]
         self.enc = nn.ModuleList()
-        cin = len(channels)
+        cin = n_in
         for w in widths[:-1]:
             self.enc.append(ConvBlock(cin, w))
             cin = w
@@ -87,7 +104,7 @@ class QuantileUNet(nn.Module):
         # features and pass a hidden 1x1 layer (the Tb -> rain relation is largely per pixel)
         self.head_hidden = int(head_hidden)
         if self.head_hidden:
-            self.pixel = nn.Sequential(nn.Conv2d(widths[0] + len(channels), self.head_hidden, 1), nn.ReLU(inplace=True),
+            self.pixel = nn.Sequential(nn.Conv2d(widths[0] + n_in, self.head_hidden, 1), nn.ReLU(inplace=True),
                                        nn.Conv2d(self.head_hidden, self.head_hidden, 1), nn.ReLU(inplace=True))
             head_in = self.head_hidden
         else:
@@ -113,6 +130,43 @@ class QuantileUNet(nn.Module):
         self.tb_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.tb_std.copy_(torch.clamp(torch.as_tensor(std, dtype=torch.float32), min=1e-3))
 
+    def set_gmst_normalisation(self, mean: float, std: float) -> None:
+        self.gmst_mean.fill_(float(mean))
+        self.gmst_std.fill_(max(float(std), 1e-3))
+
+    #: weights whose input channels are the network input (normalised Tb, then ΔT if conditioned)
+    INPUT_WEIGHTS = ("enc.0.0.weight", "pixel.0.weight")
+
+    def load_unconditioned(self, state: dict) -> None:
+        """Load an *unconditioned* U-Net's state dict into this GMST-conditioned one: every
+        tensor as is, the input weights padded with a zero column for the ΔT channel (so the
+        outputs equal the unconditioned network's for any ΔT) and the ΔT statistics left as set."""
+        if not self.gmst_conditioned:
+            raise ValueError("load_unconditioned: this network is not GMST-conditioned")
+        own = self.state_dict()
+        state = dict(state)
+        extra = int(self.gmst_conditioned) + int(self.domain_conditioned)
+        for k in self.INPUT_WEIGHTS:
+            if k in state and k in own and state[k].shape[1] + extra == own[k].shape[1]:
+                w = state[k]
+                state[k] = torch.cat([w, torch.zeros_like(w[:, :extra])], dim=1)
+        for k in ("gmst_mean", "gmst_std"):
+            state.setdefault(k, own[k])
+        self.load_state_dict(state, strict=True)
+
+    def gmst_channel(self, gmst, like: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) normalised ΔT channel from ``gmst`` (K: a scalar or one value per scene)."""
+        if gmst is None:
+            raise ValueError("this U-Net is conditioned on the GMST anomaly: pass gmst (K per scene)")
+        g = torch.as_tensor(gmst, dtype=torch.float32, device=like.device).reshape(-1)
+        b = like.shape[0]
+        if g.numel() == 1:
+            g = g.expand(b)
+        if g.numel() != b or not torch.isfinite(g).all():
+            raise ValueError(f"gmst: expected one finite value per scene ({b}), got {g.tolist()}")
+        g = (g - self.gmst_mean) / self.gmst_std
+        return g.to(like.dtype)[:, None, None, None].expand(b, 1, like.shape[2], like.shape[3])
+
     def normalise(self, tb: torch.Tensor) -> torch.Tensor:
         """(B, 13, H, W) Tb in K -> (B, C, H, W) normalised, NaN replaced by 0 (the mean)."""
         if tb.dim() != 4 or tb.shape[1] != len(CHANNELS):
@@ -121,9 +175,27 @@ class QuantileUNet(nn.Module):
         x = (x - self.tb_mean[None, :, None, None]) / self.tb_std[None, :, None, None]
         return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def forward(self, tb: torch.Tensor) -> torch.Tensor:
-        """(B, 13, H, W) Tb (H, W multiples of :attr:`multiple`) -> (B, Q, H, W) quantiles."""
+    def domain_channel(self, domain, like: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) domain channel: ``domain`` 1 = simulated source, 0 = observing system
+        (None: 0, the domain the model retrieves)."""
+        b = like.shape[0]
+        d = torch.zeros(b) if domain is None else torch.as_tensor(domain, dtype=torch.float32).reshape(-1)
+        if d.numel() == 1:
+            d = d.expand(b)
+        if d.numel() != b:
+            raise ValueError(f"domain: expected one value per scene ({b})")
+        return d.to(device=like.device, dtype=like.dtype)[:, None, None, None].expand(b, 1, like.shape[2], like.shape[3])
+
+    def forward(self, tb: torch.Tensor, gmst=None, domain=None) -> torch.Tensor:
+        """(B, 13, H, W) Tb (H, W multiples of :attr:`multiple`) -> (B, Q, H, W) quantiles.
+        ``gmst``: the scenes' GMST anomaly in K (a scalar or (B,)); required by a
+        GMST-conditioned network, ignored otherwise. ``domain`` (training only; see ``__init__``)."""
         x0 = x = self.normalise(tb).to(self.head.weight.dtype)
+        if self.gmst_conditioned:
+            parts = [x, self.gmst_channel(gmst, x)]
+            if self.domain_conditioned:
+                parts.append(self.domain_channel(domain, x))
+            x0 = x = torch.cat(parts, dim=1)
         skips = []
         for block in self.enc:
             x = block(x)

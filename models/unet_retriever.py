@@ -20,6 +20,8 @@ def build_unet(config: dict) -> QuantileUNet:
         depth=int(net.get("depth", 3)),
         max_width=int(net.get("max_width", 256)),
         head_hidden=int(net.get("head_hidden", 0)),
+        gmst=bool((config.get("conditioning") or {}).get("gmst", False)),
+        domain=bool((config.get("conditioning") or {}).get("domain", False)),
     )
 
 
@@ -39,6 +41,9 @@ class UNetRetriever(Retriever):
         except RuntimeError as e:
             raise ModelError(f"checkpoint of {card.name!r} does not fit its config: {str(e).splitlines()[0]}") from None
         self.net = net.eval()
+        #: True for a model conditioned on the scene's GMST anomaly (``conditioning: {gmst: true}``):
+        #: :meth:`predict_batch` then needs ``gmst`` (see :func:`models.conditioning.swath_gmst`)
+        self.gmst_conditioned = net.gmst_conditioned
         self._fast = net.fused().eval()
         inf = card.config.get("inference", {}) or {}
         self.channels_last = bool(inf.get("channels_last", True))
@@ -68,5 +73,12 @@ class UNetRetriever(Retriever):
             self._device = device
         return self
 
-    def predict_batch(self, tb: torch.Tensor) -> torch.Tensor:
-        return self._fast(tb)
+    def predict_batch(self, tb: torch.Tensor, gmst=None) -> torch.Tensor:
+        """Quantiles of a batch; ``gmst`` (K, scalar or one per scene) is required by a
+        GMST-conditioned model (never defaulted here) and ignored by the others."""
+        if not self.gmst_conditioned:
+            return self._fast(tb)
+        if gmst is None:
+            raise ModelError(f"model {self.name!r} is conditioned on the GMST anomaly: pass gmst (K), e.g. from "
+                             "models.conditioning.swath_gmst(swath) or scene_gmst(scene set)")
+        return self._fast(tb, gmst)

@@ -10,6 +10,8 @@ Config section (all keys shown)::
       bias_correction: true  # subtract the estimated per-channel Tb offset from simulated Tb
       simulated: {start: 2015-01-01, end: 2019-12-31, orbits: 120, scenes_per_orbit: 4, scene_scans: 128}
       calibration: {start: 2015-01-01, end: 2019-12-31, orbits: 30, scenes_per_orbit: 2, scene_scans: 128}
+      present_share: 0.5     # (climate-conditioned models only) share of simulated draws from the
+                             # present-climate calibration scenes, which then join the simulated pool
 
 Domain handling (bias correction): the simulator's forward model differs from the observing
 system by an unknown per-channel offset. As one would with a climate model, we run the simulated
@@ -73,16 +75,18 @@ def estimate_tb_offset(obs_tc: np.ndarray, sim_tc: np.ndarray) -> np.ndarray:
 
 def build_hybrid_sets(config: dict, progress=None, cancel=None) -> dict:
     """Build (cached) the simulated set and, if bias correction is on, the calibration pair.
-    Returns dict ``simulated`` (path), ``tb_offset`` (13,) or None."""
+    Returns dict ``simulated`` (path), ``tb_offset`` (13,) or None and ``calibration_simulated``
+    (path of the present-climate simulated calibration scenes, or None)."""
     h = config["hybrid"]
     out = {"simulated": build_training_set(simulated_config(config), "train", progress=progress, cancel=cancel),
-           "tb_offset": None}
+           "tb_offset": None, "calibration_simulated": None}
     if h.get("bias_correction", True):
         obs_cfg, sim_cfg = calibration_configs(config)
         p_obs = build_training_set(obs_cfg, "train", progress=progress, cancel=cancel)
         p_sim = build_training_set(sim_cfg, "train", swath_fn=_present_simulated_fn(sim_cfg["data"]),
                                    progress=progress, cancel=cancel)
         out["tb_offset"] = estimate_tb_offset(load_scenes(p_obs)[0], load_scenes(p_sim)[0])
+        out["calibration_simulated"] = p_sim  # present-climate simulated scenes (climate_offset_K = 0)
     return out
 
 

@@ -6,6 +6,9 @@ Extra config keys for ``kind: unet``::
     init_from: unet-reference     # fine-tune: start from a registered model's weights (same network)
     loss: {type: tail_pinball|twcrps|density|pinball, ...}   (models.losses.ResearchLoss)
     hybrid: {...}                 # models.research.hybrid: mixed observed + simulated batches
+    conditioning: {gmst: true, domain: true}   # models.conditioning: ΔT (and a simulated-domain flag)
+                                  # as input channels; with hybrid, the present-climate simulated
+                                  # calibration scenes join the simulated pool
 
 ``kind: flow`` (models.research.flow)::
 
@@ -84,7 +87,11 @@ def _init_weights(net, config: dict) -> dict:
     for key in ("network", "channels", "quantile_levels"):
         if card.config.get(key) != config.get(key):
             raise ModelError(f"init_from {name!r}: its {key} differs from this config's")
-    net.load_state_dict(load_checkpoint(card.weights_path, expected_sha256=card.checkpoint_sha256))
+    state = load_checkpoint(card.weights_path, expected_sha256=card.checkpoint_sha256)
+    if getattr(net, "gmst_conditioned", False) and "gmst_mean" not in state:
+        net.load_unconditioned(state)  # the ΔT input weights start at zero: the start equals the source
+    else:
+        net.load_state_dict(state)
     return {"init_from": name, "init_sha256": card.checkpoint_sha256}
 
 
@@ -101,7 +108,7 @@ def _batch(tc, ref, idx, crop, c0, flip):
 
 
 @torch.no_grad()
-def _validate(net, loss_fn, tc, ref, levels, mult, bs: int = 8) -> dict:
+def _validate(net, loss_fn, tc, ref, levels, mult, bs: int = 8, gmst=None) -> dict:
     from models.unet import pinball_loss
 
     net.eval()
@@ -111,7 +118,7 @@ def _validate(net, loss_fn, tc, ref, levels, mult, bs: int = 8) -> dict:
         y = _pad_cross(torch.from_numpy(ref[i:i + bs]), mult)
         k = int(torch.isfinite(y).sum())
         if k:
-            p = net(x)
+            p = net(x, None if gmst is None else gmst[i:i + bs])
             tot += float(loss_fn(p, y)) * k
             totp += float(pinball_loss(p, y, levels)) * k
             n += k
@@ -151,6 +158,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
     # hybrid: simulated scenes (bias-corrected) mixed into every batch
     h = config.get("hybrid")
     tc_sim = ref_sim = None
+    sim_map = None  # draw index -> simulated scene (None: identity)
     hyb_info = {}
     if h:
         hs = hyb.build_hybrid_sets(config, progress=progress, cancel=cancel)
@@ -159,11 +167,57 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                     "bias_correction": hs["tb_offset"] is not None,
                     "tb_offset_estimate_K": None if hs["tb_offset"] is None else [round(float(v), 3) for v in hs["tb_offset"]],
                     "simulated_scenes": int(tc_sim.shape[0]), "simulated": dict(h["simulated"])}
+    # climate conditioning: every scene's GMST anomaly (K); the simulated pool also gets the
+    # bias-corrected present-climate calibration scenes, so "simulated" and "warm" are not confounded
+    g_tr = g_va = g_sim = None
+    cond_info = {}
+    if getattr(net, "gmst_conditioned", False):
+        from models.conditioning import scene_gmst
+
+        g_tr, g_va = scene_gmst(sets["train"]), scene_gmst(sets["validation"])
+        if h:
+            g_sim = scene_gmst(hs["simulated"])
+            if hs.get("calibration_simulated") is not None:
+                tc_cal, ref_cal = hyb.load_simulated(hs["calibration_simulated"], hs["tb_offset"])
+                g_cal = scene_gmst(hs["calibration_simulated"])
+                n_warm = tc_sim.shape[0]
+                tc_sim = np.concatenate([tc_sim, tc_cal.astype(tc_sim.dtype)])
+                ref_sim = np.concatenate([ref_sim, ref_cal])
+                g_sim = np.concatenate([g_sim, g_cal])
+                hyb_info["simulated_scenes"] = int(tc_sim.shape[0])
+                hyb_info["present_climate_simulated_scenes"] = int(tc_cal.shape[0])
+                # hybrid.present_share: fraction of the simulated draws from the present-climate
+                # scenes (repeated as needed), so that the simulated domain is seen at every ΔT
+                share = h.get("present_share")
+                if share is not None and tc_cal.shape[0]:
+                    share = float(share)
+                    if not 0 < share < 1:
+                        raise ModelError("hybrid.present_share must be in (0, 1)")
+                    reps = max(1, int(round(share / (1 - share) * n_warm / tc_cal.shape[0])))
+                    sim_map = np.concatenate([np.arange(n_warm)] + [n_warm + np.arange(tc_cal.shape[0])] * reps)
+                    hyb_info["present_share"] = round(reps * tc_cal.shape[0] / sim_map.size, 3)
+        pool = np.concatenate([g_tr] + ([g_sim] if g_sim is not None else []))
+        g_mean, g_std = float(pool.mean()), float(pool.std())
+        net.set_gmst_normalisation(g_mean, g_std)
+        from models.conditioning import DEFAULT_GMST_SERIES
+
+        def rng_of(g):
+            return [round(float(g.min()), 3), round(float(g.max()), 3)] if g is not None and g.size else None
+
+        cond_info = {"gmst": True, "domain": bool(getattr(net, "domain_conditioned", False)), "gmst_mean_K": round(g_mean, 4), "gmst_std_K": round(max(g_std, 1e-3), 4),
+                     "gmst_range_K": {"observed_train": rng_of(g_tr), "validation": rng_of(g_va),
+                                      "simulated": rng_of(g_sim)},
+                     "input": "one constant input channel (normalised ΔT) into the first convolution and the "
+                              "per-pixel head" + (", plus a domain flag channel (1 = simulated scene, 0 = observed; "
+                              "0 at inference)" if getattr(net, "domain_conditioned", False) else "")
+                              + "; zero-initialised when fine-tuning from an unconditioned model",
+                     "inference_gmst": "swath attribute gmst_anomaly_K; without it: " + DEFAULT_GMST_SERIES}
     epochs = int(tcfg.get("epochs", 2))
     bs = int(tcfg.get("batch_size", 8))
     ratio = float(h.get("ratio", 0.25)) if h else 0.0
     n_train = int(tcfg.get("max_scenes_per_epoch", tc_tr.shape[0]))
-    steps_per_epoch = len(hyb.mixed_batches(min(n_train, tc_tr.shape[0]), 0 if tc_sim is None else tc_sim.shape[0],
+    n_draw = 0 if tc_sim is None else (tc_sim.shape[0] if sim_map is None else sim_map.size)
+    steps_per_epoch = len(hyb.mixed_batches(min(n_train, tc_tr.shape[0]), n_draw,
                                             bs, ratio, 0, seed))
     lr = float(tcfg.get("lr", 5e-4))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=float(tcfg.get("weight_decay", 1e-4)))
@@ -175,7 +229,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
         start_epoch = resumed["epoch"] + 1
         best, best_epoch, history = resumed["best"], resumed["best_epoch"], resumed["history"]
     if start_epoch == 0 and tcfg.get("validate_init", True):
-        v0 = _validate(net, loss_fn, tc_va, ref_va, levels, net.multiple)
+        v0 = _validate(net, loss_fn, tc_va, ref_va, levels, net.multiple, gmst=g_va)
         history.append({"epoch": 0, "val_loss": v0["loss"], "val_pinball": v0["pinball"]})
     mult = net.multiple
     crop, lo, hi = _crop_bounds(ref_tr, int(tcfg.get("crop_cross", 0) or 0), tc_tr.shape[2])
@@ -188,7 +242,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
         net.train()
         rng = np.random.default_rng([seed, epoch, 5])
         sub = np.sort(rng.permutation(tc_tr.shape[0])[:n_train])
-        batches = hyb.mixed_batches(sub.size, 0 if tc_sim is None else tc_sim.shape[0], bs, ratio, epoch, seed)
+        batches = hyb.mixed_batches(sub.size, n_draw, bs, ratio, epoch, seed)
         run = 0.0
         for b, members in enumerate(batches):
             if cancel is not None and cancel.is_set():
@@ -196,26 +250,37 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
             brng = np.random.default_rng([seed, epoch, b])
             c0 = int(brng.integers(lo, hi + 1)) if crop else 0
             flip = bool(tcfg.get("flip", True)) and brng.random() < 0.5
-            xs, ys, ws = [], [], []
+            xs, ys, ws, gs, ds_ = [], [], [], [], []
             obs_idx = np.sort(sub[[i for s, i in members if s == 0]])
             if obs_idx.size:
                 x, y = _batch(tc_tr, ref_tr, obs_idx, crop, c0, flip)
                 xs.append(x), ys.append(y), ws.append(torch.ones(obs_idx.size))
-            sim_idx = np.sort([i for s, i in members if s == 1])
+                if g_tr is not None:
+                    gs.append(torch.from_numpy(g_tr[obs_idx]))
+                    ds_.append(torch.zeros(obs_idx.size))
+            sim_idx = np.sort([i for s, i in members if s == 1]).astype(int)
+            if sim_map is not None:
+                sim_idx = np.sort(sim_map[sim_idx])
             if sim_idx.size:
                 x, y = _batch(tc_sim, ref_sim, sim_idx, crop, c0, flip)
                 xs.append(x), ys.append(y), ws.append(torch.full((sim_idx.size,), dw))
+                if g_sim is not None:
+                    gs.append(torch.from_numpy(g_sim[sim_idx]))
+                    ds_.append(torch.ones(sim_idx.size))
             x = _pad_cross(torch.cat(xs), mult).contiguous(memory_format=torch.channels_last)
             y = _pad_cross(torch.cat(ys), mult)
             w = torch.cat(ws)[:, None, None].expand_as(y)
-            pred = net(x)
+            if gs and getattr(net, "domain_conditioned", False):
+                pred = net(x, torch.cat(gs), torch.cat(ds_))
+            else:
+                pred = net(x, torch.cat(gs) if gs else None)
             loss = loss_fn(pred, y, weight=w)
             run += optimizer_step(net, opt, sched, loss)
             _log(progress, epoch * steps_per_epoch + b + 1, total, f"epoch {epoch + 1}/{epochs} loss {run / (b + 1):.4f}")
             if time.perf_counter() - t0 > max_seconds:
                 stopped_early = True
                 break
-        v = _validate(net, loss_fn, tc_va, ref_va, levels, mult)
+        v = _validate(net, loss_fn, tc_va, ref_va, levels, mult, gmst=g_va)
         history.append({"epoch": epoch + 1, "steps": b + 1, "seconds": round(time.perf_counter() - t0, 1),
                         "train_loss": run / max(1, b + 1), "val_loss": v["loss"], "val_pinball": v["pinball"]})
         if v["loss"] < best:
@@ -240,6 +305,8 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                           "stopped_early_for_time": stopped_early, "train_scenes": int(tc_tr.shape[0]),
                           "scenes_per_epoch": int(sub.size), "validation_scenes": int(tc_va.shape[0]),
                           "loss": loss_fn.describe(), **provenance})
+    if cond_info:
+        card.training["conditioning"] = cond_info
     if hyb_info:
         card.training["hybrid"] = hyb_info
         card.training["source"] += f" + simulated (ratio {hyb_info['ratio']}, domain weight {hyb_info['domain_weight']})"
@@ -449,13 +516,13 @@ def train_research(config, progress=None, cancel: threading.Event | None = None,
 
 
 def predict_strip(retriever, tc: np.ndarray, cols: np.ndarray, batch: int = 2,
-                  member_fields: list | None = None) -> np.ndarray:
+                  member_fields: list | None = None, gmst: np.ndarray | None = None) -> np.ndarray:
     """Quantiles (N, A, C, Q) on scenes ``tc`` with the columns ``cols`` (bool, C) scored. Flow
     models run their base on the full width and the (costly) flow on a window around the strip;
     other models use :func:`models.train.predict_scenes`. For flow models, ``member_fields`` (a
     list) receives the first ensemble member as a field (N, A, C) (NaN off the strip)."""
     if getattr(retriever, "kind", "") != "flow":
-        return predict_scenes(retriever, tc, strip_only=cols)
+        return predict_scenes(retriever, tc, strip_only=cols, gmst=gmst)
     from models.inference import invalid_tb_mask
     from models.research.flow import base_conditioning, euler_sample, rain_from_residual
 

@@ -159,9 +159,10 @@ def _ood_pixel_scores(det, tc: np.ndarray, cols: np.ndarray | None = None, batch
 SPECTRUM_TILE = 32
 
 
-def _strip_pixels(retriever, tc, ref, chunk: int = 8):
+def _strip_pixels(retriever, tc, ref, chunk: int = 8, gmst=None):
     """Per-pixel quantiles (P, Q) on the strip, reference (P,), scene index (P,), and spectra
-    sums (posterior mean and, for ensembles, one member against the reference)."""
+    sums (posterior mean and, for ensembles, one member against the reference). ``gmst``: each
+    scene's GMST anomaly (K), for climate-conditioned models."""
     from evaluation.skill import _coherence_sums
     from models.quantiles import QuantileDistribution
     from models.research.trainer import predict_strip
@@ -174,7 +175,8 @@ def _strip_pixels(retriever, tc, ref, chunk: int = 8):
     is_flow = retriever.kind == "flow"
     for i in range(0, tc.shape[0], chunk):
         fields = [] if is_flow else None
-        q = predict_strip(retriever, tc[i:i + chunk], cols, member_fields=fields)
+        q = predict_strip(retriever, tc[i:i + chunk], cols, member_fields=fields,
+                          gmst=None if gmst is None else gmst[i:i + chunk])
         r = ref[i:i + chunk]
         ok = np.isfinite(r) & np.isfinite(q).all(-1)
         oks.append(ok)
@@ -236,7 +238,7 @@ def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int 
         s = sets[split]
         if progress:
             progress(0, 1, f"{name}: predicting {split}")
-        qv, y, scene_of, spec, ok = _strip_pixels(retriever, s["tc"], s["ref"])
+        qv, y, scene_of, spec, ok = _strip_pixels(retriever, s["tc"], s["ref"], gmst=s["gmst"])
         d = QuantileDistribution(qv, retriever.levels)
         mean = d.mean()
         crps = d.crps(y)

@@ -27,6 +27,9 @@ def _naive_tb(state: dict, spacing) -> np.ndarray:
     n, m = state["rain"].shape
     sig = forward.footprint_sigma_pixels(*spacing)
     out = np.empty((n, m, forward.N_CH), np.float32)
+    # the ice seen along the slant path: a whole-field shift along track, like the beam filling
+    state = {**state, "iwp": forward.parallax(state["iwp"], state["freezing_km"] + forward.ICE_LAYER_ABOVE_FREEZING_KM,
+                                              spacing[0])}
     for i in range(n):
         row = {k: (v[i:i + 1] if isinstance(v, np.ndarray) and v.shape[:2] == (n, m) else v) for k, v in state.items()}
         rain = np.maximum(row["rain"], 0.0)
@@ -64,7 +67,7 @@ def main() -> None:
 
     # baseline vs optimised forward model on identical inputs (noise-free)
     geo, state, stype, dT = S._state(args.orbit, 0, "observed", geometry.N_SCANS, 0.0)
-    spacing = (geometry.R_EARTH_KM * 2 * np.pi / geometry.N_SCANS, geometry.SCAN_RADIUS_KM * np.radians(140.0) / (geometry.N_PIXELS - 1))
+    spacing = S.SPACING_KM
     t0 = time.perf_counter()
     tb_vec = forward.brightness_temperatures(state, spacing, None)
     t_fwd = time.perf_counter() - t0

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -621,11 +622,22 @@ def save_result(res: dict, path=None):
     return p
 
 
-def load_result(path=None) -> dict | None:
-    import json
-    from pathlib import Path
+#: the comparison of the shipped models (``raincheck compare``), shown until a user runs their own
+PACKAGED_RESULT = Path(__file__).resolve().parent / "data" / "demo_compare.json"
 
-    p = Path(path) if path is not None else default_result_path()
+
+def load_result(path=None) -> dict | None:
+    """The comparison at ``path``; by default the last one run here
+    (:func:`default_result_path`), else the one shipped for the shipped models
+    (:data:`PACKAGED_RESULT`); None when there is none (or it is unreadable)."""
+    import json
+
+    if path is not None:
+        p = Path(path)
+    else:
+        p = default_result_path()
+        if not p.is_file():
+            p = PACKAGED_RESULT
     try:
         return json.loads(p.read_text()) if p.is_file() else None
     except (OSError, json.JSONDecodeError):

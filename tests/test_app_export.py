@@ -146,7 +146,10 @@ def test_compare_export_figure_table_and_provenance(env, tmp_path, comparison):
         assert man["files"][p.name]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
 
 
-def test_compare_export_without_a_comparison_is_a_clear_error(env, tmp_path):
+def test_compare_export_without_a_comparison_is_a_clear_error(env, tmp_path, monkeypatch):
+    import evaluation.compare as EC
+
+    monkeypatch.setattr(EC, "PACKAGED_RESULT", tmp_path / "no-shipped-comparison.json")  # none shipped
     sel = Selection(view="compare")
     with pytest.raises(ExportError, match="No model comparison yet: run `raincheck compare`"):
         export_view("compare", sel, "svg", tmp_path)

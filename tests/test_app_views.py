@@ -231,7 +231,10 @@ def test_compare_view_shows_the_stored_comparison(stored):
     assert v.result["reference"] == "unit-tail" and "Reference: `unit-tail`" in v.body.objects[0].object
 
 
-def test_compare_view_without_a_comparison_says_how_to_make_one(data_root):
+def test_compare_view_without_a_comparison_says_how_to_make_one(data_root, monkeypatch):
+    import evaluation.compare as EC
+
+    monkeypatch.setattr(EC, "PACKAGED_RESULT", data_root / "no-shipped-comparison.json")  # none shipped
     s = sel(view="compare")
     v = make_views(s)["compare"]
     (alert,) = v.body.objects
@@ -243,3 +246,19 @@ def test_compare_view_without_a_comparison_says_how_to_make_one(data_root):
     s.view = "compare"
     (alert,) = v.body.objects
     assert alert.alert_type == "danger" and "not a complete raincheck.compare/1 result" in alert.object
+
+
+def test_the_demo_shows_the_shipped_comparison_of_the_shipped_models(data_root):
+    """A fresh data root shows the comparison shipped with raincheck, and it is the comparison of
+    the checkpoints that ship (a retrained model without a new comparison fails here)."""
+    from evaluation.compare import PACKAGED_RESULT, load_result
+    from models.registry import list_models
+
+    res = load_result()
+    assert res is not None and res == json.loads(PACKAGED_RESULT.read_text())
+    shipped = {c.name: c.checkpoint_sha256 for c in list_models()}
+    assert {n: m["sha256"] for n, m in res["models"].items()} == shipped
+    s = sel(view="compare")
+    v = make_views(s)["compare"]
+    s.view = "compare"
+    assert "unet-reference" in v.body.objects[0].object

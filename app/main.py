@@ -12,7 +12,7 @@ import panel as pn
 import param
 
 from app import data
-from app.state import (LAYERS, PRODUCT_LABELS, PRODUCTS, PROJECTIONS, SEASONS, VIEW_LABELS, VIEWS,
+from app.state import (LAYERS, PRODUCT_LABELS, PRODUCTS, VIEW_LABELS, VIEWS,
                        Selection, sync_url)
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,6 @@ def collocate(swath: xr.Dataset, retrievals: dict[str, xr.Dataset] | None = None
     if "surface_precip_truth" in swath:
         data["truth"] = ("pixel", swath["surface_precip_truth"].values.ravel().astype(np.float32))
     coords = {"lat": ("pixel", lat), "lon": ("pixel", lon), "time": ("pixel", t)}
-    qlev = None
     for name, ret in (retrievals or {}).items():
         if validate:
             schema.validate(ret, "retrieval")
@@ -63,7 +62,6 @@ def collocate(swath: xr.Dataset, retrievals: dict[str, xr.Dataset] | None = None
             dim = f"quantile_{name}"
             data[f"{name}_quantiles"] = (("pixel", dim), q)
             coords[dim] = (dim, ret["quantile"].values)
-            qlev = ret["quantile"].values
     out = xr.Dataset(data, coords=coords, attrs={"orbit_number": int(swath.attrs.get("orbit_number", -1)),
                                                  "surface_flags": str(schema.SURFACE_TYPES)})
     return out

@@ -1444,8 +1444,6 @@ def open_cube(path: str | os.PathLike | None = None) -> Cube:
 def export_cube(src, dest) -> Path:
     """Write a cube as one compressed netCDF file (ledger in the ``ledger`` attribute), e.g. to
     ship it inside the package; :func:`open_cube` reads both forms. Atomic, with a marker."""
-    from catalogs.store import write_dataset
-
     c = open_cube(src)
     ds = c.ds.load().copy()
     ds.attrs = dict(ds.attrs) | {"ledger": json.dumps(c.ledger, sort_keys=True)}

@@ -81,13 +81,13 @@ def _twcrps_terms(v, tau, y, t, lib):
     """Closed-form twCRPS over the QuantileDistribution CDF. ``v`` (..., Q) non-decreasing >= 0,
     ``tau`` (Q,), ``y`` (...), ``t`` scalar >= 0. ``lib`` is numpy or torch (same code)."""
     if lib is np:
-        cat, clip, exp, log, where = np.concatenate, np.clip, np.exp, np.log, np.where
+        cat, clip, exp, where = np.concatenate, np.clip, np.exp, np.where
         zeros = np.zeros(v.shape[:-1] + (1,))
         maximum = np.maximum
         fs = np.concatenate([[0.0], tau])
     else:
         cat = torch.cat
-        clip, exp, log, where, maximum = torch.clamp, torch.exp, torch.log, torch.where, torch.maximum
+        clip, exp, where, maximum = torch.clamp, torch.exp, torch.where, torch.maximum
         zeros = torch.zeros(v.shape[:-1] + (1,), dtype=v.dtype, device=v.device)
         fs = torch.cat([torch.zeros(1, dtype=v.dtype, device=v.device), tau.to(v)])
     xs = cat([zeros, v], -1)

@@ -64,12 +64,9 @@ def swath_gmst(swath) -> tuple[float, str]:
 def orbit_gmst(orbit: int, source: str = "observed", climate_offset_K: float | None = None) -> float:
     """The ``gmst_anomaly_K`` attribute the simulator gives orbit ``orbit`` of ``source``
     (GMST of the orbit's middle time plus the simulated source's climate offset)."""
-    from catalogs.simulator import climate_offset
-    from catalogs.simulator import geometry
-    from catalogs.simulator.climate import gmst_anomaly
+    from catalogs.simulator import orbit_gmst_anomaly
 
-    t_mid = geometry.orbit_start_time(int(orbit)) + np.timedelta64(int(geometry.PERIOD_S * 5e8), "ns")
-    return float(gmst_anomaly(t_mid)) + climate_offset(int(orbit), source, climate_offset_K)
+    return orbit_gmst_anomaly(int(orbit), source, climate_offset_K)
 
 
 def scene_gmst(path) -> np.ndarray:

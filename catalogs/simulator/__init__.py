@@ -83,13 +83,21 @@ def climate_offset(orbit: int, source: str, climate_offset_K: float | None = Non
     return SIMULATED_OFFSETS_K[int(orbit) % 2]
 
 
+def orbit_gmst_anomaly(orbit: int, source: str = "observed", climate_offset_K: float | None = None, *,
+                       offset_K: float | None = None) -> float:
+    """The ``gmst_anomaly_K`` of ``orbit``: the scenario's GMST anomaly (K) at the orbit's middle
+    time plus the source's climate offset (``offset_K``: an already resolved offset)."""
+    t_mid = geometry.orbit_start_time(int(orbit)) + np.timedelta64(int(geometry.PERIOD_S * 5e8), "ns")
+    off = climate_offset(orbit, source, climate_offset_K) if offset_K is None else float(offset_K)
+    return float(gmst_anomaly(t_mid)) + off
+
+
 def _state(orbit: int, world_seed: int, source: str, n: int, offset_K: float, dT_override: float | None = None):
     """Geometry, surface and geophysical truth of the first ``n`` scans."""
     purpose0 = 0 if source == "observed" else 100
     geo = geometry.swath_geometry(orbit, n)
     lat, lon, time = geo["lat"], geo["lon"], geo["time"]
-    t_mid = geometry.orbit_start_time(orbit) + np.timedelta64(int(geometry.PERIOD_S * 5e8), "ns")
-    dT = float(gmst_anomaly(t_mid)) + offset_K if dT_override is None else float(dT_override)
+    dT = orbit_gmst_anomaly(orbit, offset_K=offset_K) if dT_override is None else float(dT_override)
     doy = climate.day_of_year(time)[:, None]
     hour = ((time - time.astype("datetime64[D]")) / np.timedelta64(1, "h"))[:, None]
 

@@ -1,6 +1,6 @@
 """Box cubes on demand: when the selected region is a box the climatology cube does not hold,
 the evaluation views offer "Compute this box" (:class:`BoxControl`), which builds the box's
-*box cube* (:func:`evaluation.cube.build_box_cube`) in the background.
+*box cube* (:func:`evaluation.boxes.build_box_cube`) in the background.
 
 The builds are jobs of kind ``"box"`` of the app's one job system (:mod:`app.jobs`): by default
 in a worker process of their own (one, at a CPU priority 5 below the inference workers', one
@@ -35,7 +35,7 @@ NICE_BELOW_INFERENCE = 5
 
 
 class BoxJob(Job):
-    """Building the box cube of one box (``evaluation.cube.build_box_cube``) in the background."""
+    """Building the box cube of one box (``evaluation.boxes.build_box_cube``) in the background."""
 
     plan = property(lambda self: self.kwargs["plan"])
     spec = property(lambda self: self.kwargs["plan"]["spec"])
@@ -137,7 +137,7 @@ def set_box_manager(manager: BoxJobManager | None) -> None:
 
 def plan_label(plan: dict) -> str:
     """'N orbits, about T' for the Compute button."""
-    from evaluation.cube import fmt_seconds
+    from evaluation.boxes import fmt_seconds
 
     secs = plan["seconds"] + 3.0 * len(plan["groups"])  # + writing the cube after each group
     return f"{plan['orbits']} orbit{'s' if plan['orbits'] != 1 else ''}, about {fmt_seconds(secs)}"

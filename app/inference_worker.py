@@ -71,10 +71,10 @@ def infer(model, orbit, source="synthetic", world_seed=0, device="auto", *, runn
 
 
 def build_box(plan, *, builder=None, scheduler="inline", model_fns=None, progress=None, cancel=None, info=None):
-    """A box-cube job: ``builder`` (default :func:`evaluation.cube.build_box_cube`) for ``plan``
-    (:func:`evaluation.cube.box_plan`)."""
+    """A box-cube job: ``builder`` (default :func:`evaluation.boxes.build_box_cube`) for ``plan``
+    (:func:`evaluation.boxes.box_plan`)."""
     if builder is None:
-        from evaluation.cube import build_box_cube as builder
+        from evaluation.boxes import build_box_cube as builder
     return builder(plan["spec"], plan.get("main_cube"), plan=plan, progress=progress, cancel=cancel,
                    scheduler=scheduler, model_fns=model_fns)
 

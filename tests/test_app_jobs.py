@@ -304,7 +304,7 @@ class BuildCancelled(RuntimeError):
 
 
 def box_builder(spec, main_cube, *, plan=None, progress=None, cancel=None, scheduler=None, model_fns=None):
-    """A picklable stand-in for evaluation.cube.build_box_cube: the box ``exit`` kills its worker;
+    """A picklable stand-in for evaluation.boxes.build_box_cube: the box ``exit`` kills its worker;
     else it reports orbit steps until cancelled or until the file $RAINCHECK_TEST_GATE exists."""
     if spec == "exit":
         os._exit(3)

@@ -75,20 +75,21 @@ def test_orbits_near_box_keeps_every_orbit_that_crosses():
 def test_box_cube_answers_like_a_direct_build(root, main, direct, tmp_path):
     from app.views import distributions, scores
     from evaluation import cube as CB
+    from evaluation import boxes as BX
 
     c = CB.open_cube(main)
-    plan = CB.box_plan(BOX, c, model_fns=FNS)
+    plan = BX.box_plan(BOX, c, model_fns=FNS)
     assert [g["sources"] for g in plan["groups"]] == [["truth", "reference"], ["unit-model"]]
     assert plan["orbits"] == 2 and all(g["of"] == 4 for g in plan["groups"]) and not plan["skipped"]
-    assert plan["path"] == str(CB.box_cube_path(BOX, c)) and plan["path"].startswith(str(root / "cubes" / "box-"))
-    assert CB.box_plan(BOX, c)["skipped"].keys() == {"unit-model"}  # without its function: said, not failed
+    assert plan["path"] == str(BX.box_cube_path(BOX, c)) and plan["path"].startswith(str(root / "cubes" / "box-"))
+    assert BX.box_plan(BOX, c)["skipped"].keys() == {"unit-model"}  # without its function: said, not failed
     steps = []
-    path = CB.build_box_cube(BOX, main, model_fns=FNS, progress=lambda *a: steps.append(a))
-    assert steps[-1][0] == steps[-1][1] and CB.box_complete(plan)
+    path = BX.build_box_cube(BOX, main, model_fns=FNS, progress=lambda *a: steps.append(a))
+    assert steps[-1][0] == steps[-1][1] and BX.box_complete(plan)
     box = CB.open_cube(path)
     assert box.regions[-1] == BOX and sorted(box.ledger["sources"]["truth"]) == plan["groups"][0]["orbits"]
     _same_box(box, direct)
-    assert CB.box_info(path)["spec"] == BOX
+    assert BX.box_info(path)["spec"] == BOX
 
     # the views answer the box from it: the same counts as the direct build
     s = Selection(region=BOX, models=["unit-model"], start_year=2015, end_year=2016)
@@ -115,8 +116,9 @@ def test_box_cube_answers_like_a_direct_build(root, main, direct, tmp_path):
 def test_box_job_is_shared_cancellable_and_resumes(root, main, direct):
     from app.boxjobs import BoxJobManager
     from evaluation import cube as CB
+    from evaluation import boxes as BX
 
-    plan = CB.box_plan(BOX, CB.open_cube(main), model_fns=FNS, path=root / "job-box.zarr")
+    plan = BX.box_plan(BOX, CB.open_cube(main), model_fns=FNS, path=root / "job-box.zarr")
     holding = threading.Event()
     release = threading.Event()
 
@@ -126,7 +128,7 @@ def test_box_job_is_shared_cancellable_and_resumes(root, main, direct):
             if done >= 1 and not release.is_set():  # one orbit done: hold until the test cancels
                 holding.set()
                 release.wait(60)
-        return CB.build_box_cube(*a, progress=prog, **kw)
+        return BX.build_box_cube(*a, progress=prog, **kw)
 
     mgr = BoxJobManager(builder=builder, model_fns=FNS)  # a closure: runs in a thread of this process
     assert mgr.mode == "thread"
@@ -138,7 +140,7 @@ def test_box_job_is_shared_cancellable_and_resumes(root, main, direct):
     release.set()
     mgr.wait(a, 60)
     assert a.status == "cancelled" and "resumes" in a.describe()
-    assert not CB.box_complete(plan)
+    assert not BX.box_complete(plan)
     kept = list(CB.partials_dir(plan["path"]).glob("o*.npz")) + [p for p in [plan["path"]] if CB.is_complete(p)]
     assert kept  # the finished orbit is kept
     c = mgr.submit(plan)
@@ -153,6 +155,7 @@ def test_views_offer_compute_for_an_uncovered_box(root, main, direct):
     from app import boxjobs
     from app.views import make_views
     from evaluation import cube as CB
+    from evaluation import boxes as BX
 
     spec = "bbox:84,-63,111,-47"  # not built yet
     mgr = boxjobs.BoxJobManager(model_fns=FNS)
@@ -180,7 +183,7 @@ def test_views_offer_compute_for_an_uncovered_box(root, main, direct):
         ctl.poll()  # what the periodic callback does
         assert job.status == "done", job.error
         assert job.info["pid"] != os.getpid()  # built in a worker process, not in the server
-        assert v.result is not None and v.result["cube"] == str(CB.box_cube_path(spec, CB.open_cube(main)))
+        assert v.result is not None and v.result["cube"] == str(BX.box_cube_path(spec, CB.open_cube(main)))
         assert v._alerts.objects[0].alert_type != "info"
         assert v.result["table"]["pixels"].min() > 0
         s.view = "scores"  # the other views answer from it too
@@ -202,8 +205,9 @@ def test_cli_build_box(root, main):
     assert r.exit_code != 0 and "box region" in r.output
     # once built (test above), evaluate and trends answer the box from its box cube
     from evaluation import cube as CB
+    from evaluation import boxes as BX
 
-    box_path = str(CB.box_cube_path(BOX, CB.open_cube(main)))
+    box_path = str(BX.box_cube_path(BOX, CB.open_cube(main)))
     assert CB.is_complete(box_path)
     r = CliRunner().invoke(cli, ["evaluate", "--region", BOX, "--cube", main, "--no-extremes", "--json"])
     assert r.exit_code == 0, r.output

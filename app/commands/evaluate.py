@@ -55,9 +55,10 @@ def _open(cube_path, region=None):
     """The cube (default: the demo cube); for a box it does not hold, the box's cube once built
     (``raincheck climatology build-box``)."""
     from evaluation import cube as CB
+    from evaluation import boxes as BX
 
     c = CB.open_cube(cube_path or CB.demo_cube_path())
-    return CB.cube_for_region(c, region) if region else c
+    return BX.cube_for_region(c, region) if region else c
 
 
 def _emit(obj, as_json: bool, text) -> None:
@@ -138,14 +139,15 @@ def register(main: click.Group) -> None:
         the cube's orbits that cross the box, truth + reference + the cube's models (each on the
         orbits the cube used for it); what the app's "Compute this box" runs. Resumes if interrupted."""
         from evaluation import cube as CB
+        from evaluation import boxes as BX
 
-        limit = CB.BOX_MODEL_LIMIT_S if max_model_seconds is None else max_model_seconds
+        limit = BX.BOX_MODEL_LIMIT_S if max_model_seconds is None else max_model_seconds
         sched = "inline" if scheduler is None else (None if scheduler == "local" else scheduler)
         try:
             main = _open(cube_path)
-            plan = CB.box_plan(box, main, max_model_seconds=limit)
+            plan = BX.box_plan(box, main, max_model_seconds=limit)
             summary = {"box": plan["spec"], "box_cube": plan["path"], "main_cube": plan["main_cube"],
-                       "orbits": plan["orbits"], "estimate": CB.fmt_seconds(plan["seconds"]),
+                       "orbits": plan["orbits"], "estimate": BX.fmt_seconds(plan["seconds"]),
                        "sources": {"+".join(g["sources"]): f"{len(g['orbits'])} of {g['of']} orbits"
                                    for g in plan["groups"]},
                        "not_included": plan["skipped"], "notes": plan["notes"]}
@@ -155,7 +157,7 @@ def register(main: click.Group) -> None:
             click.echo(json.dumps(summary, indent=1), err=True)
             bar = _Bar("box cube")
             try:
-                path = CB.build_box_cube(box, main, plan=plan, progress=bar, cancel=threading.Event(),
+                path = BX.build_box_cube(box, main, plan=plan, progress=bar, cancel=threading.Event(),
                                          scheduler=sched, n_workers=workers)
             finally:
                 bar.close()

@@ -52,7 +52,7 @@ def open_cube(path: str | None = None):
 
 class BoxNotComputed(data.DataError):
     """The selected box is not in the climatology cube and its box cube is not built (yet):
-    ``plan`` (``evaluation.cube.box_plan``) says what computing it takes."""
+    ``plan`` (``evaluation.boxes.box_plan``) says what computing it takes."""
 
     def __init__(self, message: str, plan: dict):
         super().__init__(message)
@@ -65,7 +65,7 @@ _plans = data.Memo(32)
 def box_plan(main, spec: str) -> dict:
     """The plan of the box cube of ``spec`` for the main cube (memoised per main-cube version)."""
     from catalogs.store import marker_path
-    from evaluation import cube as CB
+    from evaluation import boxes as BX
 
     from app.boxjobs import get_box_manager
 
@@ -75,7 +75,7 @@ def box_plan(main, spec: str) -> dict:
     except (OSError, TypeError):
         stamp = None
     key = (str(main.path), stamp, spec, tuple(sorted(fns)))
-    return _plans.get(key, lambda: CB.box_plan(spec, main, model_fns=fns))
+    return _plans.get(key, lambda: BX.box_plan(spec, main, model_fns=fns))
 
 
 def plan_text(plan: dict) -> str:
@@ -98,9 +98,9 @@ def plan_text(plan: dict) -> str:
 
 def cube_for(selection: Selection, path: str | None = None):
     """(the cube answering the selection's region, the box plan or None): the main cube, or for
-    a box it does not hold, the box cube once built (``evaluation.cube.build_box_cube``); before
+    a box it does not hold, the box cube once built (``evaluation.boxes.build_box_cube``); before
     that :class:`BoxNotComputed` (with the plan), or a DataError when no orbit crosses the box."""
-    from evaluation import cube as CB
+    from evaluation import boxes as BX
     from evaluation import regions as RG
 
     main = open_cube(path)
@@ -119,7 +119,7 @@ def cube_for(selection: Selection, path: str | None = None):
     if not plan["groups"]:
         raise data.DataError(f"region {r.spec} is not in this cube, and no orbit of the cube's record crosses it "
                              "(nothing to compute): draw the box where the cube's orbits pass")
-    if CB.box_complete(plan):
+    if BX.box_complete(plan):
         return open_cube(plan["path"]), plan
     raise BoxNotComputed(plan_text(plan), plan)
 

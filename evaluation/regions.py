@@ -196,9 +196,18 @@ def get_region(spec) -> Region:
         return Region(f"bbox:{lon0:g},{lat0:g},{lon1:g},{lat1:g}", "bbox",
                       f"box {lon0:g}..{lon1:g}°E, {lat0:g}..{lat1:g}°N", (lon0, lat0, lon1, lat1))
     if low.startswith("polygon:"):
+        import shapely.errors
         import shapely.wkt
 
-        return get_region(shapely.wkt.loads(s[len("polygon:"):]))
+        wkt = s[len("polygon:"):]
+        try:
+            geom = shapely.wkt.loads(wkt)
+        except (shapely.errors.ShapelyError, ValueError, TypeError) as e:
+            raise ValueError(f"region {spec[:200]!r} is not a WKT polygon ({str(e)[:200]}); e.g. "
+                             "'polygon:POLYGON((0 0, 10 0, 10 10, 0 10, 0 0))'") from None
+        if geom.is_empty:
+            raise ValueError(f"region {spec[:200]!r} is an empty polygon")
+        return get_region(geom)
     try:
         return _ar6_region(s.upper())
     except KeyError:

@@ -18,6 +18,8 @@ in %/decade and in %/K against a global-mean surface temperature (GMST) series.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pymannkendall as mk
@@ -207,3 +209,33 @@ def gmst_for(time, gmst="synthetic"):
     if gmst == "default":
         return ipcc.default_gmst(t), ipcc.DEFAULT_GMST_LABEL
     raise ValueError(f"gmst must be 'synthetic', 'default', a callable or a pandas Series, got {gmst!r}")
+
+
+def read_gmst_csv(path) -> pd.Series:
+    """A user GMST series from a CSV file (``time,gmst_K``: a header, then one row per time):
+    a Series of finite anomalies (K) indexed by time. Refuses, naming the file and the problem,
+    a file that is not such a table (``ValueError``)."""
+    if not Path(path).is_file():
+        raise ValueError(f"GMST file {str(path)!r} not found")
+    try:
+        df = pd.read_csv(path, nrows=1_000_000)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"GMST file {str(path)!r} is not a CSV table (time,gmst_K): {str(e)[:200]}") from None
+    if df.shape[1] < 2:
+        raise ValueError(f"GMST file {str(path)!r} needs two columns (time,gmst_K), has {df.shape[1]}")
+    if len(df) < 2:
+        raise ValueError(f"GMST file {str(path)!r} needs at least two rows, has {len(df)}")
+    t = pd.to_datetime(df.iloc[:, 0], errors="coerce", format="mixed")
+    if t.isna().any():
+        i = int(np.flatnonzero(t.isna().values)[0])
+        raise ValueError(f"GMST file {str(path)!r}: row {i + 2} has no valid time in its first column "
+                         f"({str(df.iloc[i, 0])[:40]!r})")
+    g = pd.to_numeric(df.iloc[:, 1], errors="coerce")
+    bad = ~np.isfinite(g.values.astype(np.float64))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"GMST file {str(path)!r}: row {i + 2} has no finite GMST anomaly (K) in its second "
+                         f"column ({str(df.iloc[i, 1])[:40]!r})")
+    if t.duplicated().any():
+        raise ValueError(f"GMST file {str(path)!r} repeats a time ({t[t.duplicated()].iloc[0]})")
+    return pd.Series(g.values.astype(np.float64), index=pd.DatetimeIndex(t))

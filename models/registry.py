@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,8 @@ import yaml
 from catalogs.config import get_roots
 from catalogs.outputs import check_name
 from models.base import ModelError, Retriever
+
+log = logging.getLogger(__name__)
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -57,9 +62,11 @@ class ModelCard:
     @classmethod
     def from_dict(cls, d: dict, path: str = "") -> "ModelCard":
         names = {f.name for f in dataclasses.fields(cls)}
+        where = str(Path(path) / CARD) if path else "?"
         missing = {"name", "kind", "config", "checkpoint_sha256", "levels"} - set(d)
         if missing:
-            raise ModelError(f"model card {path or '?'} lacks {sorted(missing)}")
+            raise ModelError(f"model card {where} lacks the field(s) {', '.join(sorted(missing))}")
+        check_card_fields(d, where)
         return cls(**{k: v for k, v in d.items() if k in names and k != "path"}, path=str(path))
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -72,6 +79,119 @@ class ModelCard:
     @property
     def weights_path(self) -> Path:
         return Path(self.path) / WEIGHTS
+
+
+KINDS = ("unet", "bayes", "flow")
+#: the largest network a card or config may ask for (parameters): 100 M (400 MB of float32)
+#: against < 1 M for the shipped U-Nets; a card asking for more is refused before anything is
+#: allocated (a card with ``base: 100000`` would ask for ≈ 360 GB)
+MAX_PARAMETERS = 100_000_000
+#: (dotted field, smallest, largest) of the integer sizes a card or config may give
+SIZE_LIMITS = (
+    ("network.base", 1, 1024), ("network.depth", 1, 8), ("network.max_width", 1, 4096),
+    ("network.head_hidden", 0, 4096),
+    ("flow.base", 1, 1024), ("flow.depth", 1, 8), ("flow.patch", 1, 64),
+    ("sampling.members", 1, 1000), ("sampling.steps", 1, 1000),
+    ("inference.tile_scans", 8, 16384), ("inference.cpu_batch_tiles", 1, 64),
+    ("bayes.database_size", 1, 50_000_000), ("bayes.components", 1, 13), ("bayes.neighbours", 1, 100_000),
+    ("training.epochs", 0, 100_000), ("training.batch_size", 1, 4096), ("training.crop_cross", 8, 4096),
+    ("training.crop_along", 8, 16384), ("training.threads", 0, 1024),
+)
+
+
+def _get(cfg: dict, dotted: str):
+    cur = cfg
+    for k in dotted.split("."):
+        if not isinstance(cur, dict) or k not in cur:
+            return None
+        cur = cur[k]
+    return cur
+
+
+def _int_field(value, field: str, lo: int, hi: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ModelError(f"{where}: field {field} must be an integer in {lo}..{hi}, got {value!r}")
+    v = int(value)
+    if not lo <= v <= hi:
+        raise ModelError(f"{where}: field {field} = {v} is out of range ({lo}..{hi})")
+    return v
+
+
+def unet_parameters(network: dict, n_quantiles: int, n_in: int = 15) -> int:
+    """Parameters of :class:`models.unet.QuantileUNet` for a ``network`` config (an upper bound
+    over the input channels), computed without building it."""
+    base, depth = int(network.get("base", 16)), int(network.get("depth", 3))
+    max_width, head_hidden = int(network.get("max_width", 256)), int(network.get("head_hidden", 0))
+    w = [min(base * 2 ** i, max_width) for i in range(depth + 1)]
+
+    def block(cin, cout):
+        return 9 * cin * cout + 9 * cout * cout + 4 * cout
+
+    n, cin = 0, n_in
+    for x in w[:-1]:
+        n += block(cin, x)
+        cin = x
+    n += block(cin, w[-1])
+    for i in reversed(range(depth)):
+        n += 4 * w[i + 1] * w[i] + w[i] + block(2 * w[i], w[i])
+    head_in = w[0]
+    if head_hidden:
+        n += (w[0] + n_in + 1) * head_hidden + (head_hidden + 1) * head_hidden
+        head_in = head_hidden
+    return n + (head_in + 1) * n_quantiles
+
+
+def check_config_sizes(cfg: dict, where: str) -> None:
+    """Refuse, naming the field, a config (or a card's config) whose sizes are not integers in
+    their range (:data:`SIZE_LIMITS`) or whose network would exceed :data:`MAX_PARAMETERS`;
+    runs before any network is built, so an absurd card allocates nothing."""
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{where}: field config must be a mapping, got {type(cfg).__name__}")
+    for field_, lo, hi in SIZE_LIMITS:
+        v = _get(cfg, field_)
+        if v is not None:
+            _int_field(v, field_, lo, hi, where)
+    levels = cfg.get("quantile_levels")
+    if levels is not None:
+        _check_levels(levels, "config.quantile_levels", where)
+    for key in ("network", "flow", "inference", "sampling", "bayes", "training", "conditioning"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+            raise ModelError(f"{where}: field {key} must be a mapping, got {cfg[key]!r:.60}")
+    if cfg.get("kind") == "unet" or isinstance(cfg.get("network"), dict):
+        nq = len(levels) if isinstance(levels, list) else 1
+        n = unet_parameters(cfg.get("network") or {}, nq)
+        if n > MAX_PARAMETERS:
+            raise ModelError(f"{where}: field network asks for a U-Net of {n:,} parameters "
+                             f"({n * 4 / 2**30:.0f} GiB of float32), more than the limit of {MAX_PARAMETERS:,}")
+    if isinstance(cfg.get("base_config"), dict):
+        check_config_sizes(cfg["base_config"], f"{where} (base_config)")
+
+
+def _check_levels(levels, field_: str, where: str) -> None:
+    if not isinstance(levels, list) or not 1 <= len(levels) <= 1000:
+        raise ModelError(f"{where}: field {field_} must be a list of 1 to 1000 quantile levels, got {levels!r:.80}")
+    try:
+        lv = [float(x) for x in levels]
+    except (TypeError, ValueError):
+        raise ModelError(f"{where}: field {field_} must hold numbers in (0, 1), got {levels!r:.80}") from None
+    if not all(0 < x < 1 for x in lv) or any(b <= a for a, b in zip(lv, lv[1:])):
+        raise ModelError(f"{where}: field {field_} must be increasing numbers in (0, 1), got {levels!r:.80}")
+
+
+def check_card_fields(d: dict, where: str) -> None:
+    """Types and sizes of a card's fields; a :class:`ModelError` naming the file and the field."""
+    if not isinstance(d.get("name"), str) or not d["name"]:
+        raise ModelError(f"model card {where}: field name must be a non-empty string, got {d.get('name')!r:.60}")
+    if d.get("kind") not in KINDS:
+        raise ModelError(f"model card {where}: field kind must be one of {', '.join(KINDS)}, got {d.get('kind')!r:.60}")
+    sha = d.get("checkpoint_sha256")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+        raise ModelError(f"model card {where}: field checkpoint_sha256 must be 64 hex digits, got {sha!r:.80}")
+    _check_levels(d.get("levels"), "levels", f"model card {where}")
+    for key in ("training", "metrics"):
+        if d.get(key) is not None and not isinstance(d[key], dict):
+            raise ModelError(f"model card {where}: field {key} must be a mapping, got {d[key]!r:.60}")
+    check_config_sizes(d.get("config"), f"model card {where}")
 
 
 def _plain(x):
@@ -105,6 +225,9 @@ def _search_dirs() -> list[Path]:
     return [user_models_dir(), SHIPPED_DIR]
 
 
+_WARNED: set = set()
+
+
 def _folder(name: str) -> Path:
     try:
         check_name(name)
@@ -112,8 +235,17 @@ def _folder(name: str) -> Path:
         raise ModelError(str(e)) from None
     for d in _search_dirs():
         if (d / name / CARD).is_file():
+            if d != SHIPPED_DIR and (SHIPPED_DIR / name / CARD).is_file() and (d / name) not in _WARNED:
+                _WARNED.add(d / name)
+                log.warning("model %r: the user's model in %s is used, not the shipped model of the same name "
+                            "(rename or remove the folder to use the shipped one)", name, d / name)
             return d / name
     raise ModelError(f"unknown model {name!r}; known models: {', '.join(c.name for c in list_models()) or 'none'}")
+
+
+def shadowing(name: str) -> bool:
+    """True when a user model folder takes the name of a shipped model."""
+    return (user_models_dir() / name / CARD).is_file() and (SHIPPED_DIR / name / CARD).is_file()
 
 
 def read_card(folder: str | os.PathLike) -> ModelCard:
@@ -127,18 +259,28 @@ def read_card(folder: str | os.PathLike) -> ModelCard:
     return ModelCard.from_dict(d, path=str(folder))
 
 
-def list_models() -> list[ModelCard]:
-    """Cards of every available model (user-trained first shadows shipped of the same name)."""
+def list_models(problems: dict | None = None) -> list[ModelCard]:
+    """Cards of every available model (user-trained first shadows shipped of the same name).
+
+    A folder whose card cannot be read is left out, with a warning, and so is a shipped model
+    of the same name (loading that name reads the broken card: the list must not promise the
+    shipped one); ``problems``, if given, receives {name: message} for each."""
     seen: dict[str, ModelCard] = {}
+    broken: dict[str, str] = {}
     for d in _search_dirs():
         if not d.is_dir():
             continue
         for sub in sorted(d.iterdir()):
-            if (sub / CARD).is_file() and sub.name not in seen:
+            if (sub / CARD).is_file() and sub.name not in seen and sub.name not in broken:
                 try:
                     seen[sub.name] = read_card(sub)
-                except ModelError:
-                    continue
+                except ModelError as e:
+                    broken[sub.name] = str(e)
+                    if problems is None and (sub / CARD) not in _WARNED:
+                        _WARNED.add(sub / CARD)
+                        log.warning("model %r is unusable: %s", sub.name, e)
+    if problems is not None:
+        problems.update(broken)
     return [seen[k] for k in sorted(seen)]
 
 
@@ -171,9 +313,20 @@ def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
             raise ModelError(f"checkpoint {path} is corrupt: sha256 {got[:12]}… does not match the "
                              f"model card's {str(expected_sha256)[:12]}…")
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"checkpoint {path} is corrupt or not a safetensors file ({e}); {_PICKLE_HINT}") from None
+    check_finite(tensors, path)
+    return tensors
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path) -> None:
+    """Refuse a checkpoint with a NaN or infinite value (it would write all-NaN retrievals)."""
+    for k, t in tensors.items():
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            n = int((~torch.isfinite(t)).sum())
+            raise ModelError(f"checkpoint {path} holds {n} non-finite value(s) (NaN or inf) in tensor {k!r}: "
+                             "the model is broken; retrain it or restore its weights")
 
 
 def save_model(folder: str | os.PathLike, tensors: dict[str, torch.Tensor], card: ModelCard) -> ModelCard:
@@ -233,5 +386,9 @@ def load_config(path_or_name: str | os.PathLike) -> dict:
         raise ModelError(f"config {p} is not valid YAML: {e}") from None
     if not isinstance(cfg, dict) or "name" not in cfg or "kind" not in cfg:
         raise ModelError(f"config {p} must be a mapping with at least 'name' and 'kind'")
-    check_name(cfg["name"])
+    try:
+        check_name(cfg["name"])
+    except ValueError as e:
+        raise ModelError(f"config {p}: field name: {e}") from None
+    check_config_sizes(cfg, f"config {p}")
     return cfg

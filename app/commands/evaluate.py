@@ -36,29 +36,64 @@ class _Bar:
 
 
 def _orbit_list(spec: str) -> list[int]:
-    out: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if ":" in part:
-            bits = [int(x) for x in part.split(":")]
-            a, b = bits[0], bits[1]
-            step = bits[2] if len(bits) > 2 else 1
-            out += list(range(a, b + 1, step))
-        else:
-            out.append(int(part))
-    return out
+    """Orbits of an ``--orbits`` value (see :func:`app.commands._args.parse_orbits`)."""
+    from app.commands._args import parse_orbits
+
+    return parse_orbits(spec)
 
 
 def _open(cube_path, region=None):
     """The cube (default: the demo cube); for a box it does not hold, the box's cube once built
-    (``raincheck climatology build-box``)."""
+    (``raincheck climatology build-box``). A missing, unfinished or foreign ``--cube`` and a bad
+    region are refused with a message (no traceback)."""
+    from catalogs.store import is_complete, read_marker
     from evaluation import cube as CB
     from evaluation import boxes as BX
+    from evaluation import regions as RG
 
-    c = CB.open_cube(cube_path or CB.demo_cube_path())
-    return BX.cube_for_region(c, region) if region else c
+    if region:
+        try:
+            RG.get_region(region)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--region") from None
+    path = cube_path or CB.demo_cube_path()
+    if not is_complete(path):
+        raise click.BadParameter(f"no complete climatology cube at {str(path)!r}; build one with "
+                                 "'raincheck climatology build'", param_hint="--cube")
+    try:
+        kind = read_marker(path).get("kind")
+    except (OSError, ValueError):
+        kind = None
+    if kind is not None and kind != "climatology-cube":
+        raise click.BadParameter(f"{str(path)!r} is a {kind} store, not a climatology cube", param_hint="--cube")
+    try:
+        c = CB.open_cube(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise click.BadParameter(f"{str(path)!r} is not a readable climatology cube ({str(e)[:200]})",
+                                 param_hint="--cube") from None
+    if not region:
+        return c
+    try:
+        return BX.cube_for_region(c, region)
+    except (ValueError, KeyError) as e:
+        raise click.BadParameter(str(e).strip("'\""), param_hint="--region") from None
+
+
+def _check_period(cube, period) -> None:
+    """Refuse a period the cube holds no month of (instead of printing empty scores)."""
+    from evaluation import cube as CB
+
+    try:
+        a, b = CB.parse_period(period)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--period") from None
+    if a is None:
+        return
+    t = cube.times
+    if not ((t >= a) & (t < b)).any():
+        d = cube.describe()
+        raise click.ClickException(f"no data in period {period!r}: the cube covers {d['first_month']} to "
+                                   f"{d['last_month']}")
 
 
 def _emit(obj, as_json: bool, text) -> None:
@@ -79,14 +114,15 @@ def register(main: click.Group) -> None:
     @click.option("--orbits", "orbit_spec", default=None, help="Orbits: '1000:1100', '1000:2000:10', '5,6,7'.")
     @click.option("--record", is_flag=True, help="Orbits sampling the synthetic record (see --per-month, --years).")
     @click.option("--years", default="1998-2060", show_default=True, help="Years for --record/--demo.")
-    @click.option("--per-month", default=2, show_default=True, type=int, help="Orbits per sampled month (--record/--demo).")
+    @click.option("--per-month", default=2, show_default=True, type=click.IntRange(1, 400),
+                  help="Orbits per sampled month (--record/--demo).")
     @click.option("--sources", default="truth,reference", show_default=True,
                   help="truth, reference and/or model names (comma separated).")
-    @click.option("--n-scans", type=int, default=None, help="Use only the first N scans of each orbit.")
+    @click.option("--n-scans", type=click.IntRange(min=1), default=None, help="Use only the first N scans of each orbit.")
     @click.option("--extra-region", "extra_regions", multiple=True, help="Extra region (bbox:..., polygon:WKT) to store.")
     @click.option("--cube", "cube_path", type=click.Path(), default=None, help="Cube path (default: <data root>/cubes/...).")
     @click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786); default: a LocalCluster.")
-    @click.option("--workers", default=2, show_default=True, type=int, help="LocalCluster workers.")
+    @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="LocalCluster workers.")
     @click.option("--inline", is_flag=True, help="No dask: compute in this process.")
     @click.option("--replace-stale", is_flag=True,
                   help="Drop and rebuild sources the cube holds in another version (a retrained model's checkpoint, "
@@ -96,31 +132,42 @@ def register(main: click.Group) -> None:
         """Build or extend a cube; an interrupted build resumes where it stopped."""
         import logging
 
+        from app.commands._args import check_sources, parse_years
         from evaluation import cube as CB
+        from models.base import ModelError
 
         if logging.getLogger().getEffectiveLevel() > logging.INFO:  # quiet dask unless -v
             logging.getLogger("distributed").setLevel(logging.ERROR)
+        # every value is checked before anything is computed or written
+        yrs = parse_years(years)
+        if not demo:
+            srcs = check_sources([s.strip() for s in sources.split(",") if s.strip()])
+            if record:
+                orbits = CB.record_orbits(years=yrs, per_month=per_month)
+            elif orbit_spec:
+                orbits = _orbit_list(orbit_spec)
+            else:
+                raise click.UsageError("give --orbits, --record or --demo")
+        for r in extra_regions:
+            try:
+                from evaluation import regions as RG
+
+                RG.get_region(r)
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--extra-region") from None
         bar = _Bar("cube")
         sched = "inline" if inline else scheduler
-        y = [int(v) for v in years.split("-")]
-        yrs = (y[0], y[-1])
         try:
             if demo:
                 path = CB.build_demo(cube_path, scheduler=sched, n_workers=workers, progress=bar, cancel=threading.Event(),
                                      per_month=per_month, years=yrs, replace_stale=replace_stale)
             else:
-                if record:
-                    orbits = CB.record_orbits(years=yrs, per_month=per_month)
-                elif orbit_spec:
-                    orbits = _orbit_list(orbit_spec)
-                else:
-                    raise click.UsageError("give --orbits, --record or --demo")
-                path = CB.build_cube(orbits, [s for s in sources.split(",") if s.strip()],
+                path = CB.build_cube(orbits, srcs,
                                      cube_path or CB.default_cube_path(), scheduler=sched, n_workers=workers,
                                      progress=bar, cancel=threading.Event(), n_scans=n_scans,
                                      extra_regions=extra_regions, replace_stale=replace_stale)
-        except (CB.CubeConfigMismatch, ValueError, KeyError) as e:
-            raise click.ClickException(str(e)) from None
+        except (CB.CubeConfigMismatch, ValueError, KeyError, ModelError) as e:
+            raise click.ClickException(str(e).strip("'\"")) from None
         finally:
             bar.close()
         click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
@@ -195,11 +242,16 @@ def register(main: click.Group) -> None:
         """Distributions, extremes and skill of models vs reference and truth."""
         from evaluation import report
 
+        cube = _open(cube_path, region)
+        _check_period(cube, period)
         try:
-            out = report.evaluate(_open(cube_path, region), [m for m in (models or "").split(",") if m.strip()] or None,
+            out = report.evaluate(cube, [m for m in (models or "").split(",") if m.strip()] or None,
                                   region, period=period, season=season, surface=surface, extremes=not no_extremes)
         except (KeyError, ValueError) as e:
             raise click.ClickException(str(e).strip("'\"")) from None
+        if not any(v.get("n") for d in out["distributions"].values() for v in d.values()):
+            raise click.ClickException(f"no data for this selection (region {region!r}, period {period!r}, "
+                                       f"season {season!r}, surface {surface!r}): nothing to score")
         _emit(out, as_json, _evaluate_text)
 
     @main.command("trends")
@@ -224,15 +276,17 @@ def register(main: click.Group) -> None:
 
         g = gmst
         if gmst and gmst not in ("synthetic", "default"):
-            import pandas as pd
+            from catalogs.config import PathOutsideRoots, get_roots
+            from evaluation.trends import read_gmst_csv
 
-            from catalogs.config import get_roots
-
-            p = get_roots().confine(gmst)
-            df = pd.read_csv(p, parse_dates=[0])
-            g = pd.Series(df.iloc[:, 1].values, index=pd.DatetimeIndex(df.iloc[:, 0]))
+            try:
+                g = read_gmst_csv(get_roots().confine(gmst))
+            except (PathOutsideRoots, OSError, ValueError) as e:
+                raise click.BadParameter(str(e), param_hint="--gmst") from None
+        cube = _open(cube_path, region)
+        _check_period(cube, period)
         try:
-            out = report.trends(_open(cube_path, region), source, region, period=period, season=season, surface=surface,
+            out = report.trends(cube, source, region, period=period, season=season, surface=surface,
                                 freq=freq, stats=[s for s in stats.split(",") if s.strip()], gmst=g, method=method,
                                 strip=strip)
         except (KeyError, ValueError) as e:

@@ -77,7 +77,7 @@ def register(main: click.Group) -> None:
     @click.option("--world", "world_seed", default=0, show_default=True, type=int, help="Synthetic world seed.")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
     @click.option("--scheduler", default=None, help="Batch: dask scheduler address; default a LocalCluster.")
-    @click.option("--workers", default=2, show_default=True, type=int, help="Batch: LocalCluster workers.")
+    @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="Batch: LocalCluster workers.")
     @click.option("--inline", is_flag=True, help="Batch: run in this process, no dask.")
     def infer_cmd(model_name, orbit, orbit_spec, start, end, granule, world_seed, device, scheduler, workers,
                   inline) -> None:
@@ -89,6 +89,10 @@ def register(main: click.Group) -> None:
         chosen = [x for x in (orbit is not None, bool(orbit_spec), bool(start or end), bool(granule)) if x]
         if len(chosen) != 1:
             raise click.UsageError("give exactly one of --orbit, --orbits, --start/--end or --granule")
+        if orbit is not None:
+            from app.commands._args import parse_orbits
+
+            parse_orbits(str(orbit), "--orbit")  # inside the synthetic record, before any work
         if orbit_spec or start or end:
             _infer_batch(model_name, orbit_spec, start, end, world_seed, device,
                          "inline" if inline else scheduler, workers)
@@ -136,10 +140,14 @@ def register(main: click.Group) -> None:
     @models_grp.command("list")
     def list_cmd() -> None:
         """List the available models."""
-        from models.registry import list_models
+        from models.registry import list_models, shadowing
 
-        for c in list_models():
-            click.echo(f"{c.name:20s} {c.kind:6s} sha256 {c.checkpoint_sha256[:12]}  {c.path}")
+        problems: dict = {}
+        for c in list_models(problems):
+            note = "  (user model: shadows the shipped model of this name)" if shadowing(c.name) else ""
+            click.echo(f"{c.name:20s} {c.kind:6s} sha256 {c.checkpoint_sha256[:12]}  {c.path}{note}")
+        for name, msg in sorted(problems.items()):
+            click.echo(f"{name:20s} UNUSABLE: {msg}", err=True)
 
     @models_grp.command("show")
     @click.argument("name")
@@ -175,13 +183,9 @@ def _infer_batch(model_name, orbit_spec, start, end, world_seed, device, schedul
     from models.batch import infer_orbits
 
     if orbit_spec:
-        from app.commands.evaluate import _orbit_list
+        from app.commands._args import parse_orbits
 
-        try:
-            orbits = _orbit_list(orbit_spec)
-        except ValueError:
-            raise click.BadParameter(f"{orbit_spec!r}: expected '20000:20010', '20000:21000:10' or '5,6,7'",
-                                     param_hint="--orbits") from None
+        orbits = parse_orbits(orbit_spec)  # refuses inverted, absurd or out-of-record ranges
     else:
         if not (start and end):
             raise click.UsageError("--start and --end go together")
@@ -191,6 +195,8 @@ def _infer_batch(model_name, orbit_spec, start, end, world_seed, device, schedul
             orbits = synthetic_orbits(start, end)["orbit"].tolist()
         except ValueError as e:
             raise click.ClickException(str(e)) from None
+        if not orbits:
+            raise click.ClickException(f"no synthetic orbit between --start {start} and --end {end}")
     bar = _Bar(f"{model_name} x {len(orbits)} orbits")
     try:
         res = infer_orbits(model_name, orbits, world_seed=world_seed, device=device, scheduler=scheduler,

@@ -137,27 +137,50 @@ def load_swath(catalog_path: str | None, orbit: int | None = None, world: int = 
     return ds
 
 
-def load_output(catalog_path: str | None, model: str, orbit: int, world: int = 0):
-    """A model's retrieval for a synthetic orbit, or :class:`MissingModelOutput`.
+def checkpoint_of(model: str) -> str:
+    """The checkpoint sha256 of the registered model ``model`` (its card's), or :class:`DataError`:
+    outputs are found by exact identity (name and checkpoint), so a name that is not a registered
+    model finds nothing (``unet`` never reads ``unet-reference``'s output)."""
+    try:
+        from models.registry import get_card
+    except ImportError as e:
+        raise DataError("the model registry is not available") from e
+    from models.base import ModelError
 
-    World seed 0 reads through the catalogue's ``model_output`` entry; other world seeds
-    (stored under ``synthetic-w<seed>``, which the entry does not expose) read the same store
-    directly."""
+    try:
+        sha = get_card(model).checkpoint_sha256
+    except (KeyError, ValueError, LookupError, ModelError) as e:
+        raise DataError(f"model {model!r} is not a registered model: {e}") from e
+    if not sha:
+        raise DataError(f"model {model!r} has no checkpoint sha256 on its card")
+    return str(sha)
+
+
+def load_output(catalog_path: str | None, model: str, orbit: int, world: int = 0):
+    """A registered model's retrieval for a synthetic orbit (the output of its card's checkpoint,
+    found by exact identity), :class:`MissingModelOutput` if not computed yet, or
+    :class:`DataError` for a name that is not a registered model.
+
+    World seed 0 reads through the catalogue's ``model_output`` entry (with the checkpoint hash
+    when the catalogue has the ``sha256`` parameter); other world seeds (stored under
+    ``synthetic-w<seed>``, which the entry does not expose) read the same store directly."""
     from catalogs.catalog import read
     from catalogs.readers import MissingOutput, find_output
 
+    sha = checkpoint_of(model)
     source = "synthetic" if int(world) == 0 else f"synthetic-w{int(world)}"
     try:
-        path = find_output(model, int(orbit), source)  # the store the catalogue entry reads
+        path = find_output(model, int(orbit), source, sha)  # the store the catalogue entry reads
     except MissingOutput as e:
         raise MissingModelOutput(str(e)) from e
-    except ValueError as e:
+    except (ValueError, LookupError) as e:
         raise DataError(str(e)) from e
     key = (catalog_label(catalog_path), model, int(orbit), str(path), path.stat().st_mtime)
 
     def _read():
-        if int(world) == 0:
-            return read(catalog(catalog_path), "model_output", model=model, orbit=int(orbit))
+        cat = catalog(catalog_path)
+        if int(world) == 0 and "sha256" in cat.user_parameters:
+            return read(cat, "model_output", model=model, orbit=int(orbit), sha256=sha)
         from catalogs import schema
         from catalogs.store import open_dataset
 
@@ -172,14 +195,15 @@ def load_output(catalog_path: str | None, model: str, orbit: int, world: int = 0
 
 
 def output_stored(model: str, orbit: int, world: int = 0) -> bool:
-    """Whether the model-output store already holds ``model``'s retrieval of ``orbit``."""
+    """Whether the model-output store already holds the registered ``model``'s retrieval of
+    ``orbit`` (its card's checkpoint; False for a name that is not a registered model)."""
     from catalogs.readers import MissingOutput, find_output
 
     source = "synthetic" if int(world) == 0 else f"synthetic-w{int(world)}"
     try:
-        find_output(model, int(orbit), source)
+        find_output(model, int(orbit), source, checkpoint_of(model))
         return True
-    except (MissingOutput, ValueError, OSError):
+    except (DataError, MissingOutput, ValueError, LookupError, OSError):
         return False
 
 

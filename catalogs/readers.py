@@ -25,7 +25,7 @@ from intake.readers import readers
 
 from catalogs import schema
 from catalogs.config import get_roots
-from catalogs.outputs import check_name, output_dir
+from catalogs.outputs import check_name, check_sha256, output_dir, stored_checkpoints, stored_models
 from catalogs.store import IncompleteStore, is_complete, open_dataset
 
 #: Which variables each synthetic "product" keeps (all share the canonical grid).
@@ -105,20 +105,48 @@ class GranuleDirectoryReader(readers.BaseReader):
         return scan_granules(get_roots().confine(folder))
 
 
+class AmbiguousOutput(LookupError):
+    """Outputs of several checkpoints of one model name hold the orbit and no hash says which."""
+
+
 def find_output(model: str, orbit: int, source: str = "synthetic", sha256: str | None = None) -> Path:
-    """The complete output store of ``model`` for ``orbit``; the newest if several checkpoints
-    of the same model have outputs and no ``sha256`` is given."""
+    """The complete output store of ``model`` for ``orbit``, found by exact identity.
+
+    With ``sha256`` (the model card's checkpoint hash, which callers that know the model pass):
+    exactly ``<model>-<sha12>``. Without it: the folder named exactly ``<model>-<12 hex>``
+    (never a prefix: ``unet`` does not find ``unet-reference``), refused with
+    :class:`AmbiguousOutput` if outputs of more than one checkpoint of that name hold the orbit."""
     check_name(model)
+    check_name(source, "source")
     orbit = int(orbit)
+    leaf = Path(source) / f"orbit-{orbit:06d}.zarr"
     if sha256:
-        candidates = [output_dir(model, sha256) / source / f"orbit-{orbit:06d}.zarr"]
-    else:
-        base = get_roots().data_root / "outputs"
-        candidates = sorted(base.glob(f"{model}-*/{source}/orbit-{orbit:06d}.zarr"),
-                            key=lambda p: p.stat().st_mtime, reverse=True)
-    for p in candidates:
-        if is_complete(p):
-            return p
+        sha256 = check_sha256(sha256)
+        path = output_dir(model, sha256) / leaf
+        if is_complete(path):
+            return path
+        raise MissingOutput(
+            f"no output yet for model {model!r} (checkpoint {sha256[:12]}) on orbit {orbit} ({source}); "
+            f"run `raincheck infer --model {model} --orbit {orbit}` or press Run in the app"
+        )
+    shas = stored_checkpoints(model)
+    found = [s for s in shas if is_complete(output_dir(model, s) / leaf)]
+    if len(found) == 1:
+        return output_dir(model, found[0]) / leaf
+    if len(found) > 1:
+        raise AmbiguousOutput(
+            f"outputs of {len(found)} checkpoints of model {model!r} hold orbit {orbit} "
+            f"({', '.join(found)}): say which with the catalogue parameter sha256 "
+            f"(e.g. -p sha256={found[0]}); `raincheck models show {model}` prints the current checkpoint"
+        )
+    if not shas:
+        others = stored_models()
+        stored = f" (outputs are stored for: {', '.join(others)})" if others else ""
+        raise MissingOutput(
+            f"no output for model {model!r} on orbit {orbit}: no model named exactly {model!r} has stored "
+            f"outputs{stored}; if it is a registered model (`raincheck models list`), run "
+            f"`raincheck infer --model {model} --orbit {orbit}` or press Run in the app"
+        )
     raise MissingOutput(
         f"no output yet for model {model!r} on orbit {orbit} ({source}); "
         f"run `raincheck infer --model {model} --orbit {orbit}` or press Run in the app"
@@ -131,20 +159,28 @@ class ModelOutputReader(readers.BaseReader):
     output_instance = "xarray:Dataset"
     imports = {"xarray", "zarr"}
 
-    def _read(self, model_name=None, orbit_number=None, source="synthetic", sha256=None, orbit=None, model=None):
+    def _read(self, model_name=None, orbit_number=None, source="synthetic", checkpoint_sha256=None,
+              sha256=None, orbit=None, model=None):
         # reader kwargs must not share a user parameter's name (intake would swallow them); the
         # user-parameter names are accepted at read time, `entry.read(model=..., orbit=...)`.
         model = model or model_name
         orbit_number = orbit if orbit is not None else orbit_number
+        sha256 = sha256 or checkpoint_sha256 or None
         if not model:
             raise ValueError("a model name is required (catalogue parameter 'model')")
         if orbit_number is None:
             raise ValueError("an orbit number is required (catalogue parameter 'orbit')")
-        path = find_output(str(model), int(orbit_number), str(source), sha256 or None)
+        path = find_output(str(model), int(orbit_number), str(source), sha256)
         try:
             ds = open_dataset(path)
         except IncompleteStore as e:  # raced with a concurrent rewrite
             raise MissingOutput(str(e)) from e
+        # the store says whose retrieval it holds: never hand out another model's numbers
+        got_model, got_sha = ds.attrs.get("model"), str(ds.attrs.get("model_sha256") or "")
+        want_sha = path.parent.parent.name.rsplit("-", 1)[1]
+        if (got_model is not None and got_model != model) or (got_sha and not got_sha.startswith(want_sha)):
+            raise MissingOutput(f"the output store for model {model!r} on orbit {orbit_number} holds "
+                                f"{got_model!r} (checkpoint {got_sha[:12]}): not read; delete it and rerun inference")
         return schema.validate(ds, kind="retrieval")
 
 

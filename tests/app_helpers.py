@@ -56,7 +56,21 @@ def write_retrieval(swath, model="unit-model", sha="ab" * 32, orbit=None, source
     schema.validate(ds, kind="retrieval")
     path = output_path(model, sha, orbit, source)
     write_dataset(ds, path)
+    register_card(model, sha, levels)
     return path
+
+
+def register_card(model, sha, levels=(0.5,)):
+    """A user model card for ``model`` with checkpoint ``sha`` in the data root (outputs are found
+    by the registered card's checkpoint); shipped models keep their own card."""
+    from models.registry import SHIPPED_DIR, ModelCard, user_models_dir
+
+    if (SHIPPED_DIR / model).is_dir():
+        return
+    folder = user_models_dir() / model
+    folder.mkdir(parents=True, exist_ok=True)
+    ModelCard(name=model, kind="unet", config={}, checkpoint_sha256=sha,
+              levels=[float(x) for x in levels]).save(folder)
 
 
 CUBE_LEVELS = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])

@@ -16,7 +16,7 @@ from app import data
 from app.jobs import JobManager, RunControl
 from app.state import Selection
 from app.swath import SwathMap, load
-from tests.app_helpers import write_retrieval
+from tests.app_helpers import register_card, write_retrieval
 
 
 class FakeRunner:
@@ -154,6 +154,7 @@ def test_queued_job_can_be_cancelled_before_it_starts():
 def test_run_control_runs_and_the_map_shows_the_output(data_root):
     for memo in (data._swaths, data._outputs, data._geoms):
         memo.clear()
+    register_card("unit-model", "ab" * 32)  # a registered model (outputs are found by its checkpoint)
     sel = Selection(orbit=20000, layers=["reference"], models=["unit-model"])
     swath, _, _ = load(sel)
 

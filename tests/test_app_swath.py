@@ -73,7 +73,7 @@ def test_granule_outside_roots_gives_a_message(app_env):
 
 
 def test_model_without_output_says_press_run(app_env):
-    sm = SwathMap(selection=Selection(orbit=20000, models=["nobody-model"]))
+    sm = SwathMap(selection=Selection(orbit=20000, models=["bayes-baseline"]))
     texts = [t for _, t in _alerts(sm)]
     assert any("no output for orbit 20000 yet" in t and "Run" in t for t in texts)
     assert sm._maps.object is not None  # the other layers still show

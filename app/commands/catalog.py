@@ -44,6 +44,9 @@ def resolve_region(region: str | None, bbox: str | None):
 def register(main: click.Group) -> None:
     catalog_opt = click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False),
                                default=None, help="Intake 2 catalogue file (default: the demo).")
+    trust_opt = click.option("--trust-catalog", is_flag=True, default=False,
+                             help="Accept a catalogue that names readers other than raincheck's own "
+                                  "(a catalogue is code: only one you wrote; env RAINCHECK_TRUST_CATALOG=1).")
 
     @main.group()
     def catalog() -> None:
@@ -51,12 +54,13 @@ def register(main: click.Group) -> None:
 
     @catalog.command("list")
     @catalog_opt
-    def catalog_list(catalog_path):
+    @trust_opt
+    def catalog_list(catalog_path, trust_catalog):
         """List the catalogue's entries and their parameters."""
         from catalogs.catalog import CatalogError, entries, open_catalog
 
         try:
-            cat = open_catalog(catalog_path)
+            cat = open_catalog(catalog_path, trust=trust_catalog or None)
         except CatalogError as e:
             raise click.ClickException(str(e))
         for e in entries(cat):
@@ -67,14 +71,16 @@ def register(main: click.Group) -> None:
     @click.argument("entry")
     @click.option("--param", "-p", multiple=True, help="Catalogue parameter override NAME=VALUE (repeatable).")
     @catalog_opt
-    def catalog_show(entry, param, catalog_path):
-        """Read ENTRY and print what it holds."""
+    @trust_opt
+    def catalog_show(entry, param, catalog_path, trust_catalog):
+        """Read ENTRY and print what it holds (parameter values are data, never templates)."""
         from catalogs.catalog import CatalogError, open_catalog, read
+        from catalogs.userinput import UserInputError
 
         try:
-            cat = open_catalog(catalog_path)
+            cat = open_catalog(catalog_path, trust=trust_catalog or None)
             obj = read(cat, entry, **_parse_params(param))
-        except CatalogError as e:
+        except (CatalogError, UserInputError) as e:
             raise click.ClickException(str(e))
         except (ValueError, LookupError, PermissionError, OSError) as e:
             raise click.ClickException(f"{entry}: {e}")

@@ -7,9 +7,11 @@ complete stores.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -101,6 +103,32 @@ def open_dataset(path: str | os.PathLike, **kw) -> xr.Dataset:
     if path.suffix == ".zarr":
         return xr.open_zarr(path, consolidated=True, **kw)
     return xr.open_dataset(path, engine="h5netcdf", **kw)
+
+
+_FILE_SHA: dict[tuple, str] = {}
+_FILE_SHA_LOCK = threading.Lock()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's content (streamed), memoised by (real path, size, mtime_ns): the
+    content identity of an input, cheap to ask again while the file is unchanged."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    with _FILE_SHA_LOCK:
+        got = _FILE_SHA.get(key)
+    if got is not None:
+        return got
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _FILE_SHA_LOCK:
+        if len(_FILE_SHA) > 4096:
+            _FILE_SHA.clear()
+        _FILE_SHA[key] = digest
+    return digest
 
 
 def cleanup_stale(folder: str | os.PathLike) -> int:

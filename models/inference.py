@@ -27,7 +27,7 @@ import xarray as xr
 
 from catalogs import schema
 from catalogs.outputs import output_path
-from catalogs.store import is_complete, write_dataset
+from catalogs.store import file_sha256, is_complete, write_dataset
 from models.base import InferenceCancelled, ModelError, Retriever
 from models.quantiles import derived_products
 
@@ -312,17 +312,21 @@ def run_inference(
     *,
     swath: xr.Dataset | None = None,
     info: dict | None = None,
+    granule: str | Path | None = None,
 ) -> Path:
     """Retrieve ``orbit`` with the registered model ``model_name`` and return the path of the
     complete output store. A complete store for the same checkpoint hash and orbit is a cache
     hit (nothing recomputed). ``swath`` may be given instead of loading the orbit. ``info``, if
-    given, is filled with ``cache_hit``, ``device`` and ``seconds``."""
+    given, is filled with ``cache_hit``, ``device`` and ``seconds``. ``granule``: the file ``swath``
+    was read from; its content hash (sha256) is part of the cache key, so two different files with
+    the same name or orbit number never share a result, and the same file anywhere does."""
     from models.registry import load_model
 
     t0 = time.perf_counter()
     info = info if info is not None else {}
     retriever = load_model(model_name)
-    path = output_path(retriever.name, retriever.sha256, int(orbit), store_source(source, world_seed))
+    content = file_sha256(granule) if granule is not None else None
+    path = output_path(retriever.name, retriever.sha256, int(orbit), store_source(source, world_seed), content)
     if is_complete(path):
         info.update(cache_hit=True, device=None, seconds=time.perf_counter() - t0, path=str(path))
         if progress:
@@ -342,6 +346,7 @@ def run_inference(
     ds.attrs["world_seed"] = int(world_seed)
     ds.attrs["device"] = info["device"]
     write_dataset(ds, path, meta={"model": retriever.name, "model_sha256": retriever.sha256,
-                                  "orbit": int(orbit), "source": source, "world_seed": int(world_seed)})
+                                  "orbit": int(orbit), "source": source, "world_seed": int(world_seed),
+                                  **({"input_sha256": content} if content else {})})
     info.update(cache_hit=False, seconds=time.perf_counter() - t0, path=str(path))
     return path

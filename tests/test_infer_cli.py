@@ -23,7 +23,8 @@ def test_real_granule_flows_through_inference(data_root):
     r = CliRunner().invoke(main, ["infer", "--model", "unet-reference", "--granule", str(data_root / CMB),
                                   "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    path = output_path("unet-reference", get_card("unet-reference").checkpoint_sha256, 144, "pps-2B-CMB")
+    path = output_path("unet-reference", get_card("unet-reference").checkpoint_sha256, 144, "pps-2B-CMB",
+                       store.file_sha256(data_root / CMB))  # keyed by the granule's content
     assert store.is_complete(path)
     ds = store.open_dataset(path)
     assert ds.attrs["orbit_number"] == 144 and ds.precip_mean.shape == (10, 10)

@@ -97,7 +97,7 @@ def register(main: click.Group) -> None:
             _infer_batch(model_name, orbit_spec, start, end, world_seed, device,
                          "inline" if inline else scheduler, workers)
             return
-        swath, source, label = None, "synthetic", f"orbit {orbit}"
+        swath, source, label, granule_path = None, "synthetic", f"orbit {orbit}", None
         if granule:
             from catalogs.config import PathOutsideRoots, get_roots
             from catalogs.gpm import GranuleError, open_granule, parse_granule_name
@@ -107,7 +107,8 @@ def register(main: click.Group) -> None:
                 if info_g.product not in ("1C-GMI", "2B-CMB"):
                     raise click.ClickException(f"{info_g.filename} is a {info_g.product} granule; inference needs "
                                                "brightness temperatures (1C-GMI, or 2B-CMB's simulated Tb)")
-                swath = open_granule(get_roots().confine(granule))
+                granule_path = get_roots().confine(granule)
+                swath = open_granule(granule_path)
             except (GranuleError, PathOutsideRoots) as e:
                 raise click.ClickException(str(e)) from None
             orbit, source, label = info_g.orbit, f"pps-{info_g.product}", info_g.filename
@@ -115,7 +116,7 @@ def register(main: click.Group) -> None:
         info: dict = {}
         try:
             path = run_inference(model_name, orbit, source=source, world_seed=world_seed, device=device,
-                                 progress=bar, info=info, swath=swath)
+                                 progress=bar, info=info, swath=swath, granule=granule_path)
         except (ModelError, ValueError) as e:
             raise click.ClickException(str(e)) from None
         finally:

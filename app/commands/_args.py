@@ -18,12 +18,13 @@ def record_range() -> tuple[int, int]:
     return int(ORBIT_RANGE[0]), int(ORBIT_RANGE[1])
 
 
-def parse_orbits(spec: str, param: str = "--orbits") -> list[int]:
+def parse_orbits(spec: str, param: str = "--orbits", *, strict: bool = True) -> list[int]:
     """Orbit numbers of ``'a:b'`` (inclusive), ``'a:b:step'`` or ``'5,6,7'`` (mixed with commas).
 
-    Refuses (naming the bad part) what is not a number, an inverted range, a step < 1, an orbit
-    outside the synthetic record and an empty list; ranges are checked at their ends, before any
-    list is made, so an absurd range costs nothing."""
+    Refuses (naming the bad part) what is not a number, an inverted range, a step < 1, a range
+    reaching outside the synthetic record and an empty list; ranges are checked at their ends,
+    before any list is made, so an absurd range costs nothing. Single orbits outside the record
+    are refused too unless ``strict`` is False (a batch then reports each as a failed orbit)."""
     lo, hi = record_range()
     out: list[int] = []
     parts = [p.strip() for p in str(spec).split(",")]
@@ -47,7 +48,7 @@ def parse_orbits(spec: str, param: str = "--orbits") -> list[int]:
         if step < 1:
             raise click.BadParameter(f"{part!r}: the step must be at least 1, got {step}", param_hint=param)
         for o in (a, b):
-            if not lo <= o <= hi:
+            if not lo <= o <= hi and (strict or len(nums) > 1):
                 raise click.BadParameter(f"orbit {o} (in {part!r}) is outside the synthetic record: orbits "
                                          f"{lo}..{hi} (1998-2060)", param_hint=param)
         if len(out) + (b - a) // step + 1 > MAX_ORBITS:

@@ -186,7 +186,9 @@ def _infer_batch(model_name, orbit_spec, start, end, world_seed, device, schedul
     if orbit_spec:
         from app.commands._args import parse_orbits
 
-        orbits = parse_orbits(orbit_spec)  # refuses inverted, absurd or out-of-record ranges
+        # refuses inverted, absurd or out-of-record ranges; a single orbit outside the record is
+        # tried and reported as a failed orbit, like any other failure in a batch
+        orbits = parse_orbits(orbit_spec, strict=False)
     else:
         if not (start and end):
             raise click.UsageError("--start and --end go together")

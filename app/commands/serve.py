@@ -48,13 +48,47 @@ def make_job_manager(workers: int = 1, threads: int | None = 1, nice: int = 10, 
     return JobManager(max_workers=workers, mode=mode, nice=nice, torch_threads=threads or None, device=device)
 
 
+def check_port_free(address: str, port: int) -> None:
+    """Refuse (naming them) an address that does not resolve or a port another program holds,
+    before the server and its workers are set up."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise click.BadParameter(f"{address!r} is not an address of this machine ({e})", param_hint="--address") from None
+    for family, kind, proto, _, sockaddr in infos[:1]:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tornado binds
+            try:
+                s.bind(sockaddr)
+            except OSError as e:
+                import errno
+
+                if e.errno == errno.EADDRINUSE:
+                    raise click.BadParameter(f"port {port} on {address} is already in use (another server?): "
+                                             "choose another --port", param_hint="--port") from None
+                raise click.BadParameter(f"cannot listen on {address}:{port}: {e.strerror or e}",
+                                         param_hint="--address") from None
+
+
+def check_oauth_provider(name: str) -> None:
+    from panel.auth import AUTH_PROVIDERS
+
+    if name not in AUTH_PROVIDERS:
+        raise click.BadParameter(f"unknown OAuth provider {name!r}; Panel knows {', '.join(sorted(AUTH_PROVIDERS))}",
+                                 param_hint="--oauth-provider")
+
+
 def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1", websocket_origins=(),
                 show: bool = False, start: bool = True, threaded: bool = False, cube_path=None,
-                basic_auth: str | None = None, oauth_provider: str | None = None,
-                cookie_secret: str | None = None):
+                basic_auth=None, oauth_provider: str | None = None,
+                cookie_secret: str | None = None, login_throttle=None):
     """Build (and by default start) the Panel server for the app; returns the server. Inference
     runs in the job manager of :func:`app.jobs.get_manager` (install another with
-    :func:`app.jobs.set_manager` first)."""
+    :func:`app.jobs.set_manager` first). ``basic_auth``: a password, a JSON users file or
+    {user: password} (checked by :func:`app.commands._login.parse_basic_auth`); failed logins
+    are throttled by ``login_throttle`` (default :class:`app.commands._login.LoginThrottle`)."""
     import panel as pn
 
     from app.geometry import warm_up
@@ -65,18 +99,24 @@ def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1",
 
     threading.Thread(target=warm_up, daemon=True, name="raincheck-warm-up").start()
     origins = list(websocket_origins) or [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
+    auth = {}
+    if basic_auth:
+        from app.commands._login import make_auth_provider, parse_basic_auth
+
+        creds = basic_auth if isinstance(basic_auth, dict) else parse_basic_auth(basic_auth)
+        auth["auth_provider"] = make_auth_provider(creds, login_throttle)
     return pn.serve(
         {"/": lambda: create_app(catalog_path, cube_path=cube_path)}, port=port, address=address, show=show, start=start,
         threaded=threaded, admin=False, title="raincheck", websocket_origin=origins,
         extra_patterns=[(r"/health", make_health_handler())],
-        **({"basic_auth": basic_auth} if basic_auth else {}),
-        **({"oauth_provider": oauth_provider} if oauth_provider else {}),
+        **auth,
+        **({"oauth_provider": oauth_provider} if oauth_provider and not basic_auth else {}),
         **({"cookie_secret": cookie_secret} if cookie_secret else {}))
 
 
 def register(main: click.Group) -> None:
     @main.command()
-    @click.option("--port", default=5006, show_default=True, type=int, help="Port to listen on.")
+    @click.option("--port", default=5006, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
     @click.option("--address", default="127.0.0.1", show_default=True,
                   help="Address to bind (0.0.0.0 to expose it; then set --allow-websocket-origin).")
     @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), default=None,
@@ -87,8 +127,13 @@ def register(main: click.Group) -> None:
                   help="Host[:port] allowed to open the app's websocket (repeatable; '*' for any).")
     @click.option("--show/--no-show", default=False, show_default=True, help="Open a browser tab.")
     @click.option("--basic-auth", envvar="RAINCHECK_BASIC_AUTH", default=None,
-                  help="Require a login: one shared password, or a JSON file {user: password} "
-                       "(env RAINCHECK_BASIC_AUTH).")
+                  help="Require a login: one shared password (at least 8 characters), or a JSON file "
+                       "{user: password} (env RAINCHECK_BASIC_AUTH). Failed logins are slowed down and, "
+                       "after --login-attempts, refused for --login-lockout seconds per client address.")
+    @click.option("--login-attempts", default=5, show_default=True, type=click.IntRange(1, 1000),
+                  help="Failed logins from one address (within 5 minutes) before it is locked out.")
+    @click.option("--login-lockout", default=60.0, show_default=True, type=click.FloatRange(0, 86400),
+                  help="Seconds an address stays locked out after --login-attempts failures.")
     @click.option("--oauth-provider", envvar="RAINCHECK_OAUTH_PROVIDER", default=None,
                   help="Panel OAuth provider (github, google, generic, ...); configure with Panel's "
                        "PANEL_OAUTH_* environment variables.")
@@ -108,10 +153,19 @@ def register(main: click.Group) -> None:
                        "(the box-cube build worker's: 5 lower still).")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
                   help="Device for on-demand inference: auto, cpu, cuda or mps.")
-    def serve(port, address, catalog_path, cube_path, origins, show, basic_auth, oauth_provider,
-              cookie_secret, no_auth, inference_mode, workers, worker_threads, worker_nice, device):
+    def serve(port, address, catalog_path, cube_path, origins, show, basic_auth, login_attempts, login_lockout,
+              oauth_provider, cookie_secret, no_auth, inference_mode, workers, worker_threads, worker_nice, device):
         """Serve the raincheck web app (on 127.0.0.1 only, unless told otherwise)."""
+        from app.commands._login import LoginThrottle, parse_basic_auth
+
+        if basic_auth is not None:
+            basic_auth = parse_basic_auth(basic_auth)  # refuses a missing file, a short or blank password
+        if oauth_provider is not None:
+            check_oauth_provider(oauth_provider)
+        if basic_auth and oauth_provider:
+            raise click.UsageError("give --basic-auth or --oauth-provider, not both")
         check_exposure(address, origins, basic_auth or no_auth, oauth_provider)
+        check_port_free(address, port)
         if (basic_auth or oauth_provider) and not cookie_secret:
             import secrets
 
@@ -127,6 +181,10 @@ def register(main: click.Group) -> None:
 
         jobs.set_manager(make_job_manager(workers, worker_threads, worker_nice, inference_mode, device))
         click.echo(f"raincheck app on http://{address}:{port}/ (health: /health); Ctrl-C to stop")
-        make_server(catalog_path, port=port, address=address, websocket_origins=origins, show=show,
-                    cube_path=cube_path, basic_auth=basic_auth, oauth_provider=oauth_provider,
-                    cookie_secret=cookie_secret)
+        try:
+            make_server(catalog_path, port=port, address=address, websocket_origins=origins, show=show,
+                        cube_path=cube_path, basic_auth=basic_auth, oauth_provider=oauth_provider,
+                        cookie_secret=cookie_secret,
+                        login_throttle=LoginThrottle(max_failures=login_attempts, lockout_s=login_lockout))
+        except OSError as e:  # e.g. the port was taken since the check
+            raise click.ClickException(f"cannot serve on {address}:{port}: {e.strerror or e}") from None

@@ -98,9 +98,116 @@ def catalog(path: str | None = None):
 
 
 def catalog_label(path: str | None = None) -> str:
+    """The catalogue's identity on the server (its resolved path): a cache key, never shown to
+    web users (they see :func:`catalog_name`)."""
     from catalogs.catalog import DEMO_CATALOG
 
     return str(Path(path).resolve()) if path else str(DEMO_CATALOG)
+
+
+def catalog_name(path: str | None = None) -> str:
+    """What the app shows for the catalogue: its title (metadata) and file name, no server path."""
+    from catalogs.catalog import DEMO_CATALOG
+
+    fname = Path(path).name if path else DEMO_CATALOG.name
+    try:
+        title = str((getattr(catalog(path), "metadata", None) or {}).get("title") or "").strip()
+    except DataError:
+        title = ""
+    return f"{title} ({fname})" if title and title != fname else fname
+
+
+# -- messages for web users -----------------------------------------------------------------
+
+def _server_prefixes() -> list[tuple[str, str]]:
+    """(absolute server folder, neutral label) pairs, longest first."""
+    import os
+    import site
+    import sys
+    import sysconfig
+    import tempfile
+
+    from catalogs.config import PACKAGE_ASSETS, get_roots
+
+    pairs: list[tuple[str, str]] = []
+    try:
+        roots = get_roots()
+        pairs.append((str(roots.data_root), "<data root>"))
+        pairs += [(str(r), "<read root>") for r in roots.read_roots]
+    except Exception:  # an unusable data root: its own error says so
+        pass
+    pairs.append((str(PACKAGE_ASSETS), "<package assets>"))
+    pairs.append((str(Path(__file__).resolve().parents[1]), "<raincheck>"))
+    libs = set(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    libs |= {sysconfig.get_paths().get(k) for k in ("purelib", "platlib")} - {None}
+    try:
+        libs.add(site.getusersitepackages())
+    except Exception:
+        pass
+    pairs += [(str(p), "<site-packages>") for p in libs]
+    pairs += [(str(p), "<python>") for p in {sysconfig.get_paths().get("stdlib"), sys.prefix, sys.base_prefix,
+                                             sys.exec_prefix} if p]
+    pairs.append((tempfile.gettempdir(), "<tmp>"))
+    pairs.append((os.path.expanduser("~"), "~"))
+    try:
+        pairs.append((os.getcwd(), "<working dir>"))
+    except OSError:
+        pass
+    out = []
+    for folder, label in pairs:
+        for f in {folder, os.path.realpath(folder)}:
+            if f and f not in ("/", ".") and len(f) > 1:
+                out.append((f.rstrip("/"), label))
+    return sorted(set(out), key=lambda p: -len(p[0]))
+
+
+_FILE_URL = None
+_ABS_PATH = None
+
+
+def public_message(text: str) -> str:
+    """``text`` without the server's paths: data roots, package folders, site-packages, the home
+    and temporary folders become neutral labels (``<data root>/pps/x.HDF5``); any other absolute
+    path is reduced to its file name (``…/passwd``). The full text goes to the server log."""
+    import re
+
+    global _FILE_URL, _ABS_PATH
+    if _FILE_URL is None:
+        _FILE_URL = re.compile(r"file://(/[^\s'\"]*)")
+        _ABS_PATH = re.compile(r"(?<![\w.:/~<>\\-])/(?=[^\s/])[^\s'\"(),;<>]*")
+    text = str(text)
+    out = _FILE_URL.sub(lambda m: m.group(1), text)
+    for folder, label in _server_prefixes():
+        out = re.sub(re.escape(folder) + r"(?=[/\s'\"(),;:]|$)", lambda m, lab=label: lab, out)
+    out = _ABS_PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], out)
+    if out != text:
+        log.info("message for a web user (server paths removed); full text: %s", text)
+    return out
+
+
+def escape_text(text: str) -> str:
+    """``text`` as literal text in a Markdown or HTML pane: HTML-escaped (no tag, attribute or
+    entity of the text survives) and the Markdown punctuation that could make a link, an image,
+    code, emphasis or math backslash-escaped (brackets, backtick, asterisk, dollar, tilde,
+    backslash, and an underscore at a word edge: ``RAINCHECK_DATA_ROOT`` stays as it is)."""
+    import html
+    import re
+
+    md = re.sub(r"[\\`*\[\]$~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", lambda m: "\\" + m.group(0), str(text))
+    return html.escape(md, quote=True)
+
+
+def for_html(text) -> str:
+    """Like :func:`for_page` for plain HTML (a notification): server paths removed, HTML-escaped."""
+    import html
+
+    return html.escape(public_message(str(text)), quote=True)
+
+
+def for_page(text) -> str:
+    """The one way a message or a user value reaches a pane: server paths removed
+    (:func:`public_message`) and escaped (:func:`escape_text`)."""
+    return escape_text(public_message(str(text)))
 
 
 def orbit_range() -> tuple[int, int]:

@@ -277,6 +277,8 @@ class ExportControl(pn.viewable.Viewer):
         return Path(tempfile.mkdtemp(prefix="export-", dir=root))
 
     def export(self) -> ExportResult | None:
+        from app.data import for_page
+
         view = self.selection.view
         kw = {}
         comp = self.views.get(view)
@@ -287,12 +289,12 @@ class ExportControl(pn.viewable.Viewer):
             res = export_view(view, self.selection, self.fmt, self.out_dir(), catalog_path=self.catalog_path,
                               cube_path=self.cube_path, **kw)
         except ExportError as e:
-            self.status.object, self.status.alert_type, self.status.visible = str(e), "danger", True
+            self.status.object, self.status.alert_type, self.status.visible = for_page(e), "danger", True
             self.links.objects = []
             return None
         except Exception as e:  # never a traceback in the UI
             log.exception("export failed")
-            self.status.object = f"export failed: {type(e).__name__}: {e}"
+            self.status.object = for_page(f"export failed: {type(e).__name__}: {e}")
             self.status.alert_type, self.status.visible = "danger", True
             self.links.objects = []
             return None

@@ -561,7 +561,7 @@ class JobRow(pn.viewable.Viewer):
         self.bar.value = int(round(100 * job.fraction)) if job is not None else 0
         self.button.disabled = active
         self.cancel_button.disabled = not active
-        self.text.object = job.describe() if job is not None else idle
+        self.text.object = data.for_page(job.describe()) if job is not None else idle
 
 
 class RunControl(pn.viewable.Viewer):

@@ -14,6 +14,7 @@ import param
 from app import data
 from app.state import (LAYERS, PRODUCT_LABELS, PRODUCTS, VIEW_LABELS, VIEWS,
                        Selection, sync_url)
+from catalogs.userinput import show
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def _two_way(widget, selection, name, to_widget=lambda v: v, to_param=lambda v: 
         try:
             setattr(selection, name, to_param(e.new))
         except (ValueError, TypeError) as err:
-            pn.state.notifications and pn.state.notifications.error(str(err))
+            pn.state.notifications and pn.state.notifications.error(data.for_html(err))
 
     widget.param.watch(w2p, "value")
     selection.param.watch(lambda e: setattr(widget, "value", to_widget(e.new)), name)
@@ -92,11 +93,11 @@ class OrbitPicker(pn.viewable.Viewer):
             df = data.orbit_index(self.catalog_path, s.pick_start, s.pick_end, s.region)
         except data.DataError as e:
             self.found.visible = False
-            self.message.object, self.message.alert_type, self.message.visible = str(e), "danger", True
+            self.message.object, self.message.alert_type, self.message.visible = data.for_page(e), "danger", True
             return None
         if not len(df):
             self.found.visible = False
-            self.message.object = f"no orbit crossed {s.region} between {s.pick_start} and {s.pick_end}"
+            self.message.object = data.for_page(f"no orbit crossed {s.region} between {s.pick_start} and {s.pick_end}")
             self.message.alert_type, self.message.visible = "warning", True
             return df
         opts = {}
@@ -132,8 +133,9 @@ class Sidebar(pn.viewable.Viewer):
         self.model_note = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
         unknown = [m for m in s.models if m not in models]
         if unknown:
-            self.model_note.object = (f"unknown model(s) in the link: {', '.join(unknown)}; "
-                                      f"available: {', '.join(models) or 'none'}")
+            self.model_note.object = data.for_page(f"unknown model(s) in the link: {', '.join(map(show, unknown[:5]))}"
+                                                   f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}; "
+                                                   f"available: {', '.join(models) or 'none'}")
             self.model_note.visible = True
             s.models = [m for m in s.models if m in models]
         self.models = _two_way(pn.widgets.MultiChoice(label="Models", options=models, sizing_mode="stretch_width"),
@@ -203,8 +205,8 @@ class Sidebar(pn.viewable.Viewer):
             synth.visible = e.new == "synthetic"
 
         s.param.watch(toggle, "source")
-        cat = pn.pane.Markdown(f"<span class='rc-note'>Catalogue: `{data.catalog_label(self.catalog_path)}`</span>",
-                               sizing_mode="stretch_width")
+        cat = pn.pane.Markdown(f"<span class='rc-note'>Catalogue: {data.for_page(data.catalog_name(self.catalog_path))}"
+                               "</span>", sizing_mode="stretch_width")
         parts = [
             section("Data", cat, self.source, synth, real),
             section("Models", self.models, self.model_note, self.product, self.quantile,
@@ -248,7 +250,8 @@ def create_app(catalog_path: str | None = None, selection: Selection | None = No
     # Bootstrap: its resources are served locally (the Fast templates fetch Google fonts)
     template = pn.template.BootstrapTemplate(
         title="raincheck — satellite rain retrievals against reference, truth and IPCC",
-        sidebar=[sidebar], main=[*[pn.pane.Alert(p, alert_type="warning") for p in link_problems], tabs],
+        sidebar=[sidebar], main=[*[pn.pane.Alert(data.for_page(p), alert_type="warning", css_classes=["rc-link-problem"])
+                                   for p in link_problems], tabs],
         header_background=ACCENT, sidebar_width=370)
     pn.state.onload(run_control.start_polling)
     template._rc = {"selection": selection, "views": views, "tabs": tabs, "sidebar": sidebar,

@@ -79,17 +79,98 @@ class Selection(param.Parameterized):
         return {name: getattr(self, name) for name in URL_KEYS}
 
 
+def _invalid(selection: Selection, name: str) -> str:
+    """Why a link value for ``name`` was not applied (what the parameter accepts)."""
+    p = selection.param[name]
+    if isinstance(p, param.Selector):
+        return f"not a valid {name}; choose one of {', '.join(map(str, p.objects))}"
+    if isinstance(p, param.Integer):
+        lo, hi = p.bounds or (None, None)
+        rng = f" from {lo}" if lo is not None else ""
+        rng += f" to {hi}" if hi is not None else ""
+        return f"not a whole number{rng}"
+    if isinstance(p, param.Number):
+        lo, hi = p.bounds or (None, None)
+        return f"not a number{f' between {lo} and {hi}' if lo is not None and hi is not None else ''}"
+    if isinstance(p, param.List):
+        return "not a comma-separated list of names"
+    return f"not a valid {name}"
+
+
+def _text_problem(name: str, value) -> str | None:
+    """Why a text value of the link is refused (:mod:`catalogs.userinput`), or None."""
+    from catalogs.userinput import UserInputError, check_text, check_value
+
+    try:
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                # the granule is a catalogue parameter: data, never a template
+                (check_value if name == "granule" else check_text)(URL_KEYS.get(name, name), v)
+    except UserInputError as e:
+        return e.reason
+    return None
+
+
+def _period_problems(selection: Selection) -> list[str]:
+    """Inverted periods of a link (y0 > y1, from >= to): reported, and set back to the defaults."""
+    from datetime import datetime
+
+    out = []
+    if selection.start_year > selection.end_year:
+        out.append(f"ignored the link's y0={selection.start_year} and y1={selection.end_year}: the period "
+                   "ends before it starts (give y0 <= y1)")
+        selection.param.update(start_year=selection.param.start_year.default,
+                               end_year=selection.param.end_year.default)
+    try:
+        a, b = datetime.fromisoformat(selection.pick_start), datetime.fromisoformat(selection.pick_end)
+    except (TypeError, ValueError):
+        bad = [k for k, v in (("from", selection.pick_start), ("to", selection.pick_end))
+               if not _is_date(v)]
+        if bad:
+            from catalogs.userinput import show
+
+            out.append("ignored the link's " + " and ".join(
+                f"{k}={show(selection.pick_start if k == 'from' else selection.pick_end)}" for k in bad)
+                       + ": not an ISO date (e.g. 2019-06-01)")
+            selection.param.update(pick_start=selection.param.pick_start.default,
+                                   pick_end=selection.param.pick_end.default)
+        return out
+    if a >= b:
+        out.append(f"ignored the link's from={selection.pick_start} and to={selection.pick_end}: the period "
+                   "ends before it starts (give from < to)")
+        selection.param.update(pick_start=selection.param.pick_start.default,
+                               pick_end=selection.param.pick_end.default)
+    return out
+
+
+def _is_date(v) -> bool:
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def sync_url(selection: Selection, location=None) -> list[str]:
     """Mirror ``selection`` in the browser URL (reload or a shared link restores it).
 
-    Returns messages about query values that could not be applied (e.g. ``?orbit=abc``); those
-    keep their defaults and the app shows the messages."""
+    Returns messages about query values that could not be applied (e.g. ``?orbit=abc``, a
+    value with control characters, a granule that looks like a template, an inverted period);
+    those keep their defaults and the app shows the messages (escaped: they quote the link)."""
     import panel as pn
+
+    from catalogs.userinput import show
 
     location = location if location is not None else pn.state.location
     problems: list[str] = []
     if location is None:
         return problems
+
+    from urllib.parse import parse_qsl
+
+    raw = dict(parse_qsl(str(getattr(location, "search", "") or "").lstrip("?"), keep_blank_values=True))
 
     def on_error(mapped):
         # Panel applies the link's values all at once; apply them one by one so one bad value
@@ -101,7 +182,15 @@ def sync_url(selection: Selection, location=None) -> list[str]:
             try:
                 selection.param.update(**{name: value})
             except Exception:
-                problems.append(f"ignored the link's {URL_KEYS.get(name, name)}={value!r}: not a valid {name}")
+                key = URL_KEYS.get(name, name)
+                problems.append(f"ignored the link's {key}={show(raw.get(key, value))}: {_invalid(selection, name)}")
 
     location.sync(selection, URL_KEYS, on_error=on_error)
+    for name in URL_KEYS:
+        value = getattr(selection, name)
+        why = _text_problem(name, value)
+        if why:
+            problems.append(f"ignored the link's {URL_KEYS.get(name, name)}={show(value)}: {why}")
+            selection.param.update(**{name: selection.param[name].default})
+    problems += _period_problems(selection)
     return problems

@@ -324,7 +324,7 @@ class SwathMap(pn.viewable.Viewer):
         self.update()
 
     def _alert(self, text, kind="warning"):
-        return pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width", margin=(2, 5))
+        return pn.pane.Alert(data.for_page(text), alert_type=kind, sizing_mode="stretch_width", margin=(2, 5))
 
     def update(self):
         self._alerts.objects = []

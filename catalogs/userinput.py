@@ -9,7 +9,7 @@ Intake 2 expands template forms in catalogue parameter values (intake 2.0.9,
 (``str.format_map``). Intake 1 catalogues add Jinja (``{{ ... }}``, ``{% ... %}``) with
 ``env(...)``, ``client_env(...)``, ``shell(...)`` and ``client_shell(...)``. Every one of these
 forms is refused here, with a message that names the parameter and the form; so are control
-characters (NUL, bidirectional overrides, ...) and values longer than a path can be.
+characters (NUL, bidirectional overrides, ...), HTML markup and values longer than a path can be.
 
 :func:`catalogs.catalog.read` calls :func:`check_parameters` for every read, and then passes the
 values to the reader without letting Intake template them at all (defence in depth).
@@ -45,6 +45,7 @@ _ANY_CALL = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*)\s*\(")
 _IMPORT_PREFIX = re.compile(r"(?i)^\s*import\s*:")
 _JINJA = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 _FIELD = re.compile(r"\{[^{}]*\}")
+_MARKUP = re.compile(r"<\s*[/!?]?\s*[A-Za-z]")
 
 
 class UserInputError(ValueError):
@@ -110,6 +111,9 @@ def template_form(value: str) -> str | None:
         return f"a template field {m.group(0)!r}"
     if "{" in value or "}" in value:
         return "a template brace '{' or '}'"
+    m = _MARKUP.search(value)
+    if m:
+        return f"HTML markup {m.group(0)!r}..."
     m = _ANY_CALL.search(value)
     if m:
         return f"a function-call form {m.group(1)}(...)"

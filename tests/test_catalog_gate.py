@@ -73,6 +73,7 @@ FORMS = [  # (value, what the message must name)
     ("{granule.__class__}", "template field"),
     ("x}", "template brace"),
     ("os.getcwd()", "function-call form os.getcwd(...)"),
+    ("<img src=x onerror=alert(1)>", "HTML markup '<i'"),
 ]
 
 

@@ -254,7 +254,7 @@ class EvaluationView(pn.viewable.Viewer):
             self.update()
 
     def alert(self, text, kind="warning"):
-        return pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width", margin=(2, 5))
+        return pn.pane.Alert(data.for_page(text), alert_type=kind, sizing_mode="stretch_width", margin=(2, 5))
 
     def compute(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError

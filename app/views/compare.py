@@ -397,11 +397,11 @@ class CompareView(pn.viewable.Viewer):
         except data.DataError as e:
             self.result = None
             kind = "info" if load_result() is None else "danger"
-            self.body.objects = [pn.pane.Alert(str(e), alert_type=kind, sizing_mode="stretch_width")]
+            self.body.objects = [pn.pane.Alert(data.for_page(e), alert_type=kind, sizing_mode="stretch_width")]
         except Exception as e:  # never a traceback in the UI
             log.exception("compare view failed")
             self.result = None
-            self.body.objects = [pn.pane.Alert(f"the comparison view failed: {type(e).__name__}: {e}",
+            self.body.objects = [pn.pane.Alert(data.for_page(f"the comparison view failed: {type(e).__name__}: {e}"),
                                                alert_type="danger", sizing_mode="stretch_width")]
 
     def render(self, res: dict) -> list:

@@ -194,7 +194,7 @@ class DistributionsView(C.EvaluationView):
         pdf, cdf, qq = elements(res)
         table = pn.widgets.Tabulator(res["table"], disabled=True, show_index=False, sizing_mode="stretch_width",
                                      formatters={}, layout="fit_data_table")
-        head = pn.pane.Markdown(f"**{res['query']['region']}**, {res['query']['period']}, "
+        head = pn.pane.Markdown(f"**{data.escape_text(res['query']['region'])}**, {res['query']['period']}, "
                                 f"{res['query']['season'] or 'all seasons'} — "
                                 f"{'reference strip' if res['strip'] else 'all pixels'}; baseline: "
                                 f"{C.source_label(res['baseline'])}")

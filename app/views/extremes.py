@@ -115,7 +115,7 @@ class ExtremesView(C.EvaluationView):
         a, b = elements(res)
         table = pn.widgets.Tabulator(res["table"], disabled=True, show_index=False, sizing_mode="stretch_width",
                                      layout="fit_data_table")
-        return [pn.pane.Markdown(f"**{res['query']['region']}**, {res['query']['period']}, "
+        return [pn.pane.Markdown(f"**{C.data.escape_text(res['query']['region'])}**, {res['query']['period']}, "
                                  f"{res['query']['season'] or 'all seasons'} — "
                                  f"{'reference strip' if res['strip'] else 'all pixels'}; GPD above 10 mm h-1, "
                                  f"{res['n_boot']} bootstrap resamples (exports use {C.EXPORT_N_BOOT})"),

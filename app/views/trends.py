@@ -191,7 +191,7 @@ class TrendsView(C.EvaluationView):
                                      layout="fit_data_table", groupby=["statistic"],
                                      css_classes=["rc-verdicts"])
         off = (f" Off the slope axis (see the table): {', '.join(res['off_axis'])}." if res["off_axis"] else "")
-        return [pn.pane.Markdown(f"**{res['query']['region']}**, {res['query']['period']}, "
+        return [pn.pane.Markdown(f"**{data.escape_text(res['query']['region'])}**, {res['query']['period']}, "
                                  f"{res['query']['season'] or 'all seasons'} — "
                                  f"{'reference strip' if res['strip'] else 'all pixels'}; GMST: {res['gmst'].get('label')}.{off}"),
                 pn.Row(pn.pane.HoloViews(a, sizing_mode="stretch_width"),

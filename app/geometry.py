@@ -411,3 +411,207 @@ def bbox_outline(bbox: tuple, projection: str = "PlateCarree", n: int = 90) -> l
         p = crs.transform_points(ccrs.PlateCarree(), r[:, 0], r[:, 1])[:, :2]
         out.append(p[np.isfinite(p).all(axis=1)])
     return [p for p in out if len(p) > 1]
+
+
+# --------------------------------------------------------------------------- graticule
+#: Steps (degrees) a graticule may use; the smallest giving at most ``target`` lines is taken.
+GRATICULE_STEPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0)
+#: Meridians are labelled no further south than this (they crowd towards the pole) unless the
+#: whole view lies south of it.
+MERIDIAN_LABEL_SOUTH = -70.0
+
+
+@dataclass
+class GraticuleLabel:
+    x: float  # map coordinates of the labelled point
+    y: float
+    text: str  # e.g. "60°N", "120°W", "0°"
+    kind: str  # "meridian" or "parallel"
+    degrees: float  # the labelled longitude (-180..180) or latitude
+    edge: str | None  # "bottom" / "left" when the point lies on that edge of the view, else None
+
+
+@dataclass
+class Graticule:
+    """Meridians and parallels over a map view, in the map's coordinates, with degree labels."""
+
+    projection: str
+    lon_step: float
+    lat_step: float
+    lines: list  # (k, 2) arrays (map coordinates), each one unbroken visible piece of a line
+    kinds: list  # "meridian"/"parallel" per line
+    labels: list  # GraticuleLabel
+    values: list = field(default_factory=list)  # per line: its longitude (map's, unwrapped) or latitude
+
+    def ticks(self, edge: str) -> list[tuple[float, str]]:
+        """(position, text) of the labels lying on ``edge`` ("bottom": x positions; "left": y)."""
+        return [((lab.x if edge == "bottom" else lab.y), lab.text) for lab in self.labels if lab.edge == edge]
+
+
+def format_lon(lon: float) -> str:
+    """``lon`` (degrees east, any turn) as "120°W", "60°E", "0°" or "180°"."""
+    v = round(_wrap180(lon), 6) + 0.0
+    if v == -180.0:
+        v = 180.0
+    if v in (0.0, 180.0):
+        return f"{v:g}°"
+    return f"{abs(v):g}°{'E' if v > 0 else 'W'}"
+
+
+def format_lat(lat: float) -> str:
+    v = round(float(lat), 6) + 0.0
+    return "0°" if v == 0.0 else f"{abs(v):g}°{'N' if v > 0 else 'S'}"
+
+
+def graticule_step(span: float, target: int = 6) -> float:
+    """The smallest step of :data:`GRATICULE_STEPS` giving at most ``target`` intervals over ``span``°."""
+    for s in GRATICULE_STEPS:
+        if span / s <= target:
+            return s
+    return GRATICULE_STEPS[-1]
+
+
+def _view_degrees(projection: str, x_range, y_range, n: int = 41):
+    """(lon0, lon1, lat0, lat1) of the globe seen in the view, or None when it shows no globe.
+    For PlateCarree longitudes stay unwrapped (the map's own x)."""
+    (x0, x1), (y0, y1) = x_range, y_range
+    if projection == "PlateCarree":
+        lat0, lat1 = max(y0, -90.0), min(y1, 90.0)
+        return None if lat1 <= lat0 else (x0, x1, lat0, lat1)
+    import cartopy.crs as ccrs
+
+    crs = get_projection(projection)
+    xs, ys = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
+    ll = ccrs.PlateCarree().transform_points(crs, xs.ravel(), ys.ravel())
+    back = crs.transform_points(ccrs.PlateCarree(), ll[:, 0], ll[:, 1])
+    tol = 1e-6 * abs(crs.x_limits[1] - crs.x_limits[0])
+    with np.errstate(invalid="ignore"):
+        ok = (np.isfinite(ll[:, :2]).all(axis=1) & (np.abs(back[:, 0] - xs.ravel()) <= tol)
+              & (np.abs(back[:, 1] - ys.ravel()) <= tol))
+    if not ok.any():
+        return None
+    lon, lat = ll[ok, 0], ll[ok, 1]
+    # a view holding the whole width of the globe: all longitudes
+    lon0, lon1 = float(lon.min()), float(lon.max())
+    return lon0, lon1, float(lat.min()), float(lat.max())
+
+
+def _project_line(projection: str, lon: np.ndarray, lat: np.ndarray) -> list[np.ndarray]:
+    """A lon/lat polyline in map coordinates, split wherever it leaves the globe or wraps."""
+    if projection == "PlateCarree":
+        pts = np.column_stack([lon, lat])
+        width = np.inf
+    else:
+        import cartopy.crs as ccrs
+
+        crs = get_projection(projection)
+        pts = crs.transform_points(ccrs.PlateCarree(), lon, lat)[:, :2]
+        width = abs(crs.x_limits[1] - crs.x_limits[0])
+    ok = np.isfinite(pts).all(axis=1)
+    brk = np.r_[True, ~ok[1:] | ~ok[:-1] | (np.abs(np.diff(pts[:, 0])) > 0.5 * width)]
+    pieces, start = [], None
+    for i in range(len(pts) + 1):
+        if i == len(pts) or brk[i] or not ok[i]:
+            if start is not None and i - start >= 2:
+                pieces.append(pts[start:i])
+            start = i if i < len(pts) and ok[i] else None
+    return pieces
+
+
+def _clip(pieces: list[np.ndarray], box) -> list[np.ndarray]:
+    import shapely
+
+    out = []
+    for p in pieces:
+        g = shapely.LineString(p).intersection(box)
+        if isinstance(g, shapely.MultiLineString):
+            g = shapely.line_merge(g)  # a line along the view's edge comes back in segments
+        for sub in getattr(g, "geoms", [g]):
+            if isinstance(sub, shapely.LineString) and not sub.is_empty and sub.length > 0:
+                out.append(np.asarray(sub.coords)[:, :2])
+    return out
+
+
+def _thin(labels: list, step: float, gap: float) -> list:
+    """Every k-th meridian label (longitudes that are multiples of k × step, so 0° stays), with
+    the smallest k that puts neighbours at least ``gap`` apart in x."""
+    for k in range(1, 13):
+        kept = [lab for lab in labels if round(lab.degrees / step) % k == 0]
+        x = np.sort([lab.x for lab in kept])
+        if len(x) < 2 or np.diff(x).min() >= gap:
+            return kept
+    return kept
+
+
+def graticule(projection: str, x_range, y_range, lon_step: float | None = None,
+              lat_step: float | None = None, target: int = 6, n: int = 181,
+              label_gap: float = 0.09) -> Graticule:
+    """Meridians and parallels over the view ``x_range`` × ``y_range`` (map coordinates of
+    ``projection``, as :func:`swath_geometry` makes them), cut to the view, with degree labels.
+
+    Steps adapt to the degrees in view (at most ``target`` intervals; 60° × 30° on a whole
+    globe) unless given. Lines are projected with the projection the map uses and split where
+    they would wrap (antimeridian, the globe's edge). Each parallel is labelled at its leftmost
+    visible point (the view's left edge, or the globe's border), each meridian at its lowest
+    visible point north of :data:`MERIDIAN_LABEL_SOUTH` (the view's bottom edge when the view
+    ends north of it); ``edge`` says which labels lie on the view's edges. Where meridians
+    crowd (towards the poles) only every 2nd (3rd…) one is labelled, 0° kept, so that labels
+    are at least ``label_gap`` × the view's width apart. On the unwrapped
+    PlateCarree map meridians repeat every 360°, labelled with their longitude in -180..180.
+    """
+    import shapely
+
+    (x0, x1), (y0, y1) = sorted(map(float, x_range)), sorted(map(float, y_range))
+    empty = Graticule(projection, lon_step or 0.0, lat_step or 0.0, [], [], [])
+    if not (x1 > x0 and y1 > y0) or not all(np.isfinite([x0, x1, y0, y1])):
+        return empty
+    deg = _view_degrees(projection, (x0, x1), (y0, y1))
+    if deg is None:
+        return empty
+    lon0, lon1, lat0, lat1 = deg
+    lon_step = float(lon_step or graticule_step(lon1 - lon0, target))
+    lat_step = float(lat_step or graticule_step(lat1 - lat0, target))
+    box = shapely.box(x0, y0, x1, y1)
+    tol = 1e-6 * max(x1 - x0, y1 - y0)
+    if projection == "PlateCarree":
+        lon_lo, lon_hi = lon0, lon1  # unwrapped: meridians every step across the view
+    else:
+        lon_lo, lon_hi = -180.0, 180.0
+    lines, kinds, labels, values = [], [], [], []
+    # a small margin so a line on the view's edge is kept
+    lons = np.arange(np.ceil((lon_lo - 1e-9) / lon_step), np.floor((lon_hi + 1e-9) / lon_step) + 1) * lon_step
+    lats = np.arange(np.ceil((max(lat0, -90.0) - 1e-9) / lat_step),
+                     np.floor((min(lat1, 90.0) + 1e-9) / lat_step) + 1) * lat_step
+    lats = lats[np.abs(lats) < 90.0 - 1e-9]  # the poles are points (or a map edge): not lines
+    south = max(MERIDIAN_LABEL_SOUTH, lat0) if lat1 > MERIDIAN_LABEL_SOUTH else lat0
+    for lon in lons:
+        t = np.linspace(-90.0, 90.0, n)
+        vis = _clip(_project_line(projection, np.full(n, lon), t), box)
+        if not vis:
+            continue
+        lines += vis
+        kinds += ["meridian"] * len(vis)
+        values += [float(lon)] * len(vis)
+        tl = np.linspace(south, 90.0, n)
+        lab = _clip(_project_line(projection, np.full(n, lon), tl), box) or vis
+        pts = np.concatenate(lab)
+        x, y = pts[np.argmin(pts[:, 1])]
+        labels.append(GraticuleLabel(float(x), float(y), format_lon(lon), "meridian", _wrap180(lon),
+                                     "bottom" if abs(y - y0) <= tol else None))
+    labels = _thin(labels, lon_step, label_gap * (x1 - x0))
+    for lat in lats:
+        if projection == "PlateCarree":
+            t = np.linspace(x0, x1, n)
+        else:
+            t = np.linspace(-180.0, 180.0, 4 * n)
+        vis = _clip(_project_line(projection, t, np.full(len(t), lat)), box)
+        if not vis:
+            continue
+        lines += vis
+        kinds += ["parallel"] * len(vis)
+        values += [float(lat)] * len(vis)
+        pts = np.concatenate(vis)
+        x, y = pts[np.argmin(pts[:, 0])]
+        labels.append(GraticuleLabel(float(x), float(y), format_lat(lat), "parallel", float(lat) + 0.0,
+                                     "left" if abs(x - x0) <= tol else None))
+    return Graticule(projection, lon_step, lat_step, lines, kinds, labels, values)

@@ -168,6 +168,124 @@ def coast_path(projection: str, x_range=None, y_range=None):
                                                backend="bokeh")
 
 
+GRATICULE_COLOR = "#555555"
+
+#: Bokeh tick formatters (JavaScript) for the PlateCarree map's degree axes: the unwrapped
+#: longitude 200 reads "160°W" (same text as :func:`app.geometry.format_lon` / ``format_lat``).
+_LON_JS = """
+const v = Math.round(((((tick + 180) % 360) + 360) % 360 - 180) * 1e6) / 1e6;
+if (v == 0) return "0°";
+if (Math.abs(v) == 180) return "180°";
+return Math.abs(v) + "°" + (v > 0 ? "E" : "W");
+"""
+_LAT_JS = """
+const v = Math.round(tick * 1e6) / 1e6;
+return v == 0 ? "0°" : Math.abs(v) + "°" + (v > 0 ? "N" : "S");
+"""
+
+
+def map_axis_opts(projection: str, backend: str = "bokeh") -> dict:
+    """Axis options of a map: degree axes (°E/°N) on PlateCarree; on projected maps no metre
+    ticks at all (the graticule's labels say where things are, see :func:`graticule_overlay`)."""
+    if projection == "PlateCarree":
+        if backend == "bokeh":
+            from bokeh.models import CustomJSTickFormatter
+
+            from bokeh.models import AdaptiveTicker
+
+            # degree steps: 10, 15, 30, 60… (not 20, 50, 100)
+            return dict(xformatter=CustomJSTickFormatter(code=_LON_JS),
+                        yformatter=CustomJSTickFormatter(code=_LAT_JS),
+                        xticks=AdaptiveTicker(mantissas=[1, 1.5, 3, 6], base=10, min_interval=0.01),
+                        yticks=AdaptiveTicker(mantissas=[1, 1.5, 3, 6], base=10, min_interval=0.01),
+                        xlabel="Longitude", ylabel="Latitude")
+        from matplotlib.ticker import FuncFormatter
+
+        from app.geometry import format_lat, format_lon
+
+        return dict(xformatter=FuncFormatter(lambda v, pos: format_lon(v)),
+                    yformatter=FuncFormatter(lambda v, pos: format_lat(v)),
+                    xlabel="Longitude", ylabel="Latitude")
+    if backend == "bokeh":
+        return dict(xaxis="bare", yaxis="bare", show_grid=False)
+    return dict(xlabel="", ylabel="")
+
+
+def _offset_text(dx: int, dy: int):
+    """bokeh hook: shift a Labels element's text by (dx, dy) screen pixels (y down)."""
+    def hook(plot, element):
+        glyph = plot.handles.get("glyph")
+        if glyph is not None:
+            glyph.update(x_offset=dx, y_offset=dy)
+    return hook
+
+
+def graticule_overlay(projection: str, x_range, y_range, backend: str = "bokeh", edge_ticks: bool = False,
+                      label_gap: float = 0.09):
+    """The degree graticule of a projected map over the view: meridians and parallels (hv.Path,
+    group "Graticule") with their degree labels (hv.Labels), projected as the map is.
+
+    ``edge_ticks`` (matplotlib export): labels that lie on the view's left/bottom edge become the
+    axes' tick labels instead (outside the frame, as on a printed map); the rest stay text.
+    PlateCarree maps have degree axes instead: an empty overlay."""
+    import holoviews as hv
+
+    from app.geometry import graticule
+
+    xd, yd = axis_dims(projection)
+    g = None
+    if projection != "PlateCarree" and x_range is not None and y_range is not None:
+        g = graticule(projection, x_range, y_range, label_gap=label_gap)
+    lines = g.lines if g is not None else []
+    labels = g.labels if g is not None else []
+    if edge_ticks:
+        labels = [lab for lab in labels if lab.edge is None]
+    path = hv.Path(lines, kdims=[xd, yd], group="Graticule")
+    (x0, x1), (y0, y1) = (sorted(x_range), sorted(y_range)) if g is not None else ((0, 1), (0, 1))
+    # the bottom-left corner: the lowest parallel's label would sit on the row of meridian labels
+    if any(lab.kind == "meridian" and lab.edge == "bottom" for lab in labels):
+        labels = [lab for lab in labels if not (lab.kind == "parallel" and lab.y < y0 + 0.07 * (y1 - y0))]
+    # keep the text off the line's end: a few screen pixels (bokeh) or a hair of the view (matplotlib)
+    dx, dy = (0.0, 0.0) if backend == "bokeh" else (0.006 * (x1 - x0), 0.012 * (y1 - y0))
+    mer = hv.Labels([(lab.x, lab.y + dy, lab.text) for lab in labels if lab.kind == "meridian"],
+                    kdims=[xd, yd], vdims="text", group="Graticule", label="meridians")
+    par = hv.Labels([(lab.x + dx, lab.y, lab.text) for lab in labels if lab.kind == "parallel"],
+                    kdims=[xd, yd], vdims="text", group="Graticule", label="parallels")
+    if backend == "bokeh":
+        text = dict(text_color="#222222", text_font_size="8pt", background_fill_color="white",
+                    background_fill_alpha=0.6, apply_ranges=False)
+        path = path.opts(backend="bokeh", color=GRATICULE_COLOR, line_width=0.6, line_dash="dotted",
+                         alpha=0.8, apply_ranges=False)
+        mer = mer.opts(backend="bokeh", text_align="center", text_baseline="bottom",
+                       hooks=[_offset_text(0, -3)], **text)
+        par = par.opts(backend="bokeh", text_align="left", text_baseline="middle",
+                       hooks=[_offset_text(4, 0)], **text)
+    else:
+        path = path.opts(backend="matplotlib", color=GRATICULE_COLOR, linewidth=0.35, linestyle=":",
+                         apply_ranges=False)
+        mer = mer.opts(backend="matplotlib", horizontalalignment="center", verticalalignment="bottom",
+                       size=5, color="#222222", apply_ranges=False)
+        par = par.opts(backend="matplotlib", horizontalalignment="left", verticalalignment="center",
+                       size=5, color="#222222", apply_ranges=False)
+    return path * mer * par
+
+
+def graticule_ticks(projection: str, x_range, y_range, label_gap: float = 0.14) -> dict:
+    """matplotlib tick options: the graticule's edge labels on the axes of a projected map (no
+    metre ticks: empty lists where no line meets an edge); graticule steps on PlateCarree."""
+    from app.geometry import graticule
+
+    g = graticule(projection, x_range, y_range, label_gap=label_gap)
+    if projection == "PlateCarree":  # degree axes: every line's label, wherever it is
+        xt = [(lab.x, lab.text) for lab in g.labels if lab.kind == "meridian"]
+        yt = [(lab.y, lab.text) for lab in g.labels if lab.kind == "parallel"]
+    else:
+        xt, yt = g.ticks("bottom"), g.ticks("left")
+    x0, x1 = sorted(x_range)
+    xt = [(v, t) for v, t in xt if v <= x1 - 0.03 * (x1 - x0)]  # one on the right edge hits the colour bar
+    return dict(xticks=xt, yticks=yt)
+
+
 def swath_key(selection: Selection, catalog_path=None) -> tuple:
     s = selection
     return (data.catalog_label(catalog_path),
@@ -214,6 +332,8 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
     xd, yd = axis_dims(geom.projection)
     X, Y = geom.x[rows], geom.y[rows]
     aspect = float(np.clip((xr_[1] - xr_[0]) / max(yr_[1] - yr_[0], 1e-9), 1.0, 2.5))
+    # degrees on the axes: °E/°N ticks (PlateCarree) or the graticule's edge labels (projected)
+    axes = {**map_axis_opts(geom.projection, "matplotlib"), **graticule_ticks(geom.projection, xr_, yr_)}
     panels = []
     for layer in sl.layers:
         v = np.where(geom.drawable[rows], layer.values[rows], np.nan)
@@ -223,9 +343,13 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
             backend="matplotlib", cmap=layer.cmap, clim=layer.clim, logz=layer.log, colorbar=True,
             clabel=layer.clabel, hooks=[rasterize_meshes_hook], title=layer.title, fontsize=FONTS,
             clipping_colors={"min": "#d9d9d9", "NaN": "none"} if layer.log else {"NaN": "none"},
-            xlim=xr_, ylim=yr_, aspect=aspect)
+            xlim=xr_, ylim=yr_, aspect=aspect, **axes)
         coast = coast_path(geom.projection, xr_, yr_).opts(backend="matplotlib", color="#222222", linewidth=0.4)
-        panels.append((qm * coast).opts(backend="matplotlib", xlim=xr_, ylim=yr_))
+        overlay = qm * coast
+        if geom.projection != "PlateCarree":
+            overlay = overlay * graticule_overlay(geom.projection, xr_, yr_, "matplotlib", edge_ticks=True,
+                                                   label_gap=0.14)
+        panels.append(overlay.opts(backend="matplotlib", xlim=xr_, ylim=yr_, **axes))
     ncols = 2 if len(panels) > 1 else 1
     nrows = -(-len(panels) // ncols)
     layout = hv.Layout(panels).cols(ncols).opts(backend="matplotlib", sublabel_format="({alpha})",
@@ -375,6 +499,7 @@ class SwathMap(pn.viewable.Viewer):
                          responsive=True, height=MAP_HEIGHT, title=layer.title, framewise=False,
                          active_tools=["wheel_zoom"], show_grid=True, xlim=start["x_range"],
                          ylim=start["y_range"])
+            style.update(map_axis_opts(proj))
 
             def cb(x_range, y_range, width, height, scale=1.0, layer=layer, style=style):
                 xr_ = x_range or start["x_range"]
@@ -396,7 +521,13 @@ class SwathMap(pn.viewable.Viewer):
             self._taps.append(tap)
             self._boxes.append(box)
             box_outline = hv.DynamicMap(outline, streams=[self._outline])
-            panels.append((img * coast * box_outline).opts(title=layer.title, backend="bokeh"))
+            overlay = img * coast * box_outline
+            if proj != "PlateCarree":  # degree graticule instead of metre ticks
+                overlay = overlay * hv.DynamicMap(
+                    lambda x_range, y_range: graticule_overlay(proj, x_range or start["x_range"],
+                                                               y_range or start["y_range"]),
+                    streams=[hv.streams.RangeXY()])
+            panels.append(overlay.opts(title=layer.title, backend="bokeh", **map_axis_opts(proj)))
         return hv.Layout(panels).cols(2 if len(panels) > 1 else 1).opts(shared_axes=True, backend="bokeh")
 
     def _on_range(self, x_range=None, y_range=None, **kw):

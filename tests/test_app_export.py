@@ -157,3 +157,53 @@ def test_compare_export_without_a_comparison_is_a_clear_error(env, tmp_path, mon
     assert ctl.export() is None
     assert ctl.status.alert_type == "danger" and "No model comparison yet" in ctl.status.object
     assert "Traceback" not in ctl.status.object and ctl.links.objects == []
+
+
+def test_robinson_export_has_a_degree_graticule(env, tmp_path):
+    """A Robinson swath exports (PNG and PDF) with graticule lines and degree tick labels: no
+    metre ticks on the axes."""
+    import re
+
+    import cartopy.crs as ccrs
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    from app.export import render
+    from app.geometry import get_projection
+    from app.swath import export_parts
+
+    sel = Selection(orbit=20000, layers=["Tb", "truth"], projection="Robinson")
+    for fmt in ("png", "pdf"):
+        r = export_view("swath", sel, fmt, tmp_path / fmt)
+        assert r.figure.stat().st_size > 10_000
+        assert json.loads(r.manifest.read_text())["projection"] == "Robinson"
+    fig = render(export_parts(sel))
+    try:
+        fig.canvas.draw()
+        maps = [ax for ax in fig.axes if ax.get_title()]
+        assert len(maps) == 2
+        crs = get_projection("Robinson")
+        for ax in maps:
+            xt = [(v, t.get_text()) for v, t in zip(ax.get_xticks(), ax.get_xticklabels())]
+            yt = [(v, t.get_text()) for v, t in zip(ax.get_yticks(), ax.get_yticklabels())]
+            assert len(xt) >= 3 and len(yt) >= 3
+            for v, t in yt:  # parallels: the tick's height is that latitude's
+                m = re.fullmatch(r"(\d+)°([NS]?)", t)
+                assert m, t
+                lat = float(m[1]) * (-1 if m[2] == "S" else 1)
+                assert v == pytest.approx(crs.transform_point(0.0, lat, ccrs.PlateCarree())[1], rel=1e-6)
+            assert all(re.fullmatch(r"\d+°[EW]?", t) for _, t in xt), xt
+            # graticule lines: whole meridians (constant longitude) and parallels (constant latitude)
+            segs = [sg for c in ax.collections if isinstance(c, LineCollection) for sg in c.get_segments()
+                    if len(sg) > 2]
+            kinds = []
+            for sg in segs:
+                ll = ccrs.PlateCarree().transform_points(crs, sg[:, 0] * (1 - 1e-9), sg[:, 1])
+                lon, lat = ll[:, 0], ll[:, 1]
+                if np.ptp(lat) < 1e-6 and abs(lat[0] / 30 - round(lat[0] / 30)) < 1e-6:
+                    kinds.append("parallel")
+                elif np.ptp(lon) < 1e-3 and abs(lon[0] / 60 - round(lon[0] / 60)) < 1e-4 and np.ptp(lat) > 90:
+                    kinds.append("meridian")
+            assert kinds.count("parallel") >= 3 and kinds.count("meridian") >= 3, kinds
+    finally:
+        plt.close(fig)

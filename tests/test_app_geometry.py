@@ -232,3 +232,110 @@ def test_bbox_outline_round_trips(projection):
         else:
             assert len(paths) == (1 if box[0] < box[2] else 2)  # cut at the map's edge
             assert all(np.isfinite(p).all() for p in paths)
+
+
+# --------------------------------------------------------------------------- graticule
+#: The projections' definitions, written out here so the check does not reuse the app's code path.
+PROJ_STRINGS = {"Robinson": "+proj=robin +a=6378137 +lon_0=0 +no_defs",
+                "Mollweide": "+proj=moll +a=6378137 +lon_0=0 +no_defs",
+                "EqualEarth": "+proj=eqearth +ellps=WGS84 +lon_0=0 +no_defs"}
+
+
+def _degrees(text: str) -> float:
+    """'120°W' -> -120, '60°N' -> 60, '0°' -> 0, '180°' -> 180 (read from the label's text)."""
+    num, _, hemi = text.partition("°")
+    return float(num) * (-1 if hemi in ("W", "S") else 1)
+
+
+def _to_lonlat(projection, x, y):
+    import pyproj
+
+    t = pyproj.Transformer.from_crs(pyproj.CRS.from_proj4(PROJ_STRINGS[projection]), "EPSG:4326", always_xy=True)
+    return t.transform(np.asarray(x, float), np.asarray(y, float))
+
+
+def _same_lon(a, b, tol=1e-6):
+    return np.abs((np.asarray(a) - b + 180.0) % 360.0 - 180.0) < tol
+
+
+@pytest.mark.parametrize("projection", ["Robinson", "Mollweide", "EqualEarth"])
+def test_projected_graticule_round_trips_to_its_labels(projection):
+    """Every graticule line and label of a whole-globe projected map lies where its degrees say
+    (inverse projection by pyproj from the projection's own definition)."""
+    from app.geometry import get_projection, graticule
+
+    crs = get_projection(projection)
+    g = graticule(projection, crs.x_limits, crs.y_limits)
+    assert (g.lon_step, g.lat_step) == (60.0, 30.0)
+    assert g.kinds.count("meridian") >= 6 and g.kinds.count("parallel") == 5
+    for line, kind, value in zip(g.lines, g.kinds, g.values):
+        lon, lat = _to_lonlat(projection, line[:, 0] * (1 - 1e-9), line[:, 1])  # a hair inside the border
+        assert np.isfinite(lon).all() and np.isfinite(lat).all()
+        if kind == "meridian":
+            inner = np.abs(lat) < 89.0  # at the poles longitude is undefined
+            assert _same_lon(lon[inner], value, 1e-6).all()
+        else:
+            np.testing.assert_allclose(lat, value, atol=1e-6)
+    meridians = {_degrees(lab.text) for lab in g.labels if lab.kind == "meridian"}
+    parallels = {_degrees(lab.text) for lab in g.labels if lab.kind == "parallel"}
+    # Mollweide's meridians crowd near the pole: every other one is labelled there
+    assert {-120.0, 0.0, 120.0} <= meridians <= {-180.0, -120.0, -60.0, 0.0, 60.0, 120.0, 180.0}
+    assert parallels == {-60.0, -30.0, 0.0, 30.0, 60.0}
+    for lab in g.labels:
+        lon, lat = _to_lonlat(projection, lab.x * (1 - 1e-9), lab.y)  # a hair inside the border
+        if lab.kind == "meridian":
+            assert _same_lon(lon, _degrees(lab.text), 1e-6)
+            assert -70.0 - 1e-6 <= lat < 0  # labelled low on the map, not at the crowded pole
+        else:
+            assert lat == pytest.approx(_degrees(lab.text), abs=1e-6)
+            assert _same_lon(lon, -180.0, 1e-6)  # at the globe's left border
+
+
+def test_zoomed_graticule_adapts_and_labels_the_edges():
+    """A zoomed Robinson view gets finer lines, each labelled on the view's left or bottom edge
+    with the degrees found there by the inverse projection."""
+    import pyproj
+
+    from app.geometry import graticule
+
+    fwd = pyproj.Transformer.from_crs("EPSG:4326", pyproj.CRS.from_proj4(PROJ_STRINGS["Robinson"]), always_xy=True)
+    (x0, x1), (y0, y1) = zip(fwd.transform(-20.0, 10.0), fwd.transform(15.0, 40.0))
+    g = graticule("Robinson", (x0, x1), (y0, y1))
+    assert g.lon_step <= 10 and g.lat_step <= 10
+    assert {lab.edge for lab in g.labels} == {"bottom", "left"}
+    for lab in g.labels:
+        lon, lat = _to_lonlat("Robinson", lab.x, lab.y)
+        if lab.kind == "meridian":
+            assert lab.y == pytest.approx(y0) and _same_lon(lon, _degrees(lab.text))
+        else:
+            assert lab.x == pytest.approx(x0) and lat == pytest.approx(_degrees(lab.text), abs=1e-6)
+    for line in g.lines:  # cut to the view
+        assert (line[:, 0] >= x0 - 1e-3).all() and (line[:, 0] <= x1 + 1e-3).all()
+        assert (line[:, 1] >= y0 - 1e-3).all() and (line[:, 1] <= y1 + 1e-3).all()
+
+
+def test_graticule_is_antimeridian_safe():
+    """No graticule line jumps across the map; on the unwrapped PlateCarree map meridians repeat
+    every 360° with their wrapped longitude as label."""
+    from app.geometry import get_projection, graticule
+
+    for projection in ("Robinson", "Mollweide", "EqualEarth"):
+        crs = get_projection(projection)
+        width = crs.x_limits[1] - crs.x_limits[0]
+        g = graticule(projection, crs.x_limits, crs.y_limits, lon_step=15, lat_step=15)
+        assert max(np.abs(np.diff(line[:, 0])).max() for line in g.lines) < 0.05 * width
+    g = graticule("PlateCarree", (150.0, 400.0), (-70.0, 70.0), lon_step=30, lat_step=30)
+    labels = {lab.x: lab.text for lab in g.labels if lab.kind == "meridian"}
+    assert labels == {150.0: "150°E", 180.0: "180°", 210.0: "150°W", 240.0: "120°W", 270.0: "90°W",
+                      300.0: "60°W", 330.0: "30°W", 360.0: "0°", 390.0: "30°E"}
+    assert all(lab.edge == "bottom" for lab in g.labels if lab.kind == "meridian")
+    assert all(lab.edge == "left" and lab.x == 150.0 for lab in g.labels if lab.kind == "parallel")
+    assert graticule("Robinson", (3e7, 4e7), (3e7, 4e7)).lines == []  # off the globe: nothing
+
+
+def test_degree_labels():
+    from app.geometry import format_lat, format_lon
+
+    assert [format_lon(v) for v in (0, 60, -120, 180, -180, 200, 540, 2.5)] == \
+        ["0°", "60°E", "120°W", "180°", "180°", "160°W", "180°", "2.5°E"]
+    assert [format_lat(v) for v in (0, 30, -60, -0.0)] == ["0°", "30°N", "60°S", "0°"]

@@ -215,3 +215,58 @@ def test_drawn_box_on_a_projected_map(app_env, projection):
     before = sel.region
     sm._boxes[0].event(bounds=(-3e7, -3e7, -2.9e7, -2.9e7))
     assert sel.region == before and "off the globe" in sm.box_message
+
+
+def _bokeh_plots(sm):
+    import holoviews as hv
+    from bokeh.models import Plot
+
+    hv.extension("bokeh", logo=False)
+    return list(hv.renderer("bokeh").get_plot(sm._maps.object).state.select({"type": Plot}))
+
+
+@pytest.mark.parametrize("projection", ["Robinson", "Mollweide", "EqualEarth"])
+def test_projected_maps_show_a_degree_graticule_not_metres(app_env, projection):
+    """No metre tick labels on a projected map: its axes are bare and a graticule with degree
+    labels sits on the map, where those degrees are (inverse projection)."""
+    import re
+
+    import cartopy.crs as ccrs
+    from bokeh.models import MultiLine, Text
+
+    from app.geometry import get_projection
+
+    sm = SwathMap(selection=Selection(orbit=20000, layers=["Tb", "truth"], projection=projection))
+    plots = _bokeh_plots(sm)
+    assert len(plots) == 2
+    crs = get_projection(projection)
+    for p in plots:
+        for ax in p.xaxis + p.yaxis:
+            assert not ax.visible or (ax.major_label_text_font_size == "0pt"
+                                      and ax.axis_label_text_font_size == "0pt")
+        assert not any(g.visible and g.grid_line_color for g in p.grid)  # no grid at metre ticks
+        texts = [r for r in p.renderers if isinstance(r.glyph, Text)]
+        labels = [(x, y, t) for r in texts for x, y, t in zip(*(r.data_source.data[k] for k in ("x", "y", "text")))]
+        assert len(labels) >= 6
+        for x, y, t in labels:
+            m = re.fullmatch(r"(\d+(?:\.\d+)?)°([NSEW]?)", t)
+            assert m, t
+            lon, lat = ccrs.PlateCarree().transform_point(x * (1 - 1e-9), y, crs)  # a hair inside the border
+            deg = float(m[1]) * (-1 if m[2] in "WS" and m[2] else 1)
+            if m[2] in ("N", "S") or (t == "0°" and abs(lat) < 1e-6):  # parallels
+                assert lat == pytest.approx(deg, abs=1e-6)
+            else:  # meridians ("180°" is either edge of the globe)
+                assert min(abs((lon - d + 180) % 360 - 180) for d in {deg, -deg}) < 1e-5, (t, lon)
+        lines = [r for r in p.renderers if isinstance(r.glyph, MultiLine) and len(r.data_source.data["xs"]) >= 6]
+        assert lines, "no graticule lines"
+
+
+def test_plate_carree_map_has_degree_axes(app_env):
+    from bokeh.models import CustomJSTickFormatter
+
+    plots = _bokeh_plots(SwathMap(selection=Selection(orbit=20000, layers=["Tb"])))
+    (p,) = plots
+    assert isinstance(p.xaxis[0].formatter, CustomJSTickFormatter) and "°" in p.xaxis[0].formatter.code
+    assert isinstance(p.yaxis[0].formatter, CustomJSTickFormatter) and "°" in p.yaxis[0].formatter.code
+    assert p.xaxis[0].axis_label == "Longitude" and p.yaxis[0].axis_label == "Latitude"
+    assert p.xaxis[0].major_label_text_font_size != "0pt"

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +23,8 @@ from pathlib import Path
 import xarray as xr
 
 MARKER = ".raincheck-complete.json"
+
+log = logging.getLogger(__name__)
 
 
 class IncompleteStore(FileNotFoundError):
@@ -41,8 +47,71 @@ def read_marker(path: str | os.PathLike) -> dict:
     return json.loads(marker_path(Path(path)).read_text())
 
 
+#: a temporary file whose writer cannot be checked (another host, or a name without a pid) is
+#: stale once this old; one whose writer's pid is alive only after LIVE_MAX_AGE_S (pid reuse)
+STALE_AGE_S = 6 * 3600
+LIVE_MAX_AGE_S = 7 * 24 * 3600
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_TMP = re.compile(r"^\..+\.tmp-(?:(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-)?[0-9a-f]{8,12}(?:\.[A-Za-z0-9]+)?$")
+
+
+def temp_name(name: str, suffix: str = "") -> str:
+    """The name of a temporary sibling of ``name``: it records this host and process id, so a
+    later run can tell a temp left by a killed writer (removed) from a live writer's (kept)."""
+    return f".{name}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}"
+
+
 def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+    return path.with_name(temp_name(path.name))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child not yet reaped is a zombie: its writing is over
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _newest_mtime(p: Path) -> float:
+    newest = p.lstat().st_mtime
+    if p.is_dir() and not p.is_symlink():
+        for root, dirs, files in os.walk(p):
+            for n in dirs + files:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(root, n)).st_mtime)
+                except OSError:
+                    pass
+    return newest
+
+
+def is_stale_temp(p: str | os.PathLike, *, now: float | None = None, max_age: float = STALE_AGE_S) -> bool:
+    """Whether ``p`` is a temporary file or folder of an atomic write whose writer is gone: its
+    process (recorded in the name) is no longer alive on this host, or, when that cannot be
+    checked, it was last written more than ``max_age`` seconds ago. Never true for a temp that
+    this process or another live process on this host is writing (unless older than a week)."""
+    p = Path(p)
+    m = _TMP.match(p.name)
+    if not m:
+        return False
+    try:
+        age = (time.time() if now is None else now) - _newest_mtime(p)
+    except OSError:
+        return False
+    if m["pid"] and m["host"] == _HOST:
+        pid = int(m["pid"])
+        if pid == os.getpid():
+            return False
+        if not _pid_alive(pid):
+            return True
+        return age > LIVE_MAX_AGE_S
+    return age > max_age
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None], meta: dict | None = None) -> Path:
@@ -50,6 +119,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None], meta: 
     it complete. An existing store at ``path`` is replaced only once the new one is whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    cleanup_stale(path.parent)  # what killed writers left here (a live writer's temp is kept)
     tmp = _tmp_sibling(path)
     try:
         writer(tmp)
@@ -131,10 +201,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
-def cleanup_stale(folder: str | os.PathLike) -> int:
-    """Remove temporary siblings left by crashed writers; return how many were removed."""
+def cleanup_stale(folder: str | os.PathLike, *, max_age: float = STALE_AGE_S) -> int:
+    """Remove the temporary files left in ``folder`` by writers that are gone (killed, crashed;
+    see :func:`is_stale_temp`); a live writer's temp is kept. Returns how many were removed."""
     n = 0
-    for p in Path(folder).glob(".*.tmp-*"):
-        _remove(p)
-        n += 1
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for p in folder.glob(".*.tmp-*"):
+        if is_stale_temp(p, max_age=max_age):
+            log.info("removing %s, a temporary file left by a writer that is gone", p)
+            _remove(p)
+            n += 1
     return n

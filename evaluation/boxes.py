@@ -15,11 +15,10 @@ import json
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from catalogs.store import is_complete
+from catalogs.store import is_complete, temp_name
 from evaluation import regions as RG
 from evaluation.cube import (REFERENCE, STRIP, TRUTH, Cube, build_cube, expand_sources, model_of, open_cube,
                              read_ledger, source_identity)
@@ -229,7 +228,7 @@ def build_box_cube(spec, main, *, path=None, progress: Callable[[int, int, str],
     path = Path(plan["path"])
     path.parent.mkdir(parents=True, exist_ok=True)
     side = Path(str(path) + ".box.json")
-    tmp = side.with_name(f".{side.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = side.with_name(temp_name(side.name))
     tmp.write_text(json.dumps(plan, sort_keys=True))
     os.replace(tmp, side)
     cfg = plan["config"]

@@ -65,6 +65,8 @@ import re
 import threading
 import time as _time
 import uuid
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -73,7 +75,7 @@ import pandas as pd
 import xarray as xr
 
 from catalogs import schema
-from catalogs.store import atomic_write, is_complete
+from catalogs.store import atomic_write, is_complete, temp_name
 from evaluation import distributions as D
 from evaluation import regions as RG
 from evaluation import skill as SK
@@ -664,7 +666,7 @@ def write_partial(part: dict, folder: Path) -> Path:
     for i, p in enumerate(part["skill"]):
         arrays[f"skill_{i}"] = part["skill"][p]
         arrays[f"field_{i}"] = part["field_skill"][p]
-    tmp = folder / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npz"
+    tmp = folder / temp_name(path.name, ".npz")  # records the pid: stale once this process is gone
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
     return path
@@ -681,6 +683,32 @@ def read_partial(path: Path) -> dict:
                 "sumsq": {s: z[f"sumsq_{i}"] for i, s in enumerate(srcs)},
                 "skill": {p: z[f"skill_{i}"] for i, p in enumerate(pairs)},
                 "field_skill": {p: z[f"field_{i}"] for i, p in enumerate(pairs)}}
+
+
+#: what reading a damaged partial raises (truncated, empty, bit-flipped files)
+_DAMAGE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+_PARTIAL_FIELDS = {"orbit.npy", "months.npy", "sources.npy", "pairs.npy"}
+
+
+def partial_damage(path: Path) -> str | None:
+    """None if the partial file is whole (a zip whose every member passes its CRC check and
+    that holds the fields of a partial), else what is wrong with it."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+            names = set(z.namelist())
+    except _DAMAGE as e:
+        return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    if bad is not None:
+        return f"member {bad} fails its CRC check"
+    if not _PARTIAL_FIELDS <= names:
+        return f"fields missing: {', '.join(sorted(_PARTIAL_FIELDS - names))}"
+    return None
+
+
+def _discard_damaged(path: Path, why: str) -> None:
+    log.warning("discarding damaged partial %s (%s): its orbit is recomputed", Path(path).name, why)
+    Path(path).unlink(missing_ok=True)
 
 
 def _npz_identities(z) -> dict:
@@ -873,13 +901,23 @@ def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, prog
     metas = []
     taking_s: dict = {}
     taking_p: dict = {}
+    damaged = []
     for pp in parts:
-        with np.load(pp, allow_pickle=False) as z:
-            srcs = [str(s) for s in z["sources"]]
-            prs = [str(p) for p in z["pairs"]]
-            ms = z["months"].astype("datetime64[ns]")
-            pid = _npz_identities(z)
-            o = int(z["orbit"])
+        why = partial_damage(pp)
+        if why is None:
+            try:
+                with np.load(pp, allow_pickle=False) as z:
+                    srcs = [str(s) for s in z["sources"]]
+                    prs = [str(p) for p in z["pairs"]]
+                    ms = z["months"].astype("datetime64[ns]")
+                    pid = _npz_identities(z)
+                    o = int(z["orbit"])
+            except _DAMAGE as e:
+                why = f"{type(e).__name__}: {e}"
+        if why is not None:  # not merged: its orbit stays missing from the ledger, a rerun computes it
+            _discard_damaged(pp, why)
+            damaged.append(pp)
+            continue
         pid = _legacy_partial(pid, srcs + [x for p in prs for x in _pair_sides(p)], cfg.get("identities"),
                               f"partial {Path(pp).name}")
         srcs = [s for s in srcs if o not in done_s.get(s, ()) and o not in taking_s.get(s, ()) and accepts(s, pid, pp)]
@@ -1019,18 +1057,24 @@ def build_cube(
     pdir.mkdir(parents=True, exist_ok=True)
     from catalogs.store import cleanup_stale
 
-    cleanup_stale(pdir)
+    cleanup_stale(pdir)  # temps of killed workers (a live writer's are kept)
+    cleanup_stale(path.parent)  # a merge killed mid-write (the cube's own temp sibling)
     # what each orbit still needs, minus what finished partials (of the current versions) hold
     have: dict[int, set] = {}
+    damaged = 0
     for f in sorted(pdir.glob("o*.npz")):
         info = _parse_partial_name(f.name)
         if not info:
             continue
-        try:
-            pid = partial_identities(f)
-        except (OSError, ValueError) as e:  # unreadable: recompute
-            log.warning("removing unreadable partial %s (%s)", f.name, e)
-            f.unlink(missing_ok=True)
+        why = partial_damage(f)
+        if why is None:
+            try:
+                pid = partial_identities(f)
+            except _DAMAGE as e:
+                why = f"{type(e).__name__}: {e}"
+        if why is not None:  # truncated, empty or bit-flipped (a crash, a full disk): recompute it
+            _discard_damaged(f, why)
+            damaged += 1
             continue
         pid = _legacy_partial(pid, [x for x in cur if x in info[1] or x in BUILTIN], cur, f"partial {f.name}")
         bad = sorted({x for x in set(info[1]) | set(pid) if (x in cur and pid.get(x) != cur[x])
@@ -1049,7 +1093,8 @@ def build_cube(
             todo.append((o, expand_sources(need)))
     total = len(todo)
     if progress:
-        progress(0, total, f"{total} orbit(s) to compute, {len(have)} partial(s) to reuse")
+        progress(0, total, f"{total} orbit(s) to compute, {len(have)} partial(s) to reuse"
+                 + (f", {damaged} damaged partial(s) discarded" if damaged else ""))
     if max_tasks is not None:
         todo = todo[:max_tasks]
     try:

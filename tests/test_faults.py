@@ -114,6 +114,7 @@ def test_kill9_during_inference_write_then_rerun(data_root):
     r = subprocess.run(cmd, env=_env(data_root), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert store.is_complete(final)
+    assert not list(final.parent.glob(".*.tmp-*")), "the killed run's temporary files must be cleaned"
     ds = store.open_dataset(final)
     assert ds.attrs["orbit_number"] == orbit
     assert np.isfinite(ds.precip_mean.values).mean() > 0.9

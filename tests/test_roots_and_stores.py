@@ -99,10 +99,21 @@ def test_store_without_marker_is_not_valid(tiny_swath, tmp_path):
 
 
 def test_cleanup_stale(tmp_path):
-    (tmp_path / ".orbit.zarr.tmp-abc").mkdir()
-    (tmp_path / ".x.nc.tmp-def").write_text("")
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    name = store.temp_name("orbit.zarr").split("-")  # this host, a process that has exited
+    (tmp_path / "-".join([*name[:-2], dead.stdout.strip(), name[-1]])).mkdir()
+    old = tmp_path / ".x.nc.tmp-0123456789ab"  # no pid recorded: stale when old
+    old.write_text("")
+    t = old.stat().st_mtime - 2 * store.STALE_AGE_S
+    os.utime(old, (t, t))
+    live = tmp_path / store.temp_name("y.zarr")  # this process is writing it
+    live.mkdir()
     assert store.cleanup_stale(tmp_path) == 2
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [live]
 
 
 def test_unknown_suffix(tiny_swath, tmp_path):

@@ -137,6 +137,8 @@ def _server_prefixes() -> list[tuple[str, str]]:
     except Exception:  # an unusable data root: its own error says so
         pass
     pairs.append((str(PACKAGE_ASSETS), "<package assets>"))
+    # (the paths below the roots above are the user's own; below the folders that follow, only
+    # the file name is shown)
     pairs.append((str(Path(__file__).resolve().parents[1]), "<raincheck>"))
     libs = set(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
     libs |= {sysconfig.get_paths().get(k) for k in ("purelib", "platlib")} - {None}
@@ -161,6 +163,8 @@ def _server_prefixes() -> list[tuple[str, str]]:
     return sorted(set(out), key=lambda p: -len(p[0]))
 
 
+#: Labels of the roots whose sub-paths are shown (the user's own relative paths).
+_USER_ROOTS = ("<data root>", "<read root>", "<package assets>")
 _FILE_URL = None
 _ABS_PATH = None
 
@@ -174,11 +178,19 @@ def public_message(text: str) -> str:
     global _FILE_URL, _ABS_PATH
     if _FILE_URL is None:
         _FILE_URL = re.compile(r"file://(/[^\s'\"]*)")
-        _ABS_PATH = re.compile(r"(?<![\w.:/~<>\\-])/(?=[^\s/])[^\s'\"(),;<>]*")
+        _ABS_PATH = re.compile(r"(?<![\w.:/~<>…\\-])/(?=[^\s/])[^\s'\"(),;<>]*")
     text = str(text)
     out = _FILE_URL.sub(lambda m: m.group(1), text)
     for folder, label in _server_prefixes():
-        out = re.sub(re.escape(folder) + r"(?=[/\s'\"(),;:]|$)", lambda m, lab=label: lab, out)
+        keep = label in _USER_ROOTS
+
+        def sub(m, label=label, keep=keep):
+            rest = m.group(1) or ""
+            if keep or not rest.strip("/"):
+                return label + rest
+            return f"{label}/…/{rest.rstrip('/').rsplit('/', 1)[-1]}"
+
+        out = re.sub(re.escape(folder) + r"(/[^\s'\"(),;<>]*)?(?=[\s'\"(),;:<>]|$)", sub, out)
     out = _ABS_PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], out)
     if out != text:
         log.info("message for a web user (server paths removed); full text: %s", text)

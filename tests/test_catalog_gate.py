@@ -304,3 +304,77 @@ def test_trusting_a_catalogue_is_explicit(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["catalog", "list", "--catalog", path, "--trust-catalog"],
                            env={"RAINCHECK_TRUST_CATALOG": ""})
     assert r.exit_code == 0 and "host" in r.output, r.output
+
+
+# --- what web users see: no server path, no markup ------------------------------------------------
+
+def test_messages_for_web_users_name_no_server_path(data_root):
+    import site
+    from pathlib import Path
+
+    from app.data import public_message
+
+    repo = Path(__file__).resolve().parents[1]
+    sp = site.getsitepackages()[0]
+    text = (f"path '../x' resolves to '/etc/passwd', outside the configured data roots ({data_root}, "
+            f"{repo}/catalogs/assets); {data_root}/pps/{CMB}: file not found; {sp}/intake/readers/entry.py; "
+            f"{Path.home()}/.config/secret.json; file://{repo}/catalogs/demo.yaml")
+    out = public_message(text)
+    for p in (str(data_root), str(repo), sp, str(Path.home()), "/etc/"):
+        assert p not in out, (p, out)
+    assert f"<data root>/pps/{CMB}" in out  # the user's own path below the root stays readable
+    assert "<package assets>" in out and "…/passwd" in out and "…/entry.py" in out and "…/demo.yaml" in out
+    plain = "12 mm h-1 over 1/2 of bbox:10,20,30,40 and lat:-30:30 at http://127.0.0.1:5006/?view=trends"
+    assert public_message(plain) == plain
+
+
+def test_values_reach_panes_as_text():
+    from app.data import escape_text, for_page
+
+    out = for_page('<img src="x" onerror="alert(1)"> [a](javascript:alert(1)) ![i](http://e.org/p.png) *b* `c`')
+    assert "<" not in out and ">" not in out and '"' not in out
+    assert "\\[a\\]" in out and "!\\[i\\]" in out and "\\*b\\*" in out and "\\`c\\`" in out
+    assert escape_text("RAINCHECK_DATA_ROOT unit-model raincheck.compare/1") == \
+        "RAINCHECK_DATA_ROOT unit-model raincheck.compare/1"
+
+
+@pytest.mark.parametrize("search, problem", [
+    ("?source=real&granule=env(AUDIT_SECRET)", "granule='env(AUDIT_SECRET)': looks like the template function env"),
+    ("?granule=a%00b", "granule='a\\x00b': contains the control or formatting character U+0000"),
+    ("?region=glob%E2%80%AEal", "region='glob\\u202eal': contains the control or formatting character U+202E"),
+    ("?models=a%1Bb", "U+001B"),
+    ("?view=%3Cscript%3Ex%3C/script%3E", "view='<script>x</script>': not a valid view; choose one of swath, "),
+    ("?orbit=1e309", "orbit='1e309': not a whole number"),
+    ("?y0=2050&y1=2000", "y0=2050 and y1=2000: the period ends before it starts"),
+    ("?from=2019-06-05&to=2019-06-01", "from=2019-06-05 and to=2019-06-01: the period ends before it starts"),
+    ("?from=yesterday", "from='yesterday': not an ISO date"),
+])
+def test_hostile_link_values_are_reported_and_not_applied(search, problem, secret):
+    from panel.io.location import Location
+
+    from app.state import Selection, sync_url
+
+    s = Selection()
+    problems = sync_url(s, Location(search=search))
+    assert len(problems) == 1 and problem in problems[0], problems
+    assert SECRET not in problems[0]
+    fresh = Selection()
+    for name in ("granule", "region", "models", "view", "orbit", "start_year", "end_year", "pick_start", "pick_end"):
+        assert getattr(s, name) == getattr(fresh, name), name  # the refused value kept its default
+
+
+def test_serve_refuses_an_untrusted_catalogue_before_serving(tmp_path, monkeypatch):
+    from tests.test_app_serve import free_port
+
+    monkeypatch.delenv("RAINCHECK_TRUST_CATALOG", raising=False)
+    path = _catalogue(tmp_path, textwrap.dedent("""\
+        host:
+          reader: intake.readers.readers:FileTextReader
+          output_instance: builtins:str
+          kwargs: {data: {cls: "intake.readers.datatypes:Text", url: /etc/hostname}}
+          user_parameters: {}
+        """))
+    r = CliRunner().invoke(main, ["serve", "--catalog", path, "--port", str(free_port())])
+    assert r.exit_code == 1, r.output
+    assert "entry 'host' uses reader 'intake.readers.readers:FileTextReader'" in r.output
+    assert "--trust-catalog" in r.output and "Traceback" not in r.output

@@ -121,6 +121,9 @@ def register(main: click.Group) -> None:
                   help="Address to bind (0.0.0.0 to expose it; then set --allow-websocket-origin).")
     @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), default=None,
                   help="Intake 2 catalogue file (default: the demo).")
+    @click.option("--trust-catalog", is_flag=True, envvar="RAINCHECK_TRUST_CATALOG", default=False,
+                  help="Accept a catalogue that names readers other than raincheck's own (a catalogue is "
+                       "code: only one you wrote; env RAINCHECK_TRUST_CATALOG=1).")
     @click.option("--cube", "cube_path", type=click.Path(), default=None,
                   help="Climatology cube for the evaluation views (default: the demo cube).")
     @click.option("--allow-websocket-origin", "origins", multiple=True,
@@ -153,7 +156,7 @@ def register(main: click.Group) -> None:
                        "(the box-cube build worker's: 5 lower still).")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
                   help="Device for on-demand inference: auto, cpu, cuda or mps.")
-    def serve(port, address, catalog_path, cube_path, origins, show, basic_auth, login_attempts, login_lockout,
+    def serve(port, address, catalog_path, trust_catalog, cube_path, origins, show, basic_auth, login_attempts, login_lockout,
               oauth_provider, cookie_secret, no_auth, inference_mode, workers, worker_threads, worker_nice, device):
         """Serve the raincheck web app (on 127.0.0.1 only, unless told otherwise)."""
         from app.commands._login import LoginThrottle, parse_basic_auth
@@ -170,8 +173,12 @@ def register(main: click.Group) -> None:
             import secrets
 
             cookie_secret = secrets.token_hex(32)
-        from catalogs.catalog import CatalogError, open_catalog
+        from catalogs.catalog import TRUST_ENV, CatalogError, open_catalog
 
+        if trust_catalog:
+            import os
+
+            os.environ[TRUST_ENV] = "1"  # the sessions open the catalogue too
         if catalog_path:
             try:
                 open_catalog(catalog_path)

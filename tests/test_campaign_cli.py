@@ -246,3 +246,27 @@ def test_shipped_checkpoints_are_finite_and_cards_valid(data_root):
     assert not problems and {c.name for c in cards} >= {"unet-reference", "bayes-baseline"}
     for c in cards:
         load_model(c.name)
+
+
+# --- the other commands: names checked before any data is simulated or any file written -------
+
+@pytest.mark.parametrize("args, needles", [
+    (["compare", "--models", "nosuch"], ["--models", "unknown model 'nosuch'"]),
+    (["compare", "--reference", "nosuch"], ["--reference", "unknown model 'nosuch'"]),
+    (["compare", "--config", "nosuch"], ["--config", "config 'nosuch' not found"]),
+    (["compare", "--update-cards", "nosuch"], ["--update-cards", "unknown model 'nosuch'"]),
+    (["compare", "--draws", "-1"], ["--draws", "-1 is not in the range"]),
+    (["export", "--view", "swath", "--orbit", "20000", "--models", "nosuch"], ["--models", "unknown model 'nosuch'"]),
+    (["climatology", "build-box", "bbox:abc"], ["got 'bbox:abc'"]),
+])
+def test_other_commands_refuse_unknown_names(data_root, tmp_path, monkeypatch, args, needles):
+    monkeypatch.chdir(tmp_path)  # export's default --out is the working folder
+    _refused(args, *needles, root=data_root)
+    assert not any(tmp_path.glob("raincheck_*"))
+
+
+def test_climatology_export_of_a_missing_cube(data_root, tmp_path):
+    dest = data_root / "cube.nc"
+    _refused(["climatology", "export", dest, "--cube", tmp_path / "nope.zarr"], "--cube", "no complete climatology cube",
+             root=data_root)
+    assert not dest.exists()

@@ -20,8 +20,10 @@ def register(main: click.Group) -> None:
     @click.option("--reference", default="unet-reference", show_default=True, help="The model to beat.")
     @click.option("--config", default="unet-reference", show_default=True,
                   help="Training config whose test/ood splits are the held-out sets.")
-    @click.option("--draws", default=4, show_default=True, type=int, help="Predictive draws per pixel for extremes.")
-    @click.option("--boot", "n_boot", default=100, show_default=True, type=int, help="Scene-bootstrap replicates.")
+    @click.option("--draws", default=4, show_default=True, type=click.IntRange(1, 1000),
+                  help="Predictive draws per pixel for extremes.")
+    @click.option("--boot", "n_boot", default=100, show_default=True, type=click.IntRange(0, 100_000),
+                  help="Scene-bootstrap replicates (0: none).")
     @click.option("--no-ood", is_flag=True, help="Skip the OOD detection and split.")
     @click.option("--no-cache", is_flag=True, help="Recompute every model's scores (ignore the cache).")
     @click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of tables.")
@@ -33,10 +35,22 @@ def register(main: click.Group) -> None:
         from evaluation.compare import compare, table, unclean, update_cards as _update
         from evaluation.report import clean
         from models.base import ModelError
-        from models.registry import list_models
+        from models.registry import get_card, list_models, load_config
 
         names = [n.strip() for n in model_list.split(",") if n.strip()] if model_list else \
             [c.name for c in list_models()]
+        # names and the config are checked before any data is simulated
+        for hint, values in (("--models", names), ("--reference", [reference]),
+                             ("--update-cards", [n.strip() for n in (update_names or "").split(",") if n.strip()])):
+            for n in values:
+                try:
+                    get_card(n)
+                except ModelError as e:
+                    raise click.BadParameter(str(e), param_hint=hint) from None
+        try:
+            load_config(config)
+        except (ModelError, ValueError) as e:
+            raise click.BadParameter(str(e), param_hint="--config") from None
 
         def progress(done, total, msg=""):
             click.echo(f"  {msg}", err=True)

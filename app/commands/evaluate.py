@@ -225,8 +225,10 @@ def register(main: click.Group) -> None:
                                          scheduler=sched, n_workers=workers)
             finally:
                 bar.close()
-        except (CB.CubeConfigMismatch, ValueError, KeyError) as e:
+        except KeyError as e:
             raise click.ClickException(str(e).strip("'\"")) from None
+        except (CB.CubeConfigMismatch, ValueError) as e:
+            raise click.ClickException(str(e)) from None
         click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
 
     @climatology.command("info")
@@ -242,7 +244,8 @@ def register(main: click.Group) -> None:
         """Write a cube as one compressed netCDF file (e.g. evaluation/data/demo_cube.nc)."""
         from evaluation import cube as CB
 
-        out = CB.export_cube(cube_path or CB.demo_cube_path(), dest)
+        c = _open(cube_path)  # refuses a missing, unfinished or foreign cube
+        out = CB.export_cube(c.path, dest)
         click.echo(str(out))
 
     @main.command("evaluate")

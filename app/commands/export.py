@@ -71,6 +71,15 @@ def register(main: click.Group) -> None:
                 sel.pixels = pixels
         except (ValueError, TypeError) as e:
             raise click.BadParameter(str(e))
+        if sel.view == "swath" and sel.models:
+            from models.base import ModelError
+            from models.registry import get_card
+
+            for m in sel.models:  # an unknown name would export a figure without it, silently
+                try:
+                    get_card(m)
+                except ModelError as e:
+                    raise click.BadParameter(str(e), param_hint="--models") from None
         try:
             res = export_view(sel.view, sel, fmt, out_dir, catalog_path=catalog_path, cube_path=cube_path)
         except ExportError as e:

@@ -596,8 +596,11 @@ def graticule(projection: str, x_range, y_range, lon_step: float | None = None,
         lab = _clip(_project_line(projection, np.full(n, lon), tl), box) or vis
         pts = np.concatenate(lab)
         x, y = pts[np.argmin(pts[:, 1])]
+        on_bottom = abs(y - y0) <= tol
+        if not on_bottom and min(abs(x - x0), abs(x - x1)) <= tol:
+            continue  # it leaves through the side of the view (a tilted meridian): the parallels' place
         labels.append(GraticuleLabel(float(x), float(y), format_lon(lon), "meridian", _wrap180(lon),
-                                     "bottom" if abs(y - y0) <= tol else None))
+                                     "bottom" if on_bottom else None))
     labels = _thin(labels, lon_step, label_gap * (x1 - x0))
     for lat in lats:
         if projection == "PlateCarree":

@@ -3,6 +3,9 @@
 - full resolution through datashader (every swath pixel a quad, re-rasterised on pan/zoom,
   only the scans in view), see :mod:`app.geometry`;
 - offline coastlines; a projection choice; antimeridian-safe;
+- degrees, never metres: PlateCarree axes read °E/°N; projected maps (Robinson, Mollweide, Equal
+  Earth) hide their metre axes and draw a degree graticule (:func:`app.geometry.graticule`)
+  labelled at the view's edges, re-cut on every pan/zoom; their hover gives lon/lat;
 - linked maps (pan/zoom one, all follow); hover shows the value with its unit;
 - clicking a pixel shows each model's predicted distribution against reference and truth;
 - a box drawn with the box-select tool becomes the selection's region (``bbox:`` spec, see
@@ -14,6 +17,7 @@ this interactive view and by :mod:`app.export`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -153,7 +157,36 @@ def image_for(geom, layer: Layer, x_range=None, y_range=None, width=600, height=
     if x_range is None:
         dx, dy = float(agg.x[1] - agg.x[0]), float(agg.y[1] - agg.y[0])
         x0, x1, y0, y1 = x0 - dx / 2, x1 + dx / 2, y0 - dy / 2, y1 + dy / 2
-    return hv.Image(agg.values[::-1], bounds=(x0, y0, x1, y1), kdims=[xd, yd], vdims=[value_dim(layer)])
+    if geom.projection == "PlateCarree":
+        return hv.Image(agg.values[::-1], bounds=(x0, y0, x1, y1), kdims=[xd, yd], vdims=[value_dim(layer)])
+    # projected: the hover reads longitude/latitude (not metres) from two more value planes
+    lon, lat = _pixel_lonlat(geom.projection, tuple(agg.x.values), tuple(agg.y.values))
+    return hv.Image((agg.x.values, agg.y.values, agg.values, lon, lat), kdims=[xd, yd],
+                    vdims=[value_dim(layer), *LONLAT_DIMS])
+
+
+#: Value planes of a projected map's image giving the hover its degrees.
+LONLAT_DIMS = ("lon", "lat")
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_lonlat(projection: str, xs: tuple, ys: tuple):
+    """Longitude/latitude (degrees, NaN off the globe) of every screen-pixel centre (y, x);
+    cached: all panels of a view share one grid."""
+    import cartopy.crs as ccrs
+
+    from app.geometry import get_projection
+
+    crs = get_projection(projection)
+    xx, yy = np.meshgrid(np.asarray(xs), np.asarray(ys))
+    ll = ccrs.PlateCarree().transform_points(crs, xx, yy)
+    lon, lat = ll[..., 0], ll[..., 1]
+    with np.errstate(invalid="ignore"):
+        off = ~(np.isfinite(lon) & np.isfinite(lat)) | (np.abs(lon) > 180) | (np.abs(lat) > 90)
+    lon, lat = np.where(off, np.nan, np.round(lon, 3)), np.where(off, np.nan, np.round(lat, 3))
+    lon.setflags(write=False)
+    lat.setflags(write=False)
+    return lon, lat
 
 
 def coast_path(projection: str, x_range=None, y_range=None):
@@ -270,7 +303,12 @@ def graticule_overlay(projection: str, x_range, y_range, backend: str = "bokeh",
     return path * mer * par
 
 
-def graticule_ticks(projection: str, x_range, y_range, label_gap: float = 0.14) -> dict:
+#: Least gap between meridian labels in exported figures, as a share of the map's width: a
+#: "120°W" tick label at 8 pt is about a fifth of a panel's map (3.6 in panel less colour bar).
+EXPORT_LABEL_GAP = 0.2
+
+
+def graticule_ticks(projection: str, x_range, y_range, label_gap: float = EXPORT_LABEL_GAP) -> dict:
     """matplotlib tick options: the graticule's edge labels on the axes of a projected map (no
     metre ticks: empty lists where no line meets an edge); graticule steps on PlateCarree."""
     from app.geometry import graticule
@@ -348,7 +386,7 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
         overlay = qm * coast
         if geom.projection != "PlateCarree":
             overlay = overlay * graticule_overlay(geom.projection, xr_, yr_, "matplotlib", edge_ticks=True,
-                                                   label_gap=0.14)
+                                                   label_gap=EXPORT_LABEL_GAP)
         panels.append(overlay.opts(backend="matplotlib", xlim=xr_, ylim=yr_, **axes))
     ncols = 2 if len(panels) > 1 else 1
     nrows = -(-len(panels) // ncols)
@@ -500,6 +538,9 @@ class SwathMap(pn.viewable.Viewer):
                          active_tools=["wheel_zoom"], show_grid=True, xlim=start["x_range"],
                          ylim=start["y_range"])
             style.update(map_axis_opts(proj))
+            if proj != "PlateCarree":  # the hover in degrees, not metres
+                style["hover_tooltips"] = [(layer.clabel, "@image"), ("Longitude (°E)", "@{lon}{0.00}"),
+                                           ("Latitude (°N)", "@{lat}{0.00}")]
 
             def cb(x_range, y_range, width, height, scale=1.0, layer=layer, style=style):
                 xr_ = x_range or start["x_range"]

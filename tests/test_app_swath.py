@@ -270,3 +270,31 @@ def test_plate_carree_map_has_degree_axes(app_env):
     assert isinstance(p.yaxis[0].formatter, CustomJSTickFormatter) and "°" in p.yaxis[0].formatter.code
     assert p.xaxis[0].axis_label == "Longitude" and p.yaxis[0].axis_label == "Latitude"
     assert p.xaxis[0].major_label_text_font_size != "0pt"
+
+
+def test_projected_map_hover_reads_degrees(app_env):
+    """The hover of a projected map gives longitude/latitude, and they are the screen pixel's
+    (inverse projection by pyproj from Robinson's definition), not metres."""
+    import holoviews as hv
+    import pyproj
+
+    hv.extension("bokeh", logo=False)
+    sm = SwathMap(selection=Selection(orbit=20000, layers=["Tb"], projection="Robinson"))
+    panel = sm._maps.object[0] if isinstance(sm._maps.object, hv.Layout) else sm._maps.object
+    el = panel[()].Image.I
+    assert [d.name for d in el.vdims] == ["value", "lon", "lat"]
+    xs, ys = el.dimension_values(0, expanded=False), el.dimension_values(1, expanded=False)
+    lon, lat = el.dimension_values("lon", flat=False), el.dimension_values("lat", flat=False)
+    to_ll = pyproj.Transformer.from_crs(pyproj.CRS.from_proj4("+proj=robin +a=6378137 +lon_0=0"), "EPSG:4326",
+                                        always_xy=True)
+    xx, yy = np.meshgrid(xs, ys)
+    want_lon, want_lat = to_ll.transform(xx, yy)
+    on = np.isfinite(lon)
+    assert on.mean() > 0.5  # most of the whole-orbit view is on the globe
+    np.testing.assert_allclose(lon[on], want_lon[on], atol=1e-3)
+    np.testing.assert_allclose(lat[on], want_lat[on], atol=1e-3)
+    (p,) = _bokeh_plots(sm)
+    from bokeh.models import HoverTool
+
+    (tips,) = [t.tooltips for t in p.select({"type": HoverTool})]
+    assert [name for name, _ in tips] == ["Tb 89.0V (K)", "Longitude (°E)", "Latitude (°N)"]

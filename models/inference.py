@@ -125,6 +125,127 @@ def _default_batch(device: torch.device, tile_pixels: int, retriever: Retriever,
     return int(max(1, min(n_tiles, getattr(retriever, "cpu_batch_tiles", 2))))
 
 
+def tile_plan(retriever: Retriever, rows: int, tile_scans: int | None = None,
+              overlap: int | None = None) -> tuple[int, int, list[int]]:
+    """``(tile_len, overlap, starts)``: the along-track tiles :func:`predict_swath` runs on a
+    padded swath of ``rows`` scans (the card's ``inference.tile_scans`` and ``overlap`` unless
+    given): the fewest tiles of at most ~``tile_scans`` scans, rows shared evenly."""
+    mult = retriever.multiple
+    margin = retriever.overlap_margin
+    cfg = getattr(retriever, "inference_config", {}) or {}
+    tile = _pad_to(tile_scans or cfg.get("tile_scans", 768), mult)
+    ov = overlap if overlap is not None else cfg.get("overlap", 2 * margin + 32)
+    ov = max(ov, 2 * margin + 2) if margin else ov
+    tile = max(tile, _pad_to(2 * ov + mult, mult))  # a tile advances by at least `overlap`
+    n_tiles = 1 if tile >= rows else math.ceil((rows - ov) / max(tile - ov, mult))
+    tile_len = rows if n_tiles == 1 else min(rows, _pad_to(math.ceil((rows + (n_tiles - 1) * ov) / n_tiles), mult))
+    return tile_len, ov, plan_tiles(rows, tile_len, ov, mult)
+
+
+def _check_swath(retriever: Retriever, swath: xr.Dataset, validate: bool) -> None:
+    if "Tc" not in swath:
+        raise ModelError("swath has no 'Tc' brightness temperatures")
+    n_chan = swath.sizes.get(schema.FREQ, swath["Tc"].shape[-1])
+    if n_chan != schema.N_CHANNELS:
+        raise ModelError(f"model {retriever.name!r} needs the {schema.N_CHANNELS} GMI channels; "
+                         f"the swath has {n_chan} channels along 'pmw_frequency'")
+    if validate:
+        schema.validate(swath, "swath")
+
+
+def predict_quantiles(
+    retriever: Retriever,
+    swath: xr.Dataset,
+    *,
+    device: str | torch.device | None = None,
+    tile_scans: int | None = None,
+    overlap: int | None = None,
+    batch_tiles: int | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    validate: bool = True,
+    precision: str | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The network part of :func:`predict_swath`: quantiles (along, cross, Q) float32, NaN where
+    the Tb are invalid, and a dict with ``device`` (the one used at the end) and, for
+    GMST-conditioned models, ``gmst`` and ``gmst_source``. Same arguments as :func:`predict_swath`."""
+    _check_swath(retriever, swath, validate)
+    dev = torch.device(device) if device is not None else retriever.device
+    tc = np.asarray(swath["Tc"].transpose(schema.ALONG, schema.CROSS, schema.FREQ).values, np.float32)
+    bad = invalid_tb_mask(tc)
+    n_along, n_cross = tc.shape[:2]
+    mult = retriever.multiple
+    rows, cols = _pad_to(n_along, mult), _pad_to(n_cross, mult)
+    # the padded input in (along, cross, channel) memory order: its (13, rows, cols) view is
+    # channels-last already, and so is every along-track tile of it (no layout copies)
+    xh = np.full((rows, cols, schema.N_CHANNELS), np.nan, np.float32)
+    xh[:n_along, :n_cross] = tc
+    xh[:n_along, :n_cross][bad] = np.nan
+    x = torch.from_numpy(xh).permute(2, 0, 1)
+    margin = retriever.overlap_margin
+    tile_len, ov, starts = tile_plan(retriever, rows, tile_scans, overlap)
+    # climate conditioning (GMST-conditioned models only): ΔT of the orbit and where it came from
+    meta: dict = {}
+    gmst = None
+    if getattr(retriever, "gmst_conditioned", False):
+        from models.conditioning import swath_gmst
+
+        gmst, meta["gmst_source"] = swath_gmst(swath)
+        meta["gmst"] = gmst
+    n_q = len(retriever.levels)
+    # blended quantiles (rows, cols, Q): each pixel's quantiles contiguous, as the products read them
+    acc = np.empty((rows, cols, n_q), np.float32)
+    wsum = np.zeros(rows, np.float32)
+    increments = hasattr(retriever, "predict_batch_increments")
+    batch = batch_tiles or _default_batch(dev, tile_len * cols, retriever, len(starts))
+    retriever = retriever.to(dev)
+    done = 0
+    filled = 0  # rows of acc written so far (tiles come in order of their start)
+    i = 0
+    while i < len(starts):
+        if cancel is not None and cancel.is_set():
+            raise InferenceCancelled("inference cancelled")
+        group = starts[i:i + batch]
+        xb = x[None, :, group[0]:group[0] + tile_len] if len(group) == 1 else \
+            torch.stack([x[:, s:s + tile_len] for s in group]).contiguous(memory_format=torch.channels_last)
+        try:
+            yb = _run_batch(retriever, xb, dev, precision, gmst=gmst, increments=increments)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if batch > 1:
+                batch = max(1, batch // 2)
+                msg = f"CUDA out of memory: retrying with {batch} tile(s) per batch"
+            else:
+                dev = torch.device("cpu")
+                retriever = retriever.to(dev)
+                msg = "CUDA out of memory with one tile: falling back to the CPU"
+            log.warning(msg)
+            if progress:
+                progress(done, len(starts), msg)
+            continue
+        for k, s in enumerate(group):
+            w = tile_weights(tile_len, s == 0, s + tile_len >= rows, margin, ov)
+            y = yb[k].permute(1, 2, 0).contiguous().numpy()  # (tile, cols, Q); no copy if channels-last
+            # a row's first contribution is assigned, later ones are added
+            _blend_tile(y, acc, w, s, min(max(filled - s, 0), tile_len), increments)
+            wsum[s:s + tile_len] += w
+            filled = s + tile_len
+        done += len(group)
+        i += len(group)
+        if progress:
+            progress(done, len(starts), f"tiles on {dev.type}")
+    # Blending is a convex combination of non-decreasing vectors with the same weights for every
+    # quantile, and rounding is monotone, so the result is still exactly non-decreasing.
+    q = acc[:n_along, :n_cross]
+    if len(starts) > 1:
+        q = q / wsum[:n_along, None, None]
+    else:  # one tile: every weight is 1, the blend is the tile itself
+        q = np.ascontiguousarray(q)
+    q[bad] = np.nan
+    meta["device"] = dev
+    return q, meta
+
+
 def predict_swath(
     retriever: Retriever,
     swath: xr.Dataset,
@@ -144,90 +265,58 @@ def predict_swath(
     ``precision``: ``"fp32"`` or ``"bf16"`` (autocast) for the network; default: bf16/fp16 on
     CUDA, and on CPU bf16 only where the model's card enables it (``inference.cpu_bf16``) and the
     CPU has native bf16 support, else fp32."""
-    if "Tc" not in swath:
-        raise ModelError("swath has no 'Tc' brightness temperatures")
-    n_chan = swath.sizes.get(schema.FREQ, swath["Tc"].shape[-1])
-    if n_chan != schema.N_CHANNELS:
-        raise ModelError(f"model {retriever.name!r} needs the {schema.N_CHANNELS} GMI channels; "
-                         f"the swath has {n_chan} channels along 'pmw_frequency'")
-    if validate:
-        schema.validate(swath, "swath")
-    dev = torch.device(device) if device is not None else retriever.device
-    tc = np.asarray(swath["Tc"].transpose(schema.ALONG, schema.CROSS, schema.FREQ).values, np.float32)
-    bad = invalid_tb_mask(tc)
-    tc = np.where(bad[..., None], np.float32(np.nan), tc)
-    n_along, n_cross = tc.shape[:2]
-    mult = retriever.multiple
-    rows, cols = _pad_to(n_along, mult), _pad_to(n_cross, mult)
-    x = np.full((schema.N_CHANNELS, rows, cols), np.nan, np.float32)
-    x[:, :n_along, :n_cross] = np.moveaxis(tc, -1, 0)
-    x = torch.from_numpy(x)
-
-    margin = retriever.overlap_margin
-    cfg = getattr(retriever, "inference_config", {}) or {}
-    tile = _pad_to(tile_scans or cfg.get("tile_scans", 768), mult)
-    ov = overlap if overlap is not None else cfg.get("overlap", 2 * margin + 32)
-    ov = max(ov, 2 * margin + 2) if margin else ov
-    tile = max(tile, _pad_to(2 * ov + mult, mult))  # a tile advances by at least `overlap`
-    # fewest tiles of at most ~`tile` scans, then share the rows evenly (least recomputation)
-    n_tiles = 1 if tile >= rows else math.ceil((rows - ov) / max(tile - ov, mult))
-    tile_len = rows if n_tiles == 1 else min(rows, _pad_to(math.ceil((rows + (n_tiles - 1) * ov) / n_tiles), mult))
-    starts = plan_tiles(rows, tile_len, ov, mult)
-    # climate conditioning (GMST-conditioned models only): ΔT of the orbit and where it came from
-    gmst = gmst_source = None
-    if getattr(retriever, "gmst_conditioned", False):
-        from models.conditioning import swath_gmst
-
-        gmst, gmst_source = swath_gmst(swath)
-    n_q = len(retriever.levels)
-    acc = torch.zeros((n_q, rows, cols), dtype=torch.float32)
-    wsum = torch.zeros((rows, 1), dtype=torch.float32)
-    batch = batch_tiles or _default_batch(dev, tile_len * cols, retriever, len(starts))
-    retriever = retriever.to(dev)
-    done = 0
-    i = 0
-    while i < len(starts):
-        if cancel is not None and cancel.is_set():
-            raise InferenceCancelled("inference cancelled")
-        group = starts[i:i + batch]
-        xb = torch.stack([x[:, s:s + tile_len] for s in group])
-        try:
-            yb = _run_batch(retriever, xb, dev, precision, gmst=gmst)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            if batch > 1:
-                batch = max(1, batch // 2)
-                msg = f"CUDA out of memory: retrying with {batch} tile(s) per batch"
-            else:
-                dev = torch.device("cpu")
-                retriever = retriever.to(dev)
-                msg = "CUDA out of memory with one tile: falling back to the CPU"
-            log.warning(msg)
-            if progress:
-                progress(done, len(starts), msg)
-            continue
-        for k, s in enumerate(group):
-            w = torch.from_numpy(tile_weights(tile_len, s == 0, s + tile_len >= rows, margin, ov))
-            acc[:, s:s + tile_len] += yb[k] * w[None, :, None]
-            wsum[s:s + tile_len, 0] += w
-        done += len(group)
-        i += len(group)
-        if progress:
-            progress(done, len(starts), f"tiles on {dev.type}")
-    # Blending is a convex combination of non-decreasing vectors with the same weights for every
-    # quantile, and rounding is monotone, so the result is still exactly non-decreasing.
-    qt = (acc / wsum[None])[:, :n_along, :n_cross]
-    qt[:, torch.from_numpy(bad)] = float("nan")
-    prods = derived_products(qt, retriever.levels, axis=0)
-    q = qt.permute(1, 2, 0).contiguous().numpy()  # (A, C, Q)
+    q, meta = predict_quantiles(retriever, swath, device=device, tile_scans=tile_scans, overlap=overlap,
+                                batch_tiles=batch_tiles, progress=progress, cancel=cancel, validate=validate,
+                                precision=precision)
+    prods = derived_products(q, retriever.levels, axis=-1)
     ds = make_retrieval(swath, q, retriever, prods)
-    if gmst is not None:
-        ds.attrs["gmst_anomaly_K_used"] = float(gmst)
-        ds.attrs["gmst_anomaly_source"] = gmst_source
+    if "gmst" in meta:
+        ds.attrs["gmst_anomaly_K_used"] = float(meta["gmst"])
+        ds.attrs["gmst_anomaly_source"] = meta["gmst_source"]
     extra = getattr(retriever, "extra_layers", None)  # e.g. the flow model's ood_score layer
     if extra is not None:
-        ds = extra(swath, ds, device=dev, progress=progress, cancel=cancel)
+        ds = extra(swath, ds, device=meta["device"], progress=progress, cancel=cancel)
     return ds
+
+
+def _blend_tile(y: np.ndarray, acc: np.ndarray, w: np.ndarray, start: int, n_add: int, increments: bool) -> None:
+    """``acc[start + r] (+)= w[r] * y[r]`` for the rows of one tile output ``y`` (L, cols, Q):
+    rows ``r < n_add`` already hold a contribution and are added to, the others are assigned.
+    ``increments``: ``y`` holds quantile increments, summed along Q first (the network's
+    monotone head, done here in the same pass). Rows are shared among torch's threads."""
+    from models.quantiles import _parallel_rows
+
+    w = np.ascontiguousarray(w, np.float32)
+    _parallel_rows(y.shape[0], lambda a, b: _blend_kernel(y, acc, w, start, n_add, increments, a, b), min_rows=64)
+
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a pinned dependency
+    def njit(*a, **k):
+        return lambda f: f
+
+
+@njit(cache=True, nogil=True)
+def _blend_kernel(y, acc, w, start, n_add, increments, r0, r1):  # pragma: no cover - compiled
+    n_c, n_q = y.shape[1], y.shape[2]
+    for r in range(r0, r1):
+        wr = w[r]
+        add = r < n_add
+        if add and wr == 0:
+            continue
+        for c in range(n_c):
+            cum = 0.0
+            for k in range(n_q):
+                if increments:
+                    cum += y[r, c, k]
+                    v = np.float32(cum)
+                else:
+                    v = y[r, c, k]
+                if add:
+                    acc[start + r, c, k] += wr * v
+                else:
+                    acc[start + r, c, k] = wr * v
 
 
 def cpu_bf16_supported() -> bool:
@@ -240,33 +329,37 @@ def cpu_bf16_supported() -> bool:
 
 @torch.inference_mode()
 def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device, precision: str | None = None,
-               gmst: float | None = None) -> torch.Tensor:
+               gmst: float | None = None, increments: bool = False) -> torch.Tensor:
+    """The network on one batch of tiles, as float32 on the CPU: quantiles, or with
+    ``increments`` (retrievers with ``predict_batch_increments``) their increments."""
     xb = xb.to(dev, non_blocking=True)
     kw = {} if gmst is None else {"gmst": gmst}  # only GMST-conditioned models take it
+    predict = retriever.predict_batch_increments if increments else retriever.predict_batch
     if precision not in (None, "fp32", "bf16"):
         raise ModelError(f"unknown precision {precision!r}; use fp32 or bf16")
     if dev.type == "cuda":
         xb = xb.contiguous(memory_format=torch.channels_last)
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         with torch.autocast("cuda", dtype=dtype, enabled=precision != "fp32"):
-            y = retriever.predict_batch(xb, **kw)
+            y = predict(xb, **kw)
     else:
         if getattr(retriever, "channels_last", False):
             xb = xb.contiguous(memory_format=torch.channels_last)
         bf16 = precision == "bf16" or (precision is None and getattr(retriever, "cpu_bf16", False))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16 and dev.type == "cpu")):
-            y = retriever.predict_batch(xb, **kw)
+            y = predict(xb, **kw)
     return y.float().cpu()
 
 
 def make_retrieval(swath: xr.Dataset, q: np.ndarray, retriever: Retriever, prods: dict | None = None) -> xr.Dataset:
     """Canonical retrieval dataset from quantiles ``q`` (A, C, Q) on the swath's grid."""
     levels = np.asarray(retriever.levels, np.float64)
+    q = np.asarray(q, np.float32)  # no copy when it is float32 already
     if prods is None:
         prods = derived_products(q, levels)
     dims2 = (schema.ALONG, schema.CROSS)
     data = {
-        "precip_quantiles": (dims2 + (schema.QUANTILE,), q.astype(np.float32), {
+        "precip_quantiles": (dims2 + (schema.QUANTILE,), q, {
             "units": schema.RAIN_UNITS, "long_name": "quantiles of the posterior surface precipitation rate"}),
     }
     for name, arr in prods.items():

@@ -70,6 +70,7 @@ class QuantileUNet(nn.Module):
         self.depth = depth
         self.n_quantiles = n_quantiles
         self.register_buffer("channel_index", torch.tensor(channels, dtype=torch.long))
+        self._all_channels = channels == list(range(len(CHANNELS)))  # then no channel gather is needed
         self.register_buffer("tb_mean", torch.full((len(channels),), 200.0))
         self.register_buffer("tb_std", torch.full((len(channels),), 50.0))
         # optional climate conditioning (config ``conditioning: {gmst: true}``): the scene's
@@ -171,7 +172,7 @@ class QuantileUNet(nn.Module):
         """(B, 13, H, W) Tb in K -> (B, C, H, W) normalised, NaN replaced by 0 (the mean)."""
         if tb.dim() != 4 or tb.shape[1] != len(CHANNELS):
             raise ValueError(f"expected input (batch, {len(CHANNELS)} channels, along, cross), got {tuple(tb.shape)}")
-        x = tb.index_select(1, self.channel_index)
+        x = tb if self._all_channels else tb.index_select(1, self.channel_index)
         x = (x - self.tb_mean[None, :, None, None]) / self.tb_std[None, :, None, None]
         return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -186,10 +187,12 @@ class QuantileUNet(nn.Module):
             raise ValueError(f"domain: expected one value per scene ({b})")
         return d.to(device=like.device, dtype=like.dtype)[:, None, None, None].expand(b, 1, like.shape[2], like.shape[3])
 
-    def forward(self, tb: torch.Tensor, gmst=None, domain=None) -> torch.Tensor:
+    def forward(self, tb: torch.Tensor, gmst=None, domain=None, increments: bool = False) -> torch.Tensor:
         """(B, 13, H, W) Tb (H, W multiples of :attr:`multiple`) -> (B, Q, H, W) quantiles.
         ``gmst``: the scenes' GMST anomaly in K (a scalar or (B,)); required by a
-        GMST-conditioned network, ignored otherwise. ``domain`` (training only; see ``__init__``)."""
+        GMST-conditioned network, ignored otherwise. ``domain`` (training only; see ``__init__``).
+        ``increments``: return the non-negative increments ``softplus(o_k)`` instead, whose
+        cumulative sum along dim 1 is the quantiles (inference sums them while blending tiles)."""
         x0 = x = self.normalise(tb).to(self.head.weight.dtype)
         if self.gmst_conditioned:
             parts = [x, self.gmst_channel(gmst, x)]
@@ -206,7 +209,8 @@ class QuantileUNet(nn.Module):
             x = dec(torch.cat([up(x), skip], dim=1))
         if self.pixel is not None:
             x = self.pixel(torch.cat([x, x0], dim=1))
-        return monotone_quantiles(self.head(x).float(), dim=1)
+        raw = self.head(x).float()
+        return F.softplus(raw) if increments else monotone_quantiles(raw, dim=1)
 
     @torch.no_grad()
     def fused(self) -> "QuantileUNet":

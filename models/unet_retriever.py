@@ -82,3 +82,14 @@ class UNetRetriever(Retriever):
             raise ModelError(f"model {self.name!r} is conditioned on the GMST anomaly: pass gmst (K), e.g. from "
                              "models.conditioning.swath_gmst(swath) or scene_gmst(scene set)")
         return self._fast(tb, gmst)
+
+    def predict_batch_increments(self, tb: torch.Tensor, gmst=None) -> torch.Tensor:
+        """Like :meth:`predict_batch` but the quantile increments (B, Q, H, W), whose cumulative
+        sum along dim 1 is the quantiles: :func:`models.inference.predict_swath` sums them in
+        the same pass that blends the tiles (channels-last output: each pixel's Q values are
+        contiguous)."""
+        if not self.gmst_conditioned:
+            return self._fast(tb, increments=True)
+        if gmst is None:
+            raise ModelError(f"model {self.name!r} is conditioned on the GMST anomaly: pass gmst (K)")
+        return self._fast(tb, gmst, increments=True)

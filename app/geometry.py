@@ -573,10 +573,14 @@ def graticule(projection: str, x_range, y_range, lon_step: float | None = None,
     lat_step = float(lat_step or graticule_step(lat1 - lat0, target))
     box = shapely.box(x0, y0, x1, y1)
     tol = 1e-6 * max(x1 - x0, y1 - y0)
+    # only the lines near the view (lon/lat seen in it, found on a grid of samples: padded)
+    lon_pad = max(lon_step, 0.05 * (lon1 - lon0))
+    lat_pad = max(lat_step, 0.05 * (lat1 - lat0))
+    lat_lo, lat_hi = max(lat0 - lat_pad, -90.0), min(lat1 + lat_pad, 90.0)
     if projection == "PlateCarree":
         lon_lo, lon_hi = lon0, lon1  # unwrapped: meridians every step across the view
     else:
-        lon_lo, lon_hi = -180.0, 180.0
+        lon_lo, lon_hi = max(lon0 - lon_pad, -180.0), min(lon1 + lon_pad, 180.0)
     lines, kinds, labels, values = [], [], [], []
     # a small margin so a line on the view's edge is kept
     lons = np.arange(np.ceil((lon_lo - 1e-9) / lon_step), np.floor((lon_hi + 1e-9) / lon_step) + 1) * lon_step
@@ -585,14 +589,14 @@ def graticule(projection: str, x_range, y_range, lon_step: float | None = None,
     lats = lats[np.abs(lats) < 90.0 - 1e-9]  # the poles are points (or a map edge): not lines
     south = max(MERIDIAN_LABEL_SOUTH, lat0) if lat1 > MERIDIAN_LABEL_SOUTH else lat0
     for lon in lons:
-        t = np.linspace(-90.0, 90.0, n)
+        t = np.linspace(lat_lo, lat_hi, n)
         vis = _clip(_project_line(projection, np.full(n, lon), t), box)
         if not vis:
             continue
         lines += vis
         kinds += ["meridian"] * len(vis)
         values += [float(lon)] * len(vis)
-        tl = np.linspace(south, 90.0, n)
+        tl = np.linspace(max(south, lat_lo), lat_hi, n)
         lab = _clip(_project_line(projection, np.full(n, lon), tl), box) or vis
         pts = np.concatenate(lab)
         x, y = pts[np.argmin(pts[:, 1])]
@@ -606,7 +610,7 @@ def graticule(projection: str, x_range, y_range, lon_step: float | None = None,
         if projection == "PlateCarree":
             t = np.linspace(x0, x1, n)
         else:
-            t = np.linspace(-180.0, 180.0, 4 * n)
+            t = np.linspace(lon_lo, lon_hi, 4 * n)
         vis = _clip(_project_line(projection, t, np.full(len(t), lat)), box)
         if not vis:
             continue

@@ -244,6 +244,18 @@ def map_axis_opts(projection: str, backend: str = "bokeh") -> dict:
     return dict(xlabel="", ylabel="")
 
 
+def _graticule(projection: str, x_range, y_range, label_gap: float):
+    """:func:`app.geometry.graticule` of a view, shared by the linked panels (one computation)."""
+    return _graticule_cached(projection, tuple(map(float, x_range)), tuple(map(float, y_range)), float(label_gap))
+
+
+@functools.lru_cache(maxsize=32)
+def _graticule_cached(projection, x_range, y_range, label_gap):
+    from app.geometry import graticule
+
+    return graticule(projection, x_range, y_range, label_gap=label_gap)
+
+
 def _offset_text(dx: int, dy: int):
     """bokeh hook: shift a Labels element's text by (dx, dy) screen pixels (y down)."""
     def hook(plot, element):
@@ -263,12 +275,10 @@ def graticule_overlay(projection: str, x_range, y_range, backend: str = "bokeh",
     PlateCarree maps have degree axes instead: an empty overlay."""
     import holoviews as hv
 
-    from app.geometry import graticule
-
     xd, yd = axis_dims(projection)
     g = None
     if projection != "PlateCarree" and x_range is not None and y_range is not None:
-        g = graticule(projection, x_range, y_range, label_gap=label_gap)
+        g = _graticule(projection, x_range, y_range, label_gap)
     lines = g.lines if g is not None else []
     labels = g.labels if g is not None else []
     if edge_ticks:
@@ -311,9 +321,7 @@ EXPORT_LABEL_GAP = 0.2
 def graticule_ticks(projection: str, x_range, y_range, label_gap: float = EXPORT_LABEL_GAP) -> dict:
     """matplotlib tick options: the graticule's edge labels on the axes of a projected map (no
     metre ticks: empty lists where no line meets an edge); graticule steps on PlateCarree."""
-    from app.geometry import graticule
-
-    g = graticule(projection, x_range, y_range, label_gap=label_gap)
+    g = _graticule(projection, x_range, y_range, label_gap)
     if projection == "PlateCarree":  # degree axes: every line's label, wherever it is
         xt = [(lab.x, lab.text) for lab in g.labels if lab.kind == "meridian"]
         yt = [(lab.y, lab.text) for lab in g.labels if lab.kind == "parallel"]

@@ -52,7 +52,8 @@ def read_marker(path: str | os.PathLike) -> dict:
 STALE_AGE_S = 6 * 3600
 LIVE_MAX_AGE_S = 7 * 24 * 3600
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
-_TMP = re.compile(r"^\..+\.tmp-(?:(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-)?[0-9a-f]{8,12}(?:\.[A-Za-z0-9]+)?$")
+_TMP = re.compile(r"^\.(?P<target>.+)\.tmp-(?:(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-)?[0-9a-f]{8,12}"
+                  r"(?:\.[A-Za-z0-9]+)?$")
 
 
 def temp_name(name: str, suffix: str = "") -> str:
@@ -208,9 +209,26 @@ def cleanup_stale(folder: str | os.PathLike, *, max_age: float = STALE_AGE_S) ->
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    for p in folder.glob(".*.tmp-*"):
-        if is_stale_temp(p, max_age=max_age):
-            log.info("removing %s, a temporary file left by a writer that is gone", p)
-            _remove(p)
-            n += 1
+    def newest(p: Path) -> float:
+        try:
+            return _newest_mtime(p)
+        except OSError:
+            return 0.0
+
+    for p in sorted(folder.glob(".*.tmp-*"), key=newest, reverse=True):
+        if not is_stale_temp(p, max_age=max_age):
+            continue
+        target = folder / _TMP.match(p.name)["target"]
+        try:
+            if target.suffix == ".zarr" and p.is_dir() and (p / MARKER).is_file() and not target.exists():
+                # killed between moving the old store aside and putting the new one in place: both
+                # are whole (marked); the newest becomes the store again instead of being lost
+                log.warning("restoring %s from %s, left whole by a writer that was killed", target, p.name)
+                os.replace(p, target)
+                continue
+        except OSError:  # another process restored or removed it first
+            continue
+        log.info("removing %s, a temporary file left by a writer that is gone", p)
+        _remove(p)
+        n += 1
     return n

@@ -1041,6 +1041,10 @@ def build_cube(
     axis is then the AR6 partition + ``extra_regions``), so scores answer for them too (box cubes
     are built this way)."""
     path = Path(path) if path is not None else default_cube_path()
+    if path.parent.is_dir():  # a merge killed mid-write: its temp goes (or a whole cube comes back)
+        from catalogs.store import cleanup_stale
+
+        cleanup_stale(path.parent)
     srcs = expand_sources(sources)
     cfg = {"world_seed": int(world_seed), "n_scans": n_scans, "regions": region_labels(extra_regions),
            "extra_regions": [RG.get_region(s).spec for s in extra_regions], "model_fns": model_fns or {},
@@ -1058,7 +1062,6 @@ def build_cube(
     from catalogs.store import cleanup_stale
 
     cleanup_stale(pdir)  # temps of killed workers (a live writer's are kept)
-    cleanup_stale(path.parent)  # a merge killed mid-write (the cube's own temp sibling)
     # what each orbit still needs, minus what finished partials (of the current versions) hold
     have: dict[int, set] = {}
     damaged = 0

@@ -215,3 +215,32 @@ def test_cube_merge_killed_mid_write_leaves_no_temp_after_the_rerun(data_root):
     assert r.returncode == 0, r.stdout + r.stderr
     assert CB.open_cube(path).ledger["sources"]["truth"] == _orbits(2)
     assert _temps(path.parent) == [] and _temps(CB.partials_dir(path)) == []
+
+
+def test_a_whole_store_left_aside_by_a_killed_writer_is_restored(tmp_path, tiny_swath):
+    """Killed between moving the old store aside and renaming the new one into place: both are
+    whole; the next run puts the newest back instead of deleting it."""
+    import time
+
+    from catalogs import store
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = dead.stdout.strip()
+
+    target = tmp_path / "orbit-000001.zarr"
+    host = store.temp_name("x").split("-")[1]
+
+    def aside(ds, meta, tag):  # a whole store, under the temp name the killed writer gave it
+        src = tmp_path / "elsewhere" / tag / target.name
+        store.write_dataset(ds, src, meta=meta)
+        to = target.with_name(f".{target.name}.tmp-{host}-{pid}-{tag * 12}")
+        os.replace(src, to)
+        return to
+
+    old = aside(tiny_swath, {"v": "old"}, "a")  # the old store, moved aside
+    time.sleep(0.05)
+    new = aside(tiny_swath.assign_attrs(version="new"), {"v": "new"}, "b")  # the new one, not yet renamed
+    assert not target.exists() and old.exists() and new.exists()
+    store.write_dataset(tiny_swath, tmp_path / "orbit-000002.zarr")  # the next write in that folder
+    assert store.read_marker(target) == {"v": "new"} and store.open_dataset(target).attrs["version"] == "new"
+    assert _temps(tmp_path) == []

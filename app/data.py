@@ -206,14 +206,23 @@ def escape_text(text: str) -> str:
     import re
 
     md = re.sub(r"[\\`*\[\]$~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", lambda m: "\\" + m.group(0), str(text))
-    return html.escape(md, quote=True)
+    return html.escape(_visible_controls(md), quote=True)
+
+
+def _visible_controls(text: str) -> str:
+    """Control and formatting characters (NUL, ESC, a right-to-left override...) as ``\\uXXXX``
+    (line breaks and tabs kept): a message never reorders or hides the text around them."""
+    import unicodedata
+
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp")
+                   else f"\\u{ord(ch):04x}" for ch in text)
 
 
 def for_html(text) -> str:
     """Like :func:`for_page` for plain HTML (a notification): server paths removed, HTML-escaped."""
     import html
 
-    return html.escape(public_message(str(text)), quote=True)
+    return html.escape(_visible_controls(public_message(str(text))), quote=True)
 
 
 def for_page(text) -> str:

@@ -233,7 +233,8 @@ def create_app(catalog_path: str | None = None, selection: Selection | None = No
     if hv.Store.current_backend != "bokeh" or "bokeh" not in hv.Store.renderers:
         hv.extension("bokeh", logo=False)
     selection = selection or Selection()
-    link_problems = sync_url(selection)
+    link_problems = sync_url(selection, notify=lambda m: pn.state.notifications
+                             and pn.state.notifications.warning(data.for_html(m), duration=8000))
     swath_map = SwathMap(selection=selection, catalog_path=catalog_path)
     run_control = RunControl(selection)
     run_control.param.watch(lambda e: swath_map.param.trigger("refresh"), "landed")

@@ -153,12 +153,37 @@ def _is_date(v) -> bool:
         return False
 
 
-def sync_url(selection: Selection, location=None) -> list[str]:
+def guard_text(selection: Selection, notify=None, reported=()) -> None:
+    """Apply the gate of :func:`_text_problem` whenever a text value changes (the browser
+    re-sending the link, a widget): a refused value is put back to the previous one (or the
+    default) and ``notify(message)`` is called, unless the message is in ``reported``."""
+    from catalogs.userinput import show
+
+    names = [n for n in URL_KEYS if isinstance(selection.param[n], (param.String, param.List))]
+    seen = set(reported)
+
+    def check(*events):
+        for e in events:
+            why = _text_problem(e.name, e.new)
+            if not why:
+                continue
+            back = e.old if _text_problem(e.name, e.old) is None else selection.param[e.name].default
+            selection.param.update(**{e.name: back})
+            msg = f"ignored the link's {URL_KEYS.get(e.name, e.name)}={show(e.new)}: {why}"
+            if notify is not None and msg not in seen:
+                seen.add(msg)
+                notify(msg.replace("the link's ", ""))
+
+    selection.param.watch(check, names)
+
+
+def sync_url(selection: Selection, location=None, notify=None) -> list[str]:
     """Mirror ``selection`` in the browser URL (reload or a shared link restores it).
 
     Returns messages about query values that could not be applied (e.g. ``?orbit=abc``, a
     value with control characters, a granule that looks like a template, an inverted period);
-    those keep their defaults and the app shows the messages (escaped: they quote the link)."""
+    those keep their defaults and the app shows the messages (escaped: they quote the link).
+    Text values stay gated afterwards (:func:`guard_text`; ``notify`` gets its messages)."""
     import panel as pn
 
     from catalogs.userinput import show
@@ -193,4 +218,5 @@ def sync_url(selection: Selection, location=None) -> list[str]:
             problems.append(f"ignored the link's {URL_KEYS.get(name, name)}={show(value)}: {why}")
             selection.param.update(**{name: selection.param[name].default})
     problems += _period_problems(selection)
+    guard_text(selection, notify, problems)  # the browser may send the link again later
     return problems

@@ -378,3 +378,20 @@ def test_serve_refuses_an_untrusted_catalogue_before_serving(tmp_path, monkeypat
     assert r.exit_code == 1, r.output
     assert "entry 'host' uses reader 'intake.readers.readers:FileTextReader'" in r.output
     assert "--trust-catalog" in r.output and "Traceback" not in r.output
+
+
+def test_text_values_stay_gated_after_the_link(secret):
+    """The browser may send the link again after the first sync, and widgets set values too: a
+    refused value goes back to the previous one, with a message."""
+    from panel.io.location import Location
+
+    from app.state import Selection, sync_url
+
+    s, told = Selection(), []
+    assert sync_url(s, Location(search="?source=real&granule=pps/a.HDF5"), notify=told.append) == []
+    s.granule = "env(AUDIT_SECRET)"
+    assert s.granule == "pps/a.HDF5" and len(told) == 1 and "template function env" in told[0]
+    s.region = "ocean\x1b[31m"
+    assert s.region == "global" and "U+001B" in told[1]
+    s.granule = "pps/b.HDF5"  # a plain value is applied
+    assert s.granule == "pps/b.HDF5" and len(told) == 2

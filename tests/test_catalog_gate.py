@@ -395,3 +395,18 @@ def test_text_values_stay_gated_after_the_link(secret):
     assert s.region == "global" and "U+001B" in told[1]
     s.granule = "pps/b.HDF5"  # a plain value is applied
     assert s.granule == "pps/b.HDF5" and len(told) == 2
+
+
+def test_format_fields_in_the_catalogue_take_the_users_value_literally(tmp_path):
+    path = _catalogue(tmp_path, textwrap.dedent("""\
+        g:
+          reader: catalogs.readers:GranuleReader
+          output_instance: xarray:Dataset
+          metadata: {}
+          kwargs: {path: "orbits/{orbit:06d}/{name!s}.HDF5", granule: "{{literal}} {name}"}
+          user_parameters: {}
+        """), "{orbit: {dtype: int, default: 1}, name: {dtype: str, default: x}}")
+    r = reader(open_catalog(path), "g", orbit="20001", name="a b%c")
+    assert r.kwargs["path"] == "orbits/020001/a b%c.HDF5"
+    assert r.kwargs["granule"] == "{literal} a b%c"  # the catalogue's own escaped braces stay as Intake makes them
+    assert reader(open_catalog(path), "g").kwargs["path"] == "orbits/000001/x.HDF5"  # defaults: Intake's templating

@@ -416,9 +416,11 @@ def bbox_outline(bbox: tuple, projection: str = "PlateCarree", n: int = 90) -> l
 # --------------------------------------------------------------------------- graticule
 #: Steps (degrees) a graticule may use; the smallest giving at most ``target`` lines is taken.
 GRATICULE_STEPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0)
-#: Meridians are labelled no further south than this (they crowd towards the pole) unless the
-#: whole view lies south of it.
-MERIDIAN_LABEL_SOUTH = -70.0
+#: Meridians are labelled on the view's bottom edge when it lies north of this latitude (they
+#: crowd towards the pole); on a view reaching further south (a whole globe) along
+#: :data:`MERIDIAN_LABEL_ROW` instead, where they are well apart.
+MERIDIAN_LABEL_SOUTH = -75.0  # a whole orbit (to ≈ ±70°) keeps its labels on the edge
+MERIDIAN_LABEL_ROW = -30.0
 
 
 @dataclass
@@ -552,9 +554,9 @@ def graticule(projection: str, x_range, y_range, lon_step: float | None = None,
     Steps adapt to the degrees in view (at most ``target`` intervals; 60° × 30° on a whole
     globe) unless given. Lines are projected with the projection the map uses and split where
     they would wrap (antimeridian, the globe's edge). Each parallel is labelled at its leftmost
-    visible point (the view's left edge, or the globe's border), each meridian at its lowest
-    visible point north of :data:`MERIDIAN_LABEL_SOUTH` (the view's bottom edge when the view
-    ends north of it); ``edge`` says which labels lie on the view's edges. Where meridians
+    visible point (the view's left edge, or the globe's border), each meridian where it meets the
+    view's bottom edge, or along :data:`MERIDIAN_LABEL_ROW` on a view reaching past
+    :data:`MERIDIAN_LABEL_SOUTH` (see there); ``edge`` says which labels lie on the view's edges. Where meridians
     crowd (towards the poles) only every 2nd (3rd…) one is labelled, 0° kept, so that labels
     are at least ``label_gap`` × the view's width apart. On the unwrapped
     PlateCarree map meridians repeat every 360°, labelled with their longitude in -180..180.
@@ -587,7 +589,12 @@ def graticule(projection: str, x_range, y_range, lon_step: float | None = None,
     lats = np.arange(np.ceil((max(lat0, -90.0) - 1e-9) / lat_step),
                      np.floor((min(lat1, 90.0) + 1e-9) / lat_step) + 1) * lat_step
     lats = lats[np.abs(lats) < 90.0 - 1e-9]  # the poles are points (or a map edge): not lines
-    south = max(MERIDIAN_LABEL_SOUTH, lat0) if lat1 > MERIDIAN_LABEL_SOUTH else lat0
+    if lat0 >= MERIDIAN_LABEL_SOUTH:
+        south = lat0  # labels on the bottom edge
+    elif lat1 > MERIDIAN_LABEL_ROW:
+        south = MERIDIAN_LABEL_ROW
+    else:
+        south = max(MERIDIAN_LABEL_SOUTH, lat0) if lat1 > MERIDIAN_LABEL_SOUTH else lat0
     for lon in lons:
         t = np.linspace(lat_lo, lat_hi, n)
         vis = _clip(_project_line(projection, np.full(n, lon), t), box)
@@ -603,6 +610,8 @@ def graticule(projection: str, x_range, y_range, lon_step: float | None = None,
         on_bottom = abs(y - y0) <= tol
         if not on_bottom and min(abs(x - x0), abs(x - x1)) <= tol:
             continue  # it leaves through the side of the view (a tilted meridian): the parallels' place
+        if not on_bottom and projection != "PlateCarree" and abs(lon) == 180.0:
+            continue  # the globe's border, where the parallels' labels are
         labels.append(GraticuleLabel(float(x), float(y), format_lon(lon), "meridian", _wrap180(lon),
                                      "bottom" if on_bottom else None))
     labels = _thin(labels, lon_step, label_gap * (x1 - x0))

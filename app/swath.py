@@ -329,7 +329,22 @@ def graticule_ticks(projection: str, x_range, y_range, label_gap: float = EXPORT
         xt, yt = g.ticks("bottom"), g.ticks("left")
     x0, x1 = sorted(x_range)
     xt = [(v, t) for v, t in xt if v <= x1 - 0.03 * (x1 - x0)]  # one on the right edge hits the colour bar
-    return dict(xticks=xt, yticks=yt)
+    out = {k: v for k, v in (("xticks", xt), ("yticks", yt)) if v}
+    if not (xt and yt):  # no line meets that edge (a view wider than the globe): no ticks there
+        # (HoloViews fails on an empty tick list and refuses a NullLocator: a hook clears them)
+        out["hooks"] = [_clear_ticks(x=not xt, y=not yt)]
+    return out
+
+
+def _clear_ticks(x: bool, y: bool):
+    def hook(plot, element):
+        ax = plot.handles.get("axis")
+        if ax is not None:
+            if x:
+                ax.set_xticks([])
+            if y:
+                ax.set_yticks([])
+    return hook
 
 
 def swath_key(selection: Selection, catalog_path=None) -> tuple:
@@ -380,6 +395,7 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
     aspect = float(np.clip((xr_[1] - xr_[0]) / max(yr_[1] - yr_[0], 1e-9), 1.0, 2.5))
     # degrees on the axes: °E/°N ticks (PlateCarree) or the graticule's edge labels (projected)
     axes = {**map_axis_opts(geom.projection, "matplotlib"), **graticule_ticks(geom.projection, xr_, yr_)}
+    tick_hooks = axes.pop("hooks", [])
     panels = []
     for layer in sl.layers:
         v = np.where(geom.drawable[rows], layer.values[rows], np.nan)
@@ -395,7 +411,7 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
         if geom.projection != "PlateCarree":
             overlay = overlay * graticule_overlay(geom.projection, xr_, yr_, "matplotlib", edge_ticks=True,
                                                    label_gap=EXPORT_LABEL_GAP)
-        panels.append(overlay.opts(backend="matplotlib", xlim=xr_, ylim=yr_, **axes))
+        panels.append(overlay.opts(backend="matplotlib", xlim=xr_, ylim=yr_, hooks=tick_hooks, **axes))
     ncols = 2 if len(panels) > 1 else 1
     nrows = -(-len(panels) // ncols)
     layout = hv.Layout(panels).cols(ncols).opts(backend="matplotlib", sublabel_format="({alpha})",

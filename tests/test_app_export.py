@@ -207,3 +207,25 @@ def test_robinson_export_has_a_degree_graticule(env, tmp_path):
             assert kinds.count("parallel") >= 3 and kinds.count("meridian") >= 3, kinds
     finally:
         plt.close(fig)
+
+
+def test_export_of_a_view_wider_than_the_globe(env, tmp_path):
+    """Zoomed out past the globe (no graticule line meets the frame): the export still succeeds,
+    with no metre ticks and the degree labels on the map."""
+    import matplotlib.pyplot as plt
+
+    from app.export import render
+    from app.swath import export_parts
+
+    sel = Selection(orbit=20000, layers=["Tb"], projection="Mollweide")
+    wide = {"x_range": (-2.2e7, 2.2e7), "y_range": (-1.0e7, 1.0e7)}
+    assert export_view("swath", sel, "png", tmp_path, view_range=wide).figure.stat().st_size > 10_000
+    fig = render(export_parts(sel, view_range=wide))
+    try:
+        fig.canvas.draw()
+        (ax,) = [a for a in fig.axes if a.get_title()]
+        assert list(ax.get_xticks()) == [] and list(ax.get_yticks()) == []
+        texts = {t.get_text() for t in ax.texts}
+        assert {"120°W", "0°", "120°E", "30°N", "30°S"} <= texts
+    finally:
+        plt.close(fig)

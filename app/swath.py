@@ -222,9 +222,7 @@ def map_axis_opts(projection: str, backend: str = "bokeh") -> dict:
     ticks at all (the graticule's labels say where things are, see :func:`graticule_overlay`)."""
     if projection == "PlateCarree":
         if backend == "bokeh":
-            from bokeh.models import CustomJSTickFormatter
-
-            from bokeh.models import AdaptiveTicker
+            from bokeh.models import AdaptiveTicker, CustomJSTickFormatter
 
             # degree steps: 10, 15, 30, 60… (not 20, 50, 100)
             return dict(xformatter=CustomJSTickFormatter(code=_LON_JS),
@@ -337,6 +335,7 @@ def graticule_ticks(projection: str, x_range, y_range, label_gap: float = EXPORT
 
 
 def _clear_ticks(x: bool, y: bool):
+    """matplotlib hook: no ticks on the x and/or y axis."""
     def hook(plot, element):
         ax = plot.handles.get("axis")
         if ax is not None:

@@ -5,7 +5,6 @@ selections give messages, exports work, answers are fast."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -120,17 +119,19 @@ def test_views_update_only_when_shown(cube, monkeypatch):
     assert calls == [1] and views["scores"].result is not None
 
 
-def test_answers_from_the_cube_are_fast(cube):
-    # warm the cube (open, first histogram); then each view answers a new selection in < 1 s
+def test_every_view_answers_a_new_selection_from_the_cube(cube):
+    # each evaluation view answers a new region/season from the cube alone (speed is
+    # benchmarks.bench_app's job): the answer is for the selection asked, never an error
     distributions.compute(sel(), cube)
     for i, mod in enumerate((distributions, extremes, trends, scores)):
-        s = sel(region="ocean", season=("annual", "DJF", "JJA", "MAM")[i])
-        t0 = time.perf_counter()
-        try:
-            mod.compute(s, cube)
-        except data.DataError:
-            pass
-        assert time.perf_counter() - t0 < 1.5  # goal 1 s; margin for the shared CI machine
+        season = ("annual", "DJF", "JJA", "DJF")[i]  # the cube holds January and July
+        res = mod.compute(sel(region="ocean", season=season), cube)
+        q = res["query"]
+        assert q["region"] == "ocean"
+        assert (q["season"] or "annual") == season
+    # a season the cube holds no orbit of is a message naming the selection, not empty scores
+    with pytest.raises(data.DataError, match="ocean"):
+        scores.compute(sel(region="ocean", season="MAM"), cube)
 
 
 @pytest.mark.parametrize("view", ["distributions", "extremes", "trends", "scores"])

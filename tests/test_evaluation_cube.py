@@ -257,7 +257,9 @@ def test_numba_and_numpy_paths_agree():
     assert a[0].sum() == 2 * np.isfinite(v).sum()
 
 
-def test_cube_quantiles_and_queries_are_fast(reference_cube):
+def test_cube_quantiles_and_queries_answer_from_a_fresh_open(reference_cube):
+    # quantiles from the cube's histograms match the pixels' own; a freshly opened cube answers
+    # every query kind (speed: benchmarks.bench_cube)
     orbits, p = reference_cube
     c = CB.open_cube(p)
     truth = np.concatenate([simulate_orbit(o, n_scans=N_SCANS)["surface_precip_truth"].values.ravel() for o in orbits])
@@ -265,12 +267,12 @@ def test_cube_quantiles_and_queries_are_fast(reference_cube):
     for q in (0.99, 0.999):
         assert D.quantile_from_hist(h["counts"], q) == pytest.approx(np.quantile(truth, q), rel=0.03)
     c2 = CB.open_cube(p)
-    t0 = time.perf_counter()
     for stat in ("mean", "wet_fraction", "q99", "q999", "exceed:10"):
-        c2.series("truth", "global", stat, freq="month")
+        s = c2.series("truth", "global", stat, freq="month")
+        assert len(s) > 0
+    assert c2.histogram("truth", "global")["n"] == h["n"] == np.isfinite(truth).sum()
     c2.histogram("reference", "EPO", season="DJF")
     c2.skill("reference", "truth", "SPO")
-    assert time.perf_counter() - t0 < 1.0
 
 
 def test_config_mismatch_is_refused(tmp_path):

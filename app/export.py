@@ -157,9 +157,11 @@ def render(parts: ExportParts):
 
 
 def export_view(view: str, selection: Selection, fmt: str, out_dir: str | Path, *,
-                catalog_path: str | None = None, cube_path: str | None = None, **kw) -> ExportResult:
+                catalog_path: str | None = None, cube_path: str | None = None, public: bool = False,
+                **kw) -> ExportResult:
     """Write the figure (``fmt`` in pdf/svg/png, 300 dpi), its data and a provenance manifest
-    for ``view`` under ``out_dir``; return their paths."""
+    for ``view`` under ``out_dir``; return their paths. ``public``: the export is for a web user
+    (the app's Export button), so the manifest names paths relative to the data roots only."""
     fmt = fmt.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -206,6 +208,8 @@ def export_view(view: str, selection: Selection, fmt: str, out_dir: str | Path, 
         "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in (fig_path, data_path)},
         "figure": {"format": fmt, "dpi": DPI},
     }
+    if public:
+        manifest = _without_server_paths(manifest)
     man_path = out_dir / f"{name}.manifest.json"
     man_path.write_text(json.dumps(manifest, indent=2, default=str))
     return ExportResult(fig_path, data_path, man_path)
@@ -215,6 +219,21 @@ def _catalog_label(catalog_path):
     from app.data import catalog_label
 
     return catalog_label(catalog_path)
+
+
+def _without_server_paths(obj):
+    """``obj`` (a manifest) with every server path in its strings replaced by the neutral labels
+    web users see (:func:`app.data.public_message`): a download from the app names the catalogue,
+    cube and files relative to the data roots, never the server's folders."""
+    from app.data import public_message
+
+    if isinstance(obj, dict):
+        return {k: _without_server_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_without_server_paths(v) for v in obj]
+    if isinstance(obj, (str, Path)):
+        return public_message(str(obj))
+    return obj
 
 
 def _write_data(obj, stem: Path) -> Path:
@@ -287,7 +306,7 @@ class ExportControl(pn.viewable.Viewer):
         self.button.loading = True
         try:
             res = export_view(view, self.selection, self.fmt, self.out_dir(), catalog_path=self.catalog_path,
-                              cube_path=self.cube_path, **kw)
+                              cube_path=self.cube_path, public=True, **kw)
         except ExportError as e:
             self.status.object, self.status.alert_type, self.status.visible = for_page(e), "danger", True
             self.links.objects = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +100,25 @@ def test_export_control_shows_downloads_or_a_message(env, tmp_path):
     assert ctl.export() is None
     assert ctl.status.alert_type == "danger" and "does not exist" in ctl.status.object
     assert ctl.links.objects == []
+
+
+def test_web_export_manifest_names_no_server_path(env, tmp_path):
+    # a manifest downloaded from the app names the catalogue and files, never the server's folders
+    import catalogs
+
+    sel = Selection(orbit=20000, layers=["truth"])
+    ctl = ExportControl(selection=sel, out_root=tmp_path)
+    ctl.fmt = "png"
+    res = ctl.export()
+    assert res is not None
+    text = res.manifest.read_text()
+    man = json.loads(text)
+    assert man["catalog"].endswith("demo.yaml")
+    for folder in (Path(catalogs.__file__).resolve().parents[1], Path.home(), tmp_path):
+        assert str(folder) not in text
+    # the command line's export (the user's own files) keeps the full path
+    cli = export_view("swath", sel, "png", tmp_path / "cli")
+    assert json.loads(cli.manifest.read_text())["catalog"] == str(Path(catalogs.__file__).resolve().parent / "demo.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -193,8 +193,9 @@ def predict_quantiles(
         gmst, meta["gmst_source"] = swath_gmst(swath)
         meta["gmst"] = gmst
     n_q = len(retriever.levels)
-    # blended quantiles (rows, cols, Q): each pixel's quantiles contiguous, as the products read them
-    acc = np.empty((rows, cols, n_q), np.float32)
+    # blended quantiles (rows, cross, Q): each pixel's quantiles contiguous, as the products read them
+    # (only the swath's columns: the leading rows of it are then the result, without a copy)
+    acc = np.empty((rows, n_cross, n_q), np.float32)
     wsum = np.zeros(rows, np.float32)
     increments = hasattr(retriever, "predict_batch_increments")
     batch = batch_tiles or _default_batch(dev, tile_len * cols, retriever, len(starts))
@@ -236,11 +237,9 @@ def predict_quantiles(
             progress(done, len(starts), f"tiles on {dev.type}")
     # Blending is a convex combination of non-decreasing vectors with the same weights for every
     # quantile, and rounding is monotone, so the result is still exactly non-decreasing.
-    q = acc[:n_along, :n_cross]
-    if len(starts) > 1:
-        q = q / wsum[:n_along, None, None]
-    else:  # one tile: every weight is 1, the blend is the tile itself
-        q = np.ascontiguousarray(q)
+    q = acc[:n_along]  # C-contiguous view
+    if len(starts) > 1:  # (one tile: every weight is 1, the blend is the tile itself)
+        q /= wsum[:n_along, None, None]
     q[bad] = np.nan
     meta["device"] = dev
     return q, meta
@@ -280,7 +279,8 @@ def predict_swath(
 
 
 def _blend_tile(y: np.ndarray, acc: np.ndarray, w: np.ndarray, start: int, n_add: int, increments: bool) -> None:
-    """``acc[start + r] (+)= w[r] * y[r]`` for the rows of one tile output ``y`` (L, cols, Q):
+    """``acc[start + r] (+)= w[r] * y[r]`` for the rows of one tile output ``y`` (L, cols, Q), the
+    first ``acc.shape[1]`` columns (the padding columns are dropped):
     rows ``r < n_add`` already hold a contribution and are added to, the others are assigned.
     ``increments``: ``y`` holds quantile increments, summed along Q first (the network's
     monotone head, done here in the same pass). Rows are shared among torch's threads."""
@@ -299,7 +299,7 @@ except ImportError:  # pragma: no cover - numba is a pinned dependency
 
 @njit(cache=True, nogil=True)
 def _blend_kernel(y, acc, w, start, n_add, increments, r0, r1):  # pragma: no cover - compiled
-    n_c, n_q = y.shape[1], y.shape[2]
+    n_c, n_q = acc.shape[1], y.shape[2]
     for r in range(r0, r1):
         wr = w[r]
         add = r < n_add

@@ -170,3 +170,36 @@ def small_comparison(seed=0, n_boot=10):
            "models": {m.name: model_scores(m.name, m, sets, draws=4, seed=seed, n_boot=n_boot) for m in models}}
     res["goal"] = goal_check(res)
     return clean(res)
+
+
+# -- what a user of the served app waits for (browser tests and benchmarks.bench_app) --------
+#: what each view shows once answered, and whether it draws Bokeh figures (canvases)
+VIEW_MARKS = {"swath": ("Click a pixel", True), "distributions": ("baseline:", True),
+              "extremes": ("Tail index per source", True), "trends": ("Verdicts", True),
+              "scores": ("click a column to sort", False)}
+
+#: true once the page's figures are drawn: every Bokeh view has finished rendering and (when
+#: ``needCanvas``) a plot's canvas is on screen (not in a hidden tab)
+RENDERED_JS = """(needCanvas) => {
+  if (typeof Bokeh === "undefined" || !Bokeh.index) return false;
+  const roots = Bokeh.index.values ? [...Bokeh.index.values()] : Object.values(Bokeh.index);
+  if (!roots.length || !roots.every(v => v.has_finished())) return false;
+  if (!needCanvas) return true;
+  const plots = [], seen = new Set();
+  function walk(v) { if (!v || seen.has(v)) return; seen.add(v);
+    if (v.canvas_view) plots.push(v); for (const c of (v.child_views ?? [])) walk(c); }
+  roots.forEach(walk);
+  return plots.some(p => { const el = p.canvas_view.el, r = el.getBoundingClientRect();
+                           return el.isConnected && r.width > 0 && r.height > 0; });
+}"""
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def external_request(url: str) -> bool:
+    """True for a request the page makes to another host than this machine (blob: and data:
+    URLs are the page's own)."""
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    return u.scheme not in ("blob", "data", "about") and u.hostname not in LOCAL_HOSTS

@@ -74,14 +74,25 @@ def rc_browser():
 
 
 def _errors(page_log):
-    return [m for m in page_log if m[0] in ("error", "pageerror")]
+    """Console errors, page errors and requests to another host than this machine (every asset
+    the page needs is served by raincheck itself: air-gapped labs have no CDN)."""
+    return [m for m in page_log if m[0] in ("error", "pageerror", "external request")]
+
+
+def watch(page, log):
+    """Log ``page``'s console messages, page errors and requests to other hosts into ``log``."""
+    from tests.app_helpers import external_request
+
+    page.on("console", lambda m: log.append((m.type, m.text)))
+    page.on("pageerror", lambda e: log.append(("pageerror", str(e))))
+    page.on("request", lambda r: log.append(("external request", r.url)) if external_request(r.url) else None)
+    return page
 
 
 def _open(rc_browser, url, log, wait_canvas=True):
     page = rc_browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
     page.set_default_timeout(TIMEOUT_MS)
-    page.on("console", lambda m: log.append((m.type, m.text)))
-    page.on("pageerror", lambda e: log.append(("pageerror", str(e))))
+    watch(page, log)
     page.goto(url)
     if wait_canvas:
         page.wait_for_selector("canvas", state="attached")
@@ -252,8 +263,7 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages, server_errors):
     log2 = []
     page2 = browser_page = rc_browser.new_page(viewport={"width": 1500, "height": 1000})
     page2.set_default_timeout(TIMEOUT_MS)
-    page2.on("console", lambda m: log2.append((m.type, m.text)))
-    page2.on("pageerror", lambda e: log2.append(("pageerror", str(e))))
+    watch(page2, log2)
     pages.append(page2)
     page2.goto(shared)
     page2.get_by_text("Verdicts").first.wait_for()  # opens on the shared view
@@ -358,3 +368,16 @@ def test_draw_a_box_region_on_the_map(server, rc_browser, pages, server_errors):
     assert "Traceback" not in page.content()
     assert _errors(log) == [], _errors(log)
     assert server_errors == []
+
+
+def test_requests_to_other_hosts_are_caught(server, rc_browser, pages):
+    """The guard of every browser test: the app's page asks nothing of another host, and a
+    request to one (a CDN, say) is caught as an error."""
+    log = []
+    page = _open(rc_browser, server + "/", log)
+    pages.append(page)
+    page.get_by_text("Click a pixel").first.wait_for()
+    assert _errors(log) == []
+    page.evaluate("() => fetch('http://cdn.example.invalid/bokeh.min.js').catch(() => null)")
+    page.wait_for_timeout(300)
+    assert ("external request", "http://cdn.example.invalid/bokeh.min.js") in _errors(log)

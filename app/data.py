@@ -342,17 +342,41 @@ def swath_geometry(key: tuple, lat, lon, projection: str):
     return _geoms.get((*key, projection), lambda: build(np.asarray(lat), np.asarray(lon), projection))
 
 
+_model_lists = Memo(4)
+
+
+def _cards_stamp() -> tuple:
+    """(path, mtime, size) of every model card: the registry's version."""
+    from models.registry import CARD, _search_dirs
+
+    out = []
+    for d in _search_dirs():
+        try:
+            subs = sorted(d.iterdir()) if d.is_dir() else []
+        except OSError:
+            continue
+        for sub in subs:
+            try:
+                st = (sub / CARD).stat()
+            except OSError:
+                continue
+            out.append((str(sub), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def list_models() -> list[str]:
-    """Names of the registered models ([] while the registry is unavailable)."""
+    """Names of the registered models ([] while the registry is unavailable); read once per
+    version of the model cards (every session's page asks: parsing the cards took a second)."""
     try:
         from models.registry import list_models as _list
     except ImportError:
         return []
+
+    def read():
+        return tuple(m if isinstance(m, str) else getattr(m, "name", str(m)) for m in _list())
+
     try:
-        out = []
-        for m in _list():
-            out.append(m if isinstance(m, str) else getattr(m, "name", str(m)))
-        return out
+        return list(_model_lists.get(_cards_stamp(), read))
     except Exception as e:  # a broken registry must not take the app down
         log.warning("model registry unavailable: %s", e)
         return []

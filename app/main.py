@@ -239,11 +239,19 @@ def create_app(catalog_path: str | None = None, selection: Selection | None = No
     run_control = RunControl(selection)
     run_control.param.watch(lambda e: swath_map.param.trigger("refresh"), "landed")
     views = {"swath": swath_map, **make_views(selection, catalog_path, cube_path)}
-    tabs = pn.Tabs(*[(VIEW_LABELS[v], views[v]) for v in VIEWS if v in views], dynamic=True,
-                   sizing_mode="stretch_width")
+    # each view is put on the page when first shown and then kept there (hidden while another
+    # is shown): going back to a view is a switch in the browser, not a rebuild of its figures
     order = [v for v in VIEWS if v in views]
+    holders = {v: pn.Column(sizing_mode="stretch_width") for v in order}
+
+    def show(v):
+        if not holders[v].objects:
+            holders[v].objects = [views[v]]
+
+    tabs = pn.Tabs(*[(VIEW_LABELS[v], holders[v]) for v in order], dynamic=False, sizing_mode="stretch_width")
     tabs.active = order.index(selection.view) if selection.view in order else 0
-    tabs.param.watch(lambda e: setattr(selection, "view", order[e.new]), "active")
+    show(order[tabs.active])
+    tabs.param.watch(lambda e: (show(order[e.new]), setattr(selection, "view", order[e.new])), "active")
     selection.param.watch(lambda e: setattr(tabs, "active", order.index(e.new)) if e.new in order else None, "view")
     exporter = ExportControl(selection=selection, catalog_path=catalog_path, cube_path=cube_path, views=views)
     sidebar = Sidebar(selection=selection, catalog_path=catalog_path, run_control=run_control,

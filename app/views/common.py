@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 _cubes = data.Memo(4)
 _reports = data.Memo(64)
+#: each view's answer per (view, selection, cube), shared by every session of the server: the
+#: second session asking the same question gets the first one's answer (``RAINCHECK_VIEW_CACHE=0``
+#: turns it off, for the load benchmark's baseline)
+_answers = data.Memo(256)
 #: bootstrap resamples for the GPD confidence bands: 20 on screen (answers in < 1 s), 200 in
 #: exported figures (the manifest records which)
 N_BOOT = 20
@@ -198,6 +202,61 @@ def histogram(cube, source: str, q: dict) -> dict:
     return run_query(cube.histogram, source, q["region"], period=q["period"], season=q["season"])
 
 
+def shared_answers() -> bool:
+    import os
+
+    return os.environ.get("RAINCHECK_VIEW_CACHE", "1").strip().lower() not in ("0", "off", "no", "false")
+
+
+def answer_key(view) -> tuple:
+    """What a view's answer depends on: the view, the cube (its path and version), the catalogue
+    and the selection's values the view watches."""
+    from catalogs.store import marker_path
+
+    p = cube_path(view.cube_path)
+    try:
+        stamp = marker_path(p).stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    sel = view.selection
+    return (type(view).__name__, view.name_, str(p), stamp, view.catalog_path,
+            tuple((n, tuple(v) if isinstance(v, list) else v) for n in view._WATCH for v in [getattr(sel, n)]))
+
+
+def answer(view) -> dict:
+    """``view.compute()``, memoised across sessions per :func:`answer_key` (errors are not kept:
+    a box computed meanwhile, or a cube built, answers next time)."""
+    if not shared_answers():
+        return view.compute()
+    return _answers.get(answer_key(view), view.compute)
+
+
+def prepare_answers(cube_path: str | None = None, catalog_path: str | None = None) -> int:
+    """Compute the evaluation views' answers for a new session's selection (the defaults) into
+    the shared cache, so that the first user to open a view does not wait for its computation
+    (and, the server being one process, neither do the others meanwhile). Called at server start,
+    in a background thread; returns how many answers were prepared (problems are logged, and the
+    views show them when opened)."""
+    from app.views import make_views
+
+    n = 0
+    if not shared_answers():
+        return n
+    try:
+        views = make_views(Selection(view="swath"), catalog_path, cube_path)
+    except Exception:  # noqa: BLE001 - the views report it when opened
+        log.exception("preparing the views' answers failed")
+        return n
+    for v in views.values():
+        if isinstance(v, EvaluationView):
+            try:
+                answer(v)
+                n += 1
+            except Exception as e:  # noqa: BLE001 - e.g. no cube: the view says so when opened
+                log.info("no answer prepared for the %s view: %s", v.name_, e)
+    return n
+
+
 def source_label(source: str) -> str:
     from evaluation import cube as CB
 
@@ -268,7 +327,7 @@ class EvaluationView(pn.viewable.Viewer):
             self.box_control.close()
             self.box_control = None
         try:
-            self.result = self.compute()
+            self.result = answer(self)
             body = self.render(self.result)
         except BoxNotComputed as e:
             from app.boxjobs import BoxControl

@@ -342,13 +342,7 @@ class CompareView(pn.viewable.Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        try:
-            from models.registry import list_models
-
-            names = [c.name for c in list_models()]
-        except Exception as e:  # no registry: the stored result is still shown
-            log.warning("model list unavailable: %s", e)
-            names = []
+        names = data.list_models()  # (memoised; [] without a registry: the stored result is still shown)
         self.picker = pn.widgets.MultiChoice(label="Models", options=names, value=names, sizing_mode="stretch_width")
         self.button = pn.widgets.Button(label="Run comparison", color="primary", css_classes=["rc-compare-run"])
         self.button.on_click(lambda e: self.run())

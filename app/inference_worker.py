@@ -114,9 +114,37 @@ def run_one(conn, cancel, fn, kwargs: dict, env: dict) -> None:
     conn.send(("done", None if result is None else str(result), _plain(info)))
 
 
-def main(conn, cancel, nice: int = 10, torch_threads: int | None = 1) -> None:
-    """The worker's loop: run jobs from ``conn`` until told to stop or the manager goes away."""
+def warm(models=()) -> None:
+    """Get ready for the first job: import torch, the models and the simulator, load ``models``
+    (their checkpoints) and run each once on a small tile, so that a user's first Run does not
+    wait for any of it. Problems are left for the job to report."""
+    try:
+        import torch
+
+        from models.inference import load_swath  # noqa: F401  (the simulator comes with it)
+        from models.registry import load_model
+        import catalogs.simulator  # noqa: F401
+        from catalogs.schema import N_CHANNELS
+    except Exception:  # noqa: BLE001 - the job says what is wrong
+        return
+    for name in models:
+        try:
+            r = load_model(name)
+            m = max(int(getattr(r, "multiple", 1) or 1), 1)
+            n = -(-64 // m) * m
+            with torch.inference_mode():
+                r.predict_batch(torch.zeros((1, N_CHANNELS, n, n)))
+        except Exception:  # noqa: BLE001 - a model that cannot load fails its own job, with its message
+            continue
+
+
+def main(conn, cancel, nice: int = 10, torch_threads: int | None = 1, warm_models=None) -> None:
+    """The worker's loop: run jobs from ``conn`` until told to stop or the manager goes away.
+    ``warm_models`` (a list, maybe empty): :func:`warm` up first (the first job's message waits
+    in the pipe meanwhile)."""
     init(nice, torch_threads)
+    if warm_models is not None:
+        warm(warm_models)
     while True:
         try:
             buf = conn.recv_bytes()

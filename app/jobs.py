@@ -177,12 +177,13 @@ def _exit_reason(code: int | None) -> str:
 class _Worker:
     """One worker process (:func:`app.inference_worker.main`) and its pipe."""
 
-    def __init__(self, ctx, kind: str, nice: int, torch_threads: int | None):
+    def __init__(self, ctx, kind: str, nice: int, torch_threads: int | None, warm_models=None):
         self.conn, child = ctx.Pipe()
         self.cancel = ctx.Event()
         self.lock = threading.Lock()
         self.busy = False
-        self.proc = ctx.Process(target=inference_worker.main, args=(child, self.cancel, nice, torch_threads),
+        self.proc = ctx.Process(target=inference_worker.main,
+                                args=(child, self.cancel, nice, torch_threads, warm_models),
                                 name=f"raincheck-{kind}-worker", daemon=True)
         self.proc.start()
         child.close()
@@ -342,6 +343,40 @@ class JobManager:
         with self._lock:
             return [w.proc.pid for name, lane in self._lanes.items() if kind is None or name == kind
                     for w in lane.workers if w.alive()]
+
+    def warm(self, kind: str = "inference", models=None) -> int:
+        """Start ``kind``'s worker processes now (not at the first job) and have each import
+        torch and the models, load ``models`` (default: every registered model, for the
+        inference lane) and run them once, so that the first Run waits for none of it; returns
+        how many workers were started. Thread mode, or workers already running: nothing to do."""
+        lane = self._lanes[kind]
+        if lane.kind.mode != "process":
+            return 0
+        if models is None:
+            models = data.list_models() if kind == "inference" else []
+        started, idle = 0, []
+        while True:  # the idle slots (a busy worker is warm already)
+            try:
+                idle.append(lane.slots.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            for i, w in enumerate(idle):
+                if w is not None and w.alive():
+                    continue
+                with self._lock:
+                    if self._closed:
+                        break
+                    if w is not None:
+                        lane.workers.discard(w)
+                    w = _Worker(self._ctx, lane.name, lane.kind.nice, lane.kind.torch_threads, list(models))
+                    lane.workers.add(w)
+                idle[i] = w
+                started += 1
+        finally:
+            for w in idle:
+                lane.slots.put(w)
+        return started
 
     def _cancel_all(self, kind: str | None = None) -> None:
         for j in self.jobs(kind):

@@ -367,3 +367,33 @@ def test_box_builds_run_in_a_worker_process_of_their_own_beside_inference(tmp_pa
     assert m.submit("quick", 6) is not None
     m.shutdown()
     assert m.worker_pids(None) == []
+
+
+def modules_runner(model_name, orbit, source="synthetic", world_seed=0, device="auto", progress=None,
+                   cancel=None, *, info=None):
+    """Reports where it ran and which of the heavy modules its worker had imported already."""
+    import sys
+
+    if info is not None:
+        info.update(pid=os.getpid(), had=",".join(m for m in ("torch", "models.registry", "catalogs.simulator")
+                                                  if m in sys.modules), device="cpu (test worker)")
+    return f"/store/{model_name}/{orbit}"
+
+
+def test_warm_starts_the_worker_with_torch_and_the_models_before_the_first_job():
+    m = JobManager(runner=modules_runner, mode="process", max_workers=1)
+    assert m.worker_pids() == []
+    assert m.warm(models=["unet-reference"]) == 1
+    pids = m.worker_pids()
+    assert len(pids) == 1  # started now, not at the first Run
+    assert m.warm(models=["unet-reference"]) == 0  # already warm: nothing more started
+    j = m.submit("any", 5)
+    m.wait(j, timeout=120)
+    assert j.status == "done", j.error
+    # the first job ran in the warmed worker, which had torch, the models and the simulator loaded
+    assert j.info["pid"] == pids[0] and j.info["had"] == "torch,models.registry,catalogs.simulator", j.info
+    m.shutdown()
+    assert m.worker_pids() == []
+    t = JobManager(runner=FakeRunner())
+    assert t.warm() == 0  # thread mode: nothing to start
+    t.shutdown()

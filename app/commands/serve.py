@@ -98,6 +98,19 @@ def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1",
     import threading
 
     threading.Thread(target=warm_up, daemon=True, name="raincheck-warm-up").start()
+    # and start the inference worker now, torch imported and the models loaded, so that the
+    # first Run does not wait for it (RAINCHECK_WARM_WORKER=0: on first use, as before)
+    import os
+
+    if os.environ.get("RAINCHECK_WARM_WORKER", "1").strip().lower() not in ("0", "off", "no", "false"):
+        from app.jobs import get_manager
+
+        threading.Thread(target=get_manager().warm, daemon=True, name="raincheck-warm-worker").start()
+    # the evaluation views' answers for a new session's selection, computed once for everyone
+    from app.views.common import prepare_answers
+
+    threading.Thread(target=prepare_answers, args=(cube_path, catalog_path), daemon=True,
+                     name="raincheck-prepare-answers").start()
     origins = list(websocket_origins) or [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
     auth = {}
     if basic_auth:

@@ -1,6 +1,13 @@
-"""Many users: 8 concurrent browser sessions (one Chromium, 8 contexts) pick orbits and run the
-shipped U-Net through the app. No cross-talk, no deadlock, the same inference requested by two
-sessions at once runs once, and view switches stay responsive under that load (p95 reported).
+"""Many users: 8 concurrent browser sessions (one Chromium, 8 contexts) open the app, pick orbits
+and run the shipped U-Net through it, and switch views all at the same time. No cross-talk, no
+deadlock, the same inference requested by two sessions at once runs once, every asset comes
+from the server itself, and every session sees every view's figures drawn.
+
+What is waited for is what a user waits for: a page counts as loaded when the swath map is drawn
+(not when the HTML arrived), and a view switch as done when the view's figures are drawn in the
+browser (not when its first line of text arrived); the 8 sessions switch at the same time (each
+clicks, then all are waited for), as users do. The times are printed, not asserted: the speed
+goals are checked by ``python -m benchmarks.bench_app --parts load``.
 
 The job manager is the one `raincheck serve` uses (inference in worker processes, two of them
 here); computations are counted from its job records (one record per run of the model) and the
@@ -15,7 +22,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _query, _wait_query
+from tests.app_helpers import RENDERED_JS, VIEW_MARKS
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _errors, _query, _wait_query, watch
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -51,44 +59,56 @@ def loaded_server(tmp_path_factory):
     mp.undo()
 
 
+def wait_drawn(page, view):
+    """Until ``view`` is answered and its figures are drawn in ``page`` (what the user waits for)."""
+    mark, canvas = VIEW_MARKS[view]
+    page.get_by_text(mark).first.wait_for(state="visible")
+    page.wait_for_function(RENDERED_JS, arg=canvas, polling=50)
+
+
 def test_eight_sessions_run_inference_concurrently(loaded_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
+    from app import data
     from app.state import VIEW_LABELS
 
-    from app import data
-
     url, manager = loaded_server
+    loads: list[float] = []
     latencies: list[float] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pages, logs = [], []
+        pages, logs, opened = [], [], []
         try:
+            # every session opens the app at the same time
             for k in range(N_SESSIONS):
                 ctx = browser.new_context(viewport={"width": 1400, "height": 950})
                 page = ctx.new_page()
                 page.set_default_timeout(TIMEOUT_MS)
                 log: list = []
-                page.on("console", lambda m, log=log: log.append((m.type, m.text)))
-                page.on("pageerror", lambda e, log=log: log.append(("pageerror", str(e))))
+                watch(page, log)
                 orbit = ORBITS[k % len(ORBITS)]
-                page.goto(f"{url}/?orbit={orbit}&models={MODEL}")
+                opened.append(time.perf_counter())
+                page.goto(f"{url}/?orbit={orbit}&models={MODEL}", wait_until="commit")
                 pages.append(page)
                 logs.append(log)
+            for t0, page in zip(opened, pages):
+                wait_drawn(page, "swath")  # the page is there for the user once its map is drawn
+                loads.append(time.perf_counter() - t0)
             # every session presses Run for its orbit, pairs of sessions at the same time
             for page in pages:
                 page.get_by_role("button", name=f"Run {MODEL}").click()
-            # under that load: switch views in every session and time each switch
-            views = ["distributions", "extremes", "trends", "scores", "swath"]
-            shows = {"distributions": "baseline:", "extremes": "Tail index per source", "trends": "Verdicts",
-                     "scores": "click a column to sort", "swath": "Click a pixel"}
-            for v in views:
+            # under that load, all sessions switch views at the same time: each switch is timed
+            # until the view's figures are drawn
+            for v in ["distributions", "extremes", "trends", "scores", "swath"] * 2:
+                clicked = []
                 for page in pages:
-                    t0 = time.perf_counter()
+                    clicked.append(time.perf_counter())
                     page.get_by_text(VIEW_LABELS[v], exact=True).first.click()
+                for t0, page in zip(clicked, pages):
                     _wait_query(page, "view", v)
-                    page.get_by_text(shows[v]).first.wait_for()
+                    wait_drawn(page, v)
                     latencies.append(time.perf_counter() - t0)
+                    assert page.locator(".alert-danger").count() == 0, v
             # every session sees its own orbit's output land, nobody else's
             for k, page in enumerate(pages):
                 orbit = ORBITS[k % len(ORBITS)]
@@ -106,7 +126,7 @@ def test_eight_sessions_run_inference_concurrently(loaded_server, tmp_path):
             browser.close()
     # each (model, orbit) computed exactly once although two sessions asked for it together:
     # every run of the model is a job record; a computation is a run that was not a cache hit
-    records = list(manager.history)
+    records = [j for j in manager.history if j.kind == "inference"]
     for job in records:
         manager.wait(job, timeout=60)
     assert all(j.status == "done" for j in records), [(j.key, j.status, j.error) for j in records]
@@ -117,11 +137,13 @@ def test_eight_sessions_run_inference_concurrently(loaded_server, tmp_path):
     assert all(j.device for j in records if not j.cache_hit), records
     assert set(computed.values()) == {1}, computed
     assert all(calls[(MODEL, o)] <= 2 for o in ORBITS), calls
-    p95 = float(np.percentile(latencies, 95))
-    print(f"\n{N_SESSIONS} sessions, {len(latencies)} view switches under inference load: "
-          f"median {np.median(latencies):.2f} s, p95 {p95:.2f} s, max {max(latencies):.2f} s")
+    print(f"\n{N_SESSIONS} sessions opened at once: swath map drawn after median {np.median(loads):.1f} s, "
+          f"max {max(loads):.1f} s")
+    print(f"{len(latencies)} view switches, all sessions at once, under inference load, until the figures are "
+          f"drawn: median {np.median(latencies):.2f} s, p95 {np.percentile(latencies, 95):.2f} s, "
+          f"max {max(latencies):.2f} s")
     runs = [j.finished - j.submitted for j in records if not j.cache_hit]
     print(f"inference ({manager.mode} mode, {manager.max_workers} workers): {len(runs)} computations, "
           f"{min(runs):.1f}-{max(runs):.1f} s from request to output; {len(records) - len(runs)} cache hits")
-    for log in logs:
-        assert [m for m in log if m[0] in ("error", "pageerror")] == []
+    for log in logs:  # no console or page error, nothing asked of another host
+        assert _errors(log) == []

@@ -19,42 +19,14 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from evaluation.distributions import EDGES, _norm
+from evaluation.distributions import EDGES
+# the survival function of a histogram lives with the other histogram functions (distributions);
+# it stays importable from here, where the docs and the views look for it
+from evaluation.distributions import exceedance_curve as exceedance_curve
+from evaluation.distributions import exceedance_probability as exceedance_probability
 
 
 # --------------------------------------------------------------------------- exceedance
-def exceedance_curve(counts, edges=EDGES):
-    """(edges[:-1], P(X >= edge)) -- exact at the bin edges."""
-    p = _norm(counts)
-    surv = np.flip(np.cumsum(np.flip(p, -1), -1), -1)
-    return np.asarray(edges)[:-1], surv
-
-
-def exceedance_probability(counts, edges=EDGES, threshold=10.0):
-    """P(X >= threshold) from a histogram: exact at a bin edge; inside a bin, interpolated
-    log-linearly in both rate and probability (a local power law)."""
-    e = np.asarray(edges, dtype=np.float64)
-    x, surv = exceedance_curve(counts, e)
-    thr = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
-    out = []
-    for t in thr:
-        k = np.searchsorted(e, t, side="right") - 1
-        k = int(np.clip(k, 0, e.size - 2))
-        s0 = surv[..., k]
-        s1 = surv[..., k + 1] if k + 1 < surv.shape[-1] else np.zeros_like(s0)
-        lo, hi = e[k], e[k + 1]
-        if t == lo or not np.isfinite(hi):
-            out.append(s0 if t == lo else s0 * np.nan)
-            continue
-        f = (np.log(t) - np.log(lo)) / (np.log(hi) - np.log(lo)) if lo > 0 else (t - lo) / (hi - lo)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            geo = np.exp(np.log(s0) + f * (np.log(s1) - np.log(s0)))
-        lin = s0 + f * (s1 - s0)
-        out.append(np.where((s1 > 0) & (lo > 0), geo, lin))
-    out = np.stack(out, -1)
-    return out if np.ndim(threshold) else out[..., 0]
-
-
 def exceedance_frequency(values, thresholds=(1.0, 10.0, 20.0, 50.0)):
     """Fraction of finite samples >= each threshold (exact)."""
     v = np.asarray(values, dtype=np.float64).ravel()

@@ -180,10 +180,10 @@ def test_interrupted_build_resumes_exactly(tmp_path, monkeypatch):
         if m.startswith("orbit"):
             computed.append(m)
 
-    monkeypatch.setattr(CB, "_write_cube", crash)
+    monkeypatch.setattr("evaluation.cube.build._write_cube", crash)  # the merge writes through it
     with pytest.raises(OSError):
         build(tmp_path, orbits, "r.zarr", progress=count)
-    monkeypatch.setattr(CB, "_write_cube", real)
+    monkeypatch.setattr("evaluation.cube.build._write_cube", real)
     assert not (tmp_path / "r.zarr").exists()
     assert len(computed) == 2  # the two missing orbits were computed before the crash
     # 4) resume: nothing is recomputed, the result equals the uninterrupted build
@@ -341,7 +341,7 @@ def _computed(monkeypatch):
         seen.append((int(orbit), tuple(sources)))
         return real(orbit, sources, cfg, **kw)
 
-    monkeypatch.setattr(CB, "orbit_partial", spy)
+    monkeypatch.setattr("evaluation.cube.build.orbit_partial", spy)  # what each orbit task calls
     return seen
 
 

@@ -184,8 +184,9 @@ from pathlib import Path
 import numpy as np
 from catalogs.simulator import geometry
 from evaluation import cube as CB
+from evaluation.cube import store as CS  # the module whose _write_cube writes through atomic_write
 
-real = CB.atomic_write
+real = CS.atomic_write
 
 def slow(path, writer, meta=None):
     def w(tmp):
@@ -194,7 +195,7 @@ def slow(path, writer, meta=None):
         time.sleep(600)
     return real(path, w, meta)
 
-CB.atomic_write = slow
+CS.atomic_write = slow
 o0 = geometry.orbit_at_time(np.datetime64("2016-01-31T20:00"))
 CB.build_cube([o0, o0 + 1], ["truth", "reference"], Path(sys.argv[1]), scheduler="inline", n_scans=int(sys.argv[2]))
 """

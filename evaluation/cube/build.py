@@ -1,0 +1,366 @@
+"""The build driver: one task per orbit (dask.distributed or inline) writes a partial; the
+partials are merged into the cube atomically with the ledger updated (resumable, never
+double-counting, never mixing two versions of a source)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time as _time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from catalogs.store import is_complete
+from evaluation import regions as RG
+from evaluation.cube.layout import (BUILTIN, REFERENCE, TRUTH, BuildCancelled, CubeConfigMismatch, default_cube_path,
+                                    empty_cube, expand_sources, model_of, partials_dir, region_labels, skill_labels)
+from evaluation.cube.ledger import (_check_identities, _config_key, _diff, _fmt_identity, _identities,
+                                    _legacy_partial, read_ledger)
+from evaluation.cube.partials import (_DAMAGE, _discard_damaged, _npz_identities, _parse_partial_name,
+                                      orbit_partial, partial_damage, partial_identities, read_partial,
+                                      write_partial)
+from evaluation.cube.query import open_cube
+from evaluation.cube.store import _write_cube
+
+log = logging.getLogger(__name__)
+
+
+def _orbit_task(orbit: int, sources: list[str], cfg: dict, folder: str) -> dict:
+    """One dask task: compute and write the partial of one orbit; return where and what."""
+    t0 = _time.perf_counter()
+    part = orbit_partial(orbit, sources, cfg)
+    path = write_partial(part, Path(folder))
+    return {"orbit": int(orbit), "path": str(path), "seconds": _time.perf_counter() - t0,
+            "pixels": int(sum(np.sum(c[..., :]) for c in part["counts"].values()))}
+
+
+def _pair_sides(pair: str) -> list[str]:
+    return pair.split("|")
+
+
+def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, progress=None,
+                   drop: Iterable[str] = (), adopt: dict | None = None) -> dict:
+    """Merge partial files into the cube at ``path`` (created if missing), atomically, with the
+    ledger updated; (source, orbit) pairs already in the ledger are skipped. Returns the ledger.
+
+    ``drop``: sources to remove first (their histograms, every skill pair involving them, their
+    ledger entries and identities), e.g. stale ones being rebuilt. Identities: a source of a
+    partial is merged only if its identity equals the one the ledger records for that source
+    (or the source is new to the cube); a pair only if both its sides match. What does not match
+    is skipped with a warning (the cube never mixes two versions of a source). A truth/reference
+    source of a cube written before identities were recorded takes the partial's identity (logged),
+    or the one given in ``adopt`` ({source: identity}, what :func:`build_cube` checked)."""
+    path = Path(path)
+    ledger = read_ledger(path)
+    key = _config_key(cfg)
+    if ledger["config"] is not None and ledger["config"] != key:
+        raise CubeConfigMismatch(f"cube {path} was built with a different configuration: "
+                                 f"{_diff(ledger['config'], key)}")
+    ledger["config"] = key
+    drop = set(drop)
+    idents: dict = dict(ledger.get("identities") or {})
+    for s in drop:
+        ledger["sources"].pop(s, None)
+        idents.pop(s, None)
+    for p in list(ledger["pairs"]):
+        if drop & set(_pair_sides(p)):
+            ledger["pairs"].pop(p)
+    assumed = [s for s in ledger.get("assumed_identities", []) if s not in drop]
+    done_s = {s: set(v) for s, v in ledger["sources"].items()}
+    for s, ident in (adopt or {}).items():
+        if done_s.get(s) and s not in idents and model_of(s) is None:
+            log.info("cube %s: %s has no recorded identity (written before identities were recorded); taking it "
+                     "as %s", path, s, _fmt_identity(ident))
+            idents[s] = ident
+            assumed.append(s)
+    done_p = {p: set(v) for p, v in ledger["pairs"].items()}
+    parts = []
+    for pp in partial_paths:
+        info = _parse_partial_name(Path(pp).name)
+        if info is None:
+            continue
+        o, srcs = info
+        if all(o in done_s.get(s, ()) for s in srcs):
+            continue
+        parts.append(Path(pp))
+    old = open_cube(path).ds.load() if is_complete(path) else None
+    if old is not None and drop:
+        keep_s = [str(s) for s in old["source"].values if str(s) not in drop]
+        keep_p = [str(p) for p in old["pair"].values if not drop & set(_pair_sides(str(p)))]
+        old = old.sel(source=keep_s, pair=keep_p)
+        # months only the dropped sources had
+        has = old["count"].sum(("source", "region", "surface", "bin")).values > 0 if keep_s else \
+            np.zeros(old.sizes["time"], bool)
+        old = old.isel(time=np.flatnonzero(has))
+    if not parts and not (drop and old is not None):
+        return ledger
+    # the union of sources, pairs, months
+    sources = [str(s) for s in old["source"].values] if old is not None else []
+    pairs = [str(p) for p in old["pair"].values] if old is not None else []
+    months = set(old["time"].values.astype("datetime64[ns]").tolist()) if old is not None else set()
+
+    def accepts(s, pid, pp) -> bool:
+        """Whether the partial's ``s`` is the version the cube holds (adopting it if new)."""
+        got = pid.get(s)
+        if s in idents:
+            if got == idents[s]:
+                return True
+            log.warning("cube %s: skipping %s of %s: identity %s, the cube holds %s", path, s, Path(pp).name,
+                        _fmt_identity(got), _fmt_identity(idents[s]))
+            return False
+        if got is None:
+            log.warning("cube %s: skipping %s of %s: the partial records no identity", path, s, Path(pp).name)
+            return False
+        if done_s.get(s) and model_of(s) is not None:
+            log.warning("cube %s: skipping %s of %s: the cube holds %s with no recorded identity (stale); rebuild "
+                        "it with replace_stale=True", path, s, Path(pp).name, s)
+            return False
+        if done_s.get(s):
+            log.info("cube %s: %s has no recorded identity (written before identities were recorded); taking it "
+                     "as %s", path, s, _fmt_identity(got))
+            assumed.append(s)
+        idents[s] = got
+        return True
+
+    metas = []
+    taking_s: dict = {}
+    taking_p: dict = {}
+    damaged = []
+    for pp in parts:
+        why = partial_damage(pp)
+        if why is None:
+            try:
+                with np.load(pp, allow_pickle=False) as z:
+                    srcs = [str(s) for s in z["sources"]]
+                    prs = [str(p) for p in z["pairs"]]
+                    ms = z["months"].astype("datetime64[ns]")
+                    pid = _npz_identities(z)
+                    o = int(z["orbit"])
+            except _DAMAGE as e:
+                why = f"{type(e).__name__}: {e}"
+        if why is not None:  # not merged: its orbit stays missing from the ledger, a rerun computes it
+            _discard_damaged(pp, why)
+            damaged.append(pp)
+            continue
+        pid = _legacy_partial(pid, srcs + [x for p in prs for x in _pair_sides(p)], cfg.get("identities"),
+                              f"partial {Path(pp).name}")
+        srcs = [s for s in srcs if o not in done_s.get(s, ()) and o not in taking_s.get(s, ()) and accepts(s, pid, pp)]
+        ok_p = []
+        for p in prs:
+            if o in done_p.get(p, ()) or o in taking_p.get(p, ()):
+                continue
+            if all(pid.get(x) is not None and (x not in idents or pid[x] == idents[x]) for x in _pair_sides(p)):
+                ok_p.append(p)
+            else:
+                log.warning("cube %s: skipping pair %s of %s: its sides are not the versions the cube holds",
+                            path, p, Path(pp).name)
+        for s in srcs:
+            taking_s.setdefault(s, set()).add(o)
+        for p in ok_p:
+            taking_p.setdefault(p, set()).add(o)
+        if not srcs and not ok_p:
+            continue
+        metas.append((pp, srcs, ok_p, ms))
+        for s in srcs:
+            if s not in sources:
+                sources.append(s)
+        for p in ok_p:
+            if p not in pairs:
+                pairs.append(p)
+        months.update(ms.tolist())
+    if not metas and not drop and set(idents) == set(ledger.get("identities") or {}):
+        for pp in parts:  # nothing usable in them (already merged, or stale)
+            Path(pp).unlink(missing_ok=True)
+        return ledger
+    months = np.array(sorted(months), dtype="datetime64[ns]")
+    new = empty_cube(sources, pairs, cfg["regions"], months, skill_labels(cfg))
+    cnt, tot, tsq = new["count"].values, new["total"].values, new["total_sq"].values
+    skl, fsk = new["skill"].values, new["field_skill"].values
+    si = {s: i for i, s in enumerate(sources)}
+    pi = {p: i for i, p in enumerate(pairs)}
+    ti = {m: i for i, m in enumerate(months.tolist())}
+    if old is not None:
+        t_old = [ti[m] for m in old["time"].values.astype("datetime64[ns]").tolist()]
+        for s in old["source"].values:
+            k = si[str(s)]
+            cnt[k][:, t_old] = old["count"].sel(source=s).values
+            tot[k][:, t_old] = old["total"].sel(source=s).values
+            tsq[k][:, t_old] = old["total_sq"].sel(source=s).values
+        for p in old["pair"].values:
+            k = pi[str(p)]
+            skl[k][:, t_old] = old["skill"].sel(pair=p).values
+            fsk[k][t_old] = old["field_skill"].sel(pair=p).values
+
+    for n, (pp, srcs, prs, ms) in enumerate(metas):
+        part = read_partial(pp)
+        o = part["orbit"]
+        t_idx = [ti[m] for m in ms.tolist()]
+        for s in srcs:
+            k = si[s]
+            cnt[k][:, t_idx] += np.moveaxis(part["counts"][s], 0, 1)
+            tot[k][:, t_idx] += np.moveaxis(part["sums"][s], 0, 1)
+            tsq[k][:, t_idx] += np.moveaxis(part["sumsq"][s], 0, 1)
+            done_s.setdefault(s, set()).add(o)
+        for p in prs:
+            k = pi[p]
+            skl[k][:, t_idx] += np.moveaxis(part["skill"][p], 0, 1)
+            fsk[k][t_idx] += part["field_skill"][p]
+            done_p.setdefault(p, set()).add(o)
+        if progress:
+            progress(n + 1, len(metas), "merging partials")
+    ledger["sources"] = {s: sorted(v) for s, v in done_s.items()}
+    ledger["pairs"] = {p: sorted(v) for p, v in done_p.items()}
+    ledger["identities"] = {s: idents[s] for s in sorted(idents) if s in done_s}
+    if assumed:
+        ledger["assumed_identities"] = sorted(set(assumed))
+    else:
+        ledger.pop("assumed_identities", None)
+    _write_cube(new, ledger, path)
+    for pp in parts:  # merged and recorded: the partials are no longer needed
+        Path(pp).unlink(missing_ok=True)
+    return ledger
+
+
+def build_cube(
+    orbits: Iterable[int],
+    sources: Sequence[str] = (TRUTH, REFERENCE),
+    path: str | os.PathLike | None = None,
+    *,
+    scheduler=None,
+    n_workers: int = 2,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: threading.Event | None = None,
+    world_seed: int = 0,
+    n_scans: int | None = None,
+    extra_regions: Sequence[str] = (),
+    model_fns: dict | None = None,
+    model_product: str = "precip_mean",
+    torch_threads: int | None = 1,
+    max_tasks: int | None = None,
+    replace_stale: bool = False,
+    skill_extra: bool = False,
+) -> Path:
+    """Build (or extend) the cube at ``path`` with ``orbits`` × ``sources``.
+
+    ``sources``: ``truth`` (adds ``truth_strip``), ``reference``, model names (add
+    ``<model>@strip``; pairs with reference and truth). ``scheduler``: None → a
+    ``LocalCluster(n_workers, threads_per_worker=1, processes=True)``; a scheduler address
+    (``tcp://…``) or a ``distributed.Client``; ``"inline"`` → in this process, no dask.
+    ``progress(done, total, message)``; ``cancel`` (threading.Event) stops after the running
+    tasks (finished orbits are kept and resume). ``max_tasks`` stops after that many orbits
+    were computed (for tests of interruption). Returns the cube path.
+
+    Identities (:func:`source_identity`): if the cube holds a requested source computed by
+    another version of it (a retrained model, another simulator version), the build raises
+    :class:`StaleSource`; with ``replace_stale=True`` it drops that source (histograms, skill
+    pairs, ledger entries; for truth/reference every model too, since their pairs go) and its
+    partials, and rebuilds it on ``orbits``. Partials of another version are never reused.
+
+    ``skill_extra``: also store the skill statistics on the extra regions (the ``skill_region``
+    axis is then the AR6 partition + ``extra_regions``), so scores answer for them too (box cubes
+    are built this way)."""
+    path = Path(path) if path is not None else default_cube_path()
+    if path.parent.is_dir():  # a merge killed mid-write: its temp goes (or a whole cube comes back)
+        from catalogs.store import cleanup_stale
+
+        cleanup_stale(path.parent)
+    srcs = expand_sources(sources)
+    cfg = {"world_seed": int(world_seed), "n_scans": n_scans, "regions": region_labels(extra_regions),
+           "extra_regions": [RG.get_region(s).spec for s in extra_regions], "model_fns": model_fns or {},
+           "model_product": model_product, "torch_threads": torch_threads, "loader": "simulator",
+           "skill_extra": bool(skill_extra and extra_regions)}
+    ledger = read_ledger(path)
+    if ledger["config"] is not None and ledger["config"] != _config_key(cfg):
+        raise CubeConfigMismatch(f"cube {path} was built with a different configuration: "
+                                 f"{_diff(ledger['config'], _config_key(cfg))}")
+    cur = _identities(srcs, cfg)
+    cfg["identities"] = cur
+    drop, adopt = _check_identities(path, ledger, srcs, cur, replace_stale)
+    pdir = partials_dir(path)
+    pdir.mkdir(parents=True, exist_ok=True)
+    from catalogs.store import cleanup_stale
+
+    cleanup_stale(pdir)  # temps of killed workers (a live writer's are kept)
+    # what each orbit still needs, minus what finished partials (of the current versions) hold
+    have: dict[int, set] = {}
+    damaged = 0
+    for f in sorted(pdir.glob("o*.npz")):
+        info = _parse_partial_name(f.name)
+        if not info:
+            continue
+        why = partial_damage(f)
+        if why is None:
+            try:
+                pid = partial_identities(f)
+            except _DAMAGE as e:
+                why = f"{type(e).__name__}: {e}"
+        if why is not None:  # truncated, empty or bit-flipped (a crash, a full disk): recompute it
+            _discard_damaged(f, why)
+            damaged += 1
+            continue
+        pid = _legacy_partial(pid, [x for x in cur if x in info[1] or x in BUILTIN], cur, f"partial {f.name}")
+        bad = sorted({x for x in set(info[1]) | set(pid) if (x in cur and pid.get(x) != cur[x])
+                      or (x in drop and x not in cur)})
+        if bad:
+            log.info("removing stale partial %s (%s: not the current version)", f.name, ", ".join(bad))
+            f.unlink(missing_ok=True)
+            continue
+        have.setdefault(info[0], set()).update(info[1])
+    done = {s: (set() if s in drop else set(v)) for s, v in ledger["sources"].items()}
+    todo = []
+    for o in dict.fromkeys(int(x) for x in orbits):
+        need = [s for s in srcs if o not in done.get(s, ()) and s not in have.get(o, set())]
+        if need:
+            # keep a model's two sources together (one inference feeds both)
+            todo.append((o, expand_sources(need)))
+    total = len(todo)
+    if progress:
+        progress(0, total, f"{total} orbit(s) to compute, {len(have)} partial(s) to reuse"
+                 + (f", {damaged} damaged partial(s) discarded" if damaged else ""))
+    if max_tasks is not None:
+        todo = todo[:max_tasks]
+    try:
+        _run_tasks(todo, cfg, pdir, scheduler, n_workers, progress, cancel, total)
+    finally:
+        pass
+    if max_tasks is not None and max_tasks < total:
+        raise BuildCancelled(f"stopped after {max_tasks} of {total} orbits (max_tasks)")
+    merge_partials(path, sorted(pdir.glob("o*.npz")), cfg, progress=None, drop=drop, adopt=adopt)
+    if progress:
+        progress(total, total, "cube written")
+    return path
+
+
+def _run_tasks(todo, cfg, pdir, scheduler, n_workers, progress, cancel, total):
+    if not todo:
+        return
+    if scheduler == "inline":
+        for n, (o, s) in enumerate(todo):
+            if cancel is not None and cancel.is_set():
+                raise BuildCancelled(f"cancelled after {n} of {total} orbits; rerun to resume")
+            _orbit_task(o, s, cfg, str(pdir))
+            if progress:
+                progress(n + 1, total, f"orbit {o}")
+        return
+    from distributed import as_completed
+
+    from catalogs.runtime import dask_client
+
+    with dask_client(scheduler, n_workers) as client:
+        cfg_f = client.scatter(cfg, broadcast=True) if cfg.get("model_fns") else cfg
+        futs = [client.submit(_orbit_task, o, s, cfg_f, str(pdir), key=f"cube-orbit-{o}-{uuid.uuid4().hex[:6]}",
+                              pure=False) for o, s in todo]
+        done = 0
+        for fut in as_completed(futs):
+            fut.result()  # re-raise task errors
+            done += 1
+            if progress:
+                progress(done, total, "orbits")
+            if cancel is not None and cancel.is_set():
+                for f in futs:
+                    f.cancel()
+                raise BuildCancelled(f"cancelled after {done} of {total} orbits; rerun to resume")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -29,11 +28,13 @@ import yaml
 from catalogs.config import get_roots
 from catalogs.outputs import check_name
 from models.base import ModelError, Retriever
+from models.config import (CONFIG_DIR, KINDS, MAX_PARAMETERS, SIZE_LIMITS, check_config_sizes,  # noqa: F401
+                           check_levels, unet_parameters)
+from models.config import load_config as _load_config
 
 log = logging.getLogger(__name__)
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 WEIGHTS = "model.safetensors"
 CARD = "card.yaml"
 
@@ -81,103 +82,6 @@ class ModelCard:
         return Path(self.path) / WEIGHTS
 
 
-KINDS = ("unet", "bayes", "flow")
-#: the largest network a card or config may ask for (parameters): 100 M (400 MB of float32)
-#: against < 1 M for the shipped U-Nets; a card asking for more is refused before anything is
-#: allocated (a card with ``base: 100000`` would ask for ≈ 360 GB)
-MAX_PARAMETERS = 100_000_000
-#: (dotted field, smallest, largest) of the integer sizes a card or config may give
-SIZE_LIMITS = (
-    ("network.base", 1, 1024), ("network.depth", 1, 8), ("network.max_width", 1, 4096),
-    ("network.head_hidden", 0, 4096),
-    ("flow.base", 1, 1024), ("flow.depth", 1, 8), ("flow.patch", 1, 64),
-    ("sampling.members", 1, 1000), ("sampling.steps", 1, 1000),
-    ("inference.tile_scans", 8, 16384), ("inference.cpu_batch_tiles", 1, 64),
-    ("bayes.database_size", 1, 50_000_000), ("bayes.components", 1, 13), ("bayes.neighbours", 1, 100_000),
-    ("training.epochs", 0, 100_000), ("training.batch_size", 1, 4096), ("training.crop_cross", 8, 4096),
-    ("training.crop_along", 8, 16384), ("training.threads", 0, 1024),
-)
-
-
-def _get(cfg: dict, dotted: str):
-    cur = cfg
-    for k in dotted.split("."):
-        if not isinstance(cur, dict) or k not in cur:
-            return None
-        cur = cur[k]
-    return cur
-
-
-def _int_field(value, field: str, lo: int, hi: int, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise ModelError(f"{where}: field {field} must be an integer in {lo}..{hi}, got {value!r}")
-    v = int(value)
-    if not lo <= v <= hi:
-        raise ModelError(f"{where}: field {field} = {v} is out of range ({lo}..{hi})")
-    return v
-
-
-def unet_parameters(network: dict, n_quantiles: int, n_in: int = 15) -> int:
-    """Parameters of :class:`models.unet.QuantileUNet` for a ``network`` config (an upper bound
-    over the input channels), computed without building it."""
-    base, depth = int(network.get("base", 16)), int(network.get("depth", 3))
-    max_width, head_hidden = int(network.get("max_width", 256)), int(network.get("head_hidden", 0))
-    w = [min(base * 2 ** i, max_width) for i in range(depth + 1)]
-
-    def block(cin, cout):
-        return 9 * cin * cout + 9 * cout * cout + 4 * cout
-
-    n, cin = 0, n_in
-    for x in w[:-1]:
-        n += block(cin, x)
-        cin = x
-    n += block(cin, w[-1])
-    for i in reversed(range(depth)):
-        n += 4 * w[i + 1] * w[i] + w[i] + block(2 * w[i], w[i])
-    head_in = w[0]
-    if head_hidden:
-        n += (w[0] + n_in + 1) * head_hidden + (head_hidden + 1) * head_hidden
-        head_in = head_hidden
-    return n + (head_in + 1) * n_quantiles
-
-
-def check_config_sizes(cfg: dict, where: str) -> None:
-    """Refuse, naming the field, a config (or a card's config) whose sizes are not integers in
-    their range (:data:`SIZE_LIMITS`) or whose network would exceed :data:`MAX_PARAMETERS`;
-    runs before any network is built, so an absurd card allocates nothing."""
-    if not isinstance(cfg, dict):
-        raise ModelError(f"{where}: field config must be a mapping, got {type(cfg).__name__}")
-    for field_, lo, hi in SIZE_LIMITS:
-        v = _get(cfg, field_)
-        if v is not None:
-            _int_field(v, field_, lo, hi, where)
-    levels = cfg.get("quantile_levels")
-    if levels is not None:
-        _check_levels(levels, "config.quantile_levels", where)
-    for key in ("network", "flow", "inference", "sampling", "bayes", "training", "conditioning"):
-        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
-            raise ModelError(f"{where}: field {key} must be a mapping, got {cfg[key]!r:.60}")
-    if cfg.get("kind") == "unet" or isinstance(cfg.get("network"), dict):
-        nq = len(levels) if isinstance(levels, list) else 1
-        n = unet_parameters(cfg.get("network") or {}, nq)
-        if n > MAX_PARAMETERS:
-            raise ModelError(f"{where}: field network asks for a U-Net of {n:,} parameters "
-                             f"({n * 4 / 2**30:.0f} GiB of float32), more than the limit of {MAX_PARAMETERS:,}")
-    if isinstance(cfg.get("base_config"), dict):
-        check_config_sizes(cfg["base_config"], f"{where} (base_config)")
-
-
-def _check_levels(levels, field_: str, where: str) -> None:
-    if not isinstance(levels, list) or not 1 <= len(levels) <= 1000:
-        raise ModelError(f"{where}: field {field_} must be a list of 1 to 1000 quantile levels, got {levels!r:.80}")
-    try:
-        lv = [float(x) for x in levels]
-    except (TypeError, ValueError):
-        raise ModelError(f"{where}: field {field_} must hold numbers in (0, 1), got {levels!r:.80}") from None
-    if not all(0 < x < 1 for x in lv) or any(b <= a for a, b in zip(lv, lv[1:])):
-        raise ModelError(f"{where}: field {field_} must be increasing numbers in (0, 1), got {levels!r:.80}")
-
-
 def check_card_fields(d: dict, where: str) -> None:
     """Types and sizes of a card's fields; a :class:`ModelError` naming the file and the field."""
     if not isinstance(d.get("name"), str) or not d["name"]:
@@ -187,7 +91,7 @@ def check_card_fields(d: dict, where: str) -> None:
     sha = d.get("checkpoint_sha256")
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
         raise ModelError(f"model card {where}: field checkpoint_sha256 must be 64 hex digits, got {sha!r:.80}")
-    _check_levels(d.get("levels"), "levels", f"model card {where}")
+    check_levels(d.get("levels"), "levels", f"model card {where}")
     for key in ("training", "metrics"):
         if d.get(key) is not None and not isinstance(d[key], dict):
             raise ModelError(f"model card {where}: field {key} must be a mapping, got {d[key]!r:.60}")
@@ -373,22 +277,6 @@ def load_model(name: str, device: str | torch.device | None = None) -> Retriever
 
 
 def load_config(path_or_name: str | os.PathLike) -> dict:
-    """A model/training config from a YAML path or the name of a shipped config."""
-    p = Path(path_or_name)
-    if not p.suffix:
-        p = CONFIG_DIR / f"{path_or_name}.yaml"
-    if not p.is_file():
-        raise ModelError(f"config {path_or_name!r} not found (shipped: "
-                         f"{', '.join(sorted(q.stem for q in CONFIG_DIR.glob('*.yaml')))})")
-    try:
-        cfg = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ModelError(f"config {p} is not valid YAML: {e}") from None
-    if not isinstance(cfg, dict) or "name" not in cfg or "kind" not in cfg:
-        raise ModelError(f"config {p} must be a mapping with at least 'name' and 'kind'")
-    try:
-        check_name(cfg["name"])
-    except ValueError as e:
-        raise ModelError(f"config {p}: field name: {e}") from None
-    check_config_sizes(cfg, f"config {p}")
-    return cfg
+    """A model/training config from a YAML path or the name of a shipped config, with ``inherit``
+    resolved and every key checked (:func:`models.config.load_config`)."""
+    return _load_config(path_or_name)

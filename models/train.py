@@ -40,6 +40,7 @@ import xarray as xr
 from catalogs.config import get_roots
 from catalogs.store import is_complete, open_dataset, write_dataset
 from models.base import InferenceCancelled, ModelError, Retriever
+from models.config import data_config, load_config, parse_config, resolve_inherit, split_scene_scans
 from models.quantiles import QuantileDistribution
 from models.registry import ModelCard, load_checkpoint, load_model, save_model, user_models_dir
 from models.scoring import climatology_quantiles, score
@@ -67,7 +68,7 @@ def split_orbits(data_cfg: dict, split: str) -> list[int]:
     spec = data_cfg[split]
     a, b = _orbit_range(spec["start"], spec["end"])
     n = int(spec["orbits"])
-    rng = np.random.default_rng([int(data_cfg.get("seed", 0)), SPLITS.index(split)])
+    rng = np.random.default_rng([data_config(data_cfg).seed, SPLITS.index(split)])
     edges = np.linspace(a, b + 1, n + 1)
     return [int(rng.integers(int(lo), max(int(lo) + 1, int(hi)))) for lo, hi in zip(edges[:-1], edges[1:])]
 
@@ -115,8 +116,8 @@ def data_key(data_cfg: dict) -> str:
 def _simulate(orbit: int, data_cfg: dict, n_scans: int | None) -> xr.Dataset:
     from catalogs.simulator import simulate_orbit
 
-    return simulate_orbit(int(orbit), world_seed=int(data_cfg.get("world_seed", 0)),
-                          source=data_cfg.get("source", "observed"), n_scans=n_scans)
+    d = data_config(data_cfg)
+    return simulate_orbit(int(orbit), world_seed=d.world_seed, source=d.source, n_scans=n_scans)
 
 
 def build_training_set(
@@ -140,14 +141,15 @@ def build_training_set(
             progress(1, 1, f"{split} set cached at {path}")
         return path
     orbits = split_orbits(data_cfg, split)
-    scene = int(spec.get("scene_scans", data_cfg.get("scene_scans", 128)))
-    per_orbit = int(spec.get("scenes_per_orbit", 1))
-    n_orbit_scans = int(data_cfg.get("orbit_scans", 2900))  # usable scans of an orbit
+    d = data_config(data_cfg)
+    scene = split_scene_scans(d, split)
+    per_orbit = getattr(d, split).scenes_per_orbit
+    n_orbit_scans = d.orbit_scans  # usable scans of an orbit
     tcs, refs, sts, meta = [], [], [], []
     for i, orbit in enumerate(orbits):
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled("building the training set was cancelled")
-        rng = np.random.default_rng([int(data_cfg.get("seed", 0)), 7, orbit])
+        rng = np.random.default_rng([d.seed, 7, orbit])
         slots = max(1, n_orbit_scans // scene)
         picks = np.sort(rng.choice(slots, size=min(per_orbit, slots), replace=False))
         starts = [int(p * scene + rng.integers(0, max(1, n_orbit_scans // slots - scene + 1))) for p in picks]
@@ -301,15 +303,16 @@ def train(config: dict | str | os.PathLike, progress: Progress | None = None,
     """Train the model described by ``config`` (dict, YAML path or shipped config name), write
     ``model.safetensors`` + ``card.yaml`` into ``out`` (default ``<data_root>/models/<name>``)
     and return its card."""
-    from models.registry import load_config
-
     if not isinstance(config, dict):
         config = load_config(config)
-    if config.get("kind") == "flow" or any(k in config for k in ("loss", "hybrid", "init_from", "inherit")):
+    else:
+        config = resolve_inherit(config)
+    typed = parse_config(config)
+    if typed.research:
         from models.research.trainer import train_research  # the research configs (issue 7)
 
         return train_research(config, progress=progress, cancel=cancel, out=out, command=command)
-    torch.set_num_threads(int(config.get("training", {}).get("threads", 2)))
+    torch.set_num_threads(typed.training.threads)
     out = Path(out) if out is not None else default_out(config)
     if command is None:
         command = " ".join(["raincheck", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("raincheck") else "models.train.train()"
@@ -326,7 +329,7 @@ def train(config: dict | str | os.PathLike, progress: Progress | None = None,
     # held-out scores: this model, registered comparison models, climatology
     _, train_ref = load_scenes(sets["train"])
     retrievers = {config["name"]: retriever}
-    for other in config.get("compare_with", []) or []:
+    for other in typed.compare_with or []:
         try:
             retrievers[other] = load_model(other)
         except ModelError as e:
@@ -347,8 +350,8 @@ def _card(config: dict, out: Path, sets: dict, kind: str) -> ModelCard:
     return ModelCard(
         name=config["name"], kind=kind, config=config, checkpoint_sha256="",
         levels=[float(v) for v in config["quantile_levels"]],
-        training={"source": f"catalogs.simulator source={data_cfg.get('source', 'observed')} "
-                            f"world_seed={data_cfg.get('world_seed', 0)}",
+        training={"source": f"catalogs.simulator source={data_config(data_cfg).source} "
+                            f"world_seed={data_config(data_cfg).world_seed}",
                   "periods": periods,
                   "orbits": {s: int(data_cfg[s]["orbits"]) for s in SPLITS if s in data_cfg},
                   "data_key": data_key(data_cfg),
@@ -406,8 +409,8 @@ def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
     from models.unet import pinball_loss
     from models.unet_retriever import UNetRetriever, build_unet
 
-    tcfg = config.get("training", {}) or {}
-    seed = int(tcfg.get("seed", 0))
+    tcfg = parse_config(config).training
+    seed = tcfg.seed
     _set_seed(seed)
     tc_tr, ref_tr = load_scenes(sets["train"])
     tc_va, ref_va = load_scenes(sets["validation"])
@@ -418,15 +421,14 @@ def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
     ci = net.channel_index.numpy()
     net.set_normalisation(flat[:, ci].mean(0), flat[:, ci].std(0))
     levels = torch.tensor(config["quantile_levels"], dtype=torch.float32)
-    epochs = int(tcfg.get("epochs", 10))
-    bs = int(tcfg.get("batch_size", 8))
+    epochs = tcfg.epochs
+    bs = tcfg.batch_size
     steps_per_epoch = math.ceil(tc_tr.shape[0] / bs)
-    opt = torch.optim.AdamW(net.parameters(), lr=float(tcfg.get("lr", 2e-3)),
-                            weight_decay=float(tcfg.get("weight_decay", 1e-4)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(tcfg.get("lr", 2e-3)),
-                                                total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tcfg.lr, total_steps=epochs * steps_per_epoch,
+                                                pct_start=tcfg.pct_start)
     best, best_epoch, start_epoch, history = float("inf"), -1, 0, []
-    resumed = _load_state(out, net, opt, sched) if tcfg.get("resume", True) else None
+    resumed = _load_state(out, net, opt, sched) if tcfg.resume else None
     if resumed:
         start_epoch = resumed["epoch"] + 1
         best, best_epoch, history = resumed["best"], resumed["best_epoch"], resumed["history"]
@@ -436,7 +438,7 @@ def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
     # optional cross-track crop for training speed: a window of `crop_cross` pixels that always
     # contains the whole reference strip, at a random offset (the context around the strip varies)
     strip_cols = np.flatnonzero(np.isfinite(ref_tr).any(axis=(0, 1)))
-    crop = int(tcfg.get("crop_cross", 0) or 0)
+    crop = tcfg.crop_cross or 0
     n_cross = tc_tr.shape[2]
     if crop and strip_cols.size and crop < n_cross:
         lo_start = max(0, int(strip_cols[-1]) + 1 - crop)
@@ -446,7 +448,7 @@ def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
     else:
         crop = 0
     total = epochs * steps_per_epoch
-    max_seconds = float(tcfg.get("max_minutes", 1e9)) * 60
+    max_seconds = tcfg.max_minutes * 60
     t_start = time.perf_counter()
     stopped_early = False
     for epoch in range(start_epoch, epochs):
@@ -464,7 +466,7 @@ def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
             else:
                 x = torch.from_numpy(tc_tr[idx].astype(np.float32)).permute(0, 3, 1, 2)
                 y = torch.from_numpy(ref_tr[idx])
-            if tcfg.get("flip", True):
+            if tcfg.flip:
                 if np.random.default_rng([seed, epoch, b]).random() < 0.5:
                     x, y = x.flip(-2), y.flip(-2)
             x = _pad_cross(x, mult).contiguous(memory_format=torch.channels_last)
@@ -526,21 +528,22 @@ def _strip_pixels(tc: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _train_bayes(config: dict, sets: dict, out: Path, progress):
     from models.bayes import BayesRetriever, bayes_tensors, fit_pca
 
-    bcfg = config.get("bayes", {}) or {}
-    seed = int((config.get("training") or {}).get("seed", 0))
+    typed = parse_config(config)
+    bcfg = typed.bayes
+    seed = typed.training.seed
     rng = np.random.default_rng(seed)
     tb, rain = _strip_pixels(*load_scenes(sets["train"]))
-    n_db = min(int(bcfg.get("database_size", 60000)), rain.size)
+    n_db = min(bcfg.database_size, rain.size)
     pick = rng.choice(rain.size, n_db, replace=False)
     db_tb, db_rain = tb[pick], rain[pick]
-    pca = fit_pca(db_tb.astype(np.float64), int(bcfg.get("components", 6)))
+    pca = fit_pca(db_tb.astype(np.float64), bcfg.components)
     card = _card(config, out, sets, "bayes")
-    sigmas = [float(s) for s in bcfg.get("sigmas", [0.25, 0.5, 1.0, 2.0])]
+    sigmas = [float(s) for s in bcfg.sigmas]
     tensors = bayes_tensors(db_tb, db_rain, pca, sigmas[0])
     card.checkpoint_sha256 = "0" * 64
     r = BayesRetriever(card, tensors)
     vtb, vrain = _strip_pixels(*load_scenes(sets["validation"]))
-    nv = min(int(bcfg.get("validation_pixels", 20000)), vrain.size)
+    nv = min(bcfg.validation_pixels, vrain.size)
     vp = rng.choice(vrain.size, nv, replace=False)
     crps = {}
     for i, s in enumerate(sigmas):

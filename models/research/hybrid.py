@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from models.config import data_config, parse_config
 from models.train import build_training_set, load_scenes
 
 
@@ -43,14 +44,14 @@ def _with_split(config: dict, spec: dict, **data_over) -> dict:
 def simulated_config(config: dict) -> dict:
     """The config whose ``train`` split is the simulated warm-climate scene set."""
     h = config["hybrid"]
-    return _with_split(config, h["simulated"], source="simulated", seed=int(config["data"].get("seed", 0)) + 1000)
+    return _with_split(config, h["simulated"], source="simulated", seed=data_config(config["data"]).seed + 1000)
 
 
 def calibration_configs(config: dict) -> tuple[dict, dict]:
     """Configs of the paired observed / simulated-present-climate calibration scene sets (same
     orbits and scene positions: same seed and split spec)."""
     h = config["hybrid"]
-    seed = int(config["data"].get("seed", 0)) + 2000
+    seed = data_config(config["data"]).seed + 2000
     obs = _with_split(config, h["calibration"], source="observed", seed=seed)
     sim = _with_split(config, h["calibration"], source="simulated", seed=seed, climate_offset_K=0.0)
     return obs, sim
@@ -60,8 +61,9 @@ def _present_simulated_fn(data_cfg: dict):
     from catalogs.simulator import simulate_orbit
 
     def fn(orbit, n_scans):
-        return simulate_orbit(int(orbit), world_seed=int(data_cfg.get("world_seed", 0)), source="simulated",
-                              n_scans=n_scans, climate_offset_K=float(data_cfg.get("climate_offset_K", 0.0)))
+        d = data_config(data_cfg)
+        return simulate_orbit(int(orbit), world_seed=d.world_seed, source="simulated",
+                              n_scans=n_scans, climate_offset_K=float(d.climate_offset_K or 0.0))
 
     return fn
 
@@ -77,10 +79,9 @@ def build_hybrid_sets(config: dict, progress=None, cancel=None) -> dict:
     """Build (cached) the simulated set and, if bias correction is on, the calibration pair.
     Returns dict ``simulated`` (path), ``tb_offset`` (13,) or None and ``calibration_simulated``
     (path of the present-climate simulated calibration scenes, or None)."""
-    h = config["hybrid"]
     out = {"simulated": build_training_set(simulated_config(config), "train", progress=progress, cancel=cancel),
            "tb_offset": None, "calibration_simulated": None}
-    if h.get("bias_correction", True):
+    if parse_config(config).hybrid.bias_correction:
         obs_cfg, sim_cfg = calibration_configs(config)
         p_obs = build_training_set(obs_cfg, "train", progress=progress, cancel=cancel)
         p_sim = build_training_set(sim_cfg, "train", swath_fn=_present_simulated_fn(sim_cfg["data"]),

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from models.base import ModelError
-from models.registry import ModelCard, get_card, load_checkpoint, load_config, load_model, save_model
+from models.config import INHERITED, load_config, parse_config, resolve_inherit  # noqa: F401 (INHERITED: public name)
+from models.registry import ModelCard, get_card, load_checkpoint, load_model, save_model
 from models.train import (TrainingCancelled, optimizer_step, _card, _load_state, _log, _pad_cross, _round, _save_state,
                           _set_seed, _state_dir, build_training_set, default_out, heldout_scores, load_scenes,
                           predict_scenes)
@@ -78,7 +79,7 @@ def save_checkpoint(folder, tensors: dict, card: ModelCard) -> ModelCard:
 
 def _init_weights(net, config: dict) -> dict:
     """Load ``init_from`` weights into ``net``; returns provenance for the card."""
-    name = config.get("init_from")
+    name = parse_config(config).init_from
     if not name:
         return {}
     card = get_card(name)
@@ -141,8 +142,9 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
     from models.research import hybrid as hyb
     from models.unet_retriever import UNetRetriever, build_unet
 
-    tcfg = config.get("training", {}) or {}
-    seed = int(tcfg.get("seed", 0))
+    typed = parse_config(config)
+    tcfg = typed.training
+    seed = tcfg.seed
     _set_seed(seed)
     tc_tr, ref_tr = load_scenes(sets["train"])
     tc_va, ref_va = load_scenes(sets["validation"])
@@ -156,17 +158,17 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
     levels = torch.tensor(config["quantile_levels"], dtype=torch.float32)
     loss_fn = ResearchLoss(config.get("loss"), config["quantile_levels"], train_ref=ref_tr)
     # hybrid: simulated scenes (bias-corrected) mixed into every batch
-    h = config.get("hybrid")
+    h = typed.hybrid
     tc_sim = ref_sim = None
     sim_map = None  # draw index -> simulated scene (None: identity)
     hyb_info = {}
     if h:
         hs = hyb.build_hybrid_sets(config, progress=progress, cancel=cancel)
         tc_sim, ref_sim = hyb.load_simulated(hs["simulated"], hs["tb_offset"])
-        hyb_info = {"ratio": float(h.get("ratio", 0.25)), "domain_weight": float(h.get("domain_weight", 1.0)),
+        hyb_info = {"ratio": h.ratio, "domain_weight": h.domain_weight,
                     "bias_correction": hs["tb_offset"] is not None,
                     "tb_offset_estimate_K": None if hs["tb_offset"] is None else [round(float(v), 3) for v in hs["tb_offset"]],
-                    "simulated_scenes": int(tc_sim.shape[0]), "simulated": dict(h["simulated"])}
+                    "simulated_scenes": int(tc_sim.shape[0]), "simulated": dict(config["hybrid"]["simulated"])}
     # climate conditioning: every scene's GMST anomaly (K); the simulated pool also gets the
     # bias-corrected present-climate calibration scenes, so "simulated" and "warm" are not confounded
     g_tr = g_va = g_sim = None
@@ -188,7 +190,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                 hyb_info["present_climate_simulated_scenes"] = int(tc_cal.shape[0])
                 # hybrid.present_share: fraction of the simulated draws from the present-climate
                 # scenes (repeated as needed), so that the simulated domain is seen at every ΔT
-                share = h.get("present_share")
+                share = h.present_share
                 if share is not None and tc_cal.shape[0]:
                     share = float(share)
                     if not 0 < share < 1:
@@ -212,29 +214,29 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                               "0 at inference)" if getattr(net, "domain_conditioned", False) else "")
                               + "; zero-initialised when fine-tuning from an unconditioned model",
                      "inference_gmst": "swath attribute gmst_anomaly_K; without it: " + DEFAULT_GMST_SERIES}
-    epochs = int(tcfg.get("epochs", 2))
-    bs = int(tcfg.get("batch_size", 8))
-    ratio = float(h.get("ratio", 0.25)) if h else 0.0
-    n_train = int(tcfg.get("max_scenes_per_epoch", tc_tr.shape[0]))
+    epochs = tcfg.epochs
+    bs = tcfg.batch_size
+    ratio = h.ratio if h else 0.0
+    n_train = tc_tr.shape[0] if tcfg.max_scenes_per_epoch is None else tcfg.max_scenes_per_epoch
     n_draw = 0 if tc_sim is None else (tc_sim.shape[0] if sim_map is None else sim_map.size)
     steps_per_epoch = len(hyb.mixed_batches(min(n_train, tc_tr.shape[0]), n_draw,
                                             bs, ratio, 0, seed))
-    lr = float(tcfg.get("lr", 5e-4))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=float(tcfg.get("weight_decay", 1e-4)))
+    lr = tcfg.lr
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=float(tcfg.get("pct_start", 0.15)))
+                                                pct_start=tcfg.pct_start)
     best, best_epoch, start_epoch, history = float("inf"), -1, 0, []
-    resumed = _load_state(out, net, opt, sched) if tcfg.get("resume", True) else None
+    resumed = _load_state(out, net, opt, sched) if tcfg.resume else None
     if resumed:
         start_epoch = resumed["epoch"] + 1
         best, best_epoch, history = resumed["best"], resumed["best_epoch"], resumed["history"]
-    if start_epoch == 0 and tcfg.get("validate_init", True):
+    if start_epoch == 0 and tcfg.validate_init:
         v0 = _validate(net, loss_fn, tc_va, ref_va, levels, net.multiple, gmst=g_va)
         history.append({"epoch": 0, "val_loss": v0["loss"], "val_pinball": v0["pinball"]})
     mult = net.multiple
-    crop, lo, hi = _crop_bounds(ref_tr, int(tcfg.get("crop_cross", 0) or 0), tc_tr.shape[2])
-    dw = float(h.get("domain_weight", 1.0)) if h else 1.0
-    max_seconds = float(tcfg.get("max_minutes", 1e9)) * 60
+    crop, lo, hi = _crop_bounds(ref_tr, tcfg.crop_cross or 0, tc_tr.shape[2])
+    dw = h.domain_weight if h else 1.0
+    max_seconds = tcfg.max_minutes * 60
     t0 = time.perf_counter()
     stopped_early = False
     total = epochs * steps_per_epoch
@@ -249,7 +251,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                 raise TrainingCancelled(f"training cancelled in epoch {epoch + 1}")
             brng = np.random.default_rng([seed, epoch, b])
             c0 = int(brng.integers(lo, hi + 1)) if crop else 0
-            flip = bool(tcfg.get("flip", True)) and brng.random() < 0.5
+            flip = tcfg.flip and brng.random() < 0.5
             xs, ys, ws, gs, ds_ = [], [], [], [], []
             obs_idx = np.sort(sub[[i for s, i in members if s == 0]])
             if obs_idx.size:
@@ -343,8 +345,9 @@ def _train_flow(config, sets, out: Path, progress, cancel):
     from models.research.flow import FlowRetriever, build_flow, cfm_loss, member_levels, residual_target
     from models.research.ood import MahalanobisOOD
 
-    tcfg = config.get("training", {}) or {}
-    seed = int(tcfg.get("seed", 0))
+    typed = parse_config(config)
+    tcfg = typed.training
+    seed = tcfg.seed
     _set_seed(seed)
     base_name = config["base_model"]
     base_r = load_model(base_name)
@@ -352,21 +355,22 @@ def _train_flow(config, sets, out: Path, progress, cancel):
         raise ModelError(f"base_model {base_name!r} must be a unet")
     tc_tr, ref_tr = load_scenes(sets["train"])
     tc_va, ref_va = load_scenes(sets["validation"])
-    n_tr = min(int(tcfg.get("max_train_scenes", tc_tr.shape[0])), tc_tr.shape[0])
+    n_tr = tc_tr.shape[0] if tcfg.max_train_scenes is None else min(tcfg.max_train_scenes, tc_tr.shape[0])
     pick = np.sort(np.random.default_rng([seed, 3]).permutation(tc_tr.shape[0])[:n_tr])
-    c0, c1 = _strip_window(ref_tr, int(tcfg.get("window_cross", 48)))
+    c0, c1 = _strip_window(ref_tr, tcfg.window_cross)
     cond_tr, mean_tr, y_tr = _flow_inputs(base_r, tc_tr[pick], ref_tr[pick], c0, c1, progress=progress, msg="base on train")
-    n_va = min(int(tcfg.get("max_validation_scenes", tc_va.shape[0])), tc_va.shape[0])
+    n_va = tc_va.shape[0] if tcfg.max_validation_scenes is None else min(tcfg.max_validation_scenes, tc_va.shape[0])
     cond_va, mean_va, y_va = _flow_inputs(base_r, tc_va[:n_va], ref_va[:n_va], c0, c1, progress=progress, msg="base on validation")
     res = (np.log1p(np.clip(y_tr, 0, None)) - np.log1p(mean_tr))[np.isfinite(y_tr)]
     scale = float(np.std(res)) or 1.0
     net = build_flow(config)
-    epochs = int(tcfg.get("epochs", 4))
-    bs = int(tcfg.get("batch_size", 16))
-    crop_a = int(tcfg.get("crop_along", 64))
+    epochs = tcfg.epochs
+    bs = tcfg.batch_size
+    crop_a = tcfg.crop_along
     steps_per_epoch = math.ceil(n_tr / bs)
-    lr = float(tcfg.get("lr", 2e-3))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=float(tcfg.get("weight_decay", 1e-4)))
+    lr = tcfg.lr
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tcfg.weight_decay)
+    # the flow warms up over 10 % of the steps (training.pct_start is the U-Net's)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
     mult = net.multiple
     a_max = y_tr.shape[1]
@@ -397,7 +401,7 @@ def _train_flow(config, sets, out: Path, progress, cancel):
         return tot / max(n, 1)
 
     best, best_epoch, history = float("inf"), -1, []
-    max_seconds = float(tcfg.get("max_minutes", 1e9)) * 60
+    max_seconds = tcfg.max_minutes * 60
     t0 = time.perf_counter()
     stopped = False
     g = torch.Generator().manual_seed(seed)
@@ -428,19 +432,19 @@ def _train_flow(config, sets, out: Path, progress, cancel):
         if stopped:
             break
     # OOD detector on the base U-Net's encoder features: fit on training scenes, calibrate on validation
-    ocfg = config.get("ood", {}) or {}
-    n_fit = min(int(ocfg.get("fit_scenes", 120)), tc_tr.shape[0])
+    ocfg = typed.ood
+    n_fit = min(ocfg.fit_scenes, tc_tr.shape[0])
     fit_idx = np.sort(np.random.default_rng([seed, 9]).permutation(tc_tr.shape[0])[:n_fit])
     _log(progress, 0, 1, "fitting the OOD detector")
     det = MahalanobisOOD.fit(base_r.net, np.asarray(tc_tr[fit_idx], np.float32), np.asarray(tc_va, np.float32),
-                             max_pixels=int(ocfg.get("max_pixels", 200_000)), shrinkage=float(ocfg.get("shrinkage", 0.05)),
+                             max_pixels=ocfg.max_pixels, shrinkage=ocfg.shrinkage,
                              seed=seed)
     bcard = get_card(base_name)
     tensors_out = {f"base.{k}": v for k, v in base_r.net.state_dict().items()}
     tensors_out.update({f"flow.{k}": v for k, v in best_sd.items()})
     tensors_out.update(det.tensors())
     tensors_out["residual_scale"] = torch.tensor([scale], dtype=torch.float64)
-    members = int((config.get("sampling") or {}).get("members", 10))
+    members = typed.sampling.members
     config = dict(config)
     config["base_config"] = {k: bcard.config[k] for k in ("name", "kind", "channels", "quantile_levels", "network") if k in bcard.config}
     config["quantile_levels"] = member_levels(members)
@@ -456,28 +460,14 @@ def _train_flow(config, sets, out: Path, progress, cancel):
 
 
 # --------------------------------------------------------------------------- entry point
-#: keys a research config takes from the config named by ``inherit`` when it does not set them
-INHERITED = ("channels", "quantile_levels", "network", "inference", "data")
-
-
 def resolve_config(config) -> dict:
-    """The config with ``inherit: NAME`` resolved: ``channels``, ``quantile_levels``, ``network``,
-    ``inference`` and ``data`` come from config NAME unless set (a flow model takes only ``channels`` and
-    ``data``). So research models share the reference's held-out sets and cached scenes."""
-    import copy
-
+    """The config with ``inherit: NAME`` resolved (:func:`models.config.resolve_inherit`): ``channels``,
+    ``quantile_levels``, ``network``, ``inference`` and ``data`` come from config NAME unless set (a flow
+    model takes only ``channels`` and ``data``). So research models share the reference's held-out sets
+    and cached scenes."""
     if not isinstance(config, dict):
-        config = load_config(config)
-    parent_name = config.get("inherit")
-    if not parent_name:
-        return config
-    parent = load_config(parent_name)
-    out = dict(config)
-    keys = ("channels", "data") if config.get("kind") == "flow" else INHERITED
-    for k in keys:
-        if k not in out and k in parent:
-            out[k] = copy.deepcopy(parent[k])
-    return out
+        return load_config(config)
+    return resolve_inherit(config)
 
 
 def train_research(config, progress=None, cancel: threading.Event | None = None, out=None,
@@ -485,7 +475,8 @@ def train_research(config, progress=None, cancel: threading.Event | None = None,
     """Train a research model (``kind: unet`` with research keys, or ``kind: flow``); write
     ``model.safetensors`` + ``card.yaml`` to ``out``; score on the held-out splits."""
     config = resolve_config(config)
-    torch.set_num_threads(int((config.get("training") or {}).get("threads", 2)))
+    typed = parse_config(config)
+    torch.set_num_threads(typed.training.threads)
     out = Path(out) if out is not None else default_out(config)
     t0 = time.perf_counter()
     sets = {s: build_training_set(config, s, progress=progress, cancel=cancel) for s in ("train", "validation")}
@@ -495,10 +486,10 @@ def train_research(config, progress=None, cancel: threading.Event | None = None,
         card, retriever = _train_flow(config, sets, out, progress, cancel)
     else:
         raise ModelError(f"research trainer: unknown kind {config['kind']!r}")
-    if score_splits and (config.get("training") or {}).get("score", True):
+    if score_splits and typed.training.score:
         _, train_ref = load_scenes(sets["train"])
         retrievers = {config["name"]: retriever}
-        for other in config.get("compare_with", []) or []:
+        for other in typed.compare_with or []:
             try:
                 retrievers[other] = load_model(other)
             except ModelError as e:

@@ -91,7 +91,7 @@ class TrainingConfig:
     crop_cross: int = 0  # cross-track training window around the strip (0: the whole width)
     max_minutes: float = 1e9  # stop after the epoch/step that passes this
     resume: bool = True
-    validate_init: bool = True  # research U-Nets: validate before the first epoch (history epoch 0)
+    validate_init: bool = False  # validate before the first epoch too (history epoch 0; fine-tuning)
     max_scenes_per_epoch: int | None = None  # research U-Nets: a random subset each epoch
     score: bool = True  # score the held-out splits at the end
     # flow

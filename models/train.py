@@ -11,7 +11,8 @@ models trained on the same data share the cache.
 
 U-Net
 -----
-The network sees the whole swath; the pinball loss counts only pixels where the reference
+The loop is :mod:`models.training` (one for every U-Net config; the research configs plug in
+their loss, batch source and conditioning). The network sees the whole swath; the pinball loss counts only pixels where the reference
 exists (the central radar strip), as in DRAIN. Seeds are fixed; the best validation epoch is
 kept; after each epoch the full state (weights, optimiser, epoch, best score) is written in
 safetensors under ``<out>/.train-state/`` so an interrupted run resumes where it stopped.
@@ -25,7 +26,6 @@ import datetime as dt
 import functools
 import hashlib
 import json
-import math
 import os
 import sys
 import threading
@@ -39,18 +39,16 @@ import xarray as xr
 
 from catalogs.config import get_roots
 from catalogs.store import is_complete, open_dataset, write_dataset
-from models.base import InferenceCancelled, ModelError, Retriever
+from models.base import ModelError, Retriever
 from models.config import data_config, load_config, parse_config, resolve_inherit, split_scene_scans
 from models.quantiles import QuantileDistribution
 from models.registry import ModelCard, load_checkpoint, load_model, save_model, user_models_dir
 from models.scoring import climatology_quantiles, score
+from models.training.common import Progress, TrainingCancelled, log, optimizer_step, pad_cross, set_seed  # noqa: F401
+from models.training.loop import build_net, train_unet
+from models.training.state import load_state, save_checkpoint, save_state, state_dir
 
-Progress = Callable[[int, int, str], None]
 SPLITS = ("train", "validation", "test", "ood")
-
-
-class TrainingCancelled(InferenceCancelled):
-    """Training stopped by the cancel flag; the last finished epoch is saved for resuming."""
 
 
 # -- orbits and scenes ----------------------------------------------------------------------
@@ -192,15 +190,11 @@ def load_scenes(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return ds["Tc"].values, ds["surface_precip"].values
 
 
-# -- helpers ---------------------------------------------------------------------------------
-def _pad_cross(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad the last two dims (along, cross) to multiples of ``multiple`` with NaN."""
-    h, w = x.shape[-2:]
-    ph = (-h) % multiple
-    pw = (-w) % multiple
-    if ph or pw:
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph), value=float("nan"))
-    return x
+# -- helpers (moved to models.training; the old private names stay for existing imports) ----
+_pad_cross = pad_cross
+_set_seed = set_seed
+_log = log
+_state_dir, _save_state, _load_state = state_dir, save_state, load_state
 
 
 def predict_scenes(retriever: Retriever, tc: np.ndarray, batch: int = 4, strip_only: np.ndarray | None = None,
@@ -227,26 +221,6 @@ def predict_scenes(retriever: Retriever, tc: np.ndarray, batch: int = 4, strip_o
             y = np.where(bad[..., None], np.nan, y)
             out[i:i + batch][:, :, cols] = y
     return out
-
-
-def optimizer_step(net, opt, sched, loss) -> float:
-    """One optimiser step (gradients clipped at norm 5, schedule advanced); returns the loss."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-    opt.step()
-    sched.step()
-    return float(loss.detach())
-
-
-def _set_seed(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-
-
-def _log(progress: Progress | None, done: int, total: int, msg: str) -> None:
-    if progress:
-        progress(done, total, msg)
 
 
 def default_out(config: dict) -> Path:
@@ -362,158 +336,21 @@ def _card(config: dict, out: Path, sets: dict, kind: str) -> ModelCard:
 
 
 # -- U-Net -------------------------------------------------------------------------------------
-def _state_dir(out: Path) -> Path:
-    return out / ".train-state"
-
-
-def _save_state(out: Path, net, opt, sched, epoch: int, best: float, best_epoch: int, history: list) -> None:
-    from safetensors.torch import save_file
-
-    d = _state_dir(out)
-    d.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    osd = opt.state_dict()
-    for pid, st in osd["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    tmp = d / ".last.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    info = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history,
-            "param_groups": osd["param_groups"], "sched": sched.state_dict(),
-            "torch_rng": torch.get_rng_state().tolist()}
-    itmp = d / ".last.json.tmp"
-    itmp.write_text(json.dumps(info, default=float))
-    os.replace(tmp, d / "last.safetensors")
-    os.replace(itmp, d / "last.json")
-
-
-def _load_state(out: Path, net, opt, sched) -> dict | None:
-    d = _state_dir(out)
-    if not (d / "last.json").is_file() or not (d / "last.safetensors").is_file():
-        return None
-    info = json.loads((d / "last.json").read_text())
-    tensors = load_checkpoint(d / "last.safetensors")
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, pid, name = k.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    sched.load_state_dict(info["sched"])
-    torch.set_rng_state(torch.tensor(info["torch_rng"], dtype=torch.uint8))
-    return info
-
-
 def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
-    from models.unet import pinball_loss
-    from models.unet_retriever import UNetRetriever, build_unet
+    """The reference U-Net: :func:`models.training.train_unet` with its default plug-ins (pinball
+    loss, every training scene once per epoch)."""
+    from models.unet_retriever import UNetRetriever
 
-    tcfg = parse_config(config).training
-    seed = tcfg.seed
-    _set_seed(seed)
     tc_tr, ref_tr = load_scenes(sets["train"])
     tc_va, ref_va = load_scenes(sets["validation"])
-    net = build_unet(config)
-    # normalisation statistics from the training Tb (valid pixels), stored in the checkpoint
-    flat = tc_tr.reshape(-1, tc_tr.shape[-1])[:: max(1, tc_tr.shape[0] * tc_tr.shape[1] * tc_tr.shape[2] // 2_000_000)]
-    flat = flat[np.isfinite(flat.astype(np.float32)).all(1)].astype(np.float64)
-    ci = net.channel_index.numpy()
-    net.set_normalisation(flat[:, ci].mean(0), flat[:, ci].std(0))
-    levels = torch.tensor(config["quantile_levels"], dtype=torch.float32)
-    epochs = tcfg.epochs
-    bs = tcfg.batch_size
-    steps_per_epoch = math.ceil(tc_tr.shape[0] / bs)
-    opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tcfg.lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=tcfg.pct_start)
-    best, best_epoch, start_epoch, history = float("inf"), -1, 0, []
-    resumed = _load_state(out, net, opt, sched) if tcfg.resume else None
-    if resumed:
-        start_epoch = resumed["epoch"] + 1
-        best, best_epoch, history = resumed["best"], resumed["best_epoch"], resumed["history"]
-        _log(progress, start_epoch * steps_per_epoch, epochs * steps_per_epoch, f"resumed after epoch {resumed['epoch'] + 1}")
-    mult = net.multiple
-    net = net.to(memory_format=torch.channels_last)  # measured faster on CPU
-    # optional cross-track crop for training speed: a window of `crop_cross` pixels that always
-    # contains the whole reference strip, at a random offset (the context around the strip varies)
-    strip_cols = np.flatnonzero(np.isfinite(ref_tr).any(axis=(0, 1)))
-    crop = tcfg.crop_cross or 0
-    n_cross = tc_tr.shape[2]
-    if crop and strip_cols.size and crop < n_cross:
-        lo_start = max(0, int(strip_cols[-1]) + 1 - crop)
-        hi_start = min(int(strip_cols[0]), n_cross - crop)
-        if hi_start < lo_start:
-            raise ModelError(f"crop_cross={crop} is narrower than the reference strip ({strip_cols.size} pixels)")
-    else:
-        crop = 0
-    total = epochs * steps_per_epoch
-    max_seconds = tcfg.max_minutes * 60
-    t_start = time.perf_counter()
-    stopped_early = False
-    for epoch in range(start_epoch, epochs):
-        net.train()
-        order = np.random.default_rng([seed, epoch]).permutation(tc_tr.shape[0])
-        run = 0.0
-        for b in range(steps_per_epoch):
-            if cancel is not None and cancel.is_set():
-                raise TrainingCancelled(f"training cancelled in epoch {epoch + 1}; resume continues after epoch {epoch}")
-            idx = np.sort(order[b * bs:(b + 1) * bs])
-            if crop:
-                c0 = int(np.random.default_rng([seed, epoch, b, 1]).integers(lo_start, hi_start + 1))
-                x = torch.from_numpy(tc_tr[idx, :, c0:c0 + crop].astype(np.float32)).permute(0, 3, 1, 2)
-                y = torch.from_numpy(ref_tr[idx, :, c0:c0 + crop])
-            else:
-                x = torch.from_numpy(tc_tr[idx].astype(np.float32)).permute(0, 3, 1, 2)
-                y = torch.from_numpy(ref_tr[idx])
-            if tcfg.flip:
-                if np.random.default_rng([seed, epoch, b]).random() < 0.5:
-                    x, y = x.flip(-2), y.flip(-2)
-            x = _pad_cross(x, mult).contiguous(memory_format=torch.channels_last)
-            y = _pad_cross(y, mult)
-            pred = net(x)
-            loss = pinball_loss(pred, y, levels)
-            run += optimizer_step(net, opt, sched, loss)
-            _log(progress, epoch * steps_per_epoch + b + 1, total, f"epoch {epoch + 1}/{epochs} loss {run / (b + 1):.4f}")
-        val = _validate(net, tc_va, ref_va, levels, mult)
-        history.append({"epoch": epoch + 1, "train_loss": run / steps_per_epoch, "val_loss": val})
-        if val < best:
-            best, best_epoch = val, epoch + 1
-            from safetensors.torch import save_file
-
-            _state_dir(out).mkdir(parents=True, exist_ok=True)
-            save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
-                      str(_state_dir(out) / "best.safetensors"))
-        _save_state(out, net, opt, sched, epoch, best, best_epoch, history)
-        _log(progress, (epoch + 1) * steps_per_epoch, total, f"epoch {epoch + 1}: val pinball {val:.4f} (best {best:.4f} @ {best_epoch})")
-        if time.perf_counter() - t_start > max_seconds and epoch + 1 < epochs:
-            stopped_early = True
-            break
-    best_sd = load_checkpoint(_state_dir(out) / "best.safetensors")
+    net, _ = build_net(config, tc_tr)
+    best_sd, info = train_unet(config, net, (tc_tr, ref_tr), (tc_va, ref_va), out, progress=progress, cancel=cancel)
+    info.pop("loss")
     card = _card(config, out, sets, "unet")
     card.parameters = int(sum(p.numel() for p in net.parameters()))
-    card.training.update({"epochs": epochs, "best_epoch": best_epoch, "best_val_pinball": best,
-                          "history": history, "stopped_early_for_time": stopped_early,
-                          "train_scenes": int(tc_tr.shape[0]), "validation_scenes": int(tc_va.shape[0])})
-    card = save_model(out, best_sd, card)
+    card.training.update(info)
+    card = save_checkpoint(out, best_sd, card)
     return card, UNetRetriever(card, best_sd)
-
-
-@torch.no_grad()
-def _validate(net, tc: np.ndarray, ref: np.ndarray, levels: torch.Tensor, mult: int, bs: int = 8) -> float:
-    """Mean pinball loss over the validation strip pixels."""
-    from models.unet import pinball_loss
-
-    net.eval()
-    tot, n = 0.0, 0
-    for i in range(0, tc.shape[0], bs):
-        x = _pad_cross(torch.from_numpy(tc[i:i + bs].astype(np.float32)).permute(0, 3, 1, 2), mult)
-        y = _pad_cross(torch.from_numpy(ref[i:i + bs]), mult)
-        k = int(torch.isfinite(y).sum())
-        if k:
-            tot += float(pinball_loss(net(x), y, levels)) * k
-            n += k
-    return tot / max(n, 1)
 
 
 # -- Bayesian database -------------------------------------------------------------------------

@@ -24,12 +24,12 @@ is subtracted from the simulated warm-climate Tb before training and recorded in
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 
 from models.config import data_config, parse_config
 from models.train import build_training_set, load_scenes
+from models.training.plugins import mixed_batches  # noqa: F401 (moved; public name)
 
 
 def _with_split(config: dict, spec: dict, **data_over) -> dict:
@@ -98,24 +98,3 @@ def load_simulated(path, tb_offset) -> tuple[np.ndarray, np.ndarray]:
     if tb_offset is not None:
         tc = tc - np.asarray(tb_offset, np.float32)
     return tc, ref
-
-
-def mixed_batches(n_obs: int, n_sim: int, batch_size: int, ratio: float, epoch: int, seed: int = 0):
-    """Batches of one epoch as lists of ``(source, index)`` with ``source`` 0 = observed,
-    1 = simulated: every batch holds ``round(ratio * batch_size)`` simulated scenes (drawn
-    without replacement, cycling) and the rest observed; the epoch covers every observed scene
-    once."""
-    if not 0 <= ratio < 1:
-        raise ValueError("hybrid ratio must be in [0, 1)")
-    k_sim = int(round(ratio * batch_size)) if n_sim else 0
-    k_obs = batch_size - k_sim
-    rng = np.random.default_rng([seed, epoch, 11])
-    obs = rng.permutation(n_obs)
-    sim = rng.permutation(n_sim) if n_sim else np.zeros(0, int)
-    steps = math.ceil(n_obs / k_obs)
-    out = []
-    for b in range(steps):
-        o = obs[b * k_obs:(b + 1) * k_obs]
-        s = [int(sim[(b * k_sim + j) % n_sim]) for j in range(k_sim)] if k_sim else []
-        out.append([(0, int(i)) for i in o] + [(1, i) for i in s])
-    return out

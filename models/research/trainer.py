@@ -1,5 +1,7 @@
-"""Training of the research models, built on :mod:`models.train` (same cached scene sets,
-strip-only loss, crop, flips, best-validation checkpoint, resumable state, held-out scores).
+"""Training of the research models, built on :mod:`models.train` (same cached scene sets and
+held-out scores) and, for the U-Nets, on the one training loop :func:`models.training.train_unet`
+(crop, flips, best-validation checkpoint, resumable state) with the research plug-ins
+(:mod:`models.training.plugins`: the loss, mixed observed + simulated batches, ΔT conditioning).
 
 Extra config keys for ``kind: unet``::
 
@@ -38,43 +40,13 @@ import torch
 
 from models.base import ModelError
 from models.config import INHERITED, load_config, parse_config, resolve_inherit  # noqa: F401 (INHERITED: public name)
-from models.registry import ModelCard, get_card, load_checkpoint, load_model, save_model
-from models.train import (TrainingCancelled, optimizer_step, _card, _load_state, _log, _pad_cross, _round, _save_state,
-                          _set_seed, _state_dir, build_training_set, default_out, heldout_scores, load_scenes,
-                          predict_scenes)
-
-
-def save_checkpoint(folder, tensors: dict, card: ModelCard) -> ModelCard:
-    """:func:`models.registry.save_model`, then make sure the registry's pickle sniffing (first
-    byte 0x80 or "PK") cannot mistake the safetensors file for a pickle: the first bytes of a
-    safetensors file are its header length, which can happen to start with those bytes; if so,
-    re-write it with a metadata entry of another length (tensors unchanged)."""
-    import os
-
-    from safetensors.torch import save_file
-
-    from models.registry import WEIGHTS, sha256_file
-
-    folder = Path(folder)
-    card = save_model(folder, tensors, card)
-
-    def bad(path) -> bool:
-        with open(path, "rb") as f:
-            h = f.read(2)
-        return h[:1] == b"\x80" or h[:2] == b"PK"
-
-    if not bad(folder / WEIGHTS):
-        return card
-    for k in range(1, 16):
-        tmp = folder / f".{WEIGHTS}.pad.tmp"
-        save_file({n: t.detach().cpu().contiguous() for n, t in tensors.items()}, str(tmp),
-                  metadata={"raincheck_pad": "0" * k})
-        if not bad(tmp):
-            os.replace(tmp, folder / WEIGHTS)
-            card.checkpoint_sha256 = sha256_file(folder / WEIGHTS)
-            card.save(folder)
-            return card
-    raise ModelError("could not write a safetensors file the registry accepts")
+from models.registry import ModelCard, get_card, load_checkpoint, load_model
+from models.train import _card, _round, build_training_set, default_out, heldout_scores, load_scenes, predict_scenes
+from models.training.common import TrainingCancelled, log as _log, optimizer_step, pad_cross as _pad_cross
+from models.training.common import set_seed as _set_seed
+from models.training.loop import build_net, train_unet
+from models.training.plugins import MixedScenes, ResearchLossPlugin
+from models.training.state import save_checkpoint  # noqa: F401 (public name, tests and scripts)
 
 
 def _init_weights(net, config: dict) -> dict:
@@ -96,67 +68,19 @@ def _init_weights(net, config: dict) -> dict:
     return {"init_from": name, "init_sha256": card.checkpoint_sha256}
 
 
-def _batch(tc, ref, idx, crop, c0, flip):
-    if crop:
-        x = torch.from_numpy(np.asarray(tc[idx][:, :, c0:c0 + crop], np.float32)).permute(0, 3, 1, 2)
-        y = torch.from_numpy(np.asarray(ref[idx][:, :, c0:c0 + crop]))
-    else:
-        x = torch.from_numpy(np.asarray(tc[idx], np.float32)).permute(0, 3, 1, 2)
-        y = torch.from_numpy(np.asarray(ref[idx]))
-    if flip:
-        x, y = x.flip(-2), y.flip(-2)
-    return x, y
-
-
-@torch.no_grad()
-def _validate(net, loss_fn, tc, ref, levels, mult, bs: int = 8, gmst=None) -> dict:
-    from models.unet import pinball_loss
-
-    net.eval()
-    tot, totp, n = 0.0, 0.0, 0
-    for i in range(0, tc.shape[0], bs):
-        x = _pad_cross(torch.from_numpy(tc[i:i + bs].astype(np.float32)).permute(0, 3, 1, 2), mult)
-        y = _pad_cross(torch.from_numpy(ref[i:i + bs]), mult)
-        k = int(torch.isfinite(y).sum())
-        if k:
-            p = net(x, None if gmst is None else gmst[i:i + bs])
-            tot += float(loss_fn(p, y)) * k
-            totp += float(pinball_loss(p, y, levels)) * k
-            n += k
-    return {"loss": tot / max(n, 1), "pinball": totp / max(n, 1)}
-
-
-def _crop_bounds(ref_tr, crop, n_cross):
-    strip_cols = np.flatnonzero(np.isfinite(ref_tr[: min(64, ref_tr.shape[0])]).any(axis=(0, 1)))
-    if crop and strip_cols.size and crop < n_cross:
-        lo = max(0, int(strip_cols[-1]) + 1 - crop)
-        hi = min(int(strip_cols[0]), n_cross - crop)
-        if hi < lo:
-            raise ModelError(f"crop_cross={crop} is narrower than the reference strip")
-        return crop, lo, hi
-    return 0, 0, 0
-
-
 def _train_unet_research(config, sets, out: Path, progress, cancel):
-    from models.losses import ResearchLoss
+    """A research U-Net: :func:`models.training.train_unet` with the research plug-ins (the
+    ``loss:``, a subset of scenes per epoch with simulated scenes mixed in (``hybrid:``), the
+    GMST/domain conditioning (``conditioning:``); fine-tuning from ``init_from``)."""
     from models.research import hybrid as hyb
-    from models.unet_retriever import UNetRetriever, build_unet
+    from models.unet_retriever import UNetRetriever
 
     typed = parse_config(config)
     tcfg = typed.training
-    seed = tcfg.seed
-    _set_seed(seed)
     tc_tr, ref_tr = load_scenes(sets["train"])
     tc_va, ref_va = load_scenes(sets["validation"])
-    net = build_unet(config)
-    provenance = _init_weights(net, config)
-    if not provenance:
-        flat = tc_tr.reshape(-1, tc_tr.shape[-1])[:: max(1, tc_tr.shape[0] * tc_tr.shape[1] * tc_tr.shape[2] // 2_000_000)]
-        flat = flat[np.isfinite(flat.astype(np.float32)).all(1)].astype(np.float64)
-        ci = net.channel_index.numpy()
-        net.set_normalisation(flat[:, ci].mean(0), flat[:, ci].std(0))
-    levels = torch.tensor(config["quantile_levels"], dtype=torch.float32)
-    loss_fn = ResearchLoss(config.get("loss"), config["quantile_levels"], train_ref=ref_tr)
+    net, provenance = build_net(config, tc_tr, init=lambda n: _init_weights(n, config))
+    loss_fn = ResearchLossPlugin(config.get("loss"), config["quantile_levels"], train_ref=ref_tr)
     # hybrid: simulated scenes (bias-corrected) mixed into every batch
     h = typed.hybrid
     tc_sim = ref_sim = None
@@ -214,99 +138,15 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                               "0 at inference)" if getattr(net, "domain_conditioned", False) else "")
                               + "; zero-initialised when fine-tuning from an unconditioned model",
                      "inference_gmst": "swath attribute gmst_anomaly_K; without it: " + DEFAULT_GMST_SERIES}
-    epochs = tcfg.epochs
-    bs = tcfg.batch_size
-    ratio = h.ratio if h else 0.0
-    n_train = tc_tr.shape[0] if tcfg.max_scenes_per_epoch is None else tcfg.max_scenes_per_epoch
-    n_draw = 0 if tc_sim is None else (tc_sim.shape[0] if sim_map is None else sim_map.size)
-    steps_per_epoch = len(hyb.mixed_batches(min(n_train, tc_tr.shape[0]), n_draw,
-                                            bs, ratio, 0, seed))
-    lr = tcfg.lr
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=tcfg.pct_start)
-    best, best_epoch, start_epoch, history = float("inf"), -1, 0, []
-    resumed = _load_state(out, net, opt, sched) if tcfg.resume else None
-    if resumed:
-        start_epoch = resumed["epoch"] + 1
-        best, best_epoch, history = resumed["best"], resumed["best_epoch"], resumed["history"]
-    if start_epoch == 0 and tcfg.validate_init:
-        v0 = _validate(net, loss_fn, tc_va, ref_va, levels, net.multiple, gmst=g_va)
-        history.append({"epoch": 0, "val_loss": v0["loss"], "val_pinball": v0["pinball"]})
-    mult = net.multiple
-    crop, lo, hi = _crop_bounds(ref_tr, tcfg.crop_cross or 0, tc_tr.shape[2])
-    dw = h.domain_weight if h else 1.0
-    max_seconds = tcfg.max_minutes * 60
-    t0 = time.perf_counter()
-    stopped_early = False
-    total = epochs * steps_per_epoch
-    for epoch in range(start_epoch, epochs):
-        net.train()
-        rng = np.random.default_rng([seed, epoch, 5])
-        sub = np.sort(rng.permutation(tc_tr.shape[0])[:n_train])
-        batches = hyb.mixed_batches(sub.size, n_draw, bs, ratio, epoch, seed)
-        run = 0.0
-        for b, members in enumerate(batches):
-            if cancel is not None and cancel.is_set():
-                raise TrainingCancelled(f"training cancelled in epoch {epoch + 1}")
-            brng = np.random.default_rng([seed, epoch, b])
-            c0 = int(brng.integers(lo, hi + 1)) if crop else 0
-            flip = tcfg.flip and brng.random() < 0.5
-            xs, ys, ws, gs, ds_ = [], [], [], [], []
-            obs_idx = np.sort(sub[[i for s, i in members if s == 0]])
-            if obs_idx.size:
-                x, y = _batch(tc_tr, ref_tr, obs_idx, crop, c0, flip)
-                xs.append(x), ys.append(y), ws.append(torch.ones(obs_idx.size))
-                if g_tr is not None:
-                    gs.append(torch.from_numpy(g_tr[obs_idx]))
-                    ds_.append(torch.zeros(obs_idx.size))
-            sim_idx = np.sort([i for s, i in members if s == 1]).astype(int)
-            if sim_map is not None:
-                sim_idx = np.sort(sim_map[sim_idx])
-            if sim_idx.size:
-                x, y = _batch(tc_sim, ref_sim, sim_idx, crop, c0, flip)
-                xs.append(x), ys.append(y), ws.append(torch.full((sim_idx.size,), dw))
-                if g_sim is not None:
-                    gs.append(torch.from_numpy(g_sim[sim_idx]))
-                    ds_.append(torch.ones(sim_idx.size))
-            x = _pad_cross(torch.cat(xs), mult).contiguous(memory_format=torch.channels_last)
-            y = _pad_cross(torch.cat(ys), mult)
-            w = torch.cat(ws)[:, None, None].expand_as(y)
-            if gs and getattr(net, "domain_conditioned", False):
-                pred = net(x, torch.cat(gs), torch.cat(ds_))
-            else:
-                pred = net(x, torch.cat(gs) if gs else None)
-            loss = loss_fn(pred, y, weight=w)
-            run += optimizer_step(net, opt, sched, loss)
-            _log(progress, epoch * steps_per_epoch + b + 1, total, f"epoch {epoch + 1}/{epochs} loss {run / (b + 1):.4f}")
-            if time.perf_counter() - t0 > max_seconds:
-                stopped_early = True
-                break
-        v = _validate(net, loss_fn, tc_va, ref_va, levels, mult, gmst=g_va)
-        history.append({"epoch": epoch + 1, "steps": b + 1, "seconds": round(time.perf_counter() - t0, 1),
-                        "train_loss": run / max(1, b + 1), "val_loss": v["loss"], "val_pinball": v["pinball"]})
-        if v["loss"] < best:
-            best, best_epoch = v["loss"], epoch + 1
-            from safetensors.torch import save_file
-
-            _state_dir(out).mkdir(parents=True, exist_ok=True)
-            save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()},
-                      str(_state_dir(out) / "best.safetensors"))
-        _save_state(out, net, opt, sched, epoch, best, best_epoch, history)
-        _log(progress, (epoch + 1) * steps_per_epoch, total, f"epoch {epoch + 1}: val loss {v['loss']:.4f} pinball {v['pinball']:.4f}")
-        if stopped_early:
-            break
-    if best_epoch < 0:
-        raise ModelError("no epoch finished; nothing to save")
-    from safetensors.torch import load_file
-
-    best_sd = load_file(str(_state_dir(out) / "best.safetensors"))  # our own file (no pickle sniffing)
+    source = MixedScenes(tc_tr, ref_tr, tcfg.batch_size, tcfg.seed, tcfg.crop_cross or 0, tcfg.flip,
+                         scenes_per_epoch=tcfg.max_scenes_per_epoch, sim_tc=tc_sim, sim_ref=ref_sim, sim_map=sim_map,
+                         ratio=h.ratio if h else 0.0, domain_weight=h.domain_weight if h else 1.0,
+                         obs_gmst=g_tr, sim_gmst=g_sim, domain=bool(getattr(net, "domain_conditioned", False)))
+    best_sd, info = train_unet(config, net, (tc_tr, ref_tr), (tc_va, ref_va), out, source=source, loss=loss_fn,
+                               val_gmst=g_va, progress=progress, cancel=cancel)
     card = _card(config, out, sets, "unet")
     card.parameters = int(sum(p.numel() for p in net.parameters()))
-    card.training.update({"epochs": epochs, "best_epoch": best_epoch, "best_val_loss": best, "history": history,
-                          "stopped_early_for_time": stopped_early, "train_scenes": int(tc_tr.shape[0]),
-                          "scenes_per_epoch": int(sub.size), "validation_scenes": int(tc_va.shape[0]),
-                          "loss": loss_fn.describe(), **provenance})
+    card.training.update({**info, **provenance})
     if cond_info:
         card.training["conditioning"] = cond_info
     if hyb_info:

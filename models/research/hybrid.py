@@ -28,7 +28,7 @@ import copy
 import numpy as np
 
 from models.config import data_config, parse_config
-from models.train import build_training_set, load_scenes
+from models.training.data import build_training_set, load_scenes
 from models.training.plugins import mixed_batches  # noqa: F401 (moved; public name)
 
 

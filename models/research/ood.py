@@ -135,7 +135,7 @@ class MahalanobisOOD:
 def _iter_features(net: QuantileUNet, tc: np.ndarray, batch: int):
     """Yield (features (D, A, C) numpy, valid (A, C)) per scene of ``tc`` (N, A, C, 13)."""
     from models.inference import invalid_tb_mask
-    from models.train import _pad_cross
+    from models.training.common import pad_cross as _pad_cross
 
     net = net.eval()
     for i in range(0, tc.shape[0], batch):

@@ -41,7 +41,9 @@ import torch
 from models.base import ModelError
 from models.config import INHERITED, load_config, parse_config, resolve_inherit  # noqa: F401 (INHERITED: public name)
 from models.registry import ModelCard, get_card, load_checkpoint, load_model
-from models.train import _card, _round, build_training_set, default_out, heldout_scores, load_scenes, predict_scenes
+from models.training.data import build_training_set, load_scenes
+from models.training.scoring import default_out, heldout_scores, make_card as _card, predict_scenes
+from models.training.scoring import round_metrics as _round
 from models.training.common import TrainingCancelled, log as _log, optimizer_step, pad_cross as _pad_cross
 from models.training.common import set_seed as _set_seed
 from models.training.loop import build_net, train_unet

@@ -1,6 +1,8 @@
 """The U-Net training loop, one for every U-Net config (issue 13).
 
 - :mod:`models.training.common` -- small shared pieces (padding, optimiser step, seeds, progress);
+- :mod:`models.training.data` -- the cached scene sets (``build_training_set``, ``load_scenes``);
+- :mod:`models.training.scoring` -- scores on the held-out splits and the model card of a run;
 - :mod:`models.training.state` -- the resumable training state and the checkpoint writer;
 - :mod:`models.training.plugins` -- what differs between configs, as plug-ins: the loss
   (:class:`PinballLoss` or the research losses), the batch source (:class:`ShuffledScenes` or

@@ -331,6 +331,9 @@ def print_load(res: dict) -> None:
           + f"   <= {g['run_to_map_s']:.1f} s (warm worker: the second)")
     print(f"  {'page errors':22s}" + "".join(f"{res[n]['page_errors']:12d}" for n in names))
     print(f"  {'external requests':22s}" + "".join(f"{len(res[n]['external_requests']):12d}" for n in names))
+    for n in names:
+        for u in res[n]["external_requests"][:10]:
+            print(f"    {n}: {u}")
     if len(names) == 2:
         a, b = (res[n] for n in names)
         print(f"  speed-up: view switch p95 {a['switch_p95_s'] / b['switch_p95_s']:.1f}x, first paint "

@@ -162,7 +162,7 @@ def trends(cube: CB.Cube, source: str, region="global", *, period=None, season=N
         src = CB.TRUTH_STRIP if source == CB.TRUTH else (source if source == CB.REFERENCE else f"{source}{CB.STRIP}")
     if src not in cube.sources:
         raise KeyError(f"source {src!r} is not in the cube (has {', '.join(cube.sources)})")
-    gmst = gmst or default_gmst_for(cube)
+    gmst = default_gmst_for(cube) if gmst is None else gmst  # (a user's pandas Series has no truth value)
     h = cube.histogram(src, region, period=period, season=season, surface=surface)
     out = {"schema": TRENDS_SCHEMA, "cube": cube.describe(), "source": src,
            "selection": _selection(cube, region, period, season, surface) | {"freq": freq},

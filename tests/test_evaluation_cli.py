@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from app.cli import main
@@ -40,6 +42,25 @@ def test_cli_build_evaluate_trends(data_root, tmp_path):
     for s in tr["series"]:
         assert s["ipcc"]["verdict"] in ("consistent", "inconsistent", "not detectable")
         assert set(s["trend"]) >= {"pct_per_decade", "ci_pct_per_decade", "pct_per_K", "ci_pct_per_K", "mann_kendall"}
+    # a user's GMST file (time,gmst_K) is what the %/K figures use: twice the synthetic
+    # anomalies halve every per-K trend, the per-decade trend is unchanged
+    from catalogs.simulator.climate import gmst_anomaly
+
+    times = pd.date_range("1995-01-01", "2065-01-01", freq="MS")
+    f = data_root / "gmst.csv"
+    pd.DataFrame({"time": times.strftime("%Y-%m-%d"),
+                  "gmst_K": [2 * float(gmst_anomaly(np.datetime64(t))) for t in times]}).to_csv(f, index=False)
+    r = CliRunner().invoke(main, ["trends", "--cube", cube, "--json", "--freq", "month", "--source", "reference",
+                                  "--stats", "mean", "--gmst", str(f)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    user = out["series"][0]
+    synth = next(s for s in tr["series"] if s["stat"] == "mean")
+    assert out["gmst"]["label"] == "user GMST series" != tr["gmst"]["label"]
+    assert user["gmst_K"] == pytest.approx([2 * g for g in synth["gmst_K"]], rel=1e-3, abs=1e-4)
+    assert user["trend"]["pct_per_decade"] == pytest.approx(synth["trend"]["pct_per_decade"])
+    if synth["trend"]["pct_per_K"] is not None:  # (four orbits of one day may span too little warming)
+        assert user["trend"]["pct_per_K"] == pytest.approx(synth["trend"]["pct_per_K"] / 2, rel=0.02)
     # errors are messages, not tracebacks
     r = CliRunner().invoke(main, ["evaluate", "--cube", cube, "--models", "nope"])
     assert r.exit_code != 0 and "nope" in r.output

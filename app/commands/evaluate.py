@@ -96,23 +96,6 @@ def _check_period(cube, period) -> None:
                                    f"{d['last_month']}")
 
 
-def _series_fn(series):
-    """A user GMST series as the callable :func:`evaluation.trends.gmst_for` takes (interpolated
-    in time); report.trends tests ``gmst`` for truth, which a pandas Series refuses."""
-    import numpy as np
-
-    xi = series.index.values.astype("datetime64[ns]").astype(np.int64).astype(np.float64)
-    yi = series.values.astype(np.float64)
-    order = np.argsort(xi)
-
-    def fn(t):
-        x = np.asarray(t, dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
-        return np.interp(x, xi[order], yi[order])
-
-    fn.__name__ = "user GMST series"
-    return fn
-
-
 def _emit(obj, as_json: bool, text) -> None:
     if as_json:
         click.echo(json.dumps(obj, indent=1, sort_keys=False))
@@ -303,7 +286,7 @@ def register(main: click.Group) -> None:
                 series = read_gmst_csv(get_roots().confine(gmst))
             except (PathOutsideRoots, OSError, ValueError) as e:
                 raise click.BadParameter(str(e), param_hint="--gmst") from None
-            g = _series_fn(series)
+            g = series
         cube = _open(cube_path, region)
         _check_period(cube, period)
         try:

@@ -63,9 +63,9 @@ def device_label(pref: str) -> str | None:
 # -- the job functions (module-level: sent to workers by reference) ----------------------
 def infer(model, orbit, source="synthetic", world_seed=0, device="auto", *, runner=None, progress=None,
           cancel=None, info=None):
-    """An inference job: ``runner`` (default :func:`models.inference.run_inference`) on one orbit."""
+    """An inference job: ``runner`` (default :func:`models.run.run_inference`) on one orbit."""
     if runner is None:
-        from models.inference import run_inference as runner
+        from models.run import run_inference as runner
     return runner(model, orbit, source=source, world_seed=world_seed, device=device, progress=progress,
                   cancel=cancel, info=info)
 
@@ -121,7 +121,7 @@ def warm(models=()) -> None:
     try:
         import torch
 
-        from models.inference import load_swath  # noqa: F401  (the simulator comes with it)
+        from models.run import load_swath  # noqa: F401  (the simulator comes with it)
         from models.registry import load_model
         import catalogs.simulator  # noqa: F401
         from catalogs.schema import N_CHANNELS

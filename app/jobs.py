@@ -6,7 +6,7 @@ Each *kind* of job (:class:`Kind`) has its own lane: its own worker processes (o
 jobs of one kind never wait for jobs of another. The app has two kinds:
 
 - ``"inference"`` (:func:`app.inference_worker.infer`, :class:`InferenceJob`): one model on one
-  orbit (:func:`models.inference.run_inference`), requested with :meth:`JobManager.submit`;
+  orbit (:func:`models.run.run_inference`), requested with :meth:`JobManager.submit`;
 - ``"box"`` (:func:`app.inference_worker.build_box`, :class:`app.boxjobs.BoxJob`): the box cube
   of a region the climatology cube does not hold, set up by :class:`app.boxjobs.BoxJobManager`
   (one worker, at a lower CPU priority than inference: a build takes minutes to an hour, and a
@@ -112,7 +112,7 @@ class Job:
 
 
 class InferenceJob(Job):
-    """One model on one orbit (:func:`models.inference.run_inference`)."""
+    """One model on one orbit (:func:`models.run.run_inference`)."""
 
     model = property(lambda self: self.kwargs["model"])
     orbit = property(lambda self: self.kwargs["orbit"])
@@ -240,7 +240,7 @@ class JobManager:
     event); a ``runner`` must then be picklable (a module-level function).
 
     ``mode="thread"`` (the default when a ``runner`` is given): jobs run in threads of the
-    server process, with ``runner`` (any callable with :func:`models.inference.run_inference`'s
+    server process, with ``runner`` (any callable with :func:`models.run.run_inference`'s
     signature) called directly.
 
     ``history`` keeps the last jobs created, of every kind (newest last), for tests and

@@ -82,9 +82,9 @@ def main(argv=None) -> None:
     if a.untrained:
         r = _untrained()
     else:
-        from models.research import load_research_model
+        from models.registry import load_model
 
-        r = load_research_model(a.model)
+        r = load_model(a.model)
     steps = a.steps or r.steps
     tb = _window(a.size)
     times = []

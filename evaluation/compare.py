@@ -113,13 +113,12 @@ def heldout_sets(config="unet-reference", progress=None) -> dict:
 
 def _ood_detector(names):
     """The first loadable flow model (among ``names``, then all registered) shipping a detector."""
-    from models.registry import list_models
-    from models.research import load_research_model
+    from models.registry import list_models, load_model
 
     cands = list(names) + [c.name for c in list_models() if c.kind == "flow" and c.name not in names]
     for n in cands:
         try:
-            r = load_research_model(n)
+            r = load_model(n)
         except Exception:
             continue
         if getattr(r, "ood", None) is not None:
@@ -394,7 +393,7 @@ def compare(names, *, config="unet-reference", reference="unet-reference", draws
 
     A model's scores are cached under ``<data_root>/comparison/models/`` keyed by its checkpoint
     hash, the held-out sets and the settings (:func:`score_model` fills the cache ahead of time)."""
-    from models.research import load_research_model
+    from models.registry import load_model
 
     names = list(dict.fromkeys(names))
     if reference not in names:
@@ -412,7 +411,7 @@ def compare(names, *, config="unet-reference", reference="unet-reference", draws
         if det is not None:
             out["ood_detection"], ood_pix = cached_ood_detection(det, config, sets, seed, progress, cache)
     for n in names:
-        r = load_research_model(n)
+        r = load_model(n)
         key = _cache_key(n, r.sha256, sets, draws, seed, n_boot)
         got = _cache_read(key) if cache else None
         if got is None:
@@ -500,10 +499,10 @@ def _cache_write(key, m, pix) -> None:
 def score_model(name: str, config="unet-reference", draws: int = 4, seed: int = 0, n_boot: int = 100,
                 progress=None) -> dict:
     """Score one model into the comparison cache (e.g. right after training it)."""
-    from models.research import load_research_model
+    from models.registry import load_model
 
     sets = heldout_sets(config, progress)
-    r = load_research_model(name)
+    r = load_model(name)
     key = _cache_key(name, r.sha256, sets, draws, seed, n_boot)
     got = _cache_read(key)
     if got is not None:

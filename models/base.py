@@ -6,13 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from models.errors import InferenceCancelled, ModelError
+from models.inference import predict_swath
 
-class ModelError(RuntimeError):
-    """A model cannot be used: unknown name, corrupt or unsafe checkpoint, wrong input."""
-
-
-class InferenceCancelled(RuntimeError):
-    """The caller's cancel flag was set; nothing was written."""
+__all__ = ["InferenceCancelled", "ModelError", "Retriever"]
 
 
 class Retriever:
@@ -45,6 +42,4 @@ class Retriever:
 
     def predict(self, swath, **kw):
         """Retrieval dataset (canonical ``retrieval`` schema) for a canonical swath."""
-        from models.inference import predict_swath
-
         return predict_swath(self, swath, **kw)

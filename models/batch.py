@@ -1,6 +1,6 @@
 """Batch inference over many orbits, in this process or across a dask cluster.
 
-Each orbit is one task calling :func:`models.inference.run_inference`, which writes its output
+Each orbit is one task calling :func:`models.run.run_inference`, which writes its output
 store atomically and treats a complete store as a cache hit. So a batch that is killed keeps
 every finished orbit, a rerun computes only what is missing, and two workers (or two users)
 asking for the same orbit never leave a half-written store behind.
@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from models.base import InferenceCancelled
+from models.errors import InferenceCancelled
+from models.registry import get_card
+from models.run import run_inference
 
 Progress = Callable[[int, int, str], None]
 
@@ -37,8 +39,6 @@ class BatchResult:
 
 
 def _task(model: str, orbit: int, source: str, world_seed: int, device: str, threads: int | None) -> dict:
-    from models.inference import run_inference
-
     if threads:
         import torch
 
@@ -66,8 +66,6 @@ def infer_orbits(
 
     A failing orbit is recorded in ``failed`` (``keep_going``) or re-raised. ``cancel`` stops
     scheduling new orbits; finished ones are kept (their stores are complete)."""
-    from models.registry import get_card
-
     get_card(model)  # unknown model: a clear error before any cluster starts
     todo = list(dict.fromkeys(int(o) for o in orbits))
     res = BatchResult()

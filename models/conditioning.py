@@ -26,7 +26,7 @@ import json
 
 import numpy as np
 
-from models.base import ModelError
+from models.errors import ModelError
 
 #: label of the default series used where a swath carries no ``gmst_anomaly_K`` attribute
 DEFAULT_GMST_SERIES = ("default GMST series: catalogs.simulator.climate.gmst_anomaly (smoothed observed "

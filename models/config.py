@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from models.base import ModelError
+from models.errors import ModelError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 KINDS = ("unet", "bayes", "flow")

@@ -7,8 +7,10 @@
   of the overlap, so the result equals a single pass (no seams). Pixels with missing or invalid
   Tb give NaN. On GPU it uses channels-last and bf16/fp16 autocast; a CUDA out-of-memory halves
   the batch, then falls back to the CPU, with a message.
-- :func:`run_inference` adds the store: output keyed by model checkpoint hash and orbit
-  (:func:`catalogs.outputs.output_path`), written atomically, a complete store is a cache hit.
+
+Orbits and the output store (:func:`models.run.run_inference`) are one level up, in
+:mod:`models.run`, beside the registry that loads the models; this module knows models only as
+a :class:`Predictor` (every :class:`models.base.Retriever` is one), so the model classes can use it.
 """
 
 from __future__ import annotations
@@ -17,23 +19,40 @@ import logging
 import math
 import platform
 import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 import xarray as xr
 
 from catalogs import schema
-from catalogs.outputs import output_path
-from catalogs.store import file_sha256, is_complete, write_dataset
-from models.base import InferenceCancelled, ModelError, Retriever
+from models.conditioning import swath_gmst
+from models.errors import InferenceCancelled, ModelError
 from models.quantiles import derived_products
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
+
+
+class Predictor(Protocol):
+    """What tiled inference reads of a model: :class:`models.base.Retriever` (which calls
+    :func:`predict_swath` from its ``predict``) and its subclasses."""
+
+    name: str
+    kind: str
+    levels: np.ndarray
+    sha256: str
+    multiple: int
+    overlap_margin: int
+
+    def predict_batch(self, tb: torch.Tensor) -> torch.Tensor: ...
+
+    def to(self, device: torch.device) -> Predictor: ...
+
+    @property
+    def device(self) -> torch.device: ...
 
 
 # -- device -------------------------------------------------------------------------------
@@ -114,7 +133,7 @@ def invalid_tb_mask(tc: np.ndarray) -> np.ndarray:
     return bad.any(axis=-1)
 
 
-def _default_batch(device: torch.device, tile_pixels: int, retriever: Retriever, n_tiles: int) -> int:
+def _default_batch(device: torch.device, tile_pixels: int, retriever: Predictor, n_tiles: int) -> int:
     if device.type == "cuda":
         try:
             free, _ = torch.cuda.mem_get_info(device)
@@ -125,7 +144,7 @@ def _default_batch(device: torch.device, tile_pixels: int, retriever: Retriever,
     return int(max(1, min(n_tiles, getattr(retriever, "cpu_batch_tiles", 2))))
 
 
-def tile_plan(retriever: Retriever, rows: int, tile_scans: int | None = None,
+def tile_plan(retriever: Predictor, rows: int, tile_scans: int | None = None,
               overlap: int | None = None) -> tuple[int, int, list[int]]:
     """``(tile_len, overlap, starts)``: the along-track tiles :func:`predict_swath` runs on a
     padded swath of ``rows`` scans (the card's ``inference.tile_scans`` and ``overlap`` unless
@@ -142,7 +161,7 @@ def tile_plan(retriever: Retriever, rows: int, tile_scans: int | None = None,
     return tile_len, ov, plan_tiles(rows, tile_len, ov, mult)
 
 
-def _check_swath(retriever: Retriever, swath: xr.Dataset, validate: bool) -> None:
+def _check_swath(retriever: Predictor, swath: xr.Dataset, validate: bool) -> None:
     if "Tc" not in swath:
         raise ModelError("swath has no 'Tc' brightness temperatures")
     n_chan = swath.sizes.get(schema.FREQ, swath["Tc"].shape[-1])
@@ -154,7 +173,7 @@ def _check_swath(retriever: Retriever, swath: xr.Dataset, validate: bool) -> Non
 
 
 def predict_quantiles(
-    retriever: Retriever,
+    retriever: Predictor,
     swath: xr.Dataset,
     *,
     device: str | torch.device | None = None,
@@ -188,8 +207,6 @@ def predict_quantiles(
     meta: dict = {}
     gmst = None
     if getattr(retriever, "gmst_conditioned", False):
-        from models.conditioning import swath_gmst
-
         gmst, meta["gmst_source"] = swath_gmst(swath)
         meta["gmst"] = gmst
     n_q = len(retriever.levels)
@@ -246,7 +263,7 @@ def predict_quantiles(
 
 
 def predict_swath(
-    retriever: Retriever,
+    retriever: Predictor,
     swath: xr.Dataset,
     *,
     device: str | torch.device | None = None,
@@ -328,7 +345,7 @@ def cpu_bf16_supported() -> bool:
 
 
 @torch.inference_mode()
-def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device, precision: str | None = None,
+def _run_batch(retriever: Predictor, xb: torch.Tensor, dev: torch.device, precision: str | None = None,
                gmst: float | None = None, increments: bool = False) -> torch.Tensor:
     """The network on one batch of tiles, as float32 on the CPU: quantiles, or with
     ``increments`` (retrievers with ``predict_batch_increments``) their increments."""
@@ -351,7 +368,7 @@ def _run_batch(retriever: Retriever, xb: torch.Tensor, dev: torch.device, precis
     return y.float().cpu()
 
 
-def make_retrieval(swath: xr.Dataset, q: np.ndarray, retriever: Retriever, prods: dict | None = None) -> xr.Dataset:
+def make_retrieval(swath: xr.Dataset, q: np.ndarray, retriever: Predictor, prods: dict | None = None) -> xr.Dataset:
     """Canonical retrieval dataset from quantiles ``q`` (A, C, Q) on the swath's grid."""
     levels = np.asarray(retriever.levels, np.float64)
     q = np.asarray(q, np.float32)  # no copy when it is float32 already
@@ -377,69 +394,3 @@ def make_retrieval(swath: xr.Dataset, q: np.ndarray, retriever: Retriever, prods
     })
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     return schema.validate(ds, "retrieval")
-
-
-# -- orbits and the store ---------------------------------------------------------------------
-def load_swath(orbit: int, source: str = "synthetic", world_seed: int = 0) -> xr.Dataset:
-    """The canonical swath of ``orbit`` from ``source`` (``synthetic``: the simulator)."""
-    if source == "synthetic":
-        from catalogs.simulator import simulate_orbit
-
-        return simulate_orbit(int(orbit), world_seed=int(world_seed), source="observed")
-    raise ModelError(f"unknown source {source!r} for inference; supported: 'synthetic'")
-
-
-def store_source(source: str, world_seed: int = 0) -> str:
-    """The folder name of a source in the output store (world seed included when not 0)."""
-    return source if int(world_seed) == 0 else f"{source}-w{int(world_seed)}"
-
-
-def run_inference(
-    model_name: str,
-    orbit: int,
-    source: str = "synthetic",
-    world_seed: int = 0,
-    device: str = "auto",
-    progress: Progress | None = None,
-    cancel: threading.Event | None = None,
-    *,
-    swath: xr.Dataset | None = None,
-    info: dict | None = None,
-    granule: str | Path | None = None,
-) -> Path:
-    """Retrieve ``orbit`` with the registered model ``model_name`` and return the path of the
-    complete output store. A complete store for the same checkpoint hash and orbit is a cache
-    hit (nothing recomputed). ``swath`` may be given instead of loading the orbit. ``info``, if
-    given, is filled with ``cache_hit``, ``device`` and ``seconds``. ``granule``: the file ``swath``
-    was read from; its content hash (sha256) is part of the cache key, so two different files with
-    the same name or orbit number never share a result, and the same file anywhere does."""
-    from models.registry import load_model
-
-    t0 = time.perf_counter()
-    info = info if info is not None else {}
-    retriever = load_model(model_name)
-    content = file_sha256(granule) if granule is not None else None
-    path = output_path(retriever.name, retriever.sha256, int(orbit), store_source(source, world_seed), content)
-    if is_complete(path):
-        info.update(cache_hit=True, device=None, seconds=time.perf_counter() - t0, path=str(path))
-        if progress:
-            progress(1, 1, "cache hit")
-        return path
-    dev = choose_device(device)
-    info["device"] = device_name(dev)
-    if progress:
-        progress(0, 1, f"loading orbit {orbit} ({source})")
-    if swath is None:
-        swath = load_swath(orbit, source, world_seed)
-    if cancel is not None and cancel.is_set():
-        raise InferenceCancelled("inference cancelled")
-    ds = predict_swath(retriever, swath, device=dev, progress=progress, cancel=cancel)
-    if cancel is not None and cancel.is_set():
-        raise InferenceCancelled("inference cancelled")
-    ds.attrs["world_seed"] = int(world_seed)
-    ds.attrs["device"] = info["device"]
-    write_dataset(ds, path, meta={"model": retriever.name, "model_sha256": retriever.sha256,
-                                  "orbit": int(orbit), "source": source, "world_seed": int(world_seed),
-                                  **({"input_sha256": content} if content else {})})
-    info.update(cache_hit=False, seconds=time.perf_counter() - t0, path=str(path))
-    return path

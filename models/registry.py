@@ -28,9 +28,13 @@ import yaml
 from catalogs.config import get_roots
 from catalogs.outputs import check_name
 from models.base import ModelError, Retriever
+from models.bayes import BayesRetriever
 from models.config import (CONFIG_DIR, KINDS, MAX_PARAMETERS, SIZE_LIMITS, check_config_sizes,  # noqa: F401
                            check_levels, unet_parameters)
 from models.config import load_config as _load_config
+from models.inference import choose_device
+from models.research.flow import FlowRetriever
+from models.unet_retriever import UNetRetriever
 
 log = logging.getLogger(__name__)
 
@@ -250,16 +254,10 @@ def save_model(folder: str | os.PathLike, tensors: dict[str, torch.Tensor], card
 
 def retriever_from(card: ModelCard, tensors: dict[str, torch.Tensor]) -> Retriever:
     if card.kind == "unet":
-        from models.unet_retriever import UNetRetriever
-
         return UNetRetriever(card, tensors)
     if card.kind == "bayes":
-        from models.bayes import BayesRetriever
-
         return BayesRetriever(card, tensors)
     if card.kind == "flow":
-        from models.research.flow import FlowRetriever
-
         return FlowRetriever(card, tensors)
     raise ModelError(f"model {card.name!r} has unknown kind {card.kind!r} (expected 'unet', 'bayes' or 'flow')")
 
@@ -270,8 +268,6 @@ def load_model(name: str, device: str | torch.device | None = None) -> Retriever
     tensors = load_checkpoint(card.weights_path, expected_sha256=card.checkpoint_sha256)
     r = retriever_from(card, tensors)
     if device is not None:
-        from models.inference import choose_device
-
         r = r.to(choose_device(str(device)))
     return r
 

@@ -25,6 +25,17 @@ from catalogs.schema import CHANNELS
 DRAIN_CHANNELS = ("36.64V", "36.64H", "89.0V", "89.0H")
 
 
+def pad_cross(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the last two dims (along, cross) to multiples of ``multiple`` with NaN (the network's
+    :attr:`QuantileUNet.multiple`)."""
+    h, w = x.shape[-2:]
+    ph = (-h) % multiple
+    pw = (-w) % multiple
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), value=float("nan"))
+    return x
+
+
 def resolve_channels(spec) -> list[int]:
     """Channel indices into the 13 GMI channels from a config value: ``"all"``, ``"drain"`` or
     a list of channel labels."""

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from models.base import ModelError, Retriever
+from models.inference import cpu_bf16_supported
 from models.unet import QuantileUNet, resolve_channels
 
 
@@ -53,8 +54,6 @@ class UNetRetriever(Retriever):
         self.multiple = net.multiple
         self.overlap_margin = net.receptive_radius
         self.cpu_batch_tiles = int(inf.get("cpu_batch_tiles", 2))
-        from models.inference import cpu_bf16_supported
-
         # bf16 autocast on CPU only where the card asks for it and the CPU does bf16 natively
         self.cpu_bf16 = bool(inf.get("cpu_bf16", False)) and cpu_bf16_supported()
         base = int((card.config.get("network") or {}).get("base", 16))

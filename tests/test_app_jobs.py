@@ -20,7 +20,7 @@ from tests.app_helpers import register_card, write_retrieval
 
 
 class FakeRunner:
-    """Stands in for models.inference.run_inference (same signature); steps on demand."""
+    """Stands in for models.run.run_inference (same signature); steps on demand."""
 
     def __init__(self, steps=4, fail=None, cache_hit=False, on_done=None):
         self.calls = []
@@ -192,7 +192,7 @@ def test_run_control_messages():
 
 @pytest.mark.slow
 def test_real_model_runs_in_the_background_and_is_cached(data_root):
-    """The shipped bayes-baseline through models.inference.run_inference: the job reports the
+    """The shipped bayes-baseline through models.run.run_inference: the job reports the
     device, lands in the model-output store, the map shows it, and a re-run is a cache hit."""
     from models.registry import list_models
 

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from catalogs import schema
 from catalogs.store import is_complete, open_dataset
 from conftest import make_tiny_swath
-from models import inference
+from models import inference, run
 from models.base import InferenceCancelled, ModelError
-from models.inference import choose_device, plan_tiles, predict_swath, run_inference
+from models.inference import choose_device, plan_tiles, predict_swath
 from models.quantiles import QuantileDistribution
 from models.registry import (ModelCard, get_card, list_models, load_checkpoint, load_model, save_model,
                              sha256_file, user_models_dir)
+from models.run import run_inference
 from models.unet import QuantileUNet, monotone_quantiles, pinball_loss
 from models.unet_retriever import build_unet
 
@@ -259,8 +260,8 @@ def test_run_inference_cache_hit_and_cancel(data_root, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("recomputed on a cache hit")
 
-    monkeypatch.setattr(inference, "predict_swath", boom)
-    monkeypatch.setattr(inference, "load_swath", boom)
+    monkeypatch.setattr(run, "predict_swath", boom)
+    monkeypatch.setattr(run, "load_swath", boom)
     info2: dict = {}
     assert run_inference("rand-unet", 777, info=info2) == path
     assert info2["cache_hit"] is True

@@ -33,7 +33,7 @@ def _flow_cfg():
 
 @pytest.mark.slow
 def test_research_models_train_save_load_infer(data_root):
-    from models.research import load_research_model
+    from models.registry import load_model
     from models.research.trainer import train_research
     from catalogs.simulator import simulate_orbit
 
@@ -52,7 +52,7 @@ def test_research_models_train_save_load_infer(data_root):
         assert card.kind == "unet" and card.training["init_from"] == "tiny"
         assert card.training["loss"]["type"] == cfg.get("loss", {"type": "pinball"})["type"]
         assert {cfg["name"], "climatology"} <= set(card.metrics["test_2021"])
-        r = load_research_model(cfg["name"])
+        r = load_model(cfg["name"])
         assert r.sha256 == get_card(cfg["name"]).checkpoint_sha256
         ds = r.predict(sw)
         schema.validate(ds, "retrieval")
@@ -63,7 +63,7 @@ def test_research_models_train_save_load_infer(data_root):
     card = train_research(_flow_cfg(), command="pytest")
     assert card.kind == "flow" and card.levels == [0.125, 0.375, 0.625, 0.875]
     assert card.training["base_model"] == "tiny"
-    r = load_research_model("tiny-flow")
+    r = load_model("tiny-flow")
     ds1, ds2 = r.predict(sw), r.predict(sw)
     schema.validate(ds1, "retrieval")
     assert np.array_equal(ds1["precip_quantiles"].values, ds2["precip_quantiles"].values, equal_nan=True)

@@ -84,7 +84,7 @@ def register(main: click.Group) -> None:
         """Retrieve orbits (or a real granule) with a model and store the results; what is already
         stored is a cache hit. A batch that is interrupted keeps every finished orbit."""
         from models.base import ModelError
-        from models.inference import run_inference
+        from models.run import run_inference
 
         chosen = [x for x in (orbit is not None, bool(orbit_spec), bool(start or end), bool(granule)) if x]
         if len(chosen) != 1:

@@ -9,12 +9,7 @@ residual flow matching ensembles and out-of-distribution scores.
 - :mod:`models.research.ood` -- Mahalanobis OOD scores on U-Net encoder features.
 
 Research models load like any model, with :func:`models.registry.load_model` (it knows the
-``flow`` kind); ``load_research_model`` is kept as another name for it.
+``flow`` kind). The package imports nothing itself: the registry imports
+:mod:`models.research.flow`, so a name here from the registry would be an import cycle (the old
+second loader ``load_research_model`` is gone for that reason).
 """
-
-from __future__ import annotations
-
-from models.registry import load_model
-
-#: the old name of :func:`models.registry.load_model` (which loads every kind, ``flow`` included)
-load_research_model = load_model

@@ -24,10 +24,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+import xarray as xr
 from torch import nn
 
+from catalogs import schema
 from models.base import ModelError, Retriever
+from models.inference import _pad_to, invalid_tb_mask, predict_swath
+from models.research.ood import MahalanobisOOD
 from models.unet import QuantileUNet
+from models.unet_retriever import build_unet
 
 MAX_STEPS = 10
 N_COND_BASE = 4  # log1p of mean, q50, q90, q99 of the base model
@@ -171,8 +176,6 @@ class FlowRetriever(Retriever):
     kind = "flow"
 
     def __init__(self, card, tensors: dict[str, torch.Tensor]):
-        from models.unet_retriever import build_unet
-
         self.card, self.name, self.sha256 = card, card.name, card.checkpoint_sha256
         cfg = card.config
         bcfg = cfg["base_config"]
@@ -199,8 +202,6 @@ class FlowRetriever(Retriever):
             raise ModelError(f"model {card.name!r}: {self.levels.size} levels for {self.members} members")
         self.ood = None
         if "ood.mean" in tensors:
-            from models.research.ood import MahalanobisOOD
-
             self.ood = MahalanobisOOD.from_tensors(tensors)
         self.multiple = max(self.base.multiple, self.flow.multiple)
         self.overlap_margin = self.base.receptive_radius + self.flow.receptive_radius
@@ -280,8 +281,6 @@ class _OODLayer(Retriever):
 def add_ood_layer(retriever: FlowRetriever, swath, ds, **kw):
     """Add ``ood_score`` (units "1", NaN where Tb are invalid) to a retrieval dataset ``ds`` of
     ``swath``; tiled like the products (same blending), so it works on whole orbits."""
-    from models.inference import predict_swath
-
     if retriever.ood is None or "ood_score" in ds:
         return ds
     kw = {k: v for k, v in kw.items() if k in ("device", "progress", "cancel")}
@@ -298,9 +297,6 @@ def add_ood_layer(retriever: FlowRetriever, swath, ds, **kw):
 def predict_with_ood(retriever: Retriever, swath, **kw):
     """:func:`models.inference.predict_swath` plus the ``ood_score`` layer when the model ships a
     detector (the app and ``raincheck compare`` use this)."""
-    from catalogs import schema
-    from models.inference import predict_swath
-
     ds = predict_swath(retriever, swath, **kw)
     if isinstance(retriever, FlowRetriever) and retriever.ood is not None:
         ds = add_ood_layer(retriever, swath, ds, **kw)
@@ -312,10 +308,6 @@ def sample_window(retriever: FlowRetriever, swath, along: slice, cross: slice, m
                   steps: int | None = None, seed: int | None = None):
     """Ensemble members on a user-selected window of a swath (the app's CPU path): an
     ``xarray.DataArray`` (member, along_track, cross_track) in mm h-1, NaN where Tb are invalid."""
-    import xarray as xr
-
-    from models.inference import _pad_to, invalid_tb_mask
-
     sub = swath.isel(along_track=along, cross_track=cross)
     tc = np.asarray(sub["Tc"].transpose("along_track", "cross_track", "pmw_frequency").values, np.float32)
     bad = invalid_tb_mask(tc)

@@ -19,7 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.inference import invalid_tb_mask
 from models.unet import QuantileUNet
+from models.unet import pad_cross as _pad_cross
 
 N_CALIB = 1001  # calibration quantiles stored
 
@@ -134,9 +136,6 @@ class MahalanobisOOD:
 
 def _iter_features(net: QuantileUNet, tc: np.ndarray, batch: int):
     """Yield (features (D, A, C) numpy, valid (A, C)) per scene of ``tc`` (N, A, C, 13)."""
-    from models.inference import invalid_tb_mask
-    from models.training.common import pad_cross as _pad_cross
-
     net = net.eval()
     for i in range(0, tc.shape[0], batch):
         part = np.asarray(tc[i:i + batch], np.float32)

@@ -7,23 +7,16 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from models.base import InferenceCancelled
+from models.errors import InferenceCancelled
+from models.unet import pad_cross
+
+__all__ = ["Progress", "TrainingCancelled", "log", "optimizer_step", "pad_cross", "set_seed"]
 
 Progress = Callable[[int, int, str], None]
 
 
 class TrainingCancelled(InferenceCancelled):
     """Training stopped by the cancel flag; the last finished epoch is saved for resuming."""
-
-
-def pad_cross(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad the last two dims (along, cross) to multiples of ``multiple`` with NaN."""
-    h, w = x.shape[-2:]
-    ph = (-h) % multiple
-    pw = (-w) % multiple
-    if ph or pw:
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph), value=float("nan"))
-    return x
 
 
 def optimizer_step(net, opt, sched, loss) -> float:

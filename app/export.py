@@ -7,7 +7,9 @@ labelled colour bars with units, no UI chrome; swath meshes are rasterised insid
 entry, orbit(s), models with checkpoint hashes, region, period, season, software versions and
 the SHA-256 of every file written.
 
-Each view module provides ``export_parts(selection, catalog_path, **kw) -> ExportParts``.
+Each view module provides ``export_parts(selection, catalog_path, **kw) -> ExportParts``; what
+views and exporter share (fonts, :class:`ExportParts`, backends, safe names) is in
+:mod:`app.figures`, below both, so the views never import this module.
 """
 
 from __future__ import annotations
@@ -16,36 +18,31 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import panel as pn
 import param
 
+from app import swath
+from app.figures import FONTS, ExportParts, ensure_backends, model_provenance, rasterize_meshes_hook, safe_name
 from app.state import VIEW_LABELS, VIEWS, Selection
+from app.views import EXPORTERS
+
+__all__ = ["DPI", "FONTS", "FORMATS", "ExportControl", "ExportError", "ExportParts", "ExportResult", "base_name",
+           "ensure_backends", "export_view", "exporters", "model_provenance", "rasterize_meshes_hook", "render",
+           "safe_name", "software_versions"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("pdf", "svg", "png")
 DPI = 300
-FONTS = {"title": 10, "labels": 9, "xticks": 8, "yticks": 8, "legend": 8, "cticks": 8, "clabel": 9}
 _LOCK = threading.Lock()  # matplotlib's pyplot state is not thread safe
 
 
 class ExportError(RuntimeError):
     """The view cannot be exported for this selection (message for the user)."""
-
-
-@dataclass
-class ExportParts:
-    """What a view hands to the exporter."""
-
-    element: object  # a HoloViews object, styled for matplotlib
-    data: object  # xarray.Dataset (-> netCDF) or pandas.DataFrame (-> CSV)
-    provenance: dict = field(default_factory=dict)  # entry, orbits, models, ...
-    fig_inches: tuple[float, float] = (7.2, 4.5)
 
 
 @dataclass
@@ -57,13 +54,6 @@ class ExportResult:
     @property
     def paths(self) -> list[Path]:
         return [self.figure, self.data, self.manifest]
-
-
-def safe_name(text: str, max_len: int = 120) -> str:
-    """A file-name-safe version of ``text`` (letters, digits, '.', '_', '-'; no leading dot)."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.")
-    s = re.sub(r"-{2,}", "-", s)
-    return (s or "export")[:max_len]
 
 
 def base_name(view: str, selection: Selection) -> str:
@@ -96,21 +86,6 @@ def software_versions() -> dict:
     return out
 
 
-def model_provenance(models) -> list[dict]:
-    from app import data
-
-    out = []
-    for m in models:
-        try:
-            card = data.model_card(m)
-        except data.DataError as e:
-            out.append({"name": m, "error": str(e)})
-            continue
-        out.append({"name": m, "checkpoint_sha256": card.get("checkpoint_sha256"), "kind": card.get("kind"),
-                    "training": card.get("training", {})})
-    return out
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -120,30 +95,7 @@ def _sha256(path: Path) -> str:
 
 
 def exporters() -> dict:
-    from app import swath
-    from app.views import EXPORTERS
-
     return {"swath": swath.export_parts, **EXPORTERS}
-
-
-def rasterize_meshes_hook(plot, element):
-    """matplotlib hook: draw QuadMesh artists as an embedded image inside vector files."""
-    artist = plot.handles.get("artist")
-    if artist is not None:
-        artist.set_rasterized(True)
-
-
-def ensure_backends() -> None:
-    """Register HoloViews' bokeh (the app) and matplotlib (export) backends without switching
-    the current one (styles are set per backend)."""
-    import holoviews as hv
-
-    before = hv.Store.current_backend
-    import holoviews.plotting.bokeh  # noqa: F401
-    import holoviews.plotting.mpl  # noqa: F401
-
-    if hv.Store.current_backend != before:  # importing a backend may make it current
-        hv.Store.set_current_backend(before if before in hv.Store.renderers else "bokeh")
 
 
 def render(parts: ExportParts):

@@ -26,6 +26,7 @@ import panel as pn
 import param
 
 from app import data
+from app.figures import FONTS, ExportParts, ensure_backends, rasterize_meshes_hook
 from app.state import PRODUCT_LABELS, Selection
 
 log = logging.getLogger(__name__)
@@ -373,8 +374,6 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
     layer over the current view, coastlines, and the fields as a netCDF-ready Dataset."""
     import holoviews as hv
     import xarray as xr
-
-    from app.export import FONTS, ExportParts, ensure_backends, rasterize_meshes_hook
 
     ensure_backends()
     ds, geom, sl = load(selection, catalog_path)

@@ -22,6 +22,7 @@ import panel as pn
 import param
 
 from app import data
+from app.figures import FONTS, ExportParts, ensure_backends
 from app.state import Selection
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,6 @@ def elements(res: dict, backend: str = "bokeh"):
     """(CRPS by split, extreme-trend errors, goal chart) HoloViews overlays."""
     import holoviews as hv
 
-    from app.export import ensure_backends
-
     ensure_backends()
     names = list(res["models"])
     ref = res["reference"]
@@ -289,7 +288,6 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
 
     import holoviews as hv
 
-    from app.export import FONTS, ExportParts, ensure_backends
     from evaluation.compare import unclean
 
     ensure_backends()

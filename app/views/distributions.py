@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from app import data
+from app.figures import FONTS, ExportParts, ensure_backends, model_provenance
 from app.views import common as C
 
 
@@ -89,8 +90,6 @@ def elements(result: dict, backend: str = "bokeh"):
     """(pdf, cdf, qq) HoloViews overlays."""
     import holoviews as hv
 
-    from app.export import ensure_backends
-
     ensure_backends()
 
     df = result["curves"]
@@ -134,8 +133,6 @@ def elements(result: dict, backend: str = "bokeh"):
 def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     import holoviews as hv
 
-    from app.export import FONTS, ExportParts, ensure_backends
-
     ensure_backends()
     res = compute(selection, cube_path)
     pdf, cdf, qq = elements(res, backend="matplotlib")
@@ -157,8 +154,6 @@ def provenance(res: dict, view: str) -> dict:
 def cube_model_provenance(res: dict) -> list[dict]:
     """The models behind a cube-based view with the checkpoint the cube's numbers come from (its
     ledger's identity), not whatever is registered now; the registered one alongside."""
-    from app.export import model_provenance
-
     try:
         cube = C.open_cube(res["cube"])
     except data.DataError:

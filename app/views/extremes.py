@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from app.figures import FONTS, ExportParts, ensure_backends
 from app.views import common as C
 from app.views.distributions import _colour, provenance, source_histograms
 
@@ -51,8 +52,6 @@ def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> dict:
 def elements(res: dict, backend: str = "bokeh"):
     import holoviews as hv
 
-    from app.export import ensure_backends
-
     ensure_backends()
 
     df = res["curves"]
@@ -87,8 +86,6 @@ def elements(res: dict, backend: str = "bokeh"):
 
 def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     import holoviews as hv
-
-    from app.export import FONTS, ExportParts, ensure_backends
 
     ensure_backends()
     res = compute(selection, cube_path, n_boot=C.EXPORT_N_BOOT)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from app import data
+from app.figures import ExportParts, ensure_backends, safe_name
 from app.views import common as C
 from app.views.distributions import provenance
 
@@ -65,8 +66,6 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     """A publication table figure (matplotlib Table element) and the CSV."""
     import holoviews as hv
 
-    from app.export import ExportParts, ensure_backends
-
     ensure_backends()
     res = compute(selection, cube_path)
     df = res["table"]
@@ -102,8 +101,6 @@ class ScoresView(C.EvaluationView):
                                                  if res["table"][c].dtype.kind == "f"})
         q = res["query"]
         name = f"raincheck_scores_{q['region']}_{q['period']}_{q['season'] or 'annual'}.csv"
-        from app.export import safe_name
-
         dl = pn.widgets.FileDownload(callback=self.csv, filename=safe_name(name), label="Download the table as CSV",
                                      color="light", css_classes=["rc-scores-csv"], width=260)
         return [pn.pane.Markdown(f"**{data.escape_text(q['region'])}**, {q['period']}, {q['season'] or 'all seasons'}: models against "

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from app import data
+from app.figures import FONTS, ExportParts, ensure_backends
 from app.views import common as C
 from app.views.distributions import _colour, provenance
 
@@ -83,12 +84,6 @@ def off_axis(tdf: pd.DataFrame, stat: str, limit: float = 60.0) -> list[str]:
 def elements(res: dict, backend: str = "bokeh"):
     import holoviews as hv
 
-    from app.export import ensure_backends
-
-    ensure_backends()
-
-    from app.export import ensure_backends
-
     ensure_backends()
 
     stat = res["stat"]
@@ -149,8 +144,6 @@ def verdict_table(res: dict) -> pd.DataFrame:
 
 def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     import holoviews as hv
-
-    from app.export import FONTS, ExportParts, ensure_backends
 
     ensure_backends()
     res = compute(selection, cube_path)

@@ -26,6 +26,7 @@ import json
 
 import numpy as np
 
+from catalogs.store import open_dataset
 from models.errors import ModelError
 
 #: label of the default series used where a swath carries no ``gmst_anomaly_K`` attribute
@@ -72,8 +73,6 @@ def orbit_gmst(orbit: int, source: str = "observed", climate_offset_K: float | N
 def scene_gmst(path) -> np.ndarray:
     """(N,) ΔT (K) of the scenes of a cached scene set (:func:`models.train.build_training_set`),
     from each scene's orbit and the set's data config (source, ``climate_offset_K``)."""
-    from catalogs.store import open_dataset
-
     ds = open_dataset(path)
     data_cfg = json.loads(ds.attrs.get("data_config", "{}"))
     source = data_cfg.get("source", "observed")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from catalogs.outputs import check_name
 from models.errors import ModelError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -351,8 +352,6 @@ def _read(path_or_name) -> dict:
 def load_config(path_or_name: str | os.PathLike) -> dict:
     """A model/training config from a YAML path or the name of a shipped config, as a dict with
     ``inherit`` resolved, checked key by key (:func:`parse_config`)."""
-    from catalogs.outputs import check_name
-
     p = config_path(path_or_name)
     cfg = _read(p)
     try:

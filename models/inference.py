@@ -29,7 +29,7 @@ import xarray as xr
 from catalogs import schema
 from models.conditioning import swath_gmst
 from models.errors import InferenceCancelled, ModelError
-from models.quantiles import derived_products
+from models.quantiles import _parallel_rows, derived_products
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +301,6 @@ def _blend_tile(y: np.ndarray, acc: np.ndarray, w: np.ndarray, start: int, n_add
     rows ``r < n_add`` already hold a contribution and are added to, the others are assigned.
     ``increments``: ``y`` holds quantile increments, summed along Q first (the network's
     monotone head, done here in the same pass). Rows are shared among torch's threads."""
-    from models.quantiles import _parallel_rows
-
     w = np.ascontiguousarray(w, np.float32)
     _parallel_rows(y.shape[0], lambda a, b: _blend_kernel(y, acc, w, start, n_add, increments, a, b), min_rows=64)
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from models.base import ModelError
+from models.bayes import BayesRetriever, bayes_tensors, fit_pca
 from models.config import load_config, parse_config, resolve_inherit
 from models.quantiles import QuantileDistribution
 from models.registry import ModelCard, load_checkpoint, load_model, save_model
@@ -42,6 +43,7 @@ from models.training.data import (SPLITS, build_training_set, data_key, load_sce
 from models.training.loop import build_net, train_unet
 from models.training.scoring import default_out, heldout_scores, make_card, predict_scenes, round_metrics  # noqa: F401
 from models.training.state import load_state, save_checkpoint, save_state, state_dir
+from models.unet_retriever import UNetRetriever
 
 # the scene sets, scoring and card moved to models.training (the names stay importable from here)
 _pad_cross = pad_cross
@@ -102,8 +104,6 @@ def train(config: dict | str | os.PathLike, progress: Progress | None = None,
 def _train_unet(config: dict, sets: dict, out: Path, progress, cancel):
     """The reference U-Net: :func:`models.training.train_unet` with its default plug-ins (pinball
     loss, every training scene once per epoch)."""
-    from models.unet_retriever import UNetRetriever
-
     tc_tr, ref_tr = load_scenes(sets["train"])
     tc_va, ref_va = load_scenes(sets["validation"])
     net, _ = build_net(config, tc_tr)
@@ -126,8 +126,6 @@ def _strip_pixels(tc: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _train_bayes(config: dict, sets: dict, out: Path, progress):
-    from models.bayes import BayesRetriever, bayes_tensors, fit_pca
-
     typed = parse_config(config)
     bcfg = typed.bayes
     seed = typed.training.seed

@@ -39,8 +39,16 @@ import numpy as np
 import torch
 
 from models.base import ModelError
+from models.conditioning import DEFAULT_GMST_SERIES, scene_gmst
 from models.config import INHERITED, load_config, parse_config, resolve_inherit  # noqa: F401 (INHERITED: public name)
+from models.inference import invalid_tb_mask
+from models.quantiles import QuantileDistribution
 from models.registry import ModelCard, get_card, load_checkpoint, load_model
+from models.research import hybrid as hyb
+from models.research.flow import (FlowRetriever, base_conditioning, build_flow, cfm_loss, euler_sample, member_levels,
+                                  rain_from_residual, residual_target)
+from models.research.ood import MahalanobisOOD
+from models.scoring import climatology_quantiles, score
 from models.training.data import build_training_set, load_scenes
 from models.training.scoring import default_out, heldout_scores, make_card as _card, predict_scenes
 from models.training.scoring import round_metrics as _round
@@ -49,6 +57,7 @@ from models.training.common import set_seed as _set_seed
 from models.training.loop import build_net, train_unet
 from models.training.plugins import MixedScenes, ResearchLossPlugin
 from models.training.state import save_checkpoint  # noqa: F401 (public name, tests and scripts)
+from models.unet_retriever import UNetRetriever
 
 
 def _init_weights(net, config: dict) -> dict:
@@ -74,9 +83,6 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
     """A research U-Net: :func:`models.training.train_unet` with the research plug-ins (the
     ``loss:``, a subset of scenes per epoch with simulated scenes mixed in (``hybrid:``), the
     GMST/domain conditioning (``conditioning:``); fine-tuning from ``init_from``)."""
-    from models.research import hybrid as hyb
-    from models.unet_retriever import UNetRetriever
-
     typed = parse_config(config)
     tcfg = typed.training
     tc_tr, ref_tr = load_scenes(sets["train"])
@@ -100,8 +106,6 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
     g_tr = g_va = g_sim = None
     cond_info = {}
     if getattr(net, "gmst_conditioned", False):
-        from models.conditioning import scene_gmst
-
         g_tr, g_va = scene_gmst(sets["train"]), scene_gmst(sets["validation"])
         if h:
             g_sim = scene_gmst(hs["simulated"])
@@ -127,7 +131,6 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
         pool = np.concatenate([g_tr] + ([g_sim] if g_sim is not None else []))
         g_mean, g_std = float(pool.mean()), float(pool.std())
         net.set_gmst_normalisation(g_mean, g_std)
-        from models.conditioning import DEFAULT_GMST_SERIES
 
         def rng_of(g):
             return [round(float(g.min()), 3), round(float(g.max()), 3)] if g is not None and g.size else None
@@ -169,8 +172,6 @@ def _strip_window(ref: np.ndarray, width: int) -> tuple[int, int]:
 @torch.no_grad()
 def _flow_inputs(base_r, tc: np.ndarray, ref: np.ndarray, c0: int, c1: int, batch: int = 4, progress=None, msg=""):
     """Conditioning (N, 17, A, W) float16 and base means (N, A, W) on the strip window."""
-    from models.research.flow import base_conditioning
-
     n, a = tc.shape[:2]
     conds = np.zeros((n, 17, a, c1 - c0), np.float16)
     means = np.zeros((n, a, c1 - c0), np.float32)
@@ -184,9 +185,6 @@ def _flow_inputs(base_r, tc: np.ndarray, ref: np.ndarray, c0: int, c1: int, batc
 
 
 def _train_flow(config, sets, out: Path, progress, cancel):
-    from models.research.flow import FlowRetriever, build_flow, cfm_loss, member_levels, residual_target
-    from models.research.ood import MahalanobisOOD
-
     typed = parse_config(config)
     tcfg = typed.training
     seed = tcfg.seed
@@ -356,9 +354,6 @@ def predict_strip(retriever, tc: np.ndarray, cols: np.ndarray, batch: int = 2,
     list) receives the first ensemble member as a field (N, A, C) (NaN off the strip)."""
     if getattr(retriever, "kind", "") != "flow":
         return predict_scenes(retriever, tc, strip_only=cols, gmst=gmst)
-    from models.inference import invalid_tb_mask
-    from models.research.flow import base_conditioning, euler_sample, rain_from_residual
-
     n, a, c, _ = tc.shape
     out = np.full((n, a, c, len(retriever.levels)), np.nan, np.float32)
     idx = np.flatnonzero(cols)
@@ -396,9 +391,6 @@ def predict_strip(retriever, tc: np.ndarray, cols: np.ndarray, batch: int = 2,
 def flow_heldout_scores(config, flow_r, retrievers, train_ref, progress=None) -> dict:
     """Like :func:`models.train.heldout_scores` but predicting only the strip (see
     :func:`predict_strip`)."""
-    from models.quantiles import QuantileDistribution
-    from models.scoring import climatology_quantiles, score
-
     data_cfg = config["data"]
     out = {}
     for split in ("test", "ood"):

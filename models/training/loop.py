@@ -23,14 +23,14 @@ from models.registry import load_checkpoint
 from models.training.common import TrainingCancelled, log, optimizer_step, pad_cross, set_seed
 from models.training.plugins import PinballLoss, ShuffledScenes
 from models.training.state import load_state, save_best, save_state, state_dir
+from models.unet import pinball_loss
+from models.unet_retriever import build_unet
 
 
 def build_net(config: dict, tc_train: np.ndarray, init: Callable | None = None):
     """The seeded network of ``config`` and the provenance of its start: ``init(net)`` (e.g. the
     ``init_from`` weights; returns provenance or ``{}``) or, without it, fresh weights with the
     input normalisation of the training Tb (valid pixels; stored in the checkpoint)."""
-    from models.unet_retriever import build_unet
-
     set_seed(parse_config(config).training.seed)
     net = build_unet(config)
     provenance = init(net) if init is not None else {}
@@ -46,8 +46,6 @@ def build_net(config: dict, tc_train: np.ndarray, init: Callable | None = None):
 @torch.no_grad()
 def validate(net, loss_fn, tc, ref, levels, mult: int, bs: int = 8, gmst=None) -> dict:
     """Mean loss and mean pinball loss over the validation strip pixels."""
-    from models.unet import pinball_loss
-
     net.eval()
     tot, totp, n = 0.0, 0.0, 0
     for i in range(0, tc.shape[0], bs):

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from models.base import ModelError
+from models.losses import ResearchLoss, tail_weighted_pinball
+from models.unet import pinball_loss
 
 
 # --------------------------------------------------------------------------- losses
@@ -32,11 +34,7 @@ class PinballLoss:
         self.levels = torch.as_tensor(np.asarray(levels, np.float64), dtype=torch.float32)
 
     def __call__(self, pred, target, weight=None):
-        from models.unet import pinball_loss
-
         if weight is not None:
-            from models.losses import tail_weighted_pinball
-
             return tail_weighted_pinball(pred, target, self.levels, torch.ones_like(self.levels), None, weight)
         return pinball_loss(pred, target, self.levels)
 
@@ -48,8 +46,6 @@ class ResearchLossPlugin:
     """A research loss (``loss:`` section; :class:`models.losses.ResearchLoss`)."""
 
     def __init__(self, spec: dict | None, levels, train_ref=None):
-        from models.losses import ResearchLoss
-
         self.loss = ResearchLoss(spec, levels, train_ref=train_ref)
 
     def __call__(self, pred, target, weight=None):

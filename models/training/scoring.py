@@ -9,10 +9,12 @@ import numpy as np
 import torch
 
 from models.base import ModelError, Retriever
+from models.conditioning import scene_gmst
 from models.quantiles import QuantileDistribution
 from models.registry import ModelCard, user_models_dir
 from models.scoring import climatology_quantiles, score
 from models.config import data_config
+from models.inference import invalid_tb_mask
 from models.training.common import Progress, log as _log, pad_cross as _pad_cross
 from models.training.data import SPLITS, build_training_set, data_key, load_scenes, simulator_fingerprint
 
@@ -32,8 +34,6 @@ def predict_scenes(retriever: Retriever, tc: np.ndarray, batch: int = 4, strip_o
     with torch.inference_mode():
         for i in range(0, n, batch):
             x = torch.from_numpy(np.asarray(tc[i:i + batch][:, :, cols], np.float32)).permute(0, 3, 1, 2)
-            from models.inference import invalid_tb_mask
-
             bad = invalid_tb_mask(np.asarray(tc[i:i + batch][:, :, cols], np.float32))
             x = _pad_cross(x, retriever.multiple)
             kw = {"gmst": np.asarray(gmst, np.float64)[i:i + batch]} if cond else {}
@@ -70,8 +70,6 @@ def heldout_scores(config: dict, retrievers: dict[str, Retriever], train_ref: np
                "checkpoints": {n: (r.sha256 or "")[:12] for n, r in retrievers.items()}}
         gmst = None
         if any(getattr(r, "gmst_conditioned", False) for r in retrievers.values()):
-            from models.conditioning import scene_gmst
-
             gmst = scene_gmst(path)
         for name, r in retrievers.items():
             _log(progress, 0, 1, f"scoring {name} on {split}")

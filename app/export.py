@@ -26,9 +26,11 @@ import panel as pn
 import param
 
 from app import swath
+from app.data import DataError, catalog_label, for_page, public_message
 from app.figures import FONTS, ExportParts, ensure_backends, model_provenance, rasterize_meshes_hook, safe_name
 from app.state import VIEW_LABELS, VIEWS, Selection
 from app.views import EXPORTERS
+from catalogs.config import get_roots
 
 __all__ = ["DPI", "FONTS", "FORMATS", "ExportControl", "ExportError", "ExportParts", "ExportResult", "base_name",
            "ensure_backends", "export_view", "exporters", "model_provenance", "rasterize_meshes_hook", "render",
@@ -124,8 +126,6 @@ def export_view(view: str, selection: Selection, fmt: str, out_dir: str | Path, 
         raise ExportError(f"the {VIEW_LABELS[view]} view cannot be exported yet")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from app.data import DataError
-
     if view != "swath":
         kw["cube_path"] = cube_path
     try:
@@ -168,8 +168,6 @@ def export_view(view: str, selection: Selection, fmt: str, out_dir: str | Path, 
 
 
 def _catalog_label(catalog_path):
-    from app.data import catalog_label
-
     return catalog_label(catalog_path)
 
 
@@ -177,8 +175,6 @@ def _without_server_paths(obj):
     """``obj`` (a manifest) with every server path in its strings replaced by the neutral labels
     web users see (:func:`app.data.public_message`): a download from the app names the catalogue,
     cube and files relative to the data roots, never the server's folders."""
-    from app.data import public_message
-
     if isinstance(obj, dict):
         return {k: _without_server_paths(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -239,8 +235,6 @@ class ExportControl(pn.viewable.Viewer):
         if self._out_root is not None:
             root = Path(self._out_root)
         else:
-            from catalogs.config import get_roots
-
             root = get_roots().sub("exports")
         import tempfile
 
@@ -248,8 +242,6 @@ class ExportControl(pn.viewable.Viewer):
         return Path(tempfile.mkdtemp(prefix="export-", dir=root))
 
     def export(self) -> ExportResult | None:
-        from app.data import for_page
-
         view = self.selection.view
         kw = {}
         comp = self.views.get(view)

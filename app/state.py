@@ -9,6 +9,7 @@ from __future__ import annotations
 import param
 
 from catalogs.schema import CHANNELS
+from catalogs.userinput import UserInputError, check_text, check_value, show
 
 #: The views (tabs), in order.
 VIEWS = ("swath", "distributions", "extremes", "trends", "scores", "compare")
@@ -99,8 +100,6 @@ def _invalid(selection: Selection, name: str) -> str:
 
 def _text_problem(name: str, value) -> str | None:
     """Why a text value of the link is refused (:mod:`catalogs.userinput`), or None."""
-    from catalogs.userinput import UserInputError, check_text, check_value
-
     try:
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, str):
@@ -127,8 +126,6 @@ def _period_problems(selection: Selection) -> list[str]:
         bad = [k for k, v in (("from", selection.pick_start), ("to", selection.pick_end))
                if not _is_date(v)]
         if bad:
-            from catalogs.userinput import show
-
             out.append("ignored the link's " + " and ".join(
                 f"{k}={show(selection.pick_start if k == 'from' else selection.pick_end)}" for k in bad)
                        + ": not an ISO date (e.g. 2019-06-01)")
@@ -157,8 +154,6 @@ def guard_text(selection: Selection, notify=None, reported=()) -> None:
     """Apply the gate of :func:`_text_problem` whenever a text value changes (the browser
     re-sending the link, a widget): a refused value is put back to the previous one (or the
     default) and ``notify(message)`` is called, unless the message is in ``reported``."""
-    from catalogs.userinput import show
-
     names = [n for n in URL_KEYS if isinstance(selection.param[n], (param.String, param.List))]
     seen = set(reported)
 
@@ -185,8 +180,6 @@ def sync_url(selection: Selection, location=None, notify=None) -> list[str]:
     those keep their defaults and the app shows the messages (escaped: they quote the link).
     Text values stay gated afterwards (:func:`guard_text`; ``notify`` gets its messages)."""
     import panel as pn
-
-    from catalogs.userinput import show
 
     location = location if location is not None else pn.state.location
     problems: list[str] = []

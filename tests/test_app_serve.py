@@ -6,7 +6,6 @@ import socket
 import time
 import urllib.request
 
-import pytest
 from click.testing import CliRunner
 
 from app.cli import main

@@ -13,7 +13,6 @@ import pytest
 from app import data
 from app.export import export_view
 from app.state import Selection
-from app.views import common as C
 from app.views import compare, distributions, extremes, make_views, scores, trends
 from tests.app_helpers import small_comparison, small_cube
 

@@ -38,7 +38,7 @@ def server(tmp_path_factory):
     from app import boxjobs, data, jobs
     from app.commands.serve import make_server
     from app.views.compare import save_result
-    from tests.app_helpers import cube_model, small_comparison, small_cube, write_retrieval
+    from tests.app_helpers import cube_model, small_comparison, small_cube
 
     for memo in (data._swaths, data._outputs, data._geoms):
         memo.clear()
@@ -261,7 +261,7 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages, server_errors):
     q = _query(page)
     assert q["orbit"] == "20001" and "unet-reference" in q["models"]
     log2 = []
-    page2 = browser_page = rc_browser.new_page(viewport={"width": 1500, "height": 1000})
+    page2 = rc_browser.new_page(viewport={"width": 1500, "height": 1000})
     page2.set_default_timeout(TIMEOUT_MS)
     watch(page2, log2)
     pages.append(page2)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from catalogs import gpm, schema, store

@@ -4,7 +4,6 @@ the dask path, and query speed."""
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest

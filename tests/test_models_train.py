@@ -6,7 +6,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 
 from catalogs import schema
 from catalogs.store import is_complete, open_dataset
@@ -28,7 +27,6 @@ def fake_swath(orbit, n_scans):
     """A small swath whose rain is a function of Tb: learnable, with a central strip reference."""
     rng = np.random.default_rng(orbit)
     n = n_scans or 64
-    sw = make_tiny_swath(n_scans=n, n_pix=24, orbit=orbit, seed=orbit)
     rain = rng.gamma(0.4, 3.0, (n, 24)).astype(np.float32) * (rng.random((n, 24)) < 0.3)
     tc = 200 + rng.normal(0, 5, (n, 24, 13)).astype(np.float32)
     tc[..., 7] -= 4 * rain  # scattering signal at 89 GHz

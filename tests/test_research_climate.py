@@ -113,7 +113,7 @@ def test_conditioned_model_trains_loads_and_records_gmst(data_root):
     from models.conditioning import DEFAULT_GMST_SERIES, SWATH_ATTRIBUTE
     from models.inference import predict_swath
     from models.run import run_inference
-    from models.registry import get_card, load_config, load_model
+    from models.registry import load_config, load_model
     from models.research.trainer import train_research
     from models.train import train
 

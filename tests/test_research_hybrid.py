@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.registry import load_config
 from models.research.hybrid import (calibration_configs, estimate_tb_offset, mixed_batches, simulated_config)
 
 

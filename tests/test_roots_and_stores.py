@@ -1,7 +1,6 @@
 """Data roots confine every user path; stores are atomic and only valid once complete."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,7 +98,6 @@ def test_store_without_marker_is_not_valid(tiny_swath, tmp_path):
 
 
 def test_cleanup_stale(tmp_path):
-    import os
     import subprocess
     import sys
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from catalogs import schema, store
 from catalogs.simulator import (REFERENCE_MIN_RATE, REFERENCE_PIXELS, SIMULATED_TB_OFFSET_K, climate, forward,

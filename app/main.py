@@ -35,14 +35,12 @@ def _region_options() -> dict:
 
 
 def _year_bounds() -> tuple[int, int]:
-    try:
-        from catalogs.simulator.geometry import ORBIT_RANGE, orbit_start_time
-        import pandas as pd
+    """First and last year of the synthetic record (the period sliders' range)."""
+    from catalogs.simulator.geometry import ORBIT_RANGE, orbit_start_time
+    import pandas as pd
 
-        return (pd.Timestamp(orbit_start_time(ORBIT_RANGE[0])).year,
-                pd.Timestamp(orbit_start_time(ORBIT_RANGE[1])).year)
-    except Exception:
-        return (2014, 2040)
+    return (pd.Timestamp(orbit_start_time(ORBIT_RANGE[0])).year,
+            pd.Timestamp(orbit_start_time(ORBIT_RANGE[1])).year)
 
 
 def _two_way(widget, selection, name, to_widget=lambda v: v, to_param=lambda v: v):

@@ -288,8 +288,9 @@ def test_crash_mid_write_leaves_no_valid_store(data_root, monkeypatch):
     from catalogs.outputs import output_path
 
     path = output_path("rand-unet", r.sha256, 778)
-    assert not is_complete(path)
-    assert not [p for p in path.parent.glob("*") if p.name.startswith(".")] if path.parent.exists() else True
+    assert not is_complete(path) and not path.exists()  # nothing half-written under the store's name
+    leftovers = sorted(p.name for p in path.parent.glob(".*")) if path.parent.exists() else []
+    assert leftovers == []  # nor a temporary beside it
     monkeypatch.setattr(xr.Dataset, "to_zarr", real)
     info: dict = {}
     assert run_inference("rand-unet", 778, swath=sw, info=info) == path

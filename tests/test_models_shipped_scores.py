@@ -39,4 +39,6 @@ def test_shipped_checkpoints_score_as_recorded(data_root):
             if isinstance(want, float) and math.isnan(want):
                 assert math.isnan(got[metric]), (name, metric)
             else:
-                assert got[metric] == pytest.approx(want, rel=1e-6, abs=1e-12), (name, metric, got[metric], want)
+                # (inference may change the float order of its sums: outputs agree to 1e-4 mm h-1, so
+                # the scores to about 1e-5; a retrained or re-trained-the-same-way model moves far more)
+                assert got[metric] == pytest.approx(want, rel=1e-4, abs=1e-8), (name, metric, got[metric], want)

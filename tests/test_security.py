@@ -63,37 +63,10 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_basic_auth_is_enforced(tmp_path):
-    port = _free_port()
-    env = dict(os.environ, RAINCHECK_DATA_ROOT=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port),
-                             "--basic-auth", "s3cret-pw"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *a, **k):
-            return None
-
-    jar = CookieJar()
-    plain = urllib.request.build_opener(NoRedirect, urllib.request.HTTPCookieProcessor(jar))
-
-    def get(path, data=None):
-        try:
-            r = plain.open(base + path, data=urllib.parse.urlencode(data).encode() if data else None, timeout=180)
-            return r.status, r.headers.get("Location", ""), r.read().decode(errors="replace")
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers.get("Location", ""), ""
-
+    proc, base = _start_server(tmp_path, "--basic-auth", "s3cret-pw")
+    get = _client(base)
     try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                if get("/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-            assert time.monotonic() - t0 < 120, "server did not start"
-            time.sleep(0.5)
+        _wait_healthy(proc, get)
         status, loc, _ = get("/")
         assert status == 302 and "/login" in loc  # no session without logging in
         status, loc, _ = get("/login", {"username": "u", "password": "wrong"})

@@ -6,15 +6,42 @@ browser's query string, so a reload or a shared link restores the same state.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import param
 
 from catalogs.schema import CHANNELS
 from catalogs.userinput import UserInputError, check_text, check_value, show
 
-#: The views (tabs), in order.
-VIEWS = ("swath", "distributions", "extremes", "trends", "scores", "compare")
-VIEW_LABELS = {"swath": "Swath map", "distributions": "Distributions", "extremes": "Extremes",
-               "trends": "Trends", "scores": "Scores", "compare": "Model comparison"}
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One view (a tab) of the app: its link name, its tab label, the module that holds it, the
+    name in that module of the factory building a session's component (called with
+    ``selection=, catalog_path=, cube_path=``; None: the app builds it itself, as the swath map
+    with its controls) and of ``export_parts`` (what :mod:`app.export` draws)."""
+
+    name: str
+    label: str
+    module: str
+    factory: str | None = "make_view"
+    exporter: str = "export_parts"
+
+
+#: The one registry of views, in tab order: adding a view is a module and a line here
+#: (plus what the browser tests wait for, ``tests/app_helpers.VIEW_MARKS``).
+VIEW_SPECS = (
+    ViewSpec("swath", "Swath map", "app.swath", factory=None),
+    ViewSpec("distributions", "Distributions", "app.views.distributions", "DistributionsView"),
+    ViewSpec("extremes", "Extremes", "app.views.extremes", "ExtremesView"),
+    ViewSpec("trends", "Trends", "app.views.trends", "TrendsView"),
+    ViewSpec("scores", "Scores", "app.views.scores", "ScoresView"),
+    ViewSpec("compare", "Model comparison", "app.views.compare", "make_view"),
+)
+#: The views' link names, in order, and their tab labels (derived from :data:`VIEW_SPECS`).
+VIEWS = tuple(v.name for v in VIEW_SPECS)
+VIEW_LABELS = {v.name: v.label for v in VIEW_SPECS}
 #: Swath-map layers besides the model products.
 LAYERS = ("Tb", "reference", "truth")
 #: Model products (``quantile`` shows the chosen quantile level).

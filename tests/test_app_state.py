@@ -33,3 +33,16 @@ def test_query_and_describe_are_plain():
     q = s.query()
     assert q["models"] == "a,b" and q["orbit"] == s.orbit
     assert set(s.describe()) == set(URL_KEYS)
+
+
+def test_one_registry_of_views():
+    # the views, their order, labels, components and exporters all come from app.state.VIEW_SPECS
+    from app.export import exporters
+    from app.state import VIEW_LABELS, VIEW_SPECS, VIEWS
+    from app.views import make_views
+
+    names = [v.name for v in VIEW_SPECS]
+    assert list(Selection.param.view.objects) == list(VIEWS) == names
+    assert VIEW_LABELS == {v.name: v.label for v in VIEW_SPECS}
+    assert list(exporters()) == names
+    assert list(make_views(Selection())) == [v.name for v in VIEW_SPECS if v.factory]

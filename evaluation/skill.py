@@ -14,8 +14,8 @@ Definitions (pred = retrieval p, ref = reference r, pixels where both are finite
 
 - bias (%) = 100 · Σ(p − r) / Σ r  (SatRain "Bias", relative)
 - MAE = mean |p − r|; MSE = mean (p − r)²; correlation = Pearson's r
-- SMAPE (%) = 100 · mean over pixels with r ≥ 0.1 mm h-1 of |p − r| / ((|p| + |r|) / 2)
-  (SatRain computes SMAPE only above its 0.1 mm h-1 detection threshold)
+- SMAPE (%) = 100 · mean over pixels with r > 0.1 mm h-1 (strictly) of |p − r| / ((|p| + |r|) / 2),
+  as SatRain's ``SMAPE(threshold=0.1)`` (``|target| > threshold``)
 - at each threshold t (0.1, 1, 10 mm h-1; "event" = rate ≥ t): a hits, b false alarms,
   c misses, d correct negatives; POD = a/(a+c); FAR (false-alarm *ratio*) = b/(a+b);
   CSI = a/(a+b+c); HSS = 2(ad − bc)/((a+c)(c+d) + (a+b)(b+d));
@@ -24,8 +24,19 @@ Definitions (pred = retrieval p, ref = reference r, pixels where both are finite
 - quantile score at level τ: mean pinball loss (τ − 1[r < q]) (r − q)
 - CRPS of the predicted distribution (piecewise-linear CDF through the quantiles, from
   ``QuantileDistribution.crps``)
-- PIT = F(r) (``QuantileDistribution.cdf``), as a 10-bin histogram; coverage of the central
-  intervals [q_(1−c)/2, q_(1+c)/2] for c in 50, 80, 90, 98 % (only levels the model predicts)
+- PIT: the *randomised* PIT U(F(r−), F(r)) of the CDF ``QuantileDistribution.cdf`` (F(r−) its
+  left limit), so that an observation on a point mass -- a dry pixel whose forecast has
+  F(0) = p0 -- gets a PIT uniform on [0, p0], not p0 (Czado, Gneiting & Held 2009, Biometrics
+  65, 1254). It is counted by its expectation: each observation spreads one unit of count over
+  the 10 PIT bins in proportion to the overlap of [F(r−), F(r)] with each bin (a continuous point
+  counts wholly in its bin), so the histogram holds fractional counts, is deterministic and adds
+  across orbits. A calibrated forecast gives a flat histogram even on zero-inflated rain.
+- coverage of the central interval c (c in 50, 80, 90, 98 %, only for levels the model predicts)
+  is defined on the same randomised PIT: the probability that it falls in [(1−c)/2, (1+c)/2],
+  i.e. |[F(r−), F(r)] ∩ [(1−c)/2, (1+c)/2]| / (F(r) − F(r−)) per observation (for a continuous
+  point, 1 if q_(1−c)/2 ≤ r ≤ q_(1+c)/2 else 0). A dry observation with F(0) = p0 and lower
+  quantile 0 therefore counts (min(p0, (1+c)/2) − (1−c)/2)⁺ / p0, not 1: it is not "covered"
+  just because the lower quantile is 0, and a calibrated forecast has coverage c.
 - FSS (Roberts & Lean 2008) at thresholds and square windows:
   1 − Σ(P_f − P_o)² / (Σ P_f² + Σ P_o²) of the neighbourhood event fractions, over the
   window positions that lie wholly inside the field (no padding)
@@ -78,7 +89,7 @@ def continuous_scores(pred, ref, *, smape_threshold=SMAPE_THRESHOLD) -> dict:
         out["corr"] = float(sc.correlation.pearsonr(P, R))
     else:
         out["corr"] = float("nan")
-    sel = r >= smape_threshold
+    sel = r > smape_threshold
     if sel.any():
         out["smape_pct"] = float(100 * np.mean(np.abs(p[sel] - r[sel]) / ((np.abs(p[sel]) + np.abs(r[sel])) / 2)))
     else:
@@ -118,8 +129,9 @@ def _qdist(quantiles, levels):
 
 
 def probabilistic_scores(quantiles, levels, obs, *, coverage=COVERAGE, pit_bins=PIT_BINS) -> dict:
-    """CRPS and PIT from ``models.quantiles.QuantileDistribution``, quantile scores at each
-    level (``scores.continuous.quantile_score``), coverage of central intervals."""
+    """CRPS from ``models.quantiles.QuantileDistribution``, quantile scores at each level
+    (``scores.continuous.quantile_score``), the randomised-PIT histogram (fractional counts) and
+    the coverage of central intervals defined on the randomised PIT (see the module docstring)."""
     import scores.continuous as sc
 
     q = np.asarray(quantiles, dtype=np.float64)
@@ -131,17 +143,88 @@ def probabilistic_scores(quantiles, levels, obs, *, coverage=COVERAGE, pit_bins=
     out = {"n": int(o.size), "levels": lv.tolist()}
     if o.size == 0:
         return out | {"crps": float("nan"), "quantile_score": [float("nan")] * lv.size,
-                      "pit_hist": [0] * pit_bins, "coverage": {}}
+                      "pit_hist": [0.0] * pit_bins, "coverage": {}}
     dist = _qdist(q, lv)
     out["crps"] = float(np.mean(dist.crps(o)))
     O = xr.DataArray(o, dims="pixel")
     out["quantile_score"] = [float(sc.quantile_score(xr.DataArray(q[:, i], dims="pixel"), O, float(a)))
                              for i, a in enumerate(lv)]
-    pit = np.asarray(dist.cdf(o), dtype=np.float64).reshape(-1)
-    out["pit_hist"] = np.histogram(np.clip(pit, 0, 1), bins=pit_bins, range=(0, 1))[0].astype(int).tolist()
+    a, b = _pit_bounds(dist, o)
+    out["pit_hist"] = _pit_hist_weights(a, b, pit_bins).sum(axis=0).tolist()
     out["coverage"] = {}
-    for c, (i, j) in _interval_indices(lv, coverage).items():
-        out["coverage"][f"{c:g}"] = float(np.mean((o >= q[:, i]) & (o <= q[:, j])))
+    for c in _interval_indices(lv, coverage):
+        out["coverage"][f"{c:g}"] = float(np.mean(_pit_in(a, b, (1 - c) / 2, (1 + c) / 2)))
+    return out
+
+
+#: PIT intervals narrower than this are treated as a point (no point mass at the observation)
+_PIT_POINT = 1e-12
+
+
+def _cdf_left(dist, x) -> np.ndarray:
+    """Left limit F(x−) = P(R < x) of ``QuantileDistribution.cdf`` (same piecewise-linear CDF
+    with its lower linear piece and exponential upper tail; it differs from F(x) only at a point
+    mass: zero rain when the lowest quantiles are 0, equal neighbouring quantiles)."""
+    v, tau = dist.values, dist.levels
+    x = np.asarray(x, dtype=np.float64)
+    nq = tau.size
+    k = np.sum(v < x[..., None], axis=-1)  # knots strictly below x
+    kk = np.clip(k, 1, nq - 1)
+    xa = np.take_along_axis(v, (kk - 1)[..., None], -1)[..., 0]
+    xb = np.take_along_axis(v, kk[..., None], -1)[..., 0]
+    ta, tb = tau[kk - 1], tau[kk]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        inner = ta + (tb - ta) * np.where(xb > xa, (x - xa) / (xb - xa), 1.0)  # xa < x <= xb here
+        x0 = v[..., 0]
+        lower = np.where(x <= 0, 0.0, tau[0] * x / np.where(x0 > 0, x0, 1.0))  # k == 0: 0 < x <= x0
+        s = dist.tail_scale()
+        upper = 1.0 - (1.0 - tau[-1]) * np.where(s > 0, np.exp(-(x - v[..., -1]) / s), 0.0)
+    out = np.where(k == 0, lower, np.where(k >= nq, upper, inner))
+    return np.clip(out, 0.0, 1.0)
+
+
+def _pit_bounds(dist, obs):
+    """(F(obs−), F(obs)): the randomised PIT of ``obs`` is uniform on this interval."""
+    b = np.clip(np.asarray(dist.cdf(obs), dtype=np.float64).reshape(-1), 0.0, 1.0)
+    a = np.minimum(_cdf_left(dist, np.asarray(obs, dtype=np.float64).reshape(-1)), b)
+    return a, b
+
+
+def _pit_in(a, b, lo, hi) -> np.ndarray:
+    """P(lo ≤ U ≤ hi) for U uniform on [a, b] (a point when b − a is below ``_PIT_POINT``)."""
+    w = b - a
+    point = w < _PIT_POINT
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.clip(np.minimum(b, hi) - np.maximum(a, lo), 0.0, None) / np.where(point, 1.0, w)
+    return np.where(point, ((b >= lo) & (b <= hi)).astype(np.float64), frac)
+
+
+def _pit_hist_weights(a, b, pit_bins) -> np.ndarray:
+    """(n, pit_bins): each observation's unit count spread over the PIT bins as U(a, b) falls."""
+    edges = np.linspace(0.0, 1.0, pit_bins + 1)
+    w = b - a
+    point = w < _PIT_POINT
+    with np.errstate(invalid="ignore", divide="ignore"):
+        over = np.clip(np.minimum(b[:, None], edges[None, 1:]) - np.maximum(a[:, None], edges[None, :-1]), 0.0, None)
+        m = over / np.where(point, 1.0, w)[:, None]
+    pb = np.minimum((b * pit_bins).astype(np.int64), pit_bins - 1)
+    m[point] = 0.0
+    m[np.flatnonzero(point), pb[point]] = 1.0
+    return m
+
+
+def randomised_pit(quantiles, levels, obs, rng=None) -> np.ndarray:
+    """Draws of the randomised PIT U(F(obs−), F(obs)) (one per observation; NaN where the
+    observation or a quantile is missing). For tests and plots; the histograms and coverage use
+    its expectation (:func:`probabilistic_scores`)."""
+    lv = np.asarray(levels, dtype=np.float64)
+    q = np.asarray(quantiles, dtype=np.float64).reshape(-1, lv.size)
+    o = np.asarray(obs, dtype=np.float64).ravel()
+    ok = np.isfinite(o) & np.all(np.isfinite(q), axis=1)
+    out = np.full(o.size, np.nan)
+    if ok.any():
+        a, b = _pit_bounds(_qdist(q[ok], lv), o[ok])
+        out[ok] = a + (b - a) * np.random.default_rng(rng).random(a.size)
     return out
 
 
@@ -226,7 +309,7 @@ def pixel_stats(pred, ref, *, quantiles=None, levels=None, thresholds=THRESHOLDS
         q = q[ok]
     p, r = P[ok], R[ok]
     d = p - r
-    sel = r >= SMAPE_THRESHOLD
+    sel = r > SMAPE_THRESHOLD
     with np.errstate(invalid="ignore", divide="ignore"):
         smape = np.where(sel, np.abs(d) / ((np.abs(p) + np.abs(r)) / 2), 0.0)
     cols = [np.ones_like(p), p, r, p * p, r * r, p * r, np.abs(d), smape, sel.astype(np.float64)]
@@ -238,18 +321,18 @@ def pixel_stats(pred, ref, *, quantiles=None, levels=None, thresholds=THRESHOLDS
         if r.size:
             dist = _qdist(q, lv)
             crps = np.asarray(dist.crps(r), dtype=np.float64).reshape(-1)
-            pit = np.clip(np.asarray(dist.cdf(r), dtype=np.float64).reshape(-1), 0, 1)
+            pa, pb = _pit_bounds(dist, r)
         else:
-            crps, pit = np.zeros(0), np.zeros(0)
+            crps, pa, pb = np.zeros(0), np.zeros(0), np.zeros(0)
         cols += [np.ones_like(r), crps]
         for a in _qs_levels(lv):
             i = int(np.argmin(np.abs(lv - a)))
             diff = r - q[:, i]
             cols.append(np.where(diff >= 0, a * diff, (a - 1) * diff))
-        pb = np.minimum((pit * pit_bins).astype(np.int64), pit_bins - 1)
-        cols += [pb == k for k in range(pit_bins)]
-        for c, (i, j) in _interval_indices(lv, coverage).items():
-            cols.append((r >= q[:, i]) & (r <= q[:, j]))
+        hist = _pit_hist_weights(pa, pb, pit_bins)
+        cols += [hist[:, k] for k in range(pit_bins)]
+        for c in _interval_indices(lv, coverage):
+            cols.append(_pit_in(pa, pb, (1 - c) / 2, (1 + c) / 2))
     m = np.empty((p.size, len(cols)), dtype=np.float64)
     for k, c in enumerate(cols):
         m[:, k] = c
@@ -384,7 +467,7 @@ def scores_from_stats(stats: dict, *, thresholds=THRESHOLDS, levels=None, pixel_
         out["crps"] = _div(s["crps_sum"], m)
         out["quantile_score"] = {f"{a:g}": _div(s[f"qs_sum@{a:g}"], m) for a in _qs_levels(levels)}
         pit = [s[k] for k in sorted((k for k in s if k.startswith("pit")), key=lambda k: int(k[3:]))]
-        out["pit_hist"] = [int(x) for x in pit]
+        out["pit_hist"] = [float(x) for x in pit]  # fractional counts (randomised PIT)
         out["coverage"] = {k.split("@")[1]: _div(s[k], m) for k in s if k.startswith("cov@")}
     fss_out = {}
     for k in s:

@@ -79,6 +79,6 @@ def test_orbit_scores_agree_with_cube(tmp_path):
                 assert a["categorical"][t][k] == pytest.approx(b["categorical"][t][k], rel=1e-9, nan_ok=True)
         pr = a["probabilistic"]
         assert pr["crps"] == pytest.approx(b["crps"], rel=1e-9)
-        assert pr["pit_hist"] == b["pit_hist"]
+        assert pr["pit_hist"] == pytest.approx(b["pit_hist"], rel=1e-9)  # fractional (randomised PIT)
         for cov in ("0.5", "0.8", "0.9", "0.98"):
             assert pr["coverage"][cov] == pytest.approx(b["coverage"][cov], rel=1e-12)

@@ -202,7 +202,7 @@ def hand_scores(p, r):
     out["mae"] = np.mean(np.abs(p - r))
     out["mse"] = np.mean((p - r) ** 2)
     out["corr"] = scipy.stats.pearsonr(p, r)[0] if p.size > 1 and p.std() > 0 and r.std() > 0 else np.nan
-    s = r >= 0.1
+    s = r > 0.1  # SatRain: reference strictly above 0.1 mm/h
     out["smape_pct"] = 100 * np.mean(2 * np.abs(p[s] - r[s]) / (p[s] + r[s])) if s.any() else np.nan
     for t in (0.1, 1.0, 10.0):
         pe, re_ = p >= t, r >= t

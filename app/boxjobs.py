@@ -2,12 +2,12 @@
 the evaluation views offer "Compute this box" (:class:`BoxControl`), which builds the box's
 *box cube* (:func:`evaluation.boxes.build_box_cube`) in the background.
 
-The builds are jobs of kind ``"box"`` of the app's one job system (:mod:`app.jobs`): by default
+The builds are jobs of kind ``"box"`` of the app's one job system (:mod:`app.jobengine`): by default
 in a worker process of their own (one, at a CPU priority 5 below the inference workers', one
 torch thread; not in the server, whose event loop they would starve, and never in the way of
 inference jobs, which have their own workers), inline (no dask cluster per click).
 
-- :class:`BoxJobManager` is the box-cube face of a :class:`app.jobs.JobManager`: requests for
+- :class:`BoxJobManager` is the box-cube face of a :class:`app.jobengine.JobManager`: requests for
   the same box (the same box cube) share one job; each job records progress and can be
   cancelled (finished orbits are kept, so Compute resumes);
 - :class:`BoxControl` is the button, progress bar, text and Cancel shown in a view; it polls the
@@ -25,7 +25,8 @@ import panel as pn
 import param
 
 from app import inference_worker
-from app.jobs import Job, JobManager, JobRow, Kind, get_manager, sendable
+from app.jobengine import Job, JobManager, Kind, get_manager, sendable
+from app.jobs import JobRow
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ _BOX_LOCK = threading.Lock()
 
 def get_box_manager() -> BoxJobManager:
     """The server-wide box-cube job manager (shared by every session): box jobs of the
-    server-wide job manager (:func:`app.jobs.get_manager`)."""
+    server-wide job manager (:func:`app.jobengine.get_manager`)."""
     global _BOX_MANAGER
     with _BOX_LOCK:
         if _BOX_MANAGER is None or (not _BOX_MANAGER._own and _BOX_MANAGER.manager is not get_manager()):

@@ -30,6 +30,11 @@ Definitions (fixed before any model was scored; thresholds come from the *traini
 
 Goal of issue 7: some model with ``trend_error`` <= 0.7 x the reference U-Net's while its
 in-distribution CRPS is <= 1.05 x the reference's (:func:`goal_check`).
+
+:func:`compare` is a long job (minutes of CPU): it reports ``progress(done, total, message)`` over
+its stages (the held-out sets, the OOD detection, each model) and stops at the next check of its
+``cancel`` event (between held-out sets, models and splits) with :class:`ComparisonCancelled`;
+it writes no comparison result (only the per-model score cache, whose entries are complete).
 """
 
 from __future__ import annotations
@@ -55,6 +60,29 @@ GOAL_CRPS_COST = 0.05
 
 def _pkey(p: float) -> str:
     return f"p{p:g}"
+
+
+class ComparisonCancelled(RuntimeError):
+    """The caller's cancel flag was set; no comparison result was returned or written (the scores
+    of the models finished before it stay in the per-model cache: a rerun reuses them)."""
+
+
+def _check_cancel(cancel, where: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise ComparisonCancelled(f"comparison cancelled {where}; no result was written")
+
+
+def _within(progress, step: int, steps: int, scale: int = 100):
+    """``progress`` of one stage (``step`` of ``steps``): its own (done, total) mapped into the
+    stage's share of the whole, so a bar over the comparison only moves forward."""
+    if progress is None:
+        return None
+
+    def report(done, total, message=""):
+        frac = min(max(float(done) / total, 0.0), 1.0) if total and total > 0 else 0.0
+        progress(step * scale + int(scale * frac), steps * scale, message)
+
+    return report
 
 
 # --------------------------------------------------------------------------- metrics
@@ -89,8 +117,9 @@ def _percentiles(x, pct=PERCENTILES) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- data
-def heldout_sets(config="unet-reference", progress=None) -> dict:
-    """The held-out scene sets (``test``, ``ood``) of a config: Tb, reference, scene GMST."""
+def heldout_sets(config="unet-reference", progress=None, cancel=None) -> dict:
+    """The held-out scene sets (``test``, ``ood``) of a config: Tb, reference, scene GMST
+    (``cancel``: checked between the sets, and by the simulation of each)."""
     from catalogs.simulator.climate import gmst_anomaly
     from catalogs.simulator.geometry import orbit_start_time
     from catalogs.store import open_dataset
@@ -100,14 +129,16 @@ def heldout_sets(config="unet-reference", progress=None) -> dict:
     cfg = load_config(config) if not isinstance(config, dict) else config
     out = {}
     for split in ("test", "ood"):
-        path = build_training_set(cfg, split, progress=progress)
+        _check_cancel(cancel, f"before the {split} set")
+        path = build_training_set(cfg, split, progress=progress, cancel=cancel)
         tc, ref = load_scenes(path)
         orbits = open_dataset(path)["orbit"].values
         g = np.array([float(gmst_anomaly(orbit_start_time(int(o)))) for o in orbits])
         spec = cfg["data"][split]
         out[split] = {"tc": tc, "ref": ref, "gmst": g, "orbits": orbits,
                       "period": f"{spec['start']}..{spec['end']}"}
-    tr = build_training_set(cfg, "train", progress=progress)
+    _check_cancel(cancel, "before the training set")
+    tr = build_training_set(cfg, "train", progress=progress, cancel=cancel)
     _, ref_tr = load_scenes(tr)
     r = ref_tr[np.isfinite(ref_tr)]
     out["thresholds"] = {_pkey(p): float(v) for p, v in zip(PERCENTILES, _percentiles(r))}
@@ -235,20 +266,23 @@ def ensemble_scores(members_sorted: np.ndarray, y: np.ndarray, rng) -> dict:
 
 
 def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int = 0, n_boot: int = 100,
-                 ood_pixels: dict | None = None, progress=None, pixels_out: dict | None = None) -> dict:
+                 ood_pixels: dict | None = None, progress=None, pixels_out: dict | None = None,
+                 cancel=None) -> dict:
     """Scores of one model on both held-out splits (see the module docstring). ``pixels_out``
     (a dict), if given, receives per split the scored-pixel mask and per-pixel CRPS (for the
-    OOD split, :func:`ood_split`)."""
+    OOD split, :func:`ood_split`). ``cancel``: checked before each split and the trends
+    (:class:`ComparisonCancelled`)."""
     from models.losses import twcrps_numpy
     from models.quantiles import QuantileDistribution
 
     out = {"kind": retriever.kind, "sha256": retriever.sha256, "levels": len(retriever.levels)}
     pools = {}
     t0 = time.perf_counter()
-    for split in ("test", "ood"):
+    for i, split in enumerate(("test", "ood")):
         s = sets[split]
+        _check_cancel(cancel, f"while scoring {name}")
         if progress:
-            progress(0, 1, f"{name}: predicting {split}")
+            progress(i, 3, f"{name}: predicting {split}")
         qv, y, scene_of, spec, ok = _strip_pixels(retriever, s["tc"], s["ref"], gmst=s["gmst"])
         d = QuantileDistribution(qv, retriever.levels)
         mean = d.mean()
@@ -274,6 +308,9 @@ def model_scores(name: str, retriever, sets: dict, *, draws: int = 4, seed: int 
         if ood_pixels is not None and split in ood_pixels:
             res.update(ood_split(ood_pixels[split], ok, crps))
         out[split] = res
+    _check_cancel(cancel, f"while scoring {name}")
+    if progress:
+        progress(2, 3, f"{name}: extreme trends")
     dT = float(np.mean(sets["ood"]["gmst"]) - np.mean(sets["test"]["gmst"]))
     out["trend"] = _trends(pools, dT, sets, seed, n_boot)
     out["seconds"] = round(time.perf_counter() - t0, 1)
@@ -399,18 +436,23 @@ def simulated_heldout(config="unet-reference", orbits: int = 10, progress=None) 
 
 # --------------------------------------------------------------------------- the comparison
 def compare(names, *, config="unet-reference", reference="unet-reference", draws: int = 4, n_boot: int = 100,
-            ood: bool = True, seed: int = 0, progress=None, cache: bool = True) -> dict:
+            ood: bool = True, seed: int = 0, progress=None, cache: bool = True, cancel=None) -> dict:
     """The comparison of models ``names`` (registered names) on the same held-out sets.
 
     A model's scores are cached under ``<data_root>/comparison/models/`` keyed by its checkpoint
-    hash, the held-out sets and the settings (:func:`score_model` fills the cache ahead of time)."""
+    hash, the held-out sets and the settings (:func:`score_model` fills the cache ahead of time).
+    ``progress(done, total, message)`` runs over the stages (held-out sets, OOD detection, each
+    model); ``cancel`` (a ``threading.Event`` or anything with ``is_set()``) is checked between
+    them and between a model's splits: :class:`ComparisonCancelled`, and nothing is returned."""
     from models.registry import load_model
 
     names = list(dict.fromkeys(names))
     if reference not in names:
         names = [reference] + names
+    steps = 2 + len(names)  # the held-out sets, the OOD detection, one per model
     t0 = time.perf_counter()
-    sets = heldout_sets(config, progress)
+    _check_cancel(cancel, "before it started")
+    sets = heldout_sets(config, _within(progress, 0, steps), cancel)
     out = {"schema": SCHEMA, "config": sets["config"], "reference": reference,
            "thresholds_mm_h": sets["thresholds"], "draws_per_pixel": draws,
            "periods": {k: {"period": sets[k]["period"], "scenes": int(len(sets[k]["tc"])),
@@ -418,30 +460,40 @@ def compare(names, *, config="unet-reference", reference="unet-reference", draws
            "models": {}}
     ood_pix = None
     if ood:
+        _check_cancel(cancel, "before the OOD detection")
+        if progress:
+            progress(100, 100 * steps, "OOD detection")
         det, skipped = _ood_detector(names)
         if skipped:
             out["ood_detector_skipped"] = skipped
         if det is not None:
-            out["ood_detection"], ood_pix = cached_ood_detection(det, config, sets, seed, progress, cache)
-    for n in names:
+            out["ood_detection"], ood_pix = cached_ood_detection(det, config, sets, seed,
+                                                                 _within(progress, 1, steps), cache)
+    for i, n in enumerate(names):
+        _check_cancel(cancel, f"before {n}")
+        step = _within(progress, 2 + i, steps)
         r = load_model(n)
         key = _cache_key(n, r.sha256, sets, draws, seed, n_boot)
         got = _cache_read(key) if cache else None
         if got is None:
             pix: dict = {}
-            m = model_scores(n, r, sets, draws=draws, seed=seed, n_boot=n_boot, progress=progress, pixels_out=pix)
+            m = model_scores(n, r, sets, draws=draws, seed=seed, n_boot=n_boot, progress=step, pixels_out=pix,
+                             cancel=cancel)
             if cache:
                 _cache_write(key, m, pix)
         else:
             m, pix = got
-            if progress:
-                progress(1, 1, f"{n}: cached scores")
+            if step:
+                step(1, 1, f"{n}: cached scores")
         if ood_pix is not None:
             for split in ("test", "ood"):
                 m[split].update(ood_split(ood_pix[split], pix[split]["ok"], pix[split]["crps"]))
         out["models"][n] = m
+    _check_cancel(cancel, "after the last model")
     out["goal"] = goal_check(out)
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    if progress:
+        progress(steps, steps, "comparison done")
     return out
 
 

@@ -9,4 +9,5 @@ COMMAND_MODULES = [
     "export",
     "evaluate",
     "compare",
+    "warming",
 ]

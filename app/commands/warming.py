@@ -1,0 +1,177 @@
+"""`raincheck warming run|show`: the forced-response experiment (paired counterfactual climates).
+
+The numbers come from :mod:`evaluation.warming`; ``--json`` prints the ``raincheck.forced_response``
+JSON (docs/evaluation.md, "Forced response"). Every value is checked before anything is simulated;
+a failed or cancelled run writes no result file (finished scene summaries stay and a rerun resumes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shlex
+import sys
+import threading
+
+import click
+
+from app.commands.evaluate import _Bar
+
+#: statistics of the default text table: (label, statistic, population, level_q)
+_TABLE_STATS = (("p99.9", "quantile", "all", 0.999), ("p99", "quantile", "all", 0.99), ("mean", "mean", "all", None))
+
+
+def _models(spec: str) -> list[str]:
+    from models.base import ModelError
+    from models.registry import get_card, list_models
+
+    known = [c.name for c in list_models()]
+    if spec.strip() == "all":
+        return known
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise click.BadParameter("give model names (comma separated) or 'all'", param_hint="--models")
+    for n in names:
+        try:
+            get_card(n)
+        except ModelError:
+            near = difflib.get_close_matches(n, known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise click.BadParameter(f"unknown model {n!r}{hint} Known models: {', '.join(known)}",
+                                     param_hint="--models") from None
+    return list(dict.fromkeys(names))
+
+
+def _world(name: str):
+    from catalogs.simulator import WORLDS, get_world
+
+    try:
+        return get_world(name)
+    except ValueError:
+        raise click.BadParameter(f"unknown world preset {name!r}; presets: {', '.join(WORLDS)}",
+                                 param_hint="--world") from None
+
+
+def _fmt(x, fmt="{:+.2f}") -> str:
+    return "—" if x is None or x != x else fmt.format(x)
+
+
+def table_text(fr, group: str = "global") -> str:
+    """The verdict table of one result: per model, the p99.9, p99 and mean errors (%/K) at each
+    level with their intervals and verdicts, and the truth's response."""
+    df = fr.frame()
+    df = df[df["group"] == group]
+    m = fr.meta
+    lines = [f"world {fr.world} ({m['world'].get('version')}), {m['n_scenes']} scenes × {m['scenes']['n_scans']} scans, "
+             f"levels {', '.join(f'+{x:g}' for x in m['levels_K'])} K above the training climate "
+             f"(ΔT_train {m['training_climate_K']:.3f} K), {m['n_boot']} replicates, {m['ci']:g} % intervals, "
+             f"tolerance ±{m['tolerance_pct_per_K']:g} %/K, group {group}"]
+    for label, stat, pop, q in _TABLE_STATS:
+        sel = (df["statistic"] == stat) & (df["population"] == pop)
+        if q is not None:
+            sel &= (df["level_q"] - q).abs() < 1e-9
+        d = df[sel]
+        lines.append(f"\n{label}  (response %/K; error = model − truth, %/K)")
+        for src in ["truth", *fr.models]:
+            parts = []
+            for _, r in d[d["source"] == src].sort_values("warming_K").iterrows():
+                if src == "truth":
+                    parts.append(f"+{r.warming_K:g}K {_fmt(r.response)} [{_fmt(r.lo)}, {_fmt(r.hi)}]")
+                else:
+                    parts.append(f"+{r.warming_K:g}K {_fmt(r.error)} [{_fmt(r.error_lo)}, {_fmt(r.error_hi)}] "
+                                 f"{r.verdict}")
+            lines.append(f"  {src:17s} " + "   ".join(parts))
+    return "\n".join(lines)
+
+
+def register(main: click.Group) -> None:
+    @main.group("warming")
+    def warming() -> None:
+        """The forced response to warming: each model's response against the truth's on paired scenes."""
+
+    @warming.command("run")
+    @click.option("--models", "model_spec", required=True, help="Comma-separated model names, or 'all'.")
+    @click.option("--levels", default="1,2,4", show_default=True, help="Warming levels, K above the training climate "
+                                                                      "(each in (0, 6]).")
+    @click.option("--world", default="today", show_default=True, help="World preset (raincheck warming worlds).")
+    @click.option("--scenes", "n_scenes", default=120, show_default=True, type=click.IntRange(2, 2000),
+                  help="Scenes (one per held-out 2021 orbit).")
+    @click.option("--scan-length", "n_scans", default=300, show_default=True, type=click.IntRange(16, 2900),
+                  help="Scans per scene.")
+    @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the scenes and bootstrap.")
+    @click.option("--boot", "n_boot", default=1000, show_default=True, type=click.IntRange(100, 100_000),
+                  help="Scene-bootstrap replicates.")
+    @click.option("--tolerance", default=1.0, show_default=True, type=click.FloatRange(0, 50, min_open=True),
+                  help="Equivalence margin of the 'tracks' verdict (%/K).")
+    @click.option("--scheduler", default=None, help="dask scheduler address; default: a LocalCluster of --workers.")
+    @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="LocalCluster workers.")
+    @click.option("--inline", is_flag=True, help="No dask: compute in this process.")
+    @click.option("--out", type=click.Path(dir_okay=False), default=None,
+                  help="Result JSON (default: <data root>/warming/results/<world>.json).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
+    def run_cmd(model_spec, levels, world, n_scenes, n_scans, seed, n_boot, tolerance, scheduler, workers, inline,
+                out, as_json) -> None:
+        """Run (or resume) the experiment and write the result JSON."""
+        import logging
+        from pathlib import Path
+
+        from catalogs.config import get_roots
+        from evaluation import warming as WM
+
+        if logging.getLogger().getEffectiveLevel() > logging.INFO:  # quiet dask unless -v
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+        # every value is checked before anything is simulated or written
+        w = _world(world)
+        try:
+            lv = WM.check_levels(levels)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--levels") from None
+        names = _models(model_spec)
+        dest = Path(out) if out else get_roots().data_root / "warming" / "results" / f"{w.name}.json"
+        command = "raincheck " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+        bar = _Bar(f"warming {w.name}")
+        try:
+            fr = WM.run_forced_response(names, lv, w.name, n_scenes=n_scenes, n_scans=n_scans, seed=seed,
+                                        n_boot=n_boot, tolerance=tolerance,
+                                        scheduler="inline" if inline else scheduler, n_workers=workers,
+                                        progress=bar, cancel=threading.Event(), command=command)
+        except WM.ModelRunFailed as e:
+            raise click.ClickException(f"{e}\nNo result written; the finished scene summaries are kept and a rerun "
+                                       "resumes.") from None
+        except (WM.WarmingCancelled, ValueError) as e:
+            raise click.ClickException(str(e)) from None
+        finally:
+            bar.close()
+        fr.to_json(dest)
+        click.echo(f"forced response written to {dest}", err=True)
+        if as_json:
+            click.echo(fr.to_json())
+        else:
+            click.echo(table_text(fr))
+
+    @warming.command("show")
+    @click.option("--world", default=None, help="World preset (default: every result).")
+    @click.option("--group", default="global", show_default=True,
+                  help="global, ocean, land, tropics or extratropics.")
+    @click.option("--user", is_flag=True, help="Also read the results of your runs (<data root>/warming/results).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result JSON(s).")
+    def show_cmd(world, group, user, as_json) -> None:
+        """Print the verdict table of the shipped (and your) results."""
+        from evaluation import warming as WM
+        from evaluation.warming.summary import GROUPS
+
+        if group not in GROUPS:
+            raise click.BadParameter(f"unknown group {group!r}; groups: {', '.join(GROUPS)}", param_hint="--group")
+        res = WM.load_results(user=user)
+        if world is not None:
+            _world(world)
+            if world not in res:
+                raise click.ClickException(f"no forced-response result for world {world!r}; results: "
+                                           f"{', '.join(res) or 'none'} (run 'raincheck warming run')")
+            res = {world: res[world]}
+        if not res:
+            raise click.ClickException("no forced-response result; run 'raincheck warming run'")
+        if as_json:
+            click.echo(json.dumps({k: json.loads(v.to_json()) for k, v in res.items()}, indent=1))
+        else:
+            click.echo("\n\n".join(table_text(v, group) for v in res.values()))

@@ -2,9 +2,22 @@
 in %/decade and in %/K against a global-mean surface temperature (GMST) series.
 
 - Mann–Kendall: ``pymannkendall.hamed_rao_modification_test`` (Hamed & Rao 1998: the variance
-  of S is inflated by the effective-sample-size ratio n/n* estimated from the autocorrelation
-  of the ranks of the detrended series). ``method="yue_wang"`` and ``"original"`` are also
-  offered.
+  of S is inflated by the effective-sample-size ratio n/n* estimated from the significant
+  autocorrelations of the ranks of the detrended series). ``method="yue_wang"`` (Yue & Wang
+  2004, Water Resour. Manage. 18, 201) uses the lag-1 serial correlation of the detrended series
+  only (:data:`YUE_WANG_LAG`, as R modifiedmk's ``mmky1lag``): pymannkendall's default sums the
+  sample autocorrelations of *all* n − 1 lags, which for a mean-removed series add up to about
+  −1/2, so n/n* collapses (median 0.13–0.30 on AR(1) noise) and with it the interval.
+  ``"original"`` is the unmodified test.
+- The correction is floored at 1: an autocorrelation correction may widen the interval, never
+  narrow it below the unmodified test's (negative sample autocorrelations of short series are
+  mostly noise). Where the floor applies, Var(S), z, p and the trend call are the unmodified
+  test's (``mk.floored`` says so).
+- Coverage, measured (``tests/test_science_checks.py``: 300 series of AR(1) noise, 40 yearly
+  periods, log-series slopes): the 95 % Sen interval holds the true slope in ≈ 94 % of
+  white-noise series with every method; for φ = 0.5 in ≈ 81 % (Hamed–Rao), ≈ 86 % (Yue–Wang,
+  lag 1) and ≈ 75 % (original). Short series under-estimate their autocorrelation, so read the
+  interval of a strongly autocorrelated series as too narrow.
 - Sen's slope and its confidence interval (Sen 1968; Gilbert 1987): the CI takes order
   statistics of the pairwise slopes at ranks (N ∓ z·√Var(S))/2, with Var(S) the *modified*
   variance from the chosen MK test -- so autocorrelation widens the interval. With the original
@@ -25,9 +38,17 @@ import pandas as pd
 import pymannkendall as mk
 import scipy.stats
 
+#: lag of the Yue–Wang correction (the lag-1 serial correlation; see the module docstring)
+YUE_WANG_LAG = 1
+
+
+def _yue_wang(y, alpha=0.05):
+    return mk.yue_wang_modification_test(y, alpha=alpha, lag=YUE_WANG_LAG)
+
+
 MK_TESTS = {
     "hamed_rao": mk.hamed_rao_modification_test,
-    "yue_wang": mk.yue_wang_modification_test,
+    "yue_wang": _yue_wang,
     "original": mk.original_test,
 }
 
@@ -75,31 +96,37 @@ def sen_slope(y, x=None, *, var_s=None, confidence=0.95):
 
 
 def mann_kendall(y, method="hamed_rao", alpha=0.05) -> dict:
-    """Autocorrelation-aware Mann–Kendall test (pymannkendall). Returns test, trend, p, z, tau,
-    s, var_s, and var_s_original (the unmodified variance)."""
+    """Autocorrelation-aware Mann–Kendall test (pymannkendall), its correction floored at 1.
+    Returns test, trend, p, z, tau, s, var_s (the variance used: the modified one, but never
+    below the unmodified), var_s_original, var_s_modified (before the floor), floored, n."""
+    if method not in MK_TESTS:
+        raise ValueError(f"unknown Mann-Kendall test {method!r}; choose one of {', '.join(MK_TESTS)}")
     y = np.asarray(y, dtype=np.float64)
     y = y[np.isfinite(y)]
     if y.size < 4:
         return {"test": method, "trend": "no trend", "p": float("nan"), "z": float("nan"), "tau": float("nan"),
-                "s": float("nan"), "var_s": float("nan"), "var_s_original": float("nan"), "n": int(y.size)}
+                "s": float("nan"), "var_s": float("nan"), "var_s_original": float("nan"),
+                "var_s_modified": float("nan"), "floored": False, "n": int(y.size)}
     import warnings
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # constant series: autocorrelation 0/0
         r = MK_TESTS[method](y, alpha=alpha)
         r0 = mk.original_test(y, alpha=alpha)
-    var_s = float(r.var_s)
-    if not np.isfinite(var_s) or var_s <= 0:
-        var_s = float(r0.var_s)
-    return {"test": method, "trend": r.trend, "p": float(r.p), "z": float(r.z), "tau": float(r.Tau),
-            "s": float(r.s), "var_s": var_s, "var_s_original": float(r0.var_s), "n": int(y.size)}
+    var_mod = float(r.var_s)
+    floored = not (np.isfinite(var_mod) and var_mod >= float(r0.var_s))
+    use = r0 if floored else r  # below the unmodified variance: the unmodified test's z, p and call
+    return {"test": method, "trend": use.trend, "p": float(use.p), "z": float(use.z), "tau": float(r.Tau),
+            "s": float(r.s), "var_s": float(use.var_s), "var_s_original": float(r0.var_s),
+            "var_s_modified": var_mod, "floored": bool(floored and method != "original"), "n": int(y.size)}
 
 
 def _decimal_years(time) -> np.ndarray:
-    t = pd.DatetimeIndex(np.asarray(time, dtype="datetime64[ns]"))
-    start = pd.DatetimeIndex(pd.to_datetime(t.year.astype(str) + "-01-01"))
-    end = pd.DatetimeIndex(pd.to_datetime((t.year + 1).astype(str) + "-01-01"))
-    return (t.year + (t - start) / (end - start)).to_numpy(dtype=np.float64)
+    t = np.asarray(time, dtype="datetime64[ns]")
+    year = t.astype("datetime64[Y]")
+    start, end = year.astype("datetime64[ns]"), (year + 1).astype("datetime64[ns]")
+    frac = (t - start).astype(np.float64) / (end - start).astype(np.float64)
+    return year.astype(np.int64) + 1970 + frac
 
 
 def deseasonalise(time, y):

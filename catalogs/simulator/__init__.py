@@ -28,9 +28,10 @@ from catalogs import schema
 from catalogs.simulator import climate, forward, geometry, rain as rainmod, surface
 from catalogs.simulator.climate import SCALING_EXTREME_PCT_PER_K, SCALING_MEAN_PCT_PER_K, gmst_anomaly
 from catalogs.simulator.geometry import N_PIXELS, N_SCANS
+from catalogs.simulator.worlds import TODAY, WORLDS, World, check_warming, get_world
 
 __all__ = ["simulate_orbit", "simulate_truth", "geometry", "climate", "SOURCES", "REFERENCE_PIXELS", "PRODUCT_VERSION",
-           "TRUTH_VERSION"]
+           "TRUTH_VERSION", "WORLDS", "World", "get_world"]
 
 SOURCES = ("observed", "simulated")
 PLATFORM = "SYN-GPM"
@@ -92,12 +93,20 @@ def orbit_gmst_anomaly(orbit: int, source: str = "observed", climate_offset_K: f
     return float(gmst_anomaly(t_mid)) + off
 
 
-def _state(orbit: int, world_seed: int, source: str, n: int, offset_K: float, dT_override: float | None = None):
-    """Geometry, surface and geophysical truth of the first ``n`` scans."""
+def _state(orbit: int, world_seed: int, source: str, first: int, stop: int, offset_K: float,
+           base_override: float | None = None, *, world: World = TODAY, warming_K: float = 0.0):
+    """Geometry, surface and geophysical truth of scans ``first .. stop - 1``.
+
+    The climate: ``base`` = the orbit's scenario GMST anomaly plus the source's offset (or
+    ``base_override``); the rain's climate is ``base + warming_K``; the environment's (surface
+    temperature, vapour, freezing level, snow) is the same if the world's environment warms, else
+    ``base``. Returns ``geo, state, stype, dT_rain, dT_env``."""
     purpose0 = 0 if source == "observed" else 100
-    geo = geometry.swath_geometry(orbit, n)
+    geo = geometry.swath_geometry(orbit, stop - first, first_scan=first)
     lat, lon, time = geo["lat"], geo["lon"], geo["time"]
-    dT = orbit_gmst_anomaly(orbit, offset_K=offset_K) if dT_override is None else float(dT_override)
+    base = orbit_gmst_anomaly(orbit, offset_K=offset_K) if base_override is None else float(base_override)
+    dT = base + warming_K if warming_K != 0.0 else base
+    dT_env = dT if world.environment_warms else base
     doy = climate.day_of_year(time)[:, None]
     hour = ((time - time.astype("datetime64[D]")) / np.timedelta64(1, "h"))[:, None]
 
@@ -106,68 +115,107 @@ def _state(orbit: int, world_seed: int, source: str, n: int, offset_K: float, dT
     z_grid, zl_grid = rainmod.latent_fields(_rng(world_seed, orbit, purpose0 + _LATENT))
     z = rainmod.sample(z_grid, geo["s_km"], geo["c_km"])
     zl = rainmod.sample(zl_grid, geo["s_km"], geo["c_km"])
-    rain, conv, q = rainmod.rain_from_latent(z, clim, dT)
+    rain, conv, q = rainmod.rain_from_latent(z, clim, dT, warming_K=warming_K,
+                                             convective_extreme_pct_per_K=world.convective_extreme_pct_per_K)
     zi_grid, zc_grid = rainmod.regime_fields(_rng(world_seed, orbit, purpose0 + _REGIME))
     zi = rainmod.sample(zi_grid, geo["s_km"], geo["c_km"])
     zc = rainmod.sample(zc_grid, geo["s_km"], geo["c_km"])
-    atm = rainmod.atmosphere(z, zl, q, rain, conv, clim, lf, dT, zi, zc, SPACING_KM)
+    atm = rainmod.atmosphere(z, zl, q, rain, conv, clim, lf, dT_env, zi, zc, SPACING_KM)
 
     ice = surface.sea_ice(lat, lon, doy) & (lf < 0.5)
-    snow = (clim["t_surf"] + np.float32(dT) < 271.0) & (lf >= 0.5)
+    snow = (clim["t_surf"] + np.float32(dT_env) < 271.0) & (lf >= 0.5)
     stype = surface.classify(lf, ice, snow)
     lst = (hour + lon / 15.0) % 24.0
-    t_surf = clim["t_surf"] + np.float32(dT) + (lf * 8.0 * np.cos(2 * np.pi * (lst - 14.0) / 24.0)).astype(np.float32)
+    t_surf = clim["t_surf"] + np.float32(dT_env) + (lf * 8.0 * np.cos(2 * np.pi * (lst - 14.0) / 24.0)).astype(np.float32)
     t_surf = np.where(ice | snow, np.minimum(t_surf, 271.0), t_surf)
     wind = np.clip(7.0 + 3.0 * np.roll(zl, 37, axis=1) + 2.0 * conv, 0.0, 25.0)
     soil_wet = np.clip(0.3 + 0.2 * zl + 0.5 * (rain > 0), 0.0, 1.0)
-    state = {"t_surf": t_surf, "freezing_km": clim["freezing_km"] + np.float32(dT / 6.0), "land_frac": lf,
+    if world.freezing_level_km_per_K is None or warming_K == 0.0:
+        fl_rise = dT_env / 6.0
+    else:
+        fl_rise = base / 6.0 + warming_K * world.freezing_level_km_per_K
+    state = {"t_surf": t_surf, "freezing_km": clim["freezing_km"] + np.float32(fl_rise), "land_frac": lf,
              "ice": ice, "snow": snow, "wind": wind.astype(np.float32), "soil_wet": soil_wet.astype(np.float32),
-             "rain": rain, "conv": conv, **atm}
-    return geo, state, stype, dT
+             "rain": rain, "conv": conv, "wet_rank": np.where(rain > 0, (q - (1.0 - clim["p_wet"])) / clim["p_wet"],
+                                                          np.float32(np.nan)).astype(np.float32), **atm}
+    return geo, state, stype, dT, dT_env
+
+
+def _segment(scan_start, n_scans) -> tuple[int, int]:
+    """The scans [first, stop) asked for, checked."""
+    if isinstance(scan_start, bool) or not isinstance(scan_start, (int, np.integer)):
+        raise ValueError(f"scan_start must be an integer scan index in 0..{N_SCANS - 1}, got {scan_start!r}")
+    first = int(scan_start)
+    if not 0 <= first < N_SCANS:
+        raise ValueError(f"scan_start {first} outside the orbit's scans 0..{N_SCANS - 1}")
+    n = N_SCANS - first if n_scans is None else int(min(max(int(n_scans), 1), N_SCANS - first))
+    return first, first + n
+
+
+def _resolve(world, warming_K) -> tuple[World, float]:
+    return get_world(world), check_warming(warming_K)
 
 
 def simulate_truth(orbit: int, world_seed: int = 0, source: str = "observed", *, n_scans: int | None = None,
+                   scan_start: int = 0, warming_K: float = 0.0, world: str | World = "today",
                    climate_offset_K: float | None = None, gmst_anomaly_K: float | None = None) -> dict:
     """Only the truth of :func:`simulate_orbit` (no forward model, ≈ 2x faster): a dict of
-    numpy arrays ``lat``, ``lon``, ``time``, ``rain`` (mm/h), ``conv`` (bool), ``wv``, ``clw``,
-    ``iwp`` (kg m-2), ``t_surf`` (K), ``surface_type`` and the scalar ``gmst_anomaly_K``.
-    Identical to the orbit's truth.
+    numpy arrays ``lat``, ``lon``, ``time``, ``rain`` (mm/h), ``conv`` (bool), ``wet_rank`` (the
+    conditional rank u of a wet pixel among the wet pixels of its regime, 0..1; NaN where dry), ``wv``, ``clw``,
+    ``iwp`` (kg m-2), ``t_surf`` (K), ``surface_type``, the scalars ``gmst_anomaly_K`` (the rain's
+    climate), ``scene_gmst_anomaly_K`` (the environment's), ``warming_K`` and ``world``/``world_version``.
+    Identical to the orbit's truth (same scans, same world and warming).
 
     ``gmst_anomaly_K`` (counterfactual): the same weather (same random draws) in a climate of
-    this GMST anomaly instead of the scenario's, e.g. to isolate the forced change."""
+    this GMST anomaly instead of the scenario's (all of it: rain and environment), e.g. to isolate
+    the forced change; ``warming_K`` then adds to it by the world's rules."""
     _check(orbit, source)
-    n = N_SCANS if n_scans is None else int(min(max(n_scans, 1), N_SCANS))
+    w, warming = _resolve(world, warming_K)
+    first, stop = _segment(scan_start, n_scans)
+    a, b = max(0, first - _MARGIN_SCANS), min(N_SCANS, stop + _MARGIN_SCANS)
     off = climate_offset(orbit, source, climate_offset_K)
-    geo, st, stype, dT = _state(orbit, world_seed, source, n, off, gmst_anomaly_K)
-    return {"lat": geo["lat"], "lon": geo["lon"], "time": geo["time"], "rain": st["rain"], "conv": st["conv"],
-            "wv": st["wv"], "clw": st["clw"], "iwp": st["iwp"], "t_surf": st["t_surf"], "surface_type": stype,
-            "gmst_anomaly_K": dT}
+    geo, st, stype, dT, dT_env = _state(orbit, world_seed, source, a, b, off, gmst_anomaly_K, world=w, warming_K=warming)
+    cut = slice(first - a, stop - a)
+    return {"lat": geo["lat"][cut], "lon": geo["lon"][cut], "time": geo["time"][cut], "rain": st["rain"][cut],
+            "conv": st["conv"][cut], "wet_rank": st["wet_rank"][cut], "wv": st["wv"][cut], "clw": st["clw"][cut], "iwp": st["iwp"][cut],
+            "t_surf": st["t_surf"][cut], "surface_type": stype[cut], "gmst_anomaly_K": dT,
+            "scene_gmst_anomaly_K": dT_env, "warming_K": warming, "world": w.name, "world_version": w.version}
 
 
 def simulate_orbit(orbit: int, world_seed: int = 0, source: str = "observed", *, n_scans: int | None = None,
+                   scan_start: int = 0, warming_K: float = 0.0, world: str | World = "today",
                    climate_offset_K: float | None = None) -> xr.Dataset:
-    """One synthetic orbit (or its first ``n_scans`` scans) as a canonical swath.
+    """One synthetic orbit (or its scans ``scan_start .. scan_start + n_scans - 1``) as a canonical swath.
 
     Variables: ``Tc`` (13 channels, K), ``surface_precip`` (reference on the central 49-pixel
     strip, NaN elsewhere), ``surface_precip_truth``, ``water_vapour`` (truth, kg m-2),
     ``surface_type``, ``quality_flag``; coords lat/lon/time. Attributes carry the truth:
-    ``world_seed``, ``gmst_anomaly_K``, ``scaling_mean_pct_per_K``,
-    ``scaling_extreme_pct_per_K`` and, for the simulated source, ``climate_offset_K`` and
-    ``tb_offset_K``.
+    ``world_seed``, ``gmst_anomaly_K`` (the rain's climate: scenario + warming),
+    ``scene_gmst_anomaly_K`` (the climate the Tb were simulated in), ``world``, ``world_version``,
+    ``warming_K``, ``scaling_mean_pct_per_K``, ``scaling_extreme_pct_per_K`` and, for the simulated
+    source, ``climate_offset_K`` and ``tb_offset_K``.
+
+    ``warming_K`` (K of GMST, in [-3, 8]): the same weather in a climate this much warmer than the
+    orbit's own, by the rules of the world preset ``world`` (:mod:`catalogs.simulator.worlds`).
+    A segment's scans equal the same scans of the full orbit (margins are computed on both sides).
     """
     _check(orbit, source)
-    n = N_SCANS if n_scans is None else int(min(max(n_scans, 1), N_SCANS))
-    n_calc = min(N_SCANS, n + _MARGIN_SCANS) if n < N_SCANS else N_SCANS
+    w, warming = _resolve(world, warming_K)
+    first, stop = _segment(scan_start, n_scans)
+    n = stop - first
+    a, b = max(0, first - _MARGIN_SCANS), min(N_SCANS, stop + _MARGIN_SCANS)
     off = climate_offset(orbit, source, climate_offset_K)
-    geo, st, stype, dT = _state(orbit, world_seed, source, n_calc, off)
+    geo, st, stype, dT, dT_env = _state(orbit, world_seed, source, a, b, off, world=w, warming_K=warming)
     purpose0 = 0 if source == "observed" else 100
+    cut = slice(first - a, stop - a)
 
-    noise = _rng(world_seed, orbit, purpose0 + _INSTRUMENT).standard_normal((n_calc, N_PIXELS, forward.N_CH), dtype=np.float32)
+    # the random draws of scans 0 .. b-1 (a stream's prefix does not depend on its length), then the segment's
+    noise = _rng(world_seed, orbit, purpose0 + _INSTRUMENT).standard_normal((b, N_PIXELS, forward.N_CH), dtype=np.float32)[a:]
     sim = source == "simulated"
     tc = forward.brightness_temperatures(st, SPACING_KM, noise, beta_scale=SIMULATED_BETA_SCALE if sim else 1.0,
-                                         tb_offset=SIMULATED_TB_OFFSET_K if sim else None)[:n]
-    truth = st["rain"][:n]
-    err = _rng(world_seed, orbit, purpose0 + _REFERENCE).standard_normal((n_calc, N_PIXELS), dtype=np.float32)[:n]
+                                         tb_offset=SIMULATED_TB_OFFSET_K if sim else None, first_scan=a)[cut]
+    truth = st["rain"][cut]
+    err = _rng(world_seed, orbit, purpose0 + _REFERENCE).standard_normal((b, N_PIXELS), dtype=np.float32)[first:stop]
     ref = truth * np.exp(np.float32(REFERENCE_ERROR_SIGMA) * err - np.float32(REFERENCE_ERROR_SIGMA ** 2 / 2))
     ref = np.where(ref < REFERENCE_MIN_RATE, np.float32(0.0), ref)
     ref_full = np.full_like(truth, np.nan)
@@ -176,6 +224,10 @@ def simulate_orbit(orbit: int, world_seed: int = 0, source: str = "observed", *,
     attrs = {
         "world_seed": int(world_seed),
         "gmst_anomaly_K": float(dT),
+        "scene_gmst_anomaly_K": float(dT_env),
+        "warming_K": float(warming),
+        "world": w.name,
+        "world_version": w.version,
         "scaling_mean_pct_per_K": float(SCALING_MEAN_PCT_PER_K),
         "scaling_extreme_pct_per_K": float(SCALING_EXTREME_PCT_PER_K),
         "scaling_vapour_pct_per_K": float(climate.SCALING_VAPOUR_PCT_PER_K),
@@ -183,15 +235,17 @@ def simulate_orbit(orbit: int, world_seed: int = 0, source: str = "observed", *,
         "reference_pixels": f"{REFERENCE_PIXELS.start}..{REFERENCE_PIXELS.stop - 1}",
         "simulator": "catalogs.simulator (docs/simulator.md)",
     }
+    if first or n < N_SCANS:
+        attrs["scan_start"] = int(first)
     if sim:
         attrs["climate_offset_K"] = float(off)
         attrs["tb_offset_K"] = SIMULATED_TB_OFFSET_K.astype(np.float64)
         attrs["ice_scattering_scale"] = SIMULATED_BETA_SCALE
     ds = schema.make_swath(
-        tc=tc, lat=geo["lat"][:n], lon=geo["lon"][:n], time=geo["time"][:n], surface_type=stype[:n],
+        tc=tc, lat=geo["lat"][cut], lon=geo["lon"][cut], time=geo["time"][cut], surface_type=stype[cut],
         orbit_number=int(orbit), source=f"synthetic-{source}", surface_precip=ref_full,
         surface_precip_truth=truth, platform=PLATFORM, product_version=PRODUCT_VERSION, attrs=attrs)
-    ds["water_vapour"] = (("along_track", "cross_track"), st["wv"][:n], {
+    ds["water_vapour"] = (("along_track", "cross_track"), st["wv"][cut], {
         "units": "kg m-2", "long_name": "total column water vapour (truth)",
         "standard_name": "atmosphere_mass_content_of_water_vapor"})
     return ds

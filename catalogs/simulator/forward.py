@@ -81,16 +81,20 @@ def clear_and_cloudy_tb(k: int, state: dict, eps: np.ndarray, beta_scale: float 
 ICE_LAYER_ABOVE_FREEZING_KM = 2.0
 
 
-def parallax(field: np.ndarray, height_km: np.ndarray, along_km: float) -> np.ndarray:
+def parallax(field: np.ndarray, height_km: np.ndarray, along_km: float, first_scan: int = 0) -> np.ndarray:
     """The field as seen along the slant path: ``seen[i, j] = field[i - d, j]`` with
     ``d = height tan(incidence) / along_km`` pixels (linear interpolation, clamped at the first
-    scan, so a segment's scans equal the full orbit's)."""
+    scan, so a segment's scans equal the full orbit's). ``first_scan``: the orbit scan of the
+    field's first row; positions are computed from the orbit's scan numbers, so the float32
+    interpolation weights of a scan do not depend on where its segment starts."""
     n = field.shape[0]
     d = np.asarray(height_km, np.float32) * np.float32(np.tan(np.radians(EARTH_INCIDENCE_DEG)) / along_km)
-    pos = np.clip(np.arange(n, dtype=np.float32)[:, None] - d, 0.0, n - 1)
-    i0 = np.floor(pos).astype(np.int64)
+    a = int(first_scan)
+    pos = np.clip(np.arange(a, a + n, dtype=np.float32)[:, None] - d, 0.0, a + n - 1)
+    i0_abs = np.floor(pos)
+    w = (pos - i0_abs).astype(np.float32)
+    i0 = np.clip(i0_abs.astype(np.int64) - a, 0, n - 1)
     i1 = np.minimum(i0 + 1, n - 1)
-    w = (pos - i0).astype(np.float32)
     f0 = np.take_along_axis(field, i0, axis=0)
     f1 = np.take_along_axis(field, i1, axis=0)
     return (f0 * (1 - w) + f1 * w).astype(np.float32)
@@ -109,20 +113,21 @@ def beam_fill(tb: np.ndarray, sigma_px) -> np.ndarray:
 
 
 def brightness_temperatures(state: dict, spacing_km: tuple[float, float], noise: np.ndarray | None,
-                            *, beta_scale: float = 1.0, tb_offset=None) -> np.ndarray:
+                            *, beta_scale: float = 1.0, tb_offset=None, first_scan: int = 0) -> np.ndarray:
     """All 13 channels: (n, m, 13) float32 Tb with beam filling and noise.
 
     ``state``: 2-D float32 fields ``t_surf`` (K), ``wv``, ``clw``, ``iwp`` (kg m-2), ``rain``
     (mm/h), ``freezing_km``, ``land_frac`` (0..1), ``ice``/``snow`` (bool), ``wind`` (m/s),
     ``soil_wet`` (0..1). ``noise``: (n, m, 13) standard normal draws or None (noise-free).
     ``beta_scale`` and ``tb_offset`` (13,) let the "simulated" source use a slightly different
-    forward model.
+    forward model. ``first_scan``: the orbit scan of the first row (for :func:`parallax`).
     """
     sig = footprint_sigma_pixels(*spacing_km)
     rain = np.maximum(state["rain"], 0.0)
     logr = np.log(np.maximum(rain, 1e-6, dtype=np.float32))
     state = dict(state)
-    state["iwp"] = parallax(state["iwp"], state["freezing_km"] + ICE_LAYER_ABOVE_FREEZING_KM, spacing_km[0])
+    state["iwp"] = parallax(state["iwp"], state["freezing_km"] + ICE_LAYER_ABOVE_FREEZING_KM, spacing_km[0],
+                            first_scan)
     state["rain_pow"] = {b: np.exp(np.float32(b) * logr) * (rain > 0) for b in np.unique(RAIN_B)}
     state["rain_pow"] = [state["rain_pow"][b] for b in RAIN_B]
     n, m = rain.shape

@@ -140,16 +140,20 @@ def scan_azimuths() -> np.ndarray:
     return np.radians(np.linspace(-SCAN_HALF_ANGLE_DEG, SCAN_HALF_ANGLE_DEG, N_PIXELS))
 
 
-def swath_geometry(orbit: int, n_scans: int | None = None):
-    """Pixel geolocation of (the first ``n_scans`` scans of) one orbit.
+def swath_geometry(orbit: int, n_scans: int | None = None, first_scan: int = 0):
+    """Pixel geolocation of (``n_scans`` scans from scan ``first_scan`` of) one orbit; a scan's values
+    do not depend on the segment it is computed in.
 
     Returns a dict with ``lat``, ``lon`` (n_scans, 221) float64, ``time`` (n_scans,)
     datetime64[ns], and the orbit-frame coordinates used by the climate generator:
     ``s_km`` (along-track ground distance from the orbit start, km) and ``c_km`` (cross-track
     distance, km, positive to the right), both (n_scans, 221).
     """
-    n = N_SCANS if n_scans is None else int(min(n_scans, N_SCANS))
-    k = np.arange(n)
+    first = int(first_scan)
+    if not 0 <= first < N_SCANS:
+        raise ValueError(f"first_scan {first_scan} outside 0..{N_SCANS - 1}")
+    n = N_SCANS - first if n_scans is None else int(min(n_scans, N_SCANS - first))
+    k = np.arange(first, first + n)
     tau = k * SCAN_PERIOD_S
     P, A, gst = _frame(orbit, tau)  # (n, 3)
     C = np.cross(P, A)  # left of the flight direction

@@ -125,8 +125,15 @@ def sample(field: np.ndarray, s_km: np.ndarray, c_km: np.ndarray) -> np.ndarray:
     return field[i, j]
 
 
-def rain_from_latent(z: np.ndarray, clim: dict, dT: float):
-    """Rain rate (mm/h, float32), convective mask and conditional rank u from latent values."""
+def rain_from_latent(z: np.ndarray, clim: dict, dT: float, *, warming_K: float = 0.0,
+                     convective_extreme_pct_per_K: float | None = None):
+    """Rain rate (mm/h, float32), convective mask and conditional rank u from latent values.
+
+    ``dT``: the GMST anomaly of the rain's climate (scenario + counterfactual warming).
+    ``convective_extreme_pct_per_K`` (a world mechanism, acting on ``warming_K`` only): the heaviest
+    convective rain scales at this rate per K of warming instead of the base 7 %/K, i.e. convective
+    pixels get the extra factor ((1 + c/100) / 1.07)^(warming_K h(u)), h the ramp of
+    :func:`catalogs.simulator.climate.intensity_factor` (1 above the 95th wet percentile)."""
     p = clim["p_wet"]
     q = special.ndtr(z).astype(np.float32)
     u = (q - (1.0 - p)) / p
@@ -135,8 +142,12 @@ def rain_from_latent(z: np.ndarray, clim: dict, dT: float):
     base = clim["median"] * np.exp(clim["sigma"] * special.ndtri(uw).astype(np.float32))
     base = R_MAX * np.tanh(base / R_MAX)
     f = climate.intensity_factor(uw, clim["sigma"], dT).astype(np.float32)
-    rain = np.where(wet, base * f, 0.0).astype(np.float32)
     conv = wet & (u > 1.0 - clim["conv_frac"])
+    if convective_extreme_pct_per_K is not None and warming_K != 0.0:
+        ratio = (1.0 + convective_extreme_pct_per_K / 100.0) / (1.0 + climate.SCALING_EXTREME_PCT_PER_K / 100.0)
+        extra = np.where(conv, ratio ** (float(warming_K) * climate._ramp(uw)), 1.0)
+        f = (f * extra).astype(np.float32)
+    rain = np.where(wet, base * f, 0.0).astype(np.float32)
     return rain, conv, q
 
 

@@ -1,0 +1,168 @@
+"""World presets: named, versioned sets of the synthetic world's response to a counterfactual warming.
+
+Every orbit can be simulated in a counterfactual climate ``warming_K`` kelvin (of global-mean
+surface temperature) warmer than its own scenario climate (:func:`catalogs.simulator.orbit_gmst_anomaly`):
+the same weather (the same random draws) in a warmer (or cooler) climate, a pseudo-global-warming
+pair (Schär et al. 1996). A world preset says what the warming does; every preset at
+``warming_K = 0`` is today's world, bit for bit. The equations, magnitudes and citations are in
+``docs/simulator.md`` ("World presets and counterfactual warming").
+
+* ``today``: today's physics. The rain and its environment (surface temperature, vapour,
+  freezing level, snow) follow the total climate, scenario + warming.
+* ``stationary``: the control. The warming changes only the rain (the intensity scaling of
+  :func:`catalogs.simulator.climate.intensity_factor`) and what is a function of rain (cloud liquid
+  and ice); the environment that sets the Tb-rain relation stays at the orbit's scenario climate,
+  so the observation operator does not change with warming.
+* ``published``: today's physics plus mechanisms from the literature acting on the warming at
+  their published strength (central values where the literature gives a range).
+
+A preset's ``version`` changes whenever its output at some warming changes; the warming-response
+stores key results by preset name and version.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from catalogs.simulator.climate import SCALING_EXTREME_PCT_PER_K, SCALING_MEAN_PCT_PER_K
+
+#: the counterfactual warming a world accepts (K of GMST relative to the orbit's scenario climate)
+WARMING_RANGE_K = (-3.0, 8.0)
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """One named physical mechanism of a world's response to warming.
+
+    ``params``: the :class:`World` parameters the mechanism sets when it is on, as
+    ``(name, value)`` pairs (the world's physics reads only the parameters)."""
+
+    name: str
+    description: str
+    magnitude: str
+    citation: str
+    params: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class World:
+    """A world preset: what a counterfactual warming does to the synthetic world.
+
+    Physics parameters (read by :mod:`catalogs.simulator`):
+
+    * ``environment_warms``: surface temperature, water vapour, freezing level and snow follow the
+      warming (True) or stay at the orbit's scenario climate (False, the stationary control);
+    * ``convective_extreme_pct_per_K``: scaling of the heaviest convective rain (wet rank u ≥ 0.95,
+      ramped in from u = 0.70 like the base scaling) per K of counterfactual warming; None = the
+      base world's :data:`~catalogs.simulator.climate.SCALING_EXTREME_PCT_PER_K` (7 %/K);
+    * ``freezing_level_km_per_K``: rise of the freezing level per K of counterfactual warming;
+      None = today's lapse-rate rule (1/6 km per K, as the scenario climate).
+    """
+
+    name: str
+    version: str
+    title: str
+    description: str
+    mechanisms: tuple[Mechanism, ...] = ()
+    environment_warms: bool = True
+    convective_extreme_pct_per_K: float | None = None
+    freezing_level_km_per_K: float | None = None
+    #: injected scaling of the truth per K of warming, by statistic (see :meth:`injected_pct_per_K`)
+    injected: tuple[tuple[str, float], ...] = field(default=())
+
+    def injected_pct_per_K(self, statistic: str) -> float | None:
+        """The truth's injected response (%/K, compound) of ``statistic`` in this world, or None when
+        the world does not set it exactly (measure it on the scenes).
+
+        Statistics: ``"p99.9"``, ``"p99.99"`` (all-pixel quantiles: they lie above the 95th
+        percentile of wet rain wherever the wet fraction is ≤ 50 %, so the scaling of the top wet
+        ranks sets them exactly), ``"wet_q95+"`` (every wet pixel above the 95th conditional
+        percentile), ``"mean"`` (an expectation over the weather: exact per regime for the uncapped
+        lognormal, but a few scenes' wet ranks are not uniform, so their mean moves by ±1 %/K
+        around it; 10 scenes of 1 200 scans give 2.04 %/K in ``today``). The p99.9 of paired
+        scenes follows the top wet ranks to within a few hundredths of a %/K (a pooled p99.9 pixel
+        can sit just below the 95th wet percentile of a heavy regime)."""
+        table = dict(self.injected)
+        if statistic not in _STATISTICS:
+            raise ValueError(f"unknown statistic {statistic!r}; expected one of {_STATISTICS}")
+        return table.get(statistic)
+
+    def describe(self) -> dict:
+        """A JSON-able description (for stores and the app)."""
+        return {"name": self.name, "version": self.version, "title": self.title, "description": self.description,
+                "environment_warms": self.environment_warms,
+                "convective_extreme_pct_per_K": self.convective_extreme_pct_per_K,
+                "freezing_level_km_per_K": self.freezing_level_km_per_K,
+                "injected_pct_per_K": {s: self.injected_pct_per_K(s) for s in _STATISTICS},
+                "mechanisms": [{"name": m.name, "description": m.description, "magnitude": m.magnitude,
+                                "citation": m.citation, "params": dict(m.params)} for m in self.mechanisms]}
+
+
+_STATISTICS = ("p99.9", "p99.99", "wet_q95+", "mean")
+
+SUPER_CC = Mechanism(
+    name="super_cc_convective_extremes",
+    description=("Sub-daily convective rain extremes intensify at about twice the Clausius-Clapeyron rate: the "
+                 "heaviest convective pixels (wet rank u >= 0.95, ramped in from u = 0.70) scale at "
+                 "14 %/K of warming instead of 7 %/K."),
+    magnitude="+14 %/K (2 x Clausius-Clapeyron) for hourly convective extremes",
+    citation=("Lenderink, G. & van Meijgaard, E. (2008): Increase in hourly precipitation extremes beyond "
+              "expectations from temperature changes. Nature Geoscience 1, 511-514, doi:10.1038/ngeo262"),
+    params=(("convective_extreme_pct_per_K", 14.0),))
+
+
+def _extreme_table(pct: float) -> tuple[tuple[str, float], ...]:
+    return (("p99.9", pct), ("p99.99", pct), ("wet_q95+", pct))
+
+
+TODAY = World(
+    name="today", version="today-1", title="Today's physics",
+    description=("The rain and its environment follow the total climate (scenario + warming): rain intensity "
+                 "(+7 %/K at the top, +2 %/K mean), water vapour +7 %/K, surface temperature +1 K/K, freezing "
+                 "level +1/6 km per K, snow where the warmed surface stays below 271 K."),
+    injected=_extreme_table(SCALING_EXTREME_PCT_PER_K) + (("mean", SCALING_MEAN_PCT_PER_K),))
+
+STATIONARY = World(
+    name="stationary", version="stationary-1", title="Stationary control",
+    description=("The warming changes the rain only (intensity scaling as in today's world) and what is a function "
+                 "of rain (cloud liquid, ice); surface temperature, vapour, freezing level and snow stay at the "
+                 "orbit's scenario climate, so the Tb-rain relation does not change with warming."),
+    environment_warms=False,
+    injected=_extreme_table(SCALING_EXTREME_PCT_PER_K) + (("mean", SCALING_MEAN_PCT_PER_K),))
+
+PUBLISHED = World(
+    name="published", version="published-1", title="Published mechanisms at published strength",
+    description=("Today's physics plus mechanisms from the literature acting on the counterfactual warming at "
+                 "their published strength."),
+    mechanisms=(SUPER_CC,),
+    convective_extreme_pct_per_K=14.0,
+    injected=_extreme_table(14.0))
+
+WORLDS: dict[str, World] = {w.name: w for w in (TODAY, STATIONARY, PUBLISHED)}
+
+
+def get_world(name: str | World) -> World:
+    """The preset called ``name`` (a :class:`World` passes through); unknown names raise a ValueError
+    listing the presets."""
+    if isinstance(name, World):
+        return name
+    try:
+        return WORLDS[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown world preset {name!r}; presets: {', '.join(WORLDS)}") from None
+
+
+def check_warming(warming_K) -> float:
+    """``warming_K`` as a float, or a ValueError naming the value and the accepted range."""
+    lo, hi = WARMING_RANGE_K
+    if isinstance(warming_K, bool):
+        raise ValueError(f"warming_K must be a number of kelvin in [{lo:g}, {hi:g}], got {warming_K!r}")
+    try:
+        w = float(warming_K)
+    except (TypeError, ValueError):
+        raise ValueError(f"warming_K must be a number of kelvin in [{lo:g}, {hi:g}], got {warming_K!r}") from None
+    if not math.isfinite(w) or not lo <= w <= hi:
+        raise ValueError(f"warming_K = {warming_K!r} K is outside the accepted range [{lo:g}, {hi:g}] K "
+                         f"(counterfactual warming relative to the orbit's scenario climate)")
+    return w

@@ -128,9 +128,9 @@ def heldout_sets(config="unet-reference", progress=None, cancel=None) -> dict:
 
     cfg = load_config(config) if not isinstance(config, dict) else config
     out = {}
-    for split in ("test", "ood"):
+    for k, split in enumerate(("test", "ood")):
         _check_cancel(cancel, f"before the {split} set")
-        path = build_training_set(cfg, split, progress=progress, cancel=cancel)
+        path = build_training_set(cfg, split, progress=_within(progress, k, 3), cancel=cancel)
         tc, ref = load_scenes(path)
         orbits = open_dataset(path)["orbit"].values
         g = np.array([float(gmst_anomaly(orbit_start_time(int(o)))) for o in orbits])
@@ -138,7 +138,7 @@ def heldout_sets(config="unet-reference", progress=None, cancel=None) -> dict:
         out[split] = {"tc": tc, "ref": ref, "gmst": g, "orbits": orbits,
                       "period": f"{spec['start']}..{spec['end']}"}
     _check_cancel(cancel, "before the training set")
-    tr = build_training_set(cfg, "train", progress=progress, cancel=cancel)
+    tr = build_training_set(cfg, "train", progress=_within(progress, 2, 3), cancel=cancel)
     _, ref_tr = load_scenes(tr)
     r = ref_tr[np.isfinite(ref_tr)]
     out["thresholds"] = {_pkey(p): float(v) for p, v in zip(PERCENTILES, _percentiles(r))}

@@ -4,16 +4,17 @@ against the truth, the issue-7 goal, OOD detection and the in/out split.
 
 It shows the last comparison stored under ``<data_root>/comparison/compare.json`` (written by
 ``raincheck compare``, or by the "Run comparison" button here, which runs
-:func:`evaluation.compare.compare` off the event loop). Numbers are never re-derived here; the
-held-out sets are fixed by the comparison, so the sidebar's region, period and season do not
-apply. ``export_parts`` draws the publication figure (CRPS per split, extreme-trend errors with
+:func:`evaluation.compare.compare` as a ``"compare"`` job of the app's job system
+(:mod:`app.comparejobs`: in a worker process, with progress and Cancel; a second session asking
+for the same comparison joins the running one and sees its result). Numbers are never re-derived
+here; the held-out sets are fixed by the comparison, so the sidebar's region, period and season
+do not apply. ``export_parts`` draws the publication figure (CRPS per split, extreme-trend errors with
 their 90 % intervals, the goal chart) and hands over the score and trend tables as CSV.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,12 @@ import panel as pn
 import param
 
 from app import data
+from app.comparejobs import ComparisonJob, ComparisonJobs, get_comparison_jobs
 from app.figures import FONTS, ExportParts, ensure_backends
+from app.jobs import JobRow
 from app.state import Selection
 from evaluation.compare import GOAL_CRPS_COST, GOAL_TREND_GAIN
+from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -326,27 +330,37 @@ def provenance(res: dict, path, sha256: str | None) -> dict:
 
 
 class CompareView(pn.viewable.Viewer):
-    """Tables and charts of the stored comparison, with a button to (re)run it.
+    """Tables and charts of the stored comparison, with a button to (re)run it as a job.
 
     With a ``selection`` it loads lazily: when its tab is shown, and again when the stored result
-    changed on disk since (e.g. after ``raincheck compare`` in a terminal)."""
+    changed on disk since (e.g. after ``raincheck compare`` in a terminal). Run starts (or joins)
+    the comparison of the picked models (``comparisons``, default the server-wide
+    :func:`app.comparejobs.get_comparison_jobs`); the view polls the job (progress, Cancel) and
+    shows its result when it lands. A comparison another session started shows here too."""
 
     name_ = "compare"
     selection = param.ClassSelector(class_=Selection, default=None, allow_None=True)
     catalog_path = param.String(default=None, allow_None=True)
     cube_path = param.String(default=None, allow_None=True)
     models = param.List(default=[], item_type=str)
-    running = param.Boolean(default=False)
+    running = param.Boolean(default=False, doc="a comparison this view shows is queued or running")
+    poll_ms = param.Integer(default=500)
 
-    def __init__(self, **params):
+    def __init__(self, comparisons: ComparisonJobs | None = None, settings: dict | None = None, **params):
         super().__init__(**params)
+        self._comparisons = comparisons
+        self.settings = dict(settings or {})  # the comparison's settings (app.comparejobs.DEFAULTS otherwise)
         names = data.list_models()  # (memoised; [] without a registry: the stored result is still shown)
         self.picker = pn.widgets.MultiChoice(label="Models", options=names, value=names, sizing_mode="stretch_width")
-        self.button = pn.widgets.Button(label="Run comparison", color="primary", css_classes=["rc-compare-run"])
-        self.button.on_click(lambda e: self.run())
+        self.row = JobRow("Run comparison", self.run, self.cancel, width=160, css="rc-compare-run",
+                          cancel_css=("rc-compare-cancel",), text_css=("rc-compare-progress",))
+        self.button = self.row.button
         self.status = pn.pane.Markdown("", css_classes=["rc-note"])
         self.body = pn.Column(sizing_mode="stretch_width")
         self.result: dict | None = None
+        self.job: ComparisonJob | None = None
+        self._handled: ComparisonJob | None = None  # the finished job whose outcome is shown
+        self._cb = None
         self._stamp = object()  # never equal to a file stamp: the first show loads
         if self.selection is None:
             self.refresh()
@@ -356,8 +370,15 @@ class CompareView(pn.viewable.Viewer):
                 self._show()
 
     def __panel__(self):
-        return pn.Column(pn.Row(self.picker, self.button), self.status, self.body, sizing_mode="stretch_width",
+        return pn.Column(pn.Row(self.picker, self.row), self.status, self.body, sizing_mode="stretch_width",
                          min_height=200)
+
+    @property
+    def comparisons(self) -> ComparisonJobs:
+        """The job system's comparisons (the server-wide ones unless given; resolved on first use)."""
+        if self._comparisons is None:
+            self._comparisons = get_comparison_jobs()
+        return self._comparisons
 
     @staticmethod
     def _file_stamp():
@@ -368,8 +389,7 @@ class CompareView(pn.viewable.Viewer):
             return None
 
     def _show(self):
-        if self.running:
-            return
+        self.poll()  # also picks up a comparison another session is running
         stamp = self._file_stamp()
         if stamp != self._stamp:
             self.refresh()
@@ -429,31 +449,63 @@ class CompareView(pn.viewable.Viewer):
                       pn.widgets.Tabulator(pd.DataFrame(rows), disabled=True, show_index=False)]
         return parts
 
-    def run(self) -> None:
-        if self.running:
-            return
-        self.running = True
-        self.button.disabled = True
+    def run(self) -> ComparisonJob | None:
+        """Start (or join) the comparison of the picked models; a message for a model that
+        cannot be compared (not registered)."""
         names = list(self.picker.value)
-        self.status.object = f"running the comparison of {', '.join(names)} (minutes on CPU)..."
+        try:
+            job = self.comparisons.submit(names, **self.settings)
+        except (ModelError, ValueError) as e:
+            self.status.object = data.for_page(f"cannot run the comparison: {e}")
+            return None
+        self.job = job
+        self.status.object = ""
+        self.poll()
+        return job
 
-        def work():
+    def cancel(self) -> None:
+        """Cancel the comparison shown (for every session that shares it)."""
+        if self.job is not None:
+            self.comparisons.cancel(self.job)
+        self.poll()
+
+    def _start_polling(self):
+        if self._cb is None and pn.state.curdoc is not None:
             try:
-                from evaluation.compare import compare
-                from evaluation.report import clean
+                self._cb = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
+            except Exception as e:  # no session (tests, exports): poll() is called by hand
+                log.debug("no periodic callback: %s", e)
 
-                res = clean(compare(names))
-                save_result(res)
-                pn.state.execute(lambda: (self.refresh(res), setattr(self.status, "object", "done")))
-            except Exception as e:  # shown to the user, logged with the traceback
-                log.exception("comparison failed")
-                msg = f"comparison failed: {e}"
-                pn.state.execute(lambda: setattr(self.status, "object", msg))
-            finally:
-                self.running = False
-                pn.state.execute(lambda: setattr(self.button, "disabled", False))
+    def _stop_polling(self):
+        if self._cb is not None:
+            self._cb.stop()
+            self._cb = None
 
-        threading.Thread(target=work, daemon=True).start()
+    def poll(self) -> None:
+        """Copy the job's state into the controls; when it finishes, show its outcome once."""
+        job = self.job
+        if job is None or not job.active:
+            active = self.comparisons.active()  # e.g. one another session started
+            if active:
+                job = self.job = active[-1]
+        self.row.show(job)
+        self.running = job is not None and job.active
+        if job is None:
+            return
+        if job.active:
+            self._start_polling()
+            return
+        self._stop_polling()
+        if job is self._handled:
+            return
+        self._handled = job
+        if job.status == "done":
+            self.refresh(load_result(Path(job.result)) if job.result else None)
+            self.status.object = data.for_page(f"{job.label}: stored in {job.result}")
+        elif job.status == "failed":
+            self.status.object = data.for_page(f"comparison failed: {job.error}")
+        else:
+            self.status.object = data.for_page(f"{job.label}: {job.cancelled_text()}")
 
 
 def make_view(selection=None, catalog_path=None, cube_path=None) -> CompareView:

@@ -26,6 +26,8 @@ GPD_THRESHOLD = 10.0  # mm h-1, a bin edge
 RETURN_PERIODS_OBS = (1e5, 1e6, 1e7)
 STAT_UNITS = {"mean": "mm h-1", "wet_fraction": "1", "q99": "mm h-1", "q999": "mm h-1"}
 DEFAULT_STATS = ("mean", "wet_fraction", "q99", "q999", "exceed:10")
+WORLD_SOURCE = ("the synthetic world's designed scaling (catalogs.simulator.climate.intensity_factor on its "
+                "climatology, evaluation.ipcc.world_scaling_pct_per_K): the rule, not a measurement")
 
 
 def clean(x):
@@ -156,7 +158,9 @@ def trends(cube: CB.Cube, source: str, region="global", *, period=None, season=N
            freq: str = "year", stats=DEFAULT_STATS, gmst=None, method: str = "hamed_rao",
            confidence: float = 0.95, strip: bool = False) -> dict:
     """Trend report: per statistic the series, Sen slope in %/decade and %/K with CIs
-    (autocorrelation-aware MK), the IPCC envelope and the three-way verdict."""
+    (autocorrelation-aware MK), the IPCC envelope and the verdict (:data:`evaluation.ipcc.VERDICTS`);
+    for the synthetic world also the world's designed scaling of the statistic
+    (``ipcc.world_pct_per_K``, :func:`evaluation.ipcc.world_scaling_pct_per_K`)."""
     src = source
     if strip:
         src = CB.TRUTH_STRIP if source == CB.TRUTH else (source if source == CB.REFERENCE else f"{source}{CB.STRIP}")
@@ -171,6 +175,8 @@ def trends(cube: CB.Cube, source: str, region="global", *, period=None, season=N
                       "relative": "100*(exp(b)-1) of the slope b of ln(series) (linear/mean when the series has zeros)"},
            "series": []}
     gm_label = None
+    # the world's designed scaling is a global rule: given for the global series of the synthetic world
+    synthetic = isinstance(gmst, str) and gmst == "synthetic" and RG.get_region(region).kind == "global"
     for stat in stats:
         df = cube.series(src, region, stat, freq=freq, period=period, season=season, surface=surface)
         g, gm_label = _gmst_series(df, gmst) if len(df) else (np.array([]), gm_label)
@@ -188,7 +194,9 @@ def trends(cube: CB.Cube, source: str, region="global", *, period=None, season=N
                                          "ci_pct_per_decade", "pct_per_K", "ci_pct_per_K", "var_inflation")}
             | {"mann_kendall": {k: tr["mk"][k] for k in ("test", "trend", "p", "z", "tau")}}
             | ({"note": tr["note"]} if "note" in tr else {}),
-            "ipcc": v | ({"tail_slope": slope} if slope is not None else {}),
+            "ipcc": v | ({"tail_slope": slope} if slope is not None else {})
+            | ({"world_pct_per_K": ipcc.world_scaling_pct_per_K(stat),
+                "world_source": WORLD_SOURCE} if synthetic else {}),
         })
     out["gmst"] = {"source": gmst if isinstance(gmst, str) else "user", "label": gm_label}
     if out["gmst"]["source"] == "default":

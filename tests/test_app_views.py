@@ -58,7 +58,7 @@ def test_extremes_trends_scores(cube):
     assert "GPD ξ (tail index)" in ex["table"].columns and len(ex["table"]) == 3
 
     tr = trends.compute(sel(trend_stat="q99"), cube)
-    assert set(tr["table"].verdict) <= {"consistent", "inconsistent", "not detectable"}
+    assert set(tr["table"].verdict) <= {"consistent", "inconsistent", "not detectable", "detected, no AR6 expectation"}
     assert set(tr["table"].source_id) == {"reference", "truth_strip", "unit-model@strip"}
     assert tr["stat"] == "q99" and (tr["series"].stat == "q99").any()
     from evaluation import cube as CB

@@ -40,7 +40,7 @@ def test_cli_build_evaluate_trends(data_root, tmp_path):
     tr = json.loads(r.output)
     assert tr["schema"] == "raincheck.trends/1" and tr["source"] == "reference"
     for s in tr["series"]:
-        assert s["ipcc"]["verdict"] in ("consistent", "inconsistent", "not detectable")
+        assert s["ipcc"]["verdict"] in ("consistent", "inconsistent", "not detectable", "detected, no AR6 expectation")
         assert set(s["trend"]) >= {"pct_per_decade", "ci_pct_per_decade", "pct_per_K", "ci_pct_per_K", "mann_kendall"}
     # a user's GMST file (time,gmst_K) is what the %/K figures use: twice the synthetic
     # anomalies halve every per-K trend, the per-decade trend is unchanged

@@ -23,7 +23,7 @@ import pytest
 from catalogs.simulator import climate, geometry, simulate_truth
 from evaluation import cube as CB
 from evaluation import distributions as D
-from evaluation import report, trends
+from evaluation import ipcc, report, trends
 
 
 #: the injected scalings (%/K). raincheck reports %/K as log-slopes (compounding); the
@@ -110,4 +110,7 @@ def test_record_trends_contain_injected_scalings(record_cube):
         assert 0.5 * ols_width < hi - lo < 2.5 * ols_width, (stat, hi - lo, ols_width)
     # the truth is never judged inconsistent with the IPCC envelope it was built to follow
     for s in out["series"]:
-        assert s["ipcc"]["verdict"] in ("consistent", "not detectable"), s["ipcc"]
+        assert s["ipcc"]["verdict"] in ("consistent", "not detectable", ipcc.NO_EXPECTATION), s["ipcc"]
+        assert s["ipcc"]["world_pct_per_K"] == pytest.approx(ipcc.world_scaling_pct_per_K(s["stat"]))
+    # the all-pixel q99 is not an extreme statistic: no AR6 envelope, whatever the record says
+    assert got["q99"]["ipcc"]["envelope"] is None

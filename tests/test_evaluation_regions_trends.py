@@ -217,7 +217,7 @@ def test_verdicts(est, ci, expected):
 
 
 def test_verdict_without_expectation():
-    assert ipcc.verdict(1.0, (0.5, 1.5), None)["verdict"] == "consistent"
+    assert ipcc.verdict(1.0, (0.5, 1.5), None)["verdict"] == "detected, no AR6 expectation"
     assert ipcc.verdict(1.0, (-0.5, 1.5), None)["verdict"] == "not detectable"
 
 

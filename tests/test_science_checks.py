@@ -196,3 +196,56 @@ def test_sen_interval_coverage_on_ar1_noise_is_reported_and_near_nominal():
     assert cover[(0.5, "hamed_rao")] >= cover[(0.5, "original")]
     assert cover[(0.5, "yue_wang")] > cover[(0.5, "original")]
     assert cover[(0.5, "hamed_rao")] >= 0.78 and cover[(0.5, "yue_wang")] >= 0.82
+
+
+# --------------------------------------------------------------------------- AR6 verdicts
+def test_verdict_states_and_the_scope_of_the_extreme_envelope():
+    from evaluation import ipcc
+
+    # a detected change without an AR6 expectation is its own state, never "consistent"
+    assert ipcc.verdict(1.0, (0.5, 1.5), None)["verdict"] == ipcc.NO_EXPECTATION
+    assert ipcc.verdict(-1.0, (-1.5, -0.5), None)["verdict"] == ipcc.NO_EXPECTATION
+    assert ipcc.verdict(1.0, (-0.5, 1.5), None)["verdict"] == "not detectable"
+    assert ipcc.NO_EXPECTATION in ipcc.VERDICTS
+    # the 4–10 %/K envelope: extreme statistics only
+    assert ipcc.envelope_for("q999") is ipcc.EXTREME_INTENSITY
+    assert ipcc.envelope_for("q9999") is ipcc.EXTREME_INTENSITY
+    for stat in ("q99", "q95", "q50", "wet_fraction"):
+        assert ipcc.envelope_for(stat) is None, stat
+    assert ipcc.envelope_for("exceed:10", tail_slope=-3.0) is not None
+    assert ipcc.envelope_for("exceed:1", tail_slope=-1.0) is None
+    # the citation of the ≈ 7 %/K rate
+    assert "SPM B.2.4" in ipcc.EXTREME_INTENSITY.source and "B.2.2" not in ipcc.EXTREME_INTENSITY.source
+
+
+def test_regional_sign_table_uses_shipped_ar6_region_codes():
+    from evaluation import ipcc
+    from evaluation import regions as RG
+
+    ar6 = set(RG.load_index()["abbrevs"])
+    assert len(ar6) == 58
+    unknown = sorted(set(ipcc.REGIONAL_SIGN) - ar6)
+    assert not unknown, f"not AR6 reference regions: {unknown}"
+    assert ipcc.REGIONAL_SIGN["NCA"] == ipcc.REGIONAL_SIGN["SCA"] == -1  # Central America (AR6 Atlas.7.1)
+
+
+def test_world_scaling_of_the_all_pixel_q99_is_not_an_extreme_scaling():
+    from catalogs.simulator import climate
+    from evaluation import ipcc
+
+    q99, q999, mean = (ipcc.world_scaling_pct_per_K(s) for s in ("q99", "q999", "mean"))
+    print(f"world scaling (%/K): q99 {q99:.2f}, q999 {q999:.2f}, mean {mean:.2f}, "
+          f"wet fraction {ipcc.world_scaling_pct_per_K('wet_fraction'):.2f}")
+    # independent anchors: the designed rates of the world (the mean exactly 2 %/K per regime,
+    # every wet quantile above the 95th at 7 %/K, occurrence fixed)
+    assert mean == pytest.approx(climate.SCALING_MEAN_PCT_PER_K, abs=0.1)
+    assert q999 == pytest.approx(climate.SCALING_EXTREME_PCT_PER_K, abs=0.05)
+    assert ipcc.world_scaling_pct_per_K("wet_fraction") == 0.0
+    # the all-pixel q99 sits at a wet quantile u ≈ 1 − 0.01 / wet fraction ≈ 0.85, where the
+    # world's factor f(u) (intensity_factor, one regime of sigma 0.95–1.3) gives 1.5–3.5 %/K
+    lo = min(100 * (climate.intensity_factor(0.85, s, 2.0) / climate.intensity_factor(0.85, s, 1.0) - 1)
+             for s in (0.95, 1.3))
+    hi = max(100 * (climate.intensity_factor(0.85, s, 2.0) / climate.intensity_factor(0.85, s, 1.0) - 1)
+             for s in (0.95, 1.3))
+    assert lo - 0.5 < q99 < hi + 0.5
+    assert q99 < ipcc.EXTREME_INTENSITY.lo  # the truth's q99 would be judged "inconsistent" by the envelope

@@ -7,16 +7,25 @@ calls); ``--json`` prints the documented schema (docs/evaluation.md).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 
 import click
+from tqdm import tqdm
+
+from app.commands._args import check_sources, parse_orbits, parse_years
+from catalogs.config import PathOutsideRoots, get_roots
+from catalogs.store import is_complete, read_marker
+from evaluation import regions as RG
+from models.errors import ModelError
+
+# evaluation.cube, .boxes, .report and .trends load numba and scipy (about a second): imported
+# where a command needs them, so `raincheck --help` does not pay for them
 
 
 class _Bar:
     def __init__(self, desc: str):
-        from tqdm import tqdm
-
         self._tqdm = tqdm
         self.desc = desc
         self.bar = None
@@ -37,8 +46,6 @@ class _Bar:
 
 def _orbit_list(spec: str) -> list[int]:
     """Orbits of an ``--orbits`` value (see :func:`app.commands._args.parse_orbits`)."""
-    from app.commands._args import parse_orbits
-
     return parse_orbits(spec)
 
 
@@ -46,10 +53,8 @@ def _open(cube_path, region=None):
     """The cube (default: the demo cube); for a box it does not hold, the box's cube once built
     (``raincheck climatology build-box``). A missing, unfinished or foreign ``--cube`` and a bad
     region are refused with a message (no traceback)."""
-    from catalogs.store import is_complete, read_marker
-    from evaluation import cube as CB
     from evaluation import boxes as BX
-    from evaluation import regions as RG
+    from evaluation import cube as CB
 
     if region:
         try:
@@ -103,199 +108,202 @@ def _emit(obj, as_json: bool, text) -> None:
         click.echo(text(obj))
 
 
-def register(main: click.Group) -> None:
-    @main.group("climatology")
-    def climatology() -> None:
-        """Build and inspect the climatology cube (mergeable per-orbit histograms)."""
+@click.group("climatology")
+def climatology() -> None:
+    """Build and inspect the climatology cube (mergeable per-orbit histograms)."""
 
-    @climatology.command("build")
-    @click.option("--demo", is_flag=True, help="The recorded demo build: 1998-2060, 4 months/year, 2 orbits/month, "
-                                               "truth + reference, shipped models on a subset (U-Net every 31st, Bayes every 63rd orbit).")
-    @click.option("--orbits", "orbit_spec", default=None, help="Orbits: '1000:1100', '1000:2000:10', '5,6,7'.")
-    @click.option("--record", is_flag=True, help="Orbits sampling the synthetic record (see --per-month, --years).")
-    @click.option("--years", default="1998-2060", show_default=True, help="Years for --record/--demo.")
-    @click.option("--per-month", default=2, show_default=True, type=click.IntRange(1, 400),
-                  help="Orbits per sampled month (--record/--demo).")
-    @click.option("--sources", default="truth,reference", show_default=True,
-                  help="truth, reference and/or model names (comma separated).")
-    @click.option("--n-scans", type=click.IntRange(min=1), default=None, help="Use only the first N scans of each orbit.")
-    @click.option("--extra-region", "extra_regions", multiple=True, help="Extra region (bbox:..., polygon:WKT) to store.")
-    @click.option("--cube", "cube_path", type=click.Path(), default=None, help="Cube path (default: <data root>/cubes/...).")
-    @click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786); default: a LocalCluster.")
-    @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="LocalCluster workers.")
-    @click.option("--inline", is_flag=True, help="No dask: compute in this process.")
-    @click.option("--replace-stale", is_flag=True,
-                  help="Drop and rebuild sources the cube holds in another version (a retrained model's checkpoint, "
-                       "another simulator version); without it such a build stops with an error.")
-    def build_cmd(demo, orbit_spec, record, years, per_month, sources, n_scans, extra_regions, cube_path, scheduler,
-                  workers, inline, replace_stale) -> None:
-        """Build or extend a cube; an interrupted build resumes where it stopped."""
-        import logging
 
-        from app.commands._args import check_sources, parse_years
-        from evaluation import cube as CB
-        from models.base import ModelError
+@climatology.command("build")
+@click.option("--demo", is_flag=True, help="The recorded demo build: 1998-2060, 4 months/year, 2 orbits/month, "
+                                           "truth + reference, shipped models on a subset (U-Net every 31st, "
+                                           "Bayes every 63rd orbit).")
+@click.option("--orbits", "orbit_spec", default=None, help="Orbits: '1000:1100', '1000:2000:10', '5,6,7'.")
+@click.option("--record", is_flag=True, help="Orbits sampling the synthetic record (see --per-month, --years).")
+@click.option("--years", default="1998-2060", show_default=True, help="Years for --record/--demo.")
+@click.option("--per-month", default=2, show_default=True, type=click.IntRange(1, 400),
+              help="Orbits per sampled month (--record/--demo).")
+@click.option("--sources", default="truth,reference", show_default=True,
+              help="truth, reference and/or model names (comma separated).")
+@click.option("--n-scans", type=click.IntRange(min=1), default=None, help="Use only the first N scans of each orbit.")
+@click.option("--extra-region", "extra_regions", multiple=True, help="Extra region (bbox:..., polygon:WKT) to store.")
+@click.option("--cube", "cube_path", type=click.Path(), default=None,
+              help="Cube path (default: <data root>/cubes/...).")
+@click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786); default: a LocalCluster.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="LocalCluster workers.")
+@click.option("--inline", is_flag=True, help="No dask: compute in this process.")
+@click.option("--replace-stale", is_flag=True,
+              help="Drop and rebuild sources the cube holds in another version (a retrained model's checkpoint, "
+                   "another simulator version); without it such a build stops with an error.")
+def build_cmd(demo, orbit_spec, record, years, per_month, sources, n_scans, extra_regions, cube_path, scheduler,
+              workers, inline, replace_stale) -> None:
+    """Build or extend a cube; an interrupted build resumes where it stopped."""
+    from evaluation import cube as CB
 
-        if logging.getLogger().getEffectiveLevel() > logging.INFO:  # quiet dask unless -v
-            logging.getLogger("distributed").setLevel(logging.ERROR)
-        # every value is checked before anything is computed or written
-        yrs = parse_years(years)
-        if not demo:
-            srcs = check_sources([s.strip() for s in sources.split(",") if s.strip()])
-            if record:
-                orbits = CB.record_orbits(years=yrs, per_month=per_month)
-            elif orbit_spec:
-                orbits = _orbit_list(orbit_spec)
-            else:
-                raise click.UsageError("give --orbits, --record or --demo")
-        for r in extra_regions:
-            try:
-                from evaluation import regions as RG
-
-                RG.get_region(r)
-            except ValueError as e:
-                raise click.BadParameter(str(e), param_hint="--extra-region") from None
-        bar = _Bar("cube")
-        sched = "inline" if inline else scheduler
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # quiet dask unless -v
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    # every value is checked before anything is computed or written
+    yrs = parse_years(years)
+    if not demo:
+        srcs = check_sources([s.strip() for s in sources.split(",") if s.strip()])
+        if record:
+            orbits = CB.record_orbits(years=yrs, per_month=per_month)
+        elif orbit_spec:
+            orbits = _orbit_list(orbit_spec)
+        else:
+            raise click.UsageError("give --orbits, --record or --demo")
+    for r in extra_regions:
         try:
-            if demo:
-                path = CB.build_demo(cube_path, scheduler=sched, n_workers=workers, progress=bar, cancel=threading.Event(),
-                                     per_month=per_month, years=yrs, replace_stale=replace_stale)
-            else:
-                path = CB.build_cube(orbits, srcs,
-                                     cube_path or CB.default_cube_path(), scheduler=sched, n_workers=workers,
-                                     progress=bar, cancel=threading.Event(), n_scans=n_scans,
-                                     extra_regions=extra_regions, replace_stale=replace_stale)
-        except (CB.CubeConfigMismatch, ValueError, KeyError, ModelError) as e:
-            raise click.ClickException(str(e).strip("'\"")) from None
+            RG.get_region(r)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--extra-region") from None
+    bar = _Bar("cube")
+    sched = "inline" if inline else scheduler
+    try:
+        if demo:
+            path = CB.build_demo(cube_path, scheduler=sched, n_workers=workers, progress=bar, cancel=threading.Event(),
+                                 per_month=per_month, years=yrs, replace_stale=replace_stale)
+        else:
+            path = CB.build_cube(orbits, srcs,
+                                 cube_path or CB.default_cube_path(), scheduler=sched, n_workers=workers,
+                                 progress=bar, cancel=threading.Event(), n_scans=n_scans,
+                                 extra_regions=extra_regions, replace_stale=replace_stale)
+    except (CB.CubeConfigMismatch, ValueError, KeyError, ModelError) as e:
+        raise click.ClickException(str(e).strip("'\"")) from None
+    finally:
+        bar.close()
+    click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
+
+@climatology.command("build-box")
+@click.argument("box")
+@click.option("--cube", "cube_path", type=click.Path(), default=None,
+              help="The climatology cube the box completes (default: the demo cube).")
+@click.option("--max-model-seconds", type=float, default=None,
+              help="Skip a model whose inference over the box's orbits would take longer (estimate; default 600).")
+@click.option("--scheduler", default=None, help="dask scheduler address; default: in this process (no dask).")
+@click.option("--workers", default=2, show_default=True, type=int, help="LocalCluster workers (--scheduler local).")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print what the build takes (orbits, sources, estimate) and stop.")
+def build_box_cmd(box, cube_path, max_model_seconds, scheduler, workers, plan_only) -> None:
+    """Build the box cube of BOX (bbox:lon0,lat0,lon1,lat1) for a cube that does not hold it:
+    the cube's orbits that cross the box, truth + reference + the cube's models (each on the
+    orbits the cube used for it); what the app's "Compute this box" runs. Resumes if interrupted."""
+    from evaluation import boxes as BX
+    from evaluation import cube as CB
+
+    limit = BX.BOX_MODEL_LIMIT_S if max_model_seconds is None else max_model_seconds
+    sched = "inline" if scheduler is None else (None if scheduler == "local" else scheduler)
+    try:
+        main = _open(cube_path)
+        plan = BX.box_plan(box, main, max_model_seconds=limit)
+        summary = {"box": plan["spec"], "box_cube": plan["path"], "main_cube": plan["main_cube"],
+                   "orbits": plan["orbits"], "estimate": BX.fmt_seconds(plan["seconds"]),
+                   "sources": {"+".join(g["sources"]): f"{len(g['orbits'])} of {g['of']} orbits"
+                               for g in plan["groups"]},
+                   "not_included": plan["skipped"], "notes": plan["notes"]}
+        if plan_only:
+            click.echo(json.dumps(summary, indent=1))
+            return
+        click.echo(json.dumps(summary, indent=1), err=True)
+        bar = _Bar("box cube")
+        try:
+            path = BX.build_box_cube(box, main, plan=plan, progress=bar, cancel=threading.Event(),
+                                     scheduler=sched, n_workers=workers)
         finally:
             bar.close()
-        click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
+    except KeyError as e:
+        raise click.ClickException(str(e).strip("'\"")) from None
+    except (CB.CubeConfigMismatch, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
 
-    @climatology.command("build-box")
-    @click.argument("box")
-    @click.option("--cube", "cube_path", type=click.Path(), default=None,
-                  help="The climatology cube the box completes (default: the demo cube).")
-    @click.option("--max-model-seconds", type=float, default=None,
-                  help="Skip a model whose inference over the box's orbits would take longer (estimate; default 600).")
-    @click.option("--scheduler", default=None, help="dask scheduler address; default: in this process (no dask).")
-    @click.option("--workers", default=2, show_default=True, type=int, help="LocalCluster workers (--scheduler local).")
-    @click.option("--plan", "plan_only", is_flag=True, help="Print what the build takes (orbits, sources, estimate) and stop.")
-    def build_box_cmd(box, cube_path, max_model_seconds, scheduler, workers, plan_only) -> None:
-        """Build the box cube of BOX (bbox:lon0,lat0,lon1,lat1) for a cube that does not hold it:
-        the cube's orbits that cross the box, truth + reference + the cube's models (each on the
-        orbits the cube used for it); what the app's "Compute this box" runs. Resumes if interrupted."""
-        from evaluation import cube as CB
-        from evaluation import boxes as BX
+@climatology.command("info")
+@click.option("--cube", "cube_path", type=click.Path(), default=None)
+def info_cmd(cube_path) -> None:
+    """Describe a cube (sources, orbits, months, the identity of each source)."""
+    click.echo(json.dumps(_open(cube_path).describe(), indent=1))
 
-        limit = BX.BOX_MODEL_LIMIT_S if max_model_seconds is None else max_model_seconds
-        sched = "inline" if scheduler is None else (None if scheduler == "local" else scheduler)
+@climatology.command("export")
+@click.argument("dest", type=click.Path())
+@click.option("--cube", "cube_path", type=click.Path(), default=None, help="Cube to export (default: the demo cube).")
+def export_cmd(dest, cube_path) -> None:
+    """Write a cube as one compressed netCDF file (e.g. evaluation/data/demo_cube.nc)."""
+    from evaluation import cube as CB
+
+    c = _open(cube_path)  # refuses a missing, unfinished or foreign cube
+    out = CB.export_cube(c.path, dest)
+    click.echo(str(out))
+
+@click.command("evaluate")
+@click.option("--models", default=None, help="Comma-separated model names (default: all in the cube).")
+@click.option("--region", default="global", show_default=True,
+              help="global, land, ocean, an AR6 abbreviation (WAF...), lat:S:N on 10° edges, or an extra region.")
+@click.option("--period", default=None, help="'2015-2019', '2016' or '2015-06:2016-05'.")
+@click.option("--season", default=None, help="DJF, MAM, JJA, SON or a month number.")
+@click.option("--surface", default=None, help="ocean, land, coast, sea_ice, snow (comma separated) or land/ocean.")
+@click.option("--cube", "cube_path", type=click.Path(), default=None)
+@click.option("--no-extremes", is_flag=True, help="Skip the GPD fits and bootstrap.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raincheck.evaluate/1 JSON.")
+def evaluate_cmd(models, region, period, season, surface, cube_path, no_extremes, as_json) -> None:
+    """Distributions, extremes and skill of models vs reference and truth."""
+    from evaluation import report
+
+    cube = _open(cube_path, region)
+    _check_period(cube, period)
+    try:
+        out = report.evaluate(cube, [m for m in (models or "").split(",") if m.strip()] or None,
+                              region, period=period, season=season, surface=surface, extremes=not no_extremes)
+    except (KeyError, ValueError) as e:
+        raise click.ClickException(str(e).strip("'\"")) from None
+    if not any(v.get("n") for d in out["distributions"].values() for v in d.values()):
+        raise click.ClickException(f"no data for this selection (region {region!r}, period {period!r}, "
+                                   f"season {season!r}, surface {surface!r}): nothing to score")
+    _emit(out, as_json, _evaluate_text)
+
+@click.command("trends")
+@click.option("--source", default="truth", show_default=True, help="reference, truth or a model name.")
+@click.option("--strip", is_flag=True, help="Use the source on the reference strip only.")
+@click.option("--region", default="global", show_default=True)
+@click.option("--period", default=None)
+@click.option("--season", default=None)
+@click.option("--surface", default=None)
+@click.option("--freq", default="year", show_default=True, type=click.Choice(["year", "season", "month"]))
+@click.option("--stats", default=",".join(("mean", "wet_fraction", "q99", "q999", "exceed:10")), show_default=True)
+@click.option("--gmst", default=None,
+              help="synthetic (the simulator's), default (labelled linear default for real data) or a CSV "
+                   "(time,gmst_K). Default: synthetic for simulator cubes.")
+@click.option("--mk", "method", default="hamed_rao", show_default=True,
+              type=click.Choice(["hamed_rao", "yue_wang", "original"]))
+@click.option("--cube", "cube_path", type=click.Path(), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the raincheck.trends/1 JSON.")
+def trends_cmd(source, strip, region, period, season, surface, freq, stats, gmst, method, cube_path, as_json) -> None:
+    """Trends (%/decade, %/K) with CIs, the IPCC envelope and a verdict per series."""
+    from evaluation import report
+
+    g = gmst
+    if gmst and gmst not in ("synthetic", "default"):
+        from evaluation.trends import read_gmst_csv
+
         try:
-            main = _open(cube_path)
-            plan = BX.box_plan(box, main, max_model_seconds=limit)
-            summary = {"box": plan["spec"], "box_cube": plan["path"], "main_cube": plan["main_cube"],
-                       "orbits": plan["orbits"], "estimate": BX.fmt_seconds(plan["seconds"]),
-                       "sources": {"+".join(g["sources"]): f"{len(g['orbits'])} of {g['of']} orbits"
-                                   for g in plan["groups"]},
-                       "not_included": plan["skipped"], "notes": plan["notes"]}
-            if plan_only:
-                click.echo(json.dumps(summary, indent=1))
-                return
-            click.echo(json.dumps(summary, indent=1), err=True)
-            bar = _Bar("box cube")
-            try:
-                path = BX.build_box_cube(box, main, plan=plan, progress=bar, cancel=threading.Event(),
-                                         scheduler=sched, n_workers=workers)
-            finally:
-                bar.close()
-        except KeyError as e:
-            raise click.ClickException(str(e).strip("'\"")) from None
-        except (CB.CubeConfigMismatch, ValueError) as e:
-            raise click.ClickException(str(e)) from None
-        click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
+            series = read_gmst_csv(get_roots().confine(gmst))
+        except (PathOutsideRoots, OSError, ValueError) as e:
+            raise click.BadParameter(str(e), param_hint="--gmst") from None
+        g = series
+    cube = _open(cube_path, region)
+    _check_period(cube, period)
+    try:
+        out = report.trends(cube, source, region, period=period, season=season, surface=surface,
+                            freq=freq, stats=[s for s in stats.split(",") if s.strip()], gmst=g, method=method,
+                            strip=strip)
+    except (KeyError, ValueError) as e:
+        raise click.ClickException(str(e).strip("'\"")) from None
+    _emit(out, as_json, _trends_text)
 
-    @climatology.command("info")
-    @click.option("--cube", "cube_path", type=click.Path(), default=None)
-    def info_cmd(cube_path) -> None:
-        """Describe a cube (sources, orbits, months, the identity of each source)."""
-        click.echo(json.dumps(_open(cube_path).describe(), indent=1))
 
-    @climatology.command("export")
-    @click.argument("dest", type=click.Path())
-    @click.option("--cube", "cube_path", type=click.Path(), default=None, help="Cube to export (default: the demo cube).")
-    def export_cmd(dest, cube_path) -> None:
-        """Write a cube as one compressed netCDF file (e.g. evaluation/data/demo_cube.nc)."""
-        from evaluation import cube as CB
-
-        c = _open(cube_path)  # refuses a missing, unfinished or foreign cube
-        out = CB.export_cube(c.path, dest)
-        click.echo(str(out))
-
-    @main.command("evaluate")
-    @click.option("--models", default=None, help="Comma-separated model names (default: all in the cube).")
-    @click.option("--region", default="global", show_default=True,
-                  help="global, land, ocean, an AR6 abbreviation (WAF...), lat:S:N on 10° edges, or an extra region.")
-    @click.option("--period", default=None, help="'2015-2019', '2016' or '2015-06:2016-05'.")
-    @click.option("--season", default=None, help="DJF, MAM, JJA, SON or a month number.")
-    @click.option("--surface", default=None, help="ocean, land, coast, sea_ice, snow (comma separated) or land/ocean.")
-    @click.option("--cube", "cube_path", type=click.Path(), default=None)
-    @click.option("--no-extremes", is_flag=True, help="Skip the GPD fits and bootstrap.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the raincheck.evaluate/1 JSON.")
-    def evaluate_cmd(models, region, period, season, surface, cube_path, no_extremes, as_json) -> None:
-        """Distributions, extremes and skill of models vs reference and truth."""
-        from evaluation import report
-
-        cube = _open(cube_path, region)
-        _check_period(cube, period)
-        try:
-            out = report.evaluate(cube, [m for m in (models or "").split(",") if m.strip()] or None,
-                                  region, period=period, season=season, surface=surface, extremes=not no_extremes)
-        except (KeyError, ValueError) as e:
-            raise click.ClickException(str(e).strip("'\"")) from None
-        if not any(v.get("n") for d in out["distributions"].values() for v in d.values()):
-            raise click.ClickException(f"no data for this selection (region {region!r}, period {period!r}, "
-                                       f"season {season!r}, surface {surface!r}): nothing to score")
-        _emit(out, as_json, _evaluate_text)
-
-    @main.command("trends")
-    @click.option("--source", default="truth", show_default=True, help="reference, truth or a model name.")
-    @click.option("--strip", is_flag=True, help="Use the source on the reference strip only.")
-    @click.option("--region", default="global", show_default=True)
-    @click.option("--period", default=None)
-    @click.option("--season", default=None)
-    @click.option("--surface", default=None)
-    @click.option("--freq", default="year", show_default=True, type=click.Choice(["year", "season", "month"]))
-    @click.option("--stats", default=",".join(("mean", "wet_fraction", "q99", "q999", "exceed:10")), show_default=True)
-    @click.option("--gmst", default=None,
-                  help="synthetic (the simulator's), default (labelled linear default for real data) or a CSV "
-                       "(time,gmst_K). Default: synthetic for simulator cubes.")
-    @click.option("--mk", "method", default="hamed_rao", show_default=True,
-                  type=click.Choice(["hamed_rao", "yue_wang", "original"]))
-    @click.option("--cube", "cube_path", type=click.Path(), default=None)
-    @click.option("--json", "as_json", is_flag=True, help="Print the raincheck.trends/1 JSON.")
-    def trends_cmd(source, strip, region, period, season, surface, freq, stats, gmst, method, cube_path, as_json) -> None:
-        """Trends (%/decade, %/K) with CIs, the IPCC envelope and a verdict per series."""
-        from evaluation import report
-
-        g = gmst
-        if gmst and gmst not in ("synthetic", "default"):
-            from catalogs.config import PathOutsideRoots, get_roots
-            from evaluation.trends import read_gmst_csv
-
-            try:
-                series = read_gmst_csv(get_roots().confine(gmst))
-            except (PathOutsideRoots, OSError, ValueError) as e:
-                raise click.BadParameter(str(e), param_hint="--gmst") from None
-            g = series
-        cube = _open(cube_path, region)
-        _check_period(cube, period)
-        try:
-            out = report.trends(cube, source, region, period=period, season=season, surface=surface,
-                                freq=freq, stats=[s for s in stats.split(",") if s.strip()], gmst=g, method=method,
-                                strip=strip)
-        except (KeyError, ValueError) as e:
-            raise click.ClickException(str(e).strip("'\"")) from None
-        _emit(out, as_json, _trends_text)
+def register(main: click.Group) -> None:
+    """Add `climatology ...`, `evaluate` and `trends` to ``main``."""
+    main.add_command(climatology)
+    main.add_command(evaluate_cmd)
+    main.add_command(trends_cmd)
 
 
 def _f(x, fmt="{:.3g}"):

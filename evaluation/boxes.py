@@ -22,6 +22,7 @@ from catalogs.store import is_complete, temp_name
 from evaluation import regions as RG
 from evaluation.cube import (REFERENCE, STRIP, TRUTH, Cube, build_cube, expand_sources, model_of, open_cube,
                              read_ledger, source_identity)
+from evaluation.results import BoxGroup, BoxPlan
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,15 @@ def fmt_seconds(s: float) -> str:
 
 
 def box_plan(spec, main, *, model_fns: dict | None = None, max_model_seconds: float = BOX_MODEL_LIMIT_S,
-             path=None) -> dict:
+             path=None) -> BoxPlan:
     """What the box cube of ``spec`` needs, from the main cube ``main`` (a :class:`Cube` or a
     path): for truth + reference and each model the main cube holds, the orbits the main cube
     used for it (its ledger) that may cross the box (:func:`catalogs.orbits.orbits_near_box`).
 
-    Returns {spec, path, main_cube, config, groups: [{sources, orbits, seconds}], skipped:
-    {model: reason}, notes, orbits (distinct orbits), seconds (rough estimate)}. A model is
+    Returns a :class:`evaluation.results.BoxPlan`: spec, path, main_cube, config, groups
+    (:class:`~evaluation.results.BoxGroup`: sources, orbits, seconds, of), skipped {model: reason},
+    notes, orbits (distinct orbits), seconds (rough estimate); ``to_dict()`` is the plan's JSON
+    (``<box cube>.box.json``). A model is
     skipped (with its reason) when its inference would take longer than ``max_model_seconds``,
     when the main cube's numbers come from a callable this process lacks (``model_fns``), or
     when it is not registered any more."""
@@ -119,8 +122,7 @@ def box_plan(spec, main, *, model_fns: dict | None = None, max_model_seconds: fl
         builtin = [([s], o) for s, o in ((TRUTH, t_orb), (REFERENCE, r_orb)) if o]
     for srcs, orbs in builtin:
         o = crossing(orbs)
-        groups.append({"sources": srcs, "orbits": o, "seconds": len(o) * orbit_cost_s(TRUTH, cfg["n_scans"]),
-                       "of": len(orbs)})
+        groups.append(BoxGroup(srcs, o, len(o) * orbit_cost_s(TRUTH, cfg["n_scans"]), len(orbs)))
     for m in main.models:
         ident = main.identity(m) or {}
         orbs = led.get(m, [])
@@ -154,38 +156,42 @@ def box_plan(spec, main, *, model_fns: dict | None = None, max_model_seconds: fl
                           f"{fmt_seconds(secs)} (limit {fmt_seconds(max_model_seconds)}); add it with "
                           f"`raincheck climatology build-box {spec} --max-model-seconds {int(secs) + 60}`")
             continue
-        groups.append({"sources": [m], "orbits": o, "seconds": secs, "of": len(orbs)})
-    groups = [g for g in groups if g["orbits"]]
-    distinct = sorted({o for g in groups for o in g["orbits"]})
-    return {"spec": spec, "path": str(Path(path) if path is not None else box_cube_path(spec, main)),
-            "main_cube": str(main.path) if main.path else None, "config": cfg, "groups": groups,
-            "skipped": skipped, "notes": notes, "orbits": len(distinct),
-            "seconds": float(sum(g["seconds"] for g in groups))}
+        groups.append(BoxGroup([m], o, secs, len(orbs)))
+    groups = [g for g in groups if g.orbits]
+    distinct = sorted({o for g in groups for o in g.orbits})
+    return BoxPlan(spec=spec, path=str(Path(path) if path is not None else box_cube_path(spec, main)),
+                   main_cube=str(main.path) if main.path else None, config=cfg, groups=tuple(groups),
+                   skipped=skipped, notes=tuple(notes), orbits=len(distinct),
+                   seconds=float(sum(g.seconds for g in groups)))
 
 
-def box_missing(plan: dict) -> dict:
-    """{source: orbits of the plan the box cube does not hold yet} (empty: complete)."""
-    led = read_ledger(Path(plan["path"]))
+def box_missing(plan: BoxPlan | dict) -> dict:
+    """{source: orbits of the plan the box cube does not hold yet} (empty: complete). ``plan``:
+    a :class:`BoxPlan` or its dict."""
+    plan = BoxPlan.coerce(plan)
+    led = read_ledger(Path(plan.path))
     have = led.get("sources") or {}
     out = {}
-    for g in plan["groups"]:
-        for s in expand_sources(g["sources"]):
-            miss = sorted(set(g["orbits"]) - set(have.get(s, ())))
+    for g in plan.groups:
+        for s in expand_sources(list(g.sources)):
+            miss = sorted(set(g.orbits) - set(have.get(s, ())))
             if miss:
                 out[s] = miss
     return out
 
 
-def box_complete(plan: dict) -> bool:
-    return bool(plan["groups"]) and is_complete(Path(plan["path"])) and not box_missing(plan)
+def box_complete(plan: BoxPlan | dict) -> bool:
+    plan = BoxPlan.coerce(plan)
+    return bool(plan.groups) and is_complete(Path(plan.path)) and not box_missing(plan)
 
 
-def box_info(path) -> dict | None:
-    """The plan a box cube was built from (``<box cube>.box.json``), or None."""
+def box_info(path) -> BoxPlan | None:
+    """The plan a box cube was built from (``<box cube>.box.json``), or None when there is none
+    or it cannot be read as a plan."""
     p = Path(str(path) + ".box.json")
     try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
+        return BoxPlan.from_dict(json.loads(p.read_text()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
@@ -200,7 +206,7 @@ def cube_for_region(main, region) -> Cube:
     if r.kind != "bbox" or r.spec in main.regions:
         return main
     plan = box_plan(r.spec, main, max_model_seconds=float("inf"))
-    path = Path(plan["path"])
+    path = Path(plan.path)
     if not is_complete(path):
         return main
     missing = box_missing(plan)
@@ -213,30 +219,32 @@ def cube_for_region(main, region) -> Cube:
 def build_box_cube(spec, main, *, path=None, progress: Callable[[int, int, str], None] | None = None,
                    cancel: threading.Event | None = None, scheduler="inline", n_workers: int = 2,
                    model_fns: dict | None = None, max_model_seconds: float = BOX_MODEL_LIMIT_S,
-                   plan: dict | None = None) -> Path:
+                   plan: BoxPlan | dict | None = None) -> Path:
     """Build (or complete) the *box cube* of ``spec``: a cube with the box as its one extra
     region (skill statistics included), over the orbits of the main cube ``main`` that cross
     the box, each source on the orbits the main cube used for it (:func:`box_plan`). Atomic and
     resumable like every cube (:func:`build_cube`; ``cancel`` keeps finished orbits); a stale
     source (another simulator version, a retrained model) is replaced. ``scheduler`` as in
     :func:`build_cube` (default inline: no dask). Writes the plan next to the cube
-    (``<cube>.box.json``, :func:`box_info`). Returns the box cube's path."""
+    (``<cube>.box.json``, :func:`box_info`). ``plan``: a :class:`BoxPlan` or its dict (default:
+    :func:`box_plan`). Returns the box cube's path."""
     main = main if isinstance(main, Cube) else open_cube(main)
-    plan = plan or box_plan(spec, main, model_fns=model_fns, max_model_seconds=max_model_seconds, path=path)
-    if not plan["groups"]:
-        raise ValueError(f"no orbit of the cube {plan['main_cube']} crosses {plan['spec']}: nothing to compute")
-    path = Path(plan["path"])
+    plan = (BoxPlan.coerce(plan) if plan is not None else
+            box_plan(spec, main, model_fns=model_fns, max_model_seconds=max_model_seconds, path=path))
+    if not plan.groups:
+        raise ValueError(f"no orbit of the cube {plan.main_cube} crosses {plan.spec}: nothing to compute")
+    path = Path(plan.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     side = Path(str(path) + ".box.json")
     tmp = side.with_name(temp_name(side.name))
-    tmp.write_text(json.dumps(plan, sort_keys=True))
+    tmp.write_text(json.dumps(plan.to_dict(), sort_keys=True))
     os.replace(tmp, side)
-    cfg = plan["config"]
-    grand = sum(len(g["orbits"]) for g in plan["groups"])
+    cfg = plan.config
+    grand = sum(len(g.orbits) for g in plan.groups)
     state = {"base": 0}
-    for g in plan["groups"]:
-        label = "truth/reference" if model_of(g["sources"][0]) is None else g["sources"][0]
-        n_g = len(g["orbits"])
+    for g in plan.groups:
+        label = "truth/reference" if model_of(g.sources[0]) is None else g.sources[0]
+        n_g = len(g.orbits)
 
         def prog(done, total, message="", _label=label, _n=n_g):
             if progress is None:
@@ -244,8 +252,8 @@ def build_box_cube(spec, main, *, path=None, progress: Callable[[int, int, str],
             skipped = max(_n - int(total), 0)  # orbits already in the box cube or its partials
             progress(min(state["base"] + skipped + int(done), grand), grand, f"{_label}: {message}")
 
-        build_cube(g["orbits"], g["sources"], path, scheduler=scheduler, n_workers=n_workers, progress=prog,
-                   cancel=cancel, world_seed=cfg["world_seed"], n_scans=cfg["n_scans"], extra_regions=[plan["spec"]],
+        build_cube(list(g.orbits), list(g.sources), path, scheduler=scheduler, n_workers=n_workers, progress=prog,
+                   cancel=cancel, world_seed=cfg["world_seed"], n_scans=cfg["n_scans"], extra_regions=[plan.spec],
                    model_fns=model_fns, model_product=cfg["model_product"], replace_stale=True, skill_extra=True)
         state["base"] += n_g
     if progress:

@@ -19,6 +19,7 @@ from evaluation import skill as SK
 from evaluation.cube.layout import (BUILTIN, CANON_LEVELS, FIELD_STATS, LEDGER, PIXEL_STATS, REFERENCE, SEASONS,
                                     STRIP, SURFACE_GROUPS, SURFACES, TRUTH, TRUTH_STRIP, RegionNotInCube,
                                     ar6_labels, default_cube_path)
+from evaluation.results import Histogram
 
 
 def parse_period(period) -> tuple[np.datetime64 | None, np.datetime64 | None]:
@@ -172,9 +173,11 @@ class Cube:
         self._cache[key] = out
         return out
 
-    def histogram(self, source: str, region="global", *, period=None, season=None, surface=None) -> dict:
-        """Summed histogram of ``source`` over a region, period, season and surface:
-        {counts (bin,), n, total, total_sq, edges}."""
+    def histogram(self, source: str, region="global", *, period=None, season=None, surface=None) -> Histogram:
+        """Summed histogram of ``source`` over a region, period, season and surface: a
+        :class:`evaluation.results.Histogram` (``.counts[bin]``, ``.n``, ``.total``, ``.total_sq``,
+        ``.edges``, and the selection it answers; ``.to_dict()`` is {counts, n, total, total_sq,
+        edges})."""
         labels, surfs = self.region_selection(region)
         if surface:
             surfs = [s for s in _surfaces(surface) if surfs is None or s in surfs]
@@ -182,8 +185,9 @@ class Cube:
         c = self._slab("count", source, labels, surfs)[tm].sum(axis=0)
         s = self._slab("total", source, labels, surfs)[tm].sum()
         s2 = self._slab("total_sq", source, labels, surfs)[tm].sum()
-        return {"counts": c.astype(np.int64), "n": int(c.sum()), "total": float(s), "total_sq": float(s2),
-                "edges": D.EDGES}
+        return Histogram(c.astype(np.int64), float(s), float(s2), D.EDGES, source=source,
+                         region=RG.get_region(region).spec, period=period, season=season, surface=surface,
+                         months=int(tm.sum()))
 
     def series(self, source: str, region="global", stat="mean", *, freq="year", period=None, season=None,
                surface=None, min_count: int = 1) -> pd.DataFrame:

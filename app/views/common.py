@@ -16,6 +16,7 @@ import param
 
 from app import data
 from app.state import Selection
+from evaluation.results import BoxPlan, CubeQuery, EvaluationReport, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class BoxNotComputed(data.DataError):
     """The selected box is not in the climatology cube and its box cube is not built (yet):
     ``plan`` (``evaluation.boxes.box_plan``) says what computing it takes."""
 
-    def __init__(self, message: str, plan: dict):
+    def __init__(self, message: str, plan: BoxPlan):
         super().__init__(message)
         self.plan = plan
 
@@ -66,7 +67,7 @@ class BoxNotComputed(data.DataError):
 _plans = data.Memo(32)
 
 
-def box_plan(main, spec: str) -> dict:
+def box_plan(main, spec: str) -> BoxPlan:
     """The plan of the box cube of ``spec`` for the main cube (memoised per main-cube version)."""
     from catalogs.store import marker_path
     from evaluation import boxes as BX
@@ -82,21 +83,22 @@ def box_plan(main, spec: str) -> dict:
     return _plans.get(key, lambda: BX.box_plan(spec, main, model_fns=fns))
 
 
-def plan_text(plan: dict) -> str:
+def plan_text(plan: BoxPlan | dict) -> str:
     """The 'what computing this box takes' message."""
     from app.boxjobs import plan_label
 
+    plan = BoxPlan.coerce(plan)
     parts = []
-    for g in plan["groups"]:
-        name = "truth and reference" if g["sources"][0] in ("truth", "reference") else g["sources"][0]
-        parts.append(f"{name}: {len(g['orbits'])} of the cube's {g['of']} orbits")
-    text = (f"**{plan['spec']}** is not in this climatology cube. It can be computed from the orbits of the cube's "
+    for g in plan.groups:
+        name = "truth and reference" if g.sources[0] in ("truth", "reference") else g.sources[0]
+        parts.append(f"{name}: {len(g.orbits)} of the cube's {g.of} orbits")
+    text = (f"**{plan.spec}** is not in this climatology cube. It can be computed from the orbits of the cube's "
             f"record that cross the box ({plan_label(plan)} on this machine; {'; '.join(parts)}); every view then "
             f"answers for it.")
-    if plan["skipped"]:
-        text += " Not included: " + "; ".join(plan["skipped"].values()) + "."
-    if plan["notes"]:
-        text += " " + " ".join(plan["notes"])
+    if plan.skipped:
+        text += " Not included: " + "; ".join(plan.skipped.values()) + "."
+    if plan.notes:
+        text += " " + " ".join(plan.notes)
     return text
 
 
@@ -120,43 +122,44 @@ def cube_for(selection: Selection, path: str | None = None):
         log.exception("planning the box cube of %s failed", r.spec)
         raise data.DataError(f"region {r.spec} is not in this cube, and computing it cannot be planned: "
                              f"{type(e).__name__}: {e}") from e
-    if not plan["groups"]:
+    if not plan.groups:
         raise data.DataError(f"region {r.spec} is not in this cube, and no orbit of the cube's record crosses it "
                              "(nothing to compute): draw the box where the cube's orbits pass")
     if BX.box_complete(plan):
-        return open_cube(plan["path"]), plan
+        return open_cube(plan.path), plan
     raise BoxNotComputed(plan_text(plan), plan)
 
 
-def box_provenance(plan: dict | None) -> dict:
+def box_provenance(plan: BoxPlan | dict | None) -> dict:
+    """What an export's manifest says about the box cube that answered (nothing without one)."""
     if not plan:
         return {}
-    return {"box_cube": {"path": plan["path"], "region": plan["spec"], "main_cube": plan["main_cube"],
-                         "orbits": plan["orbits"], "sources": [s for g in plan["groups"] for s in g["sources"]],
-                         "not_included": plan["skipped"]}}
+    plan = BoxPlan.coerce(plan)
+    return {"box_cube": {"path": plan.path, "region": plan.spec, "main_cube": plan.main_cube,
+                         "orbits": plan.orbits, "sources": plan.sources, "not_included": dict(plan.skipped)}}
 
 
-def query(selection: Selection) -> dict:
+def query(selection: Selection) -> CubeQuery:
     """Region, period and season of the selection as cube query arguments."""
     if selection.end_year < selection.start_year:
         raise data.DataError(f"the period ends ({selection.end_year}) before it starts ({selection.start_year})")
-    return {"region": selection.region, "period": f"{selection.start_year}-{selection.end_year}",
-            "season": None if selection.season == "annual" else selection.season}
+    return CubeQuery(selection.region, f"{selection.start_year}-{selection.end_year}",
+                     None if selection.season == "annual" else selection.season)
 
 
-def models_in(cube, selection: Selection, box: dict | None = None) -> tuple[list[str], list[str]]:
+def models_in(cube, selection: Selection, box: BoxPlan | None = None) -> tuple[list[str], list[str]]:
     """(models of the selection that the cube holds, notes about the others); ``box``: the plan
     of the box cube answering (its notes and the reasons models were left out)."""
     have = [m for m in selection.models if m in cube.models]
     notes = []
     if box:
-        notes.append(f"{box['spec']}: answered from its box cube ({box['orbits']} orbits of the climatology cube's "
+        notes.append(f"{box.spec}: answered from its box cube ({box.orbits} orbits of the climatology cube's "
                      "record that cross the box)")
     for m in selection.models:
         if m in cube.models:
             continue
-        if box and m in box["skipped"]:
-            notes.append(f"model {m} is not in the box cube: {box['skipped'][m]}")
+        if box and m in box.skipped:
+            notes.append(f"model {m} is not in the box cube: {box.skipped[m]}")
         else:
             notes.append(f"model {m} is not in the climatology cube; add it with "
                          f"`raincheck climatology build --sources {m}`")
@@ -182,24 +185,43 @@ def run_query(fn, *args, **kw):
         raise data.DataError(str(msg)) from e
 
 
-def evaluate(cube, models, q: dict, *, extremes: bool, n_boot: int = N_BOOT):
-    from evaluation import report
+def evaluate(cube, models, q: CubeQuery | dict, *, extremes: bool, n_boot: int = N_BOOT) -> dict:
+    """``evaluation.report.evaluate`` for the query (the ``raincheck.evaluate/1`` dict), memoised;
+    :func:`report` reads it as attributes."""
+    from evaluation import report as R
 
-    key = (str(cube.path), tuple(models), q["region"], q["period"], q["season"], extremes, n_boot if extremes else 0)
-    return _reports.get(key, lambda: run_query(report.evaluate, cube, models, q["region"], period=q["period"],
-                                               season=q["season"], extremes=extremes, n_boot=n_boot))
-
-
-def trends(cube, source: str, q: dict, *, freq: str, stats: tuple, strip: bool):
-    from evaluation import report
-
-    key = (str(cube.path), "trends", source, q["region"], q["period"], q["season"], freq, stats, strip)
-    return _reports.get(key, lambda: run_query(report.trends, cube, source, q["region"], period=q["period"],
-                                               season=q["season"], freq=freq, stats=stats, strip=strip))
+    q = CubeQuery.coerce(q)
+    key = (str(cube.path), tuple(models), q.region, q.period, q.season, extremes, n_boot if extremes else 0)
+    return _reports.get(key, lambda: run_query(R.evaluate, cube, models, q.region, period=q.period,
+                                               season=q.season, extremes=extremes, n_boot=n_boot))
 
 
-def histogram(cube, source: str, q: dict) -> dict:
-    return run_query(cube.histogram, source, q["region"], period=q["period"], season=q["season"])
+def report(cube, models, q: CubeQuery | dict, *, extremes: bool, n_boot: int = N_BOOT) -> EvaluationReport:
+    """The evaluation report of :func:`evaluate` as an :class:`evaluation.results.EvaluationReport`."""
+    q = CubeQuery.coerce(q)
+    key = ("typed", str(cube.path), tuple(models), q.region, q.period, q.season, extremes, n_boot if extremes else 0)
+    return _reports.get(key, lambda: EvaluationReport.from_dict(evaluate(cube, models, q, extremes=extremes,
+                                                                         n_boot=n_boot)))
+
+
+def trends(cube, source: str, q: CubeQuery | dict, *, freq: str, stats: tuple, strip: bool):
+    from evaluation import report as R
+
+    q = CubeQuery.coerce(q)
+    key = (str(cube.path), "trends", source, q.region, q.period, q.season, freq, stats, strip)
+    return _reports.get(key, lambda: run_query(R.trends, cube, source, q.region, period=q.period,
+                                               season=q.season, freq=freq, stats=stats, strip=strip))
+
+
+def histogram(cube, source: str, q: CubeQuery | dict) -> Histogram:
+    q = CubeQuery.coerce(q)
+    return run_query(cube.histogram, source, q.region, period=q.period, season=q.season)
+
+
+def notes_of(result) -> list[str]:
+    """The notes of a view's answer (typed, or a dict from a view not yet typed)."""
+    notes = result.get("notes") if isinstance(result, dict) else getattr(result, "notes", None)
+    return list(notes or [])
 
 
 def shared_answers() -> bool:
@@ -209,8 +231,9 @@ def shared_answers() -> bool:
 
 
 def answer_key(view) -> tuple:
-    """What a view's answer depends on: the view, the cube (its path and version), the catalogue
-    and the selection's values the view watches."""
+    """What a view's answer depends on: the view, the cube (its path and version), the catalogue,
+    the version of any other stored results it reads (its ``answer_stamp()``) and the selection's
+    values the view watches."""
     from catalogs.store import marker_path
 
     p = cube_path(view.cube_path)
@@ -219,11 +242,13 @@ def answer_key(view) -> tuple:
     except OSError:
         stamp = None
     sel = view.selection
-    return (type(view).__name__, view.name_, str(p), stamp, view.catalog_path,
+    # a view answering from other stored results than the cube says which version of them it reads
+    extra = view.answer_stamp() if hasattr(view, "answer_stamp") else None
+    return (type(view).__name__, view.name_, str(p), stamp, view.catalog_path, extra,
             tuple((n, tuple(v) if isinstance(v, list) else v) for n in view._WATCH for v in [getattr(sel, n)]))
 
 
-def answer(view) -> dict:
+def answer(view):
     """``view.compute()``, memoised across sessions per :func:`answer_key` (errors are not kept:
     a box computed meanwhile, or a cube built, answers next time)."""
     if not shared_answers():
@@ -315,10 +340,11 @@ class EvaluationView(pn.viewable.Viewer):
     def alert(self, text, kind="warning"):
         return pn.pane.Alert(data.for_page(text), alert_type=kind, sizing_mode="stretch_width", margin=(2, 5))
 
-    def compute(self) -> dict:  # pragma: no cover - abstract
+    def compute(self):  # pragma: no cover - abstract
+        """The view's answer: a typed answer (``app.views.answers``) or a dict; either has notes."""
         raise NotImplementedError
 
-    def render(self, result: dict) -> list:  # pragma: no cover - abstract
+    def render(self, result) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def update(self):
@@ -348,5 +374,5 @@ class EvaluationView(pn.viewable.Viewer):
             self._alerts.objects = [self.alert(f"the {self.name_} view failed: {type(e).__name__}: {e}", "danger")]
             self._body.objects = []
             return
-        self._alerts.objects = [self.alert(n) for n in self.result.get("notes", [])]
+        self._alerts.objects = [self.alert(n) for n in notes_of(self.result)]
         self._body.objects = body

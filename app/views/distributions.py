@@ -3,12 +3,17 @@ for the chosen region, period and season — answered from the climatology cube.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 
 from app import data
 from app.figures import FONTS, ExportParts, ensure_backends, model_provenance
 from app.views import common as C
+from app.views.answers import DistributionsAnswer
+from evaluation.results import BoxPlan, CubeQuery, Histogram
 
 
 def sources_for(models: list[str], strip: bool) -> tuple[str, list[str]]:
@@ -21,7 +26,23 @@ def sources_for(models: list[str], strip: bool) -> tuple[str, list[str]]:
     return CB.TRUTH, [CB.TRUTH] + list(models)
 
 
-def source_histograms(selection, cube_path=None):
+@dataclass(frozen=True, eq=False)
+class SourceHistograms:
+    """What the distributions and extremes views start from: the cube answering the selection,
+    the query, the models it holds (with notes about the others), the baseline source, the
+    sources to draw, their histograms and the box plan (a box answered from its box cube)."""
+
+    cube: object
+    query: CubeQuery
+    models: list[str]
+    notes: list[str]
+    baseline: str
+    sources: list[str]
+    hists: dict[str, Histogram]
+    box: BoxPlan | None
+
+
+def source_histograms(selection, cube_path=None) -> SourceHistograms:
     """The cube, query, models (with notes), baseline source, sources, their histograms and the
     box plan (a box answered from its box cube; else None) for the selection; a clear DataError
     when the selection holds no pixels."""
@@ -31,51 +52,51 @@ def source_histograms(selection, cube_path=None):
     base, sources = sources_for(models, selection.pixels == "strip")
     sources = [s for s in sources if s in cube.sources]
     hists = {s: C.histogram(cube, s, q) for s in sources}
-    if not any(h["n"] for h in hists.values()):
-        raise data.DataError(f"no data for {q['region']} in {q['period']}"
-                             f"{' ' + q['season'] if q['season'] else ''}: widen the period or change the region")
-    return cube, q, models, notes, base, sources, hists, box
+    if not any(h.n for h in hists.values()):
+        raise data.DataError(f"no data for {q.region} in {q.period}"
+                             f"{' ' + q.season if q.season else ''}: widen the period or change the region")
+    return SourceHistograms(cube, q, models, notes, base, sources, hists, box)
 
 
-def compute(selection, cube_path=None) -> dict:
+def compute(selection, cube_path=None) -> DistributionsAnswer:
     from evaluation import distributions as D
 
-    cube, q, models, notes, base, sources, hists, box = source_histograms(selection, cube_path)
+    sh = source_histograms(selection, cube_path)
+    notes = sh.notes
     strip = selection.pixels == "strip"
-    ev = C.evaluate(cube, models, q, extremes=False)
+    ev = C.report(sh.cube, sh.models, sh.query, extremes=False)
     e = D.EDGES
     rows = []
     centres = np.sqrt(e[1:-2] * e[2:-1])
-    for s, h in hists.items():
-        if not h["n"]:
+    for s, h in sh.hists.items():
+        if not h.n:
             notes.append(f"no pixels for {C.source_label(s)} in this selection")
             continue
-        pdf = D.pdf(h["counts"], per="log10")[1:-1]
-        cdf = D.cdf(h["counts"])
+        pdf = D.pdf(h.counts, per="log10")[1:-1]
+        cdf = D.cdf(h.counts)
         for x, p, c in zip(centres, pdf, cdf[1:-1]):
             rows.append({"curve": "pdf", "source": s, "rate_mm_h": x, "value": p})
         for x, c in zip(e[1:-1], cdf[:-1]):
             rows.append({"curve": "cdf", "source": s, "rate_mm_h": x, "value": c})
-    key = "vs_reference" if strip else "vs_truth"
-    summaries = ev["distributions"]["strip" if strip else "all_pixels"]
+    against = "reference" if strip else "truth"
+    summaries = ev.summaries(strip)
     table = []
-    for s in sources:
+    for s in sh.sources:
         if s not in summaries:
             continue
         sm = summaries[s]
-        m = s.split("@")[0]
-        comp = ev["comparison"].get(m, {}).get(key, {})
-        table.append({"source": C.source_label(s), "pixels": sm.get("n"), "mean (mm h-1)": sm.get("mean"),
-                      "wet fraction": sm.get("wet_fraction"), "q99 (mm h-1)": sm.get("q99"),
-                      "q99.9 (mm h-1)": sm.get("q999"),
-                      f"W1 vs {base.replace('_', ' ')} (mm h-1)": comp.get("wasserstein1_mm_h"),
-                      "Perkins score": comp.get("perkins_score")})
-        if comp.get("qq"):
-            qq = comp["qq"]
-            for lv, a, b in zip(qq["levels"], qq["model"], qq[key[3:]]):
+        comp = ev.comparison_of(s.split("@")[0], against)
+        table.append({"source": C.source_label(s), "pixels": sm.n, "mean (mm h-1)": sm.mean,
+                      "wet fraction": sm.wet_fraction, "q99 (mm h-1)": sm.q99, "q99.9 (mm h-1)": sm.q999,
+                      f"W1 vs {sh.baseline.replace('_', ' ')} (mm h-1)": comp.wasserstein1_mm_h if comp else None,
+                      "Perkins score": comp.perkins_score if comp else None})
+        if comp is not None and comp.qq:
+            qq = comp.qq
+            for lv, a, b in zip(qq.levels, qq.model, qq.reference if strip else qq.truth):
                 rows.append({"curve": "qq", "source": s, "level": lv, "rate_mm_h": b, "value": a})
-    return {"notes": notes, "curves": pd.DataFrame(rows), "table": pd.DataFrame(table), "baseline": base,
-            "strip": strip, "query": q, "models": models, "cube": str(cube.path), "box": box}
+    return DistributionsAnswer(notes=notes, curves=pd.DataFrame(rows), table=pd.DataFrame(table),
+                               baseline=sh.baseline, strip=strip, query=sh.query, models=sh.models,
+                               cube=str(sh.cube.path), box=sh.box)
 
 
 def _colour(source: str, i: int) -> str:
@@ -86,20 +107,20 @@ def _colour(source: str, i: int) -> str:
     return fixed.get(source, palette[i % len(palette)])
 
 
-def elements(result: dict, backend: str = "bokeh"):
+def elements(result: DistributionsAnswer, backend: str = "bokeh"):
     """(pdf, cdf, qq) HoloViews overlays."""
     import holoviews as hv
 
     ensure_backends()
 
-    df = result["curves"]
+    df = result.curves
     rate = hv.Dimension("rate", label="Rain rate", unit="mm h-1")
-    base_label = C.source_label(result["baseline"])
+    base_label = C.source_label(result.baseline)
     pdfs, cdfs, qqs = [], [], []
     srcs = list(dict.fromkeys(df["source"])) if len(df) else []
     for i, s in enumerate(srcs):
         col = _colour(s, i)
-        dash = "dashed" if s.startswith("truth") and result["strip"] else "solid"
+        dash = "dashed" if s.startswith("truth") and result.strip else "solid"
         lab = C.source_label(s)
         d = df[(df.source == s) & (df.curve == "pdf")]
         d = d[np.isfinite(d.value) & (d.value > 0)]
@@ -140,26 +161,36 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
                                          hspace=0.35)
     for el in (pdf, cdf, qq):
         el.opts(backend="matplotlib", fontsize=FONTS, legend_position="best", aspect=1.1)
-    return ExportParts(lay, res["curves"].assign(baseline=res["baseline"]), provenance(res, "distributions"),
+    return ExportParts(lay, res.curves.assign(baseline=res.baseline), provenance(res, "distributions"),
                        fig_inches=(10, 3.4))
 
 
-def provenance(res: dict, view: str) -> dict:
-    return {"entry": "climatology cube", "cube": res["cube"], "orbits": "see the cube ledger",
-            "query": res["query"], "pixels": "reference strip" if res.get("strip", True) else "all pixels",
-            "models_in_cube": res["models"], "notes": res["notes"], "models": cube_model_provenance(res),
-            "statistics": f"evaluation.report / evaluation.distributions ({view})", **C.box_provenance(res.get("box"))}
+def _answer(res):
+    """A view's answer read by attribute: a typed answer as it is; a dict (a view whose answer
+    is not typed yet) as a namespace with the defaults provenance needs (strip, box)."""
+    return SimpleNamespace(**{"strip": True, "box": None, **res}) if isinstance(res, dict) else res
 
 
-def cube_model_provenance(res: dict) -> list[dict]:
+def provenance(res, view: str) -> dict:
+    """The manifest of an export of a cube-based view (its answer typed, or a dict)."""
+    r = _answer(res)
+    q = r.query.to_dict() if isinstance(r.query, CubeQuery) else r.query
+    return {"entry": "climatology cube", "cube": r.cube, "orbits": "see the cube ledger",
+            "query": q, "pixels": "reference strip" if r.strip else "all pixels",
+            "models_in_cube": r.models, "notes": r.notes, "models": cube_model_provenance(r),
+            "statistics": f"evaluation.report / evaluation.distributions ({view})", **C.box_provenance(r.box)}
+
+
+def cube_model_provenance(res) -> list[dict]:
     """The models behind a cube-based view with the checkpoint the cube's numbers come from (its
     ledger's identity), not whatever is registered now; the registered one alongside."""
+    r = _answer(res)
     try:
-        cube = C.open_cube(res["cube"])
+        cube = C.open_cube(r.cube)
     except data.DataError:
-        return model_provenance(res["models"])
+        return model_provenance(r.models)
     out = []
-    for d in model_provenance(res["models"]):
+    for d in model_provenance(r.models):
         ident = cube.identity(d["name"])
         registered = d.get("checkpoint_sha256")
         used = (ident or {}).get("checkpoint_sha256")
@@ -187,12 +218,12 @@ class DistributionsView(C.EvaluationView):
         import panel as pn
 
         pdf, cdf, qq = elements(res)
-        table = pn.widgets.Tabulator(res["table"], disabled=True, show_index=False, sizing_mode="stretch_width",
+        table = pn.widgets.Tabulator(res.table, disabled=True, show_index=False, sizing_mode="stretch_width",
                                      formatters={}, layout="fit_data_table")
-        head = pn.pane.Markdown(f"**{data.escape_text(res['query']['region'])}**, {res['query']['period']}, "
-                                f"{res['query']['season'] or 'all seasons'} — "
-                                f"{'reference strip' if res['strip'] else 'all pixels'}; baseline: "
-                                f"{C.source_label(res['baseline'])}")
+        q = res.query
+        head = pn.pane.Markdown(f"**{data.escape_text(q.region)}**, {q.period}, {q.season or 'all seasons'} — "
+                                f"{'reference strip' if res.strip else 'all pixels'}; baseline: "
+                                f"{C.source_label(res.baseline)}")
         return [head, pn.Row(pn.pane.HoloViews(pdf, sizing_mode="stretch_width"),
                              pn.pane.HoloViews(cdf, sizing_mode="stretch_width"),
                              pn.pane.HoloViews(qq, sizing_mode="stretch_width"), sizing_mode="stretch_width"),

@@ -8,53 +8,55 @@ import pandas as pd
 
 from app.figures import FONTS, ExportParts, ensure_backends
 from app.views import common as C
+from app.views.answers import ExtremesAnswer
 from app.views.distributions import _colour, provenance, source_histograms
 
 
-def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> dict:
+def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> ExtremesAnswer:
     from evaluation import extremes as E
 
-    cube, q, models, notes, base, sources, hists, box = source_histograms(selection, cube_path)
+    sh = source_histograms(selection, cube_path)
+    notes = sh.notes
     strip = selection.pixels == "strip"
-    ev = C.evaluate(cube, models, q, extremes=True, n_boot=n_boot)
+    ev = C.report(sh.cube, sh.models, sh.query, extremes=True, n_boot=n_boot)
     rows, tail = [], []
-    for s in sources:
-        h = hists[s]
-        if not h["n"]:
+    for s in sh.sources:
+        h = sh.hists[s]
+        if not h.n:
             notes.append(f"no pixels for {C.source_label(s)} in this selection")
             continue
-        x, surv = E.exceedance_curve(h["counts"])
+        x, surv = E.exceedance_curve(h.counts)
         for xi, p in zip(x[1:], surv[1:]):
             if p > 0 and np.isfinite(xi):
                 rows.append({"curve": "exceedance", "source": s, "rate_mm_h": xi, "value": p})
-        ex = ev.get("extremes", {}).get(s)
+        ex = ev.extremes_of(s)
         if not ex:
             continue
-        rl = ex["return_levels"]
-        if not any(v is not None and np.isfinite(v) for v in rl["level"]):
-            notes.append(f"{C.source_label(s)}: too few rain rates above {ex['threshold']:g} mm h-1 in this selection "
+        rl = ex.return_levels
+        if not any(v is not None and np.isfinite(v) for v in rl.level):
+            notes.append(f"{C.source_label(s)}: too few rain rates above {ex.threshold:g} mm h-1 in this selection "
                          "for a GPD fit (no return levels)")
-        for T, lv, lo, hi in zip(rl["return_period_pixels"], rl["level"], rl["ci_lower"], rl["ci_upper"]):
+        for T, lv, lo, hi in zip(rl.return_period_pixels, rl.level, rl.ci_lower, rl.ci_upper):
             if lv is None or not np.isfinite(lv):
                 continue
             rows.append({"curve": "return_level", "source": s, "return_period_pixels": T, "value": lv,
                          "ci_lower": lo, "ci_upper": hi})
-        g = ex["gpd"]
-        tail.append({"source": C.source_label(s), "GPD ξ (tail index)": g["xi"],
-                     "ξ CI low": (g["ci_xi"] or [None, None])[0], "ξ CI high": (g["ci_xi"] or [None, None])[1],
-                     "σ (mm h-1)": g["sigma"], "exceedances > 10 mm h-1": g["n_exceed"],
-                     "Hill index (binned)": ex["hill_binned"], "CI level": g["confidence"]})
-    return {"notes": notes, "curves": pd.DataFrame(rows), "table": pd.DataFrame(tail), "baseline": base,
-            "strip": strip, "query": q, "models": models, "cube": str(cube.path), "n_boot": n_boot,
-            "box": box}
+        g = ex.gpd
+        ci_lo, ci_hi = g.ci_xi or [None, None]
+        tail.append({"source": C.source_label(s), "GPD ξ (tail index)": g.xi, "ξ CI low": ci_lo, "ξ CI high": ci_hi,
+                     "σ (mm h-1)": g.sigma, "exceedances > 10 mm h-1": g.n_exceed,
+                     "Hill index (binned)": ex.hill_binned, "CI level": g.confidence})
+    return ExtremesAnswer(notes=notes, curves=pd.DataFrame(rows), table=pd.DataFrame(tail), baseline=sh.baseline,
+                          strip=strip, query=sh.query, models=sh.models, cube=str(sh.cube.path), n_boot=n_boot,
+                          box=sh.box)
 
 
-def elements(res: dict, backend: str = "bokeh"):
+def elements(res: ExtremesAnswer, backend: str = "bokeh"):
     import holoviews as hv
 
     ensure_backends()
 
-    df = res["curves"]
+    df = res.curves
     exc, rls = [], []
     srcs = list(dict.fromkeys(df["source"])) if len(df) else []
     for i, s in enumerate(srcs):
@@ -94,9 +96,9 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
         el.opts(backend="matplotlib", fontsize=FONTS, legend_position="best", aspect=1.3)
     b.opts(backend="matplotlib", legend_position="top_left")
     lay = hv.Layout([a, b]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.3)
-    tail = res["table"].assign(curve="tail_index")
-    return ExportParts(lay, pd.concat([res["curves"], tail], ignore_index=True),
-                       provenance(res, "extremes") | {"n_boot": res["n_boot"]}, fig_inches=(9, 3.6))
+    tail = res.table.assign(curve="tail_index")
+    return ExportParts(lay, pd.concat([res.curves, tail], ignore_index=True),
+                       provenance(res, "extremes") | {"n_boot": res.n_boot}, fig_inches=(9, 3.6))
 
 
 class ExtremesView(C.EvaluationView):
@@ -110,12 +112,12 @@ class ExtremesView(C.EvaluationView):
         import panel as pn
 
         a, b = elements(res)
-        table = pn.widgets.Tabulator(res["table"], disabled=True, show_index=False, sizing_mode="stretch_width",
+        table = pn.widgets.Tabulator(res.table, disabled=True, show_index=False, sizing_mode="stretch_width",
                                      layout="fit_data_table")
-        return [pn.pane.Markdown(f"**{C.data.escape_text(res['query']['region'])}**, {res['query']['period']}, "
-                                 f"{res['query']['season'] or 'all seasons'} — "
-                                 f"{'reference strip' if res['strip'] else 'all pixels'}; GPD above 10 mm h-1, "
-                                 f"{res['n_boot']} bootstrap resamples (exports use {C.EXPORT_N_BOOT})"),
+        q = res.query
+        return [pn.pane.Markdown(f"**{C.data.escape_text(q.region)}**, {q.period}, {q.season or 'all seasons'} — "
+                                 f"{'reference strip' if res.strip else 'all pixels'}; GPD above 10 mm h-1, "
+                                 f"{res.n_boot} bootstrap resamples (exports use {C.EXPORT_N_BOOT})"),
                 pn.Row(pn.pane.HoloViews(a, sizing_mode="stretch_width"),
                        pn.pane.HoloViews(b, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
                 pn.pane.Markdown("**Tail index per source**"), table]

@@ -109,6 +109,8 @@ SCENES = [(2000 + 1361 * k, 700) for k in range(4)]  # 4 scenes of 300 scans, tr
 
 @functools.lru_cache(maxsize=None)
 def _truths(world: str, warming: float) -> list[dict]:
+    if warming == 0.0 and world != "today":  # every preset at zero warming is today (tested above)
+        return _truths("today", 0.0)
     return [simulate_truth(o, world=world, warming_K=warming, scan_start=s, n_scans=300) for o, s in SCENES]
 
 
@@ -170,3 +172,62 @@ def test_stationary_keeps_the_environment_and_today_warms_it():
     assert o_s.attrs["world_version"] == get_world("stationary").version
     assert math.isclose(o_s.attrs["gmst_anomaly_K"], o_b.attrs["gmst_anomaly_K"] + 3.0)
     assert o_s.attrs["scene_gmst_anomaly_K"] == o_b.attrs["gmst_anomaly_K"]
+
+
+# ------------------------------------------------------------------ the published mechanisms
+def _freezing_level_0c_km(t_surf: float, rh: float = 0.8) -> float:
+    """Independent check of the moist adiabat: scipy's ODE solver on dT/dz of a saturated parcel above
+    the lifting condensation level (Espy: 125 m per K of dew-point depression), Tetens' saturation
+    vapour pressure (not Bolton's), hydrostatic pressure."""
+    from scipy.integrate import solve_ivp
+    g, rd, cp, lv, eps = 9.81, 287.04, 1005.7, 2.501e6, 0.622
+
+    def es(t):  # Tetens (Murray 1967), Pa
+        return 610.78 * np.exp(17.27 * (t - 273.15) / (t - 35.86))
+
+    e = rh * es(t_surf)
+    x = np.log(e / 610.78)
+    td = (17.27 * 273.15 - 35.86 * x) / (17.27 - x)
+    z_lcl = 125.0 * (t_surf - td)
+    t_lcl = t_surf - g / cp * z_lcl
+    p_lcl = 101325.0 * (t_lcl / t_surf) ** (cp / rd)  # dry adiabat (Poisson)
+
+    def rhs(z, y):
+        t, p = y
+        r = eps * es(t) / (p - es(t))
+        gm = g * (1 + lv * r / (rd * t)) / (cp + lv * lv * r * eps / (rd * t * t))
+        return [-gm, -p * g / (rd * t)]
+
+    hit = lambda z, y: y[0] - 273.15  # noqa: E731
+    hit.terminal = True
+    sol = solve_ivp(rhs, (z_lcl, 20000.0), [t_lcl, p_lcl], events=hit, rtol=1e-7, atol=1e-5, max_step=250.0)
+    return float(sol.t_events[0][0]) / 1000.0
+
+
+def test_moist_adiabat_freezing_level_against_an_independent_integration():
+    from catalogs.simulator import climate
+    for ts in (280.0, 290.0, 300.0, 303.0):
+        rise = climate.moist_adiabat_freezing_km(ts + 1) - climate.moist_adiabat_freezing_km(ts)
+        ref = _freezing_level_0c_km(ts + 1) - _freezing_level_0c_km(ts)
+        assert rise == pytest.approx(ref, rel=0.03), ts
+        assert climate.moist_adiabat_freezing_km(ts) == pytest.approx(_freezing_level_0c_km(ts), abs=0.05)
+    # faster than today's lapse-rate rule over warm surfaces, close to it over cold ones
+    assert 0.29 < climate.moist_adiabat_freezing_km(301) - climate.moist_adiabat_freezing_km(300) < 0.34
+    assert abs(climate.moist_adiabat_freezing_km(281) - climate.moist_adiabat_freezing_km(280) - 1 / 6) < 0.02
+
+
+def test_published_freezing_level_changes_the_observation_but_not_the_truth():
+    td = simulate_truth(ORBIT, world="today", warming_K=2.0, **SEG)
+    fl = simulate_truth(ORBIT, world="published-freezing-level", warming_K=2.0, **SEG)
+    for k in ("rain", "t_surf", "wv", "clw", "surface_type"):
+        assert _same(td[k], fl[k]), k
+    o_td = simulate_orbit(ORBIT, world="today", warming_K=2.0, **SEG)
+    o_fl = simulate_orbit(ORBIT, world="published-freezing-level", warming_K=2.0, **SEG)
+    wet_ocean = (td["rain"] > 2.0) & (td["surface_type"] == 0)
+    assert wet_ocean.sum() > 50
+    # a deeper warm-rain layer: more emission at 18.7 GHz H over raining ocean (the rain layer's optical depth grows)
+    d19h = (o_fl["Tc"].values[..., 3] - o_td["Tc"].values[..., 3])[wet_ocean]
+    assert np.median(d19h) > 0
+    assert get_world("published-freezing-level").injected_pct_per_K("p99.9") == 7.0
+    assert get_world("published").injected_pct_per_K("p99.9") == 14.0
+    assert get_world("published").injected_pct_per_K("mean") is None

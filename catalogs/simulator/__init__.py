@@ -130,11 +130,17 @@ def _state(orbit: int, world_seed: int, source: str, first: int, stop: int, offs
     t_surf = np.where(ice | snow, np.minimum(t_surf, 271.0), t_surf)
     wind = np.clip(7.0 + 3.0 * np.roll(zl, 37, axis=1) + 2.0 * conv, 0.0, 25.0)
     soil_wet = np.clip(0.3 + 0.2 * zl + 0.5 * (rain > 0), 0.0, 1.0)
-    if world.freezing_level_km_per_K is None or warming_K == 0.0:
-        fl_rise = dT_env / 6.0
+    if world.freezing_level_rule == "lapse_rate" or warming_K == 0.0 or dT_env == base:
+        freezing_km = clim["freezing_km"] + np.float32(dT_env / 6.0)
+    elif world.freezing_level_rule == "moist_adiabat":
+        # the scenario climate's freezing level, raised by the warming along a moist adiabat over a warm surface
+        t0 = clim["t_surf"].astype(np.float64) + base
+        rise = np.where(t0 >= 274.0, climate.moist_adiabat_freezing_km(t0 + warming_K) - climate.moist_adiabat_freezing_km(t0),
+                        warming_K / 6.0)
+        freezing_km = (clim["freezing_km"] + np.float32(base / 6.0) + rise.astype(np.float32)).astype(np.float32)
     else:
-        fl_rise = base / 6.0 + warming_K * world.freezing_level_km_per_K
-    state = {"t_surf": t_surf, "freezing_km": clim["freezing_km"] + np.float32(fl_rise), "land_frac": lf,
+        raise ValueError(f"unknown freezing_level_rule {world.freezing_level_rule!r} of world {world.name!r}")
+    state = {"t_surf": t_surf, "freezing_km": freezing_km, "land_frac": lf,
              "ice": ice, "snow": snow, "wind": wind.astype(np.float32), "soil_wet": soil_wet.astype(np.float32),
              "rain": rain, "conv": conv, "wet_rank": np.where(rain > 0, (q - (1.0 - clim["p_wet"])) / clim["p_wet"],
                                                           np.float32(np.nan)).astype(np.float32), **atm}

@@ -34,6 +34,8 @@ The climatology itself (occurrence, intensity, regime) is the pre-industrial one
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import special
 
@@ -168,3 +170,50 @@ def climatology(lat, lon, doy, land, hour_utc=None) -> dict:
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
     return {"p_wet": p, "median": f32(median), "sigma": f32(sigma), "conv_frac": f32(conv_frac),
             "t_surf": f32(t_surf), "wv": f32(wv), "freezing_km": f32(freezing_km)}
+
+
+# ---------------------------------------------------------------- freezing level on a moist adiabat
+#: surface relative humidity of the lifted parcel (tropical oceans: ≈ 75-80 %)
+PARCEL_RH = 0.8
+_G, _RD, _CP, _LV, _EPS = 9.81, 287.04, 1005.7, 2.501e6, 0.622
+
+
+def _saturation_vapour_pressure(t):
+    """Pa, over water (Bolton 1980)."""
+    return 611.2 * np.exp(17.67 * (t - 273.15) / (t - 29.65))
+
+
+@lru_cache(maxsize=1)
+def _moist_adiabat_table() -> tuple[np.ndarray, np.ndarray]:
+    """Height (km) of the 0 °C level of a parcel lifted from the surface (1013.25 hPa, relative
+    humidity :data:`PARCEL_RH`): dry adiabat to the lifting condensation level, then the
+    pseudo-adiabat dT/dz = -g (1 + L r / (R_d T)) / (c_p + L² r ε / (R_d T²)), integrated in 5 m
+    steps for surface temperatures 274-315 K at once."""
+    ts = np.arange(274.0, 315.01, 0.5)
+    # dew point from the relative humidity (inverse of Bolton's formula), lifting condensation level
+    e = PARCEL_RH * _saturation_vapour_pressure(ts)
+    x = np.log(e / 611.2)
+    td = (17.67 * 273.15 - 29.65 * x) / (17.67 - x)
+    z_lcl = 125.0 * (ts - td)  # m (Espy)
+    t, p, z = ts.copy(), np.full_like(ts, 101325.0), np.zeros_like(ts)
+    height = np.full_like(ts, np.nan)
+    dz = 5.0
+    while np.isnan(height).any():
+        moist = z >= z_lcl
+        es = _saturation_vapour_pressure(t)
+        r = _EPS * es / np.maximum(p - es, 1.0)
+        gm = _G * (1 + _LV * r / (_RD * t)) / (_CP + _LV * _LV * r * _EPS / (_RD * t * t))
+        lapse = np.where(moist, gm, _G / _CP)
+        t_new = t - lapse * dz
+        crossed = np.isnan(height) & (t_new <= 273.15)
+        height[crossed] = (z[crossed] + dz * (t[crossed] - 273.15) / (t[crossed] - t_new[crossed])) / 1000.0
+        p = p - p * _G / (_RD * t) * dz
+        t, z = t_new, z + dz
+    return ts, height
+
+
+def moist_adiabat_freezing_km(t_surf) -> np.ndarray:
+    """Height (km) of the 0 °C level above a surface at ``t_surf`` (K) on a moist adiabat
+    (:func:`_moist_adiabat_table`, linear between 0.5 K steps; held at the ends of 274-315 K)."""
+    ts, h = _moist_adiabat_table()
+    return np.interp(np.asarray(t_surf, np.float64), ts, h)

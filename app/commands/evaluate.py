@@ -173,6 +173,7 @@ def build_cmd(demo, orbit_spec, record, years, per_month, sources, n_scans, extr
         bar.close()
     click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
 
+
 @climatology.command("build-box")
 @click.argument("box")
 @click.option("--cube", "cube_path", type=click.Path(), default=None,
@@ -216,11 +217,13 @@ def build_box_cmd(box, cube_path, max_model_seconds, scheduler, workers, plan_on
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
 
+
 @climatology.command("info")
 @click.option("--cube", "cube_path", type=click.Path(), default=None)
 def info_cmd(cube_path) -> None:
     """Describe a cube (sources, orbits, months, the identity of each source)."""
     click.echo(json.dumps(_open(cube_path).describe(), indent=1))
+
 
 @climatology.command("export")
 @click.argument("dest", type=click.Path())
@@ -232,6 +235,7 @@ def export_cmd(dest, cube_path) -> None:
     c = _open(cube_path)  # refuses a missing, unfinished or foreign cube
     out = CB.export_cube(c.path, dest)
     click.echo(str(out))
+
 
 @click.command("evaluate")
 @click.option("--models", default=None, help="Comma-separated model names (default: all in the cube).")
@@ -258,6 +262,7 @@ def evaluate_cmd(models, region, period, season, surface, cube_path, no_extremes
         raise click.ClickException(f"no data for this selection (region {region!r}, period {period!r}, "
                                    f"season {season!r}, surface {surface!r}): nothing to score")
     _emit(out, as_json, _evaluate_text)
+
 
 @click.command("trends")
 @click.option("--source", default="truth", show_default=True, help="reference, truth or a model name.")

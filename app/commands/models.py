@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import sys
 import threading
+from pathlib import Path
 
 import click
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from app.commands._args import parse_orbits
+from catalogs.config import PathOutsideRoots, get_roots
+from catalogs.gpm import GranuleError, open_granule, parse_granule_name
+from catalogs.orbits import synthetic_orbits
+from models.errors import ModelError
+
+# models.registry, .train, .run and .batch load torch (seconds): imported where a command needs
+# them, so `raincheck --help` does not pay for them
 
 
 class _Bar:
     """A tqdm bar driven by ``progress(done, total, message)`` callbacks."""
 
     def __init__(self, desc: str):
-        from tqdm import tqdm
-
         self._tqdm = tqdm
         self.desc = desc
         self.bar = None
@@ -34,139 +45,127 @@ class _Bar:
             self.bar.close()
 
 
-def register(main: click.Group) -> None:
-    @main.command("train")
-    @click.argument("configs", nargs=-1, required=True)
-    @click.option("--out", type=click.Path(file_okay=False), default=None,
-                  help="Folder for model.safetensors + card.yaml (default: <data root>/models/<name>); "
-                       "with several CONFIGs, the parent folder (<out>/<name>).")
-    def train_cmd(configs: tuple[str, ...], out: str | None) -> None:
-        """Train the model(s) described by CONFIG (YAML paths or shipped config names).
+@click.command("train")
+@click.argument("configs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for model.safetensors + card.yaml (default: <data root>/models/<name>); "
+                   "with several CONFIGs, the parent folder (<out>/<name>).")
+def train_cmd(configs: tuple[str, ...], out: str | None) -> None:
+    """Train the model(s) described by CONFIG (YAML paths or shipped config names).
 
-        Several configs train in order in one process, on the same cached data (models named in
-        a later config's ``compare_with`` are scored on the same held-out pixels)."""
-        from pathlib import Path
+    Several configs train in order in one process, on the same cached data (models named in
+    a later config's ``compare_with`` are scored on the same held-out pixels)."""
+    from models.registry import load_config
+    from models.train import train
 
-        from models.base import ModelError
-        from models.registry import load_config
-        from models.train import train
-
-        command = " ".join(["raincheck", "train", *configs] + (["--out", out] if out else []))
-        for config in configs:
-            bar = _Bar("train")
-            try:
-                cfg = load_config(config)
-                dest = out if (out is None or len(configs) == 1) else str(Path(out) / cfg["name"])
-                card = train(cfg, progress=bar, cancel=threading.Event(), out=dest, command=command)
-            except ModelError as e:
-                raise click.ClickException(str(e)) from None
-            finally:
-                bar.close()
-            click.echo(f"trained {card.name} ({card.kind}) -> {card.path}  sha256 {card.checkpoint_sha256[:12]}")
-            _echo_metrics(card)
-
-    @main.command("infer")
-    @click.option("--model", "model_name", required=True, help="Registered model name (see `raincheck models list`).")
-    @click.option("--orbit", type=int, default=None, help="One synthetic orbit.")
-    @click.option("--orbits", "orbit_spec", default=None,
-                  help="Many synthetic orbits: '20000:20010' (inclusive), '20000:21000:10', '5,6,7'.")
-    @click.option("--start", default=None, help="With --end: every synthetic orbit of a period (ISO dates).")
-    @click.option("--end", default=None, help="End of the period (exclusive).")
-    @click.option("--granule", type=click.Path(dir_okay=False), default=None,
-                  help="A real 1C-GMI or 2B-CMB granule (inside a configured data root).")
-    @click.option("--world", "world_seed", default=0, show_default=True, type=int, help="Synthetic world seed.")
-    @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
-    @click.option("--scheduler", default=None, help="Batch: dask scheduler address; default a LocalCluster.")
-    @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="Batch: LocalCluster workers.")
-    @click.option("--inline", is_flag=True, help="Batch: run in this process, no dask.")
-    def infer_cmd(model_name, orbit, orbit_spec, start, end, granule, world_seed, device, scheduler, workers,
-                  inline) -> None:
-        """Retrieve orbits (or a real granule) with a model and store the results; what is already
-        stored is a cache hit. A batch that is interrupted keeps every finished orbit."""
-        from models.base import ModelError
-        from models.run import run_inference
-
-        chosen = [x for x in (orbit is not None, bool(orbit_spec), bool(start or end), bool(granule)) if x]
-        if len(chosen) != 1:
-            raise click.UsageError("give exactly one of --orbit, --orbits, --start/--end or --granule")
-        if orbit is not None:
-            from app.commands._args import parse_orbits
-
-            parse_orbits(str(orbit), "--orbit")  # inside the synthetic record, before any work
-        if orbit_spec or start or end:
-            _infer_batch(model_name, orbit_spec, start, end, world_seed, device,
-                         "inline" if inline else scheduler, workers)
-            return
-        swath, source, label, granule_path = None, "synthetic", f"orbit {orbit}", None
-        if granule:
-            from catalogs.config import PathOutsideRoots, get_roots
-            from catalogs.gpm import GranuleError, open_granule, parse_granule_name
-
-            try:
-                info_g = parse_granule_name(granule)
-                if info_g.product not in ("1C-GMI", "2B-CMB"):
-                    raise click.ClickException(f"{info_g.filename} is a {info_g.product} granule; inference needs "
-                                               "brightness temperatures (1C-GMI, or 2B-CMB's simulated Tb)")
-                granule_path = get_roots().confine(granule)
-                swath = open_granule(granule_path)
-            except (GranuleError, PathOutsideRoots) as e:
-                raise click.ClickException(str(e)) from None
-            orbit, source, label = info_g.orbit, f"pps-{info_g.product}", info_g.filename
-        bar = _Bar(f"{model_name} {label}")
-        info: dict = {}
+    command = " ".join(["raincheck", "train", *configs] + (["--out", out] if out else []))
+    for config in configs:
+        bar = _Bar("train")
         try:
-            path = run_inference(model_name, orbit, source=source, world_seed=world_seed, device=device,
-                                 progress=bar, info=info, swath=swath, granule=granule_path)
-        except (ModelError, ValueError) as e:
+            cfg = load_config(config)
+            dest = out if (out is None or len(configs) == 1) else str(Path(out) / cfg["name"])
+            card = train(cfg, progress=bar, cancel=threading.Event(), out=dest, command=command)
+        except ModelError as e:
             raise click.ClickException(str(e)) from None
         finally:
             bar.close()
-        if info.get("cache_hit"):
-            click.echo(f"cache hit: {path}")
-        else:
-            click.echo(f"device: {info.get('device')}")
-            click.echo(f"wrote {path} in {info.get('seconds', 0):.1f} s")
-        if swath is not None:
-            import numpy as np
+        click.echo(f"trained {card.name} ({card.kind}) -> {card.path}  sha256 {card.checkpoint_sha256[:12]}")
+        _echo_metrics(card)
 
-            n_ok = int(np.isfinite(swath["Tc"].values).all(-1).sum())
-            if n_ok == 0:
-                click.echo("note: no pixel of this granule has all 13 channels valid, so the retrieval is "
-                           "missing everywhere")
 
-    @main.group("models")
-    def models_grp() -> None:
-        """Registered retrieval models and their cards."""
+@click.command("infer")
+@click.option("--model", "model_name", required=True, help="Registered model name (see `raincheck models list`).")
+@click.option("--orbit", type=int, default=None, help="One synthetic orbit.")
+@click.option("--orbits", "orbit_spec", default=None,
+              help="Many synthetic orbits: '20000:20010' (inclusive), '20000:21000:10', '5,6,7'.")
+@click.option("--start", default=None, help="With --end: every synthetic orbit of a period (ISO dates).")
+@click.option("--end", default=None, help="End of the period (exclusive).")
+@click.option("--granule", type=click.Path(dir_okay=False), default=None,
+              help="A real 1C-GMI or 2B-CMB granule (inside a configured data root).")
+@click.option("--world", "world_seed", default=0, show_default=True, type=int, help="Synthetic world seed.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--scheduler", default=None, help="Batch: dask scheduler address; default a LocalCluster.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256),
+              help="Batch: LocalCluster workers.")
+@click.option("--inline", is_flag=True, help="Batch: run in this process, no dask.")
+def infer_cmd(model_name, orbit, orbit_spec, start, end, granule, world_seed, device, scheduler, workers,
+              inline) -> None:
+    """Retrieve orbits (or a real granule) with a model and store the results; what is already
+    stored is a cache hit. A batch that is interrupted keeps every finished orbit."""
+    from models.run import run_inference
 
-    @models_grp.command("list")
-    def list_cmd() -> None:
-        """List the available models."""
-        from models.registry import list_models, shadowing
+    chosen = [x for x in (orbit is not None, bool(orbit_spec), bool(start or end), bool(granule)) if x]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --orbit, --orbits, --start/--end or --granule")
+    if orbit is not None:
+        parse_orbits(str(orbit), "--orbit")  # inside the synthetic record, before any work
+    if orbit_spec or start or end:
+        _infer_batch(model_name, orbit_spec, start, end, world_seed, device,
+                     "inline" if inline else scheduler, workers)
+        return
+    swath, source, label, granule_path = None, "synthetic", f"orbit {orbit}", None
+    if granule:
+        swath, orbit, source, label, granule_path = _open_granule(granule)
+    bar = _Bar(f"{model_name} {label}")
+    info: dict = {}
+    try:
+        path = run_inference(model_name, orbit, source=source, world_seed=world_seed, device=device,
+                             progress=bar, info=info, swath=swath, granule=granule_path)
+    except (ModelError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        bar.close()
+    if info.get("cache_hit"):
+        click.echo(f"cache hit: {path}")
+    else:
+        click.echo(f"device: {info.get('device')}")
+        click.echo(f"wrote {path} in {info.get('seconds', 0):.1f} s")
+    if swath is not None:
+        n_ok = int(np.isfinite(swath["Tc"].values).all(-1).sum())
+        if n_ok == 0:
+            click.echo("note: no pixel of this granule has all 13 channels valid, so the retrieval is "
+                       "missing everywhere")
 
-        problems: dict = {}
-        for c in list_models(problems):
-            note = "  (user model: shadows the shipped model of this name)" if shadowing(c.name) else ""
-            click.echo(f"{c.name:20s} {c.kind:6s} sha256 {c.checkpoint_sha256[:12]}  {c.path}{note}")
-        for name, msg in sorted(problems.items()):
-            click.echo(f"{name:20s} UNUSABLE: {msg}", err=True)
 
-    @models_grp.command("show")
-    @click.argument("name")
-    def show_cmd(name: str) -> None:
-        """Show a model card."""
-        import yaml
+@click.group("models")
+def models_grp() -> None:
+    """Registered retrieval models and their cards."""
 
-        from models.base import ModelError
-        from models.registry import _plain, get_card
 
-        try:
-            card = get_card(name)
-        except ModelError as e:
-            raise click.ClickException(str(e)) from None
-        d = card.to_dict()
-        d["config"] = {k: v for k, v in d["config"].items() if k != "data"} | {"data": "(see training)"}
-        d["training"] = {k: v for k, v in d["training"].items() if k != "history"}
-        click.echo(yaml.safe_dump(_plain(d), sort_keys=False, allow_unicode=True))
+@models_grp.command("list")
+def list_cmd() -> None:
+    """List the available models."""
+    from models.registry import list_models, shadowing
+
+    problems: dict = {}
+    for c in list_models(problems):
+        note = "  (user model: shadows the shipped model of this name)" if shadowing(c.name) else ""
+        click.echo(f"{c.name:20s} {c.kind:6s} sha256 {c.checkpoint_sha256[:12]}  {c.path}{note}")
+    for name, msg in sorted(problems.items()):
+        click.echo(f"{name:20s} UNUSABLE: {msg}", err=True)
+
+
+@models_grp.command("show")
+@click.argument("name")
+def show_cmd(name: str) -> None:
+    """Show a model card."""
+    from models.registry import _plain, get_card
+
+    try:
+        card = get_card(name)
+    except ModelError as e:
+        raise click.ClickException(str(e)) from None
+    d = card.to_dict()
+    d["config"] = {k: v for k, v in d["config"].items() if k != "data"} | {"data": "(see training)"}
+    d["training"] = {k: v for k, v in d["training"].items() if k != "history"}
+    click.echo(yaml.safe_dump(_plain(d), sort_keys=False, allow_unicode=True))
+
+
+def register(main: click.Group) -> None:
+    """Add `train`, `infer` and `models list|show` to ``main``."""
+    main.add_command(train_cmd)
+    main.add_command(infer_cmd)
+    main.add_command(models_grp)
 
 
 def _echo_metrics(card) -> None:
@@ -179,21 +178,31 @@ def _echo_metrics(card) -> None:
                            f"10 {m['pod_10']:.2f}/{m['far_10']:.2f}")
 
 
+def _open_granule(granule: str):
+    """(swath, orbit, source, label, path) of a real granule given to ``infer --granule``; refuses
+    (with a message) a product without brightness temperatures and a path outside the data roots."""
+    try:
+        info_g = parse_granule_name(granule)
+        if info_g.product not in ("1C-GMI", "2B-CMB"):
+            raise click.ClickException(f"{info_g.filename} is a {info_g.product} granule; inference needs "
+                                       "brightness temperatures (1C-GMI, or 2B-CMB's simulated Tb)")
+        granule_path = get_roots().confine(granule)
+        swath = open_granule(granule_path)
+    except (GranuleError, PathOutsideRoots) as e:
+        raise click.ClickException(str(e)) from None
+    return swath, info_g.orbit, f"pps-{info_g.product}", info_g.filename, granule_path
+
+
 def _infer_batch(model_name, orbit_spec, start, end, world_seed, device, scheduler, workers) -> None:
-    from models.base import ModelError
     from models.batch import infer_orbits
 
     if orbit_spec:
-        from app.commands._args import parse_orbits
-
         # refuses inverted, absurd or out-of-record ranges; a single orbit outside the record is
         # tried and reported as a failed orbit, like any other failure in a batch
         orbits = parse_orbits(orbit_spec, strict=False)
     else:
         if not (start and end):
             raise click.UsageError("--start and --end go together")
-        from catalogs.orbits import synthetic_orbits
-
         try:
             orbits = synthetic_orbits(start, end)["orbit"].tolist()
         except ValueError as e:

@@ -67,6 +67,10 @@ def base_name(view: str, selection: Selection) -> str:
             parts.append("+".join(selection.models))
     elif view == "compare":
         pass  # the comparison's own held-out sets: the region, period, season and models do not apply
+    elif view == "warming":  # the experiment's own scenes: its world, group, population and level
+        parts += [selection.warm_world, selection.warm_group, selection.warm_pop, f"{selection.warm_level:g}K"]
+        if selection.models:
+            parts.append("+".join(selection.models))
     else:
         parts += [selection.region, f"{selection.start_year}-{selection.end_year}", selection.season]
         if selection.models:

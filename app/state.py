@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import param
 
 from catalogs.schema import CHANNELS
+from catalogs.simulator.worlds import WORLDS
 from catalogs.userinput import UserInputError, check_text, check_value, show
 
 
@@ -38,6 +39,7 @@ VIEW_SPECS = (
     ViewSpec("trends", "Trends", "app.views.trends", "TrendsView"),
     ViewSpec("scores", "Scores", "app.views.scores", "ScoresView"),
     ViewSpec("compare", "Model comparison", "app.views.compare", "make_view"),
+    ViewSpec("warming", "Warming response", "app.views.warming", "make_view"),
 )
 #: The views' link names, in order, and their tab labels (derived from :data:`VIEW_SPECS`).
 VIEWS = tuple(v.name for v in VIEW_SPECS)
@@ -56,6 +58,16 @@ TREND_STATS = ("mean", "wet_fraction", "q99", "q999", "exceed")
 TREND_FREQS = ("year", "season")
 PIXELS = ("strip", "all")
 
+#: Warming-response view (``evaluation.warming`` results): world presets, groups of pixels
+#: (region / surface), populations (all pixels or wet ones) and statistics of panel (b).
+WARMING_WORLDS = tuple(WORLDS)
+WARMING_GROUPS = ("global", "ocean", "land", "tropics", "extratropics")
+WARMING_POPULATIONS = ("all", "wet")
+WARMING_STATS = ("q99.9", "q99.99", "q99.5", "q99", "q95", "q90", "q75", "q50", "mean", "wet_fraction",
+                 "exceed:1", "exceed:5", "exceed:10", "exceed:20", "exceed:50")
+#: Warming levels a link may ask for (K above the training climate; ``raincheck warming run`` refuses others)
+WARMING_MAX_K = 6.0
+
 #: URL query keys of the parameters mirrored in the link.
 URL_KEYS = {
     "view": "view", "source": "source", "world": "world", "orbit": "orbit", "granule": "granule",
@@ -63,6 +75,8 @@ URL_KEYS = {
     "quantile_level": "q", "projection": "proj", "region": "region", "start_year": "y0",
     "end_year": "y1", "season": "season", "threshold": "thr", "pick_start": "from", "pick_end": "to",
     "trend_stat": "stat", "trend_freq": "freq", "pixels": "pixels",
+    "warm_world": "preset", "warm_group": "group", "warm_pop": "population", "warm_level": "warming",
+    "warm_stat": "wstat",
 }
 
 
@@ -93,6 +107,16 @@ class Selection(param.Parameterized):
     trend_freq = param.Selector(default="year", objects=list(TREND_FREQS), doc="Trend series: annual or seasonal")
     pixels = param.Selector(default="strip", objects=list(PIXELS),
                             doc="Evaluate on the reference strip (with the reference) or on all pixels (truth only)")
+    warm_world = param.Selector(default="today", objects=list(WARMING_WORLDS),
+                                doc="World preset of the warming-response experiment")
+    warm_group = param.Selector(default="global", objects=list(WARMING_GROUPS),
+                                doc="Warming response: pixels of this region / surface")
+    warm_pop = param.Selector(default="all", objects=list(WARMING_POPULATIONS),
+                              doc="Warming response: quantiles of all pixels or of wet pixels (>= 0.1 mm h-1)")
+    warm_level = param.Number(default=2.0, bounds=(0.0, WARMING_MAX_K), inclusive_bounds=(False, True),
+                              doc="Warming response: K of warming above the training climate")
+    warm_stat = param.Selector(default="q99.9", objects=list(WARMING_STATS),
+                               doc="Warming response: the statistic drawn against the warming level")
 
     def query(self) -> dict:
         """The selection as URL query values (what a shared link carries)."""
@@ -107,11 +131,16 @@ class Selection(param.Parameterized):
         return {name: getattr(self, name) for name in URL_KEYS}
 
 
+#: what a parameter is, in a message, where its name does not say it
+_WHAT = {"warm_world": "world preset", "warm_group": "group (region / surface)", "warm_pop": "population",
+         "warm_stat": "warming-response statistic"}
+
+
 def _invalid(selection: Selection, name: str) -> str:
     """Why a link value for ``name`` was not applied (what the parameter accepts)."""
     p = selection.param[name]
     if isinstance(p, param.Selector):
-        return f"not a valid {name}; choose one of {', '.join(map(str, p.objects))}"
+        return f"not a valid {_WHAT.get(name, name)}; choose one of {', '.join(map(str, p.objects))}"
     if isinstance(p, param.Integer):
         lo, hi = p.bounds or (None, None)
         rng = f" from {lo}" if lo is not None else ""

@@ -176,7 +176,7 @@ def small_comparison(seed=0, n_boot=10):
 #: what each view shows once answered, and whether it draws Bokeh figures (canvases)
 VIEW_MARKS = {"swath": ("Click a pixel", True), "distributions": ("baseline:", True),
               "extremes": ("Tail index per source", True), "trends": ("Verdicts", True),
-              "scores": ("click a column to sort", False)}
+              "scores": ("click a column to sort", False), "warming": ("Paired counterfactual design", True)}
 
 #: true once the page's figures are drawn: every Bokeh view has finished rendering and (when
 #: ``needCanvas``) a plot's canvas is on screen (not in a hidden tab)

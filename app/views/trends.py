@@ -10,6 +10,7 @@ import pandas as pd
 from app import data
 from app.figures import FONTS, ExportParts, ensure_backends
 from app.views import common as C
+from app.views import warming as WV
 from app.views.distributions import _colour, provenance
 
 
@@ -69,9 +70,37 @@ def compute(selection, cube_path=None) -> dict:
     gm = next(iter(reports.values()))["gmst"]
     if gm.get("warning"):
         notes.append(gm["warning"])
+    forced = None
+    if selection.source == "synthetic":
+        forced = WV.known_forced_response(stat_name(selection), q["region"])
+        if forced.get("problem"):
+            notes.append(forced["problem"])
     return {"notes": notes, "series": sdf, "table": tdf, "stat": stat_name(selection), "strip": strip, "query": q,
             "models": models, "cube": str(cube.path), "box": box, "freq": selection.trend_freq, "gmst": gm,
-            "off_axis": off_axis(tdf, stat_name(selection))}
+            "off_axis": off_axis(tdf, stat_name(selection)), "forced": forced}
+
+
+FORCED_LABEL = "known forced response"
+
+
+def forced_text(res: dict) -> str:
+    """The world's known forced response next to the record's truth trend (synthetic mode)."""
+    f = res.get("forced")
+    if not f:
+        return ""
+    if f["value"] is None:
+        return f" Known forced response: none to show ({f['why']})."
+    ci = f" [{f['lo']:+.1f}, {f['hi']:+.1f}]" if f.get("lo") is not None else ""
+    t = res["table"]
+    truth = t[(t.stat == res["stat"]) & t.source_id.isin(["truth", "truth_strip"])]
+    rec = ""
+    if len(truth) and np.isfinite(float(truth["slope (%/K)"].iloc[0])):
+        r = truth.iloc[0]
+        rec = (f"; the record's truth trend is {float(r['slope (%/K)']):+.1f} [{float(r['CI low (%/K)']):+.1f}, "
+               f"{float(r['CI high (%/K)']):+.1f}] %/K: what lies between the two is weather-sampling noise of the "
+               "record, not forced change")
+    return (f" Known forced response of the synthetic world ({f['world']}, version {f['world_version']}): "
+            f"{f['value']:+.1f}{ci} %/K ({f['how']}){rec}.")
 
 
 def off_axis(tdf: pd.DataFrame, stat: str, limit: float = 60.0) -> list[str]:
@@ -122,7 +151,17 @@ def elements(res: dict, backend: str = "bokeh"):
                      .opts(backend=backend, color="#222222"))
         items.append(hv.Scatter((cat_ok, est[ok]), x, yd, label="Sen slope, 95 % CI").opts(
             backend=backend, color="#d7301f", **({"size": 9} if backend == "bokeh" else {"s": 30})))
-    finite = np.r_[est[ok], [float(env_lo.iloc[0]) if len(env_lo) else 0, float(env_hi.iloc[0]) if len(env_hi) else 0]]
+    forced = res.get("forced") or {}
+    fv = forced.get("value")
+    if fv is not None:  # the world's known forced response, as one more column of the slope chart
+        items.append(hv.Scatter(([FORCED_LABEL], [fv]), x, yd, label=f"{FORCED_LABEL} ({forced['world']} world)")
+                     .opts(backend=backend, color="#1b7837", marker="diamond" if backend == "bokeh" else "D",
+                           **({"size": 12} if backend == "bokeh" else {"s": 50})))
+        if forced.get("lo") is not None:
+            items.append(hv.ErrorBars(([FORCED_LABEL], [fv], [fv - forced["lo"]], [forced["hi"] - fv]), x,
+                                      [yd, "neg", "pos"]).opts(backend=backend, color="#1b7837"))
+    finite = np.r_[est[ok], [float(env_lo.iloc[0]) if len(env_lo) else 0, float(env_hi.iloc[0]) if len(env_hi) else 0],
+                   [fv] if fv is not None else []]
     ylim = (max(min(-5.0, float(np.nanmin(finite)) - 5), -60.0), min(max(15.0, float(np.nanmax(finite)) + 5), 60.0))
     common = {"show_grid": True}
     if backend == "bokeh":
@@ -152,14 +191,21 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
         el.opts(backend="matplotlib", fontsize=FONTS, aspect=1.4)
     b.opts(backend="matplotlib", xrotation=30)
     lay = hv.Layout([a, b]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.3)
-    data_out = pd.concat([res["series"].assign(kind="series"), res["table"].assign(kind="trend")], ignore_index=True)
-    return ExportParts(lay, data_out, provenance(res, "trends") | {"gmst": res["gmst"], "freq": res["freq"]},
+    parts = [res["series"].assign(kind="series"), res["table"].assign(kind="trend")]
+    f = res.get("forced") or {}
+    if f.get("value") is not None:
+        parts.append(pd.DataFrame([{"kind": "forced", "source": FORCED_LABEL, "source_id": f"{f['world']}-world",
+                                    "stat": res["stat"], "statistic": stat_label(res["stat"]), "slope (%/K)": f["value"],
+                                    "CI low (%/K)": f.get("lo"), "CI high (%/K)": f.get("hi"), "reason": f["how"]}]))
+    data_out = pd.concat(parts, ignore_index=True)
+    return ExportParts(lay, data_out, provenance(res, "trends") | {"gmst": res["gmst"], "freq": res["freq"],
+                                                                   "known_forced_response": f or None},
                        fig_inches=(10, 3.8))
 
 
 class TrendsView(C.EvaluationView):
     name_ = "trends"
-    _WATCH = C.EvaluationView._WATCH + ("pixels", "trend_stat", "trend_freq", "threshold")
+    _WATCH = C.EvaluationView._WATCH + ("pixels", "trend_stat", "trend_freq", "threshold", "source")
 
     def __init__(self, **params):
         import panel as pn
@@ -171,6 +217,9 @@ class TrendsView(C.EvaluationView):
             pn.widgets.RadioButtonGroup.from_param(s.param.trend_freq, color="light"),
             sizing_mode="stretch_width")
         self._layout.insert(0, self.controls)
+
+    def answer_stamp(self):
+        return WV.results_stamp()  # the known forced response comes from the stored warming results
 
     def compute(self):
         return compute(self.selection, self.cube_path)
@@ -186,7 +235,8 @@ class TrendsView(C.EvaluationView):
         off = (f" Off the slope axis (see the table): {', '.join(res['off_axis'])}." if res["off_axis"] else "")
         return [pn.pane.Markdown(f"**{data.escape_text(res['query']['region'])}**, {res['query']['period']}, "
                                  f"{res['query']['season'] or 'all seasons'} — "
-                                 f"{'reference strip' if res['strip'] else 'all pixels'}; GMST: {res['gmst'].get('label')}.{off}"),
+                                 f"{'reference strip' if res['strip'] else 'all pixels'}; GMST: {res['gmst'].get('label')}.{off}"
+                                 f"{data.escape_text(forced_text(res))}", css_classes=["rc-trends-summary"]),
                 pn.Row(pn.pane.HoloViews(a, sizing_mode="stretch_width"),
                        pn.pane.HoloViews(b, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
                 pn.pane.Markdown("**Verdicts** (consistent / inconsistent / not detectable)"), table]

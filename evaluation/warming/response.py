@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catalogs.store import MARKER
 from evaluation.warming.summary import GROUPS, THRESHOLDS, hist_quantiles
 
 KIND = "raincheck.forced_response"
@@ -267,6 +268,8 @@ def load_results(folder: str | os.PathLike | None = None, *, user: bool = False)
         if not d.is_dir():
             continue
         for f in sorted(d.glob("*.json")):
+            if f.name.endswith(MARKER):  # the completion marker of an atomic write
+                continue
             try:
                 head = json.loads(f.read_text())
             except (OSError, ValueError):

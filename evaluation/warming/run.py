@@ -96,8 +96,10 @@ def training_climate_K(config: str = DEFAULT_CONFIG) -> float:
 
 
 def plan_scenes(n_scenes: int = 120, n_scans: int = 300, seed: int = 0, config: str = DEFAULT_CONFIG) -> list[dict]:
-    """``n_scenes`` scenes ``{orbit, scan_start, n_scans, scene_gmst_K}``: distinct orbits drawn
-    with ``seed`` from the test period of ``config`` (held out from training), a random scan start."""
+    """``n_scenes`` scenes ``{orbit, scan_start, n_scans, scene_gmst_K}``: distinct orbits of the
+    test period of ``config`` (held out from training) in a seeded random order, each with a random
+    scan start drawn from the orbit number and ``seed``. Nested: the first k scenes of a larger set
+    are the set of k scenes, so a run can be extended (or cut) and reuse its stored scenes."""
     from catalogs.simulator import orbit_gmst_anomaly
     from catalogs.simulator.geometry import N_SCANS, orbit_at_time
 
@@ -110,11 +112,13 @@ def plan_scenes(n_scenes: int = 120, n_scans: int = 300, seed: int = 0, config: 
     o1 = int(orbit_at_time(np.datetime64(b, "D") + np.timedelta64(1, "D"))) - 1
     if o1 - o0 + 1 < n_scenes:
         raise ValueError(f"the test period {a}..{b} has only {o1 - o0 + 1} orbits, fewer than {n_scenes} scenes")
-    rng = np.random.default_rng([int(seed), 2021])
-    orbits = np.sort(rng.choice(np.arange(o0, o1 + 1), size=int(n_scenes), replace=False))
-    starts = rng.integers(0, N_SCANS - int(n_scans) + 1, size=int(n_scenes))
-    return [{"orbit": int(o), "scan_start": int(s), "n_scans": int(n_scans),
-             "scene_gmst_K": float(orbit_gmst_anomaly(int(o)))} for o, s in zip(orbits, starts)]
+    orbits = np.random.default_rng([int(seed), 2021]).permutation(np.arange(o0, o1 + 1))[:int(n_scenes)]
+    out = []
+    for o in orbits:
+        start = int(np.random.default_rng([int(seed), int(o), 7]).integers(0, N_SCANS - int(n_scans) + 1))
+        out.append({"orbit": int(o), "scan_start": start, "n_scans": int(n_scans),
+                    "scene_gmst_K": float(orbit_gmst_anomaly(int(o)))})
+    return out
 
 
 def climates(scene: dict, dT_train: float, levels: Sequence[float]) -> list[float]:

@@ -51,27 +51,35 @@ def _select_product(ds: xr.Dataset, product: str) -> xr.Dataset:
 
 
 class SyntheticSwathReader(readers.BaseReader):
-    """One orbit of the synthetic GMI observing system (deterministic in world seed + orbit)."""
+    """One orbit of the synthetic GMI observing system (deterministic in world seed + orbit), in its own
+    climate or ``warming_K`` kelvin warmer by the rules of the world preset ``preset`` (catalogue
+    parameters ``warming`` and ``world_preset``; ``world`` is the seed)."""
 
     output_instance = "xarray:Dataset"
     imports = {"xarray", "numpy"}
 
     def _read(self, orbit_number=None, world_seed=0, source="observed", product="swath", n_scans=None,
-              orbit=None, world=None):
+              orbit=None, world=None, warming_K=0.0, preset="today", warming=None, world_preset=None):
         from catalogs.simulator import simulate_orbit
         from catalogs.simulator.geometry import ORBIT_RANGE
 
         # `entry.read(orbit=N)` passes the user parameter's name straight through: honour it.
         orbit_number = orbit if orbit is not None else orbit_number
         world_seed = world if world is not None else world_seed
+        warming_K = warming if warming is not None else warming_K
+        preset = world_preset if world_preset is not None else preset
         if orbit_number is None:
             raise ValueError("an orbit number is required (catalogue parameter 'orbit')")
         orbit = int(orbit_number)
         lo, hi = ORBIT_RANGE
         if not lo <= orbit <= hi:
             raise ValueError(f"orbit {orbit} is outside the synthetic record (orbits {lo} to {hi})")
+        # warming_K and world_preset are checked by the simulator (a ValueError naming the value and the range
+        # or the presets)
         ds = simulate_orbit(orbit, world_seed=int(world_seed), source=str(source),
-                            n_scans=None if n_scans in (None, "", 0) else int(n_scans))
+                            n_scans=None if n_scans in (None, "", 0) else int(n_scans),
+                            warming_K=0.0 if warming_K in (None, "") else float(warming_K),
+                            world=str(preset or "today"))
         return _select_product(ds, product)
 
 

@@ -231,3 +231,64 @@ def test_published_freezing_level_changes_the_observation_but_not_the_truth():
     assert get_world("published-freezing-level").injected_pct_per_K("p99.9") == 7.0
     assert get_world("published").injected_pct_per_K("p99.9") == 14.0
     assert get_world("published").injected_pct_per_K("mean") is None
+
+
+# ------------------------------------------------------------------ command line and catalogue
+def test_cli_simulates_a_scene_in_a_counterfactual_climate(tmp_path):
+    from click.testing import CliRunner
+
+    from app.cli import main
+    from catalogs import store
+
+    runner = CliRunner()
+    out = tmp_path / "warm.nc"
+    res = runner.invoke(main, ["simulate", "--orbit", "2000", "--warming", "+2", "--world", "stationary",
+                               "--world-seed", "3", "--scan-start", "900", "--scans", "12", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    ds = store.open_dataset(out)
+    ref = simulate_orbit(2000, world_seed=3, world="stationary", warming_K=2.0, scan_start=900, n_scans=12)
+    assert ds.Tc.values.tobytes() == ref.Tc.values.tobytes()
+    assert ds.attrs["world"] == "stationary" and ds.attrs["warming_K"] == 2.0 and ds.attrs["world_seed"] == 3
+    ds.close()
+    # the old form --world N is the seed
+    res = runner.invoke(main, ["simulate", "--orbit", "2000", "--world", "3", "--scans", "5", "--out",
+                               str(tmp_path / "seed.nc")])
+    assert res.exit_code == 0, res.output
+    assert "world seed" in res.output
+    bad = [(["--warming", "9"], "outside the accepted range"), (["--warming", "-3.5"], "outside the accepted range"),
+           (["--warming", "nan"], "outside the accepted range"), (["--warming", "two"], "not a valid float"),
+           (["--world", "tomorrow"], "unknown world preset 'tomorrow'"),
+           (["--world", "3", "--world-seed", "4"], "seed is --world-seed"),
+           (["--scan-start", str(geometry.N_SCANS)], "outside the orbit's scans")]
+    for args, message in bad:
+        target = tmp_path / "bad.nc"
+        res = runner.invoke(main, ["simulate", "--orbit", "2000", *args, "--scans", "5", "--out", str(target)])
+        assert res.exit_code != 0 and message in res.output, (args, res.output)
+        assert not target.exists() and not store.is_complete(target)
+
+
+def test_catalogue_entries_take_warming_and_world_preset():
+    from catalogs.catalog import open_catalog, reader
+    from catalogs.userinput import UserInputError
+
+    cat = open_catalog()
+    a = reader(cat, "truth", orbit=20000).read(n_scans=6)
+    b = reader(cat, "truth", orbit=20000, warming="+2", world_preset="stationary").read(n_scans=6)
+    assert a.attrs["world"] == "today" and a.attrs["warming_K"] == 0.0
+    assert b.attrs["world"] == "stationary" and b.attrs["warming_K"] == 2.0
+    assert b.attrs["orbit_number"] == 20000
+    ref = simulate_orbit(20000, world="stationary", warming_K=2.0, n_scans=6)
+    assert _same(b["surface_precip_truth"].values, ref["surface_precip_truth"].values)
+    c = cat(orbit=20000, warming=1.5, world_preset="published").truth.read(n_scans=6)  # Intake's own overrides
+    assert c.attrs["world"] == "published" and c.attrs["warming_K"] == 1.5
+    with pytest.raises(ValueError, match=r"outside the accepted range \[-3, 8\]"):
+        reader(cat, "observations", orbit=20000, warming=12).read(n_scans=6)
+    with pytest.raises(UserInputError, match="warming"):
+        reader(cat, "truth", orbit=20000, warming="nan").read(n_scans=6)
+    with pytest.raises(ValueError, match="unknown world preset 'tomorrow'; presets: today, stationary"):
+        reader(cat, "swath", orbit=20000, world_preset="tomorrow").read(n_scans=6)
+    # the catalogue's description names every preset
+    import yaml
+    from catalogs.catalog import DEMO_CATALOG
+    text = yaml.safe_load(DEMO_CATALOG.read_text())["user_parameters"]["world_preset"]["description"]
+    assert all(name in text for name in WORLDS)

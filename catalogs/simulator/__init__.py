@@ -15,8 +15,13 @@ Sources
 
 Determinism: every random draw comes from ``np.random.default_rng([world_seed, orbit mod 2**32,
 purpose])`` (orbit numbers before the 2014 epoch are negative; mod 2**32 keeps them distinct),
-purposes offset by 100 for the simulated source. ``n_scans`` gives the first scans of the orbit,
-identical to the same scans of the full orbit.
+purposes offset by 100 for the simulated source. ``scan_start``/``n_scans`` give a scene inside the
+orbit, identical to the same scans of the full orbit.
+
+Counterfactual climates: ``warming_K`` simulates the same weather in a climate that much warmer
+(K of GMST) than the orbit's own, by the rules of a world preset ``world``
+(:mod:`catalogs.simulator.worlds`: ``today``, ``stationary``, ``published``, ...); every preset at
+zero warming is today's output bit for bit.
 """
 
 from __future__ import annotations

@@ -61,6 +61,8 @@ def table_text(fr, group: str = "global") -> str:
     level with their intervals and verdicts, and the truth's response."""
     df = fr.frame()
     df = df[df["group"] == group]
+    gf = fr.growth_frame()
+    gf = gf[gf["group"] == group]
     m = fr.meta
     lines = [f"world {fr.world} ({m['world'].get('version')}), {m['n_scenes']} scenes × {m['scenes']['n_scans']} scans, "
              f"levels {', '.join(f'+{x:g}' for x in m['levels_K'])} K above the training climate "
@@ -71,7 +73,12 @@ def table_text(fr, group: str = "global") -> str:
         if q is not None:
             sel &= (df["level_q"] - q).abs() < 1e-9
         d = df[sel]
-        lines.append(f"\n{label}  (response %/K; error = model − truth, %/K)")
+        gsel = (gf["statistic"] == stat) & (gf["population"] == pop)
+        if q is not None:
+            gsel &= (gf["level_q"] - q).abs() < 1e-9
+        g = gf[gsel].set_index("source")
+        lines.append(f"\n{label}  (response %/K; error = model − truth, %/K; growth = error at the largest level "
+                     "minus the smallest)")
         for src in ["truth", *fr.models]:
             parts = []
             for _, r in d[d["source"] == src].sort_values("warming_K").iterrows():
@@ -80,6 +87,9 @@ def table_text(fr, group: str = "global") -> str:
                 else:
                     parts.append(f"+{r.warming_K:g}K {_fmt(r.error)} [{_fmt(r.error_lo)}, {_fmt(r.error_hi)}] "
                                  f"{r.verdict}")
+            if src in g.index:
+                r = g.loc[src]
+                parts.append(f"growth {_fmt(r.growth)} [{_fmt(r.lo)}, {_fmt(r.hi)}]")
             lines.append(f"  {src:17s} " + "   ".join(parts))
     return "\n".join(lines)
 

@@ -1,8 +1,9 @@
 """The model comparison as a job of the app's one job system (app.comparejobs), on the real engine
-(app.jobengine.JobManager) and the real comparison (evaluation.compare.compare of a tiny trained
-U-Net on tiny held-out sets): the stored result is the comparison's, two sessions asking for the
-same comparison share one run and both see its result, Cancel from the view stops it with nothing
-written, and the engine imports no Panel."""
+(app.jobengine.JobManager) and the real comparison (evaluation.compare.compare of the shipped
+Bayesian baseline on the tiny config's held-out sets: about a second once the sets are simulated):
+the stored result is the comparison's, two sessions asking for the same comparison share one run and
+both see its result, Cancel from the view stops it with nothing written, and the engine imports no
+Panel."""
 
 from __future__ import annotations
 
@@ -34,32 +35,30 @@ def _config():
     return cfg
 
 
-#: a small but real comparison: the tiny U-Net on the tiny held-out sets, no OOD detector
-SETTINGS = {"config": _config(), "reference": "tiny", "draws": 2, "n_boot": 3, "ood": False}
+#: the model compared (shipped: no training needed; it loads and predicts fast)
+MODEL = "bayes-baseline"
+#: a small but real comparison: the model on the tiny held-out sets, no OOD detector
+SETTINGS = {"config": _config(), "reference": MODEL, "draws": 2, "n_boot": 3, "ood": False}
 
 
 @pytest.fixture(scope="module")
-def trained_root(tmp_path_factory):
-    """A data root with the tiny U-Net trained (one epoch) and the held-out sets simulated."""
+def sets_root(tmp_path_factory):
+    """A data root with the held-out sets of :data:`SETTINGS` simulated."""
     from evaluation.compare import heldout_sets
-    from models.train import train
 
     root = tmp_path_factory.mktemp("compare-job-root")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAINCHECK_DATA_ROOT", str(root))
         mp.delenv("RAINCHECK_READ_ROOTS", raising=False)
-        cfg = _config()
-        cfg["training"] = dict(cfg["training"], epochs=1)
-        train(cfg, command="pytest")
         heldout_sets(SETTINGS["config"])
     return root
 
 
 @pytest.fixture
-def root(trained_root, tmp_path, monkeypatch):
-    """A fresh copy of the trained data root for one test (no comparison stored, no scores cached)."""
+def root(sets_root, tmp_path, monkeypatch):
+    """A fresh copy of that data root for one test (no comparison stored, no scores cached)."""
     r = tmp_path / "root"
-    shutil.copytree(trained_root, r)
+    shutil.copytree(sets_root, r)
     monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(r))
     monkeypatch.delenv("RAINCHECK_READ_ROOTS", raising=False)
     return r
@@ -120,18 +119,19 @@ def test_requests_are_normalised_and_keyed_by_models_hashes_and_settings(root):
     from models.errors import ModelError
     from models.registry import get_card
 
-    a, sa = normalise(["b", "tiny", "a", "b"], {"reference": "tiny"})
-    assert a == ["tiny", "a", "b"] and sa["draws"] == 4 and sa["config"] == "unet-reference"
-    assert normalise(["a", "b"], {"reference": "tiny"})[0] == a  # the reference comes first
+    a, sa = normalise(["b", "ref", "a", "b"], {"reference": "ref"})
+    assert a == ["ref", "a", "b"] and sa["draws"] == 4 and sa["config"] == "unet-reference"
+    assert normalise(["a", "b"], {"reference": "ref"})[0] == a  # the reference comes first
     with pytest.raises(ValueError, match="unknown comparison setting.*boot.*use config"):
-        normalise(["tiny"], {"boot": 3})
-    names, full = normalise(["tiny"], SETTINGS)
+        normalise([MODEL], {"boot": 3})
+    names, full = normalise([MODEL], SETTINGS)
     key = request_key(names, full, root / "c.json")
-    assert key[1] == (get_card("tiny").checkpoint_sha256,)
-    assert key == request_key(*normalise(["tiny"], dict(SETTINGS)), root / "c.json")
-    assert key != request_key(*normalise(["tiny"], dict(SETTINGS, draws=3)), root / "c.json")
+    assert key[1] == (get_card(MODEL).checkpoint_sha256,)
+    assert key == request_key(*normalise([], dict(SETTINGS)), root / "c.json")
+    assert key != request_key(*normalise([MODEL], dict(SETTINGS, draws=3)), root / "c.json")
+    assert key != request_key(*normalise([MODEL, "unet-reference"], SETTINGS), root / "c.json")
     with pytest.raises(ModelError):
-        request_key(["tiny", "no-such-model"], full, root / "c.json")
+        request_key([MODEL, "no-such-model"], full, root / "c.json")
 
 
 def test_a_comparison_job_stores_the_comparison_with_progress(root):
@@ -140,7 +140,7 @@ def test_a_comparison_job_stores_the_comparison_with_progress(root):
 
     jobs = ComparisonJobs(JobManager(mode="thread"))
     assert jobs.mode == "thread"
-    job = jobs.submit(["tiny"], **SETTINGS)
+    job = jobs.submit([MODEL], **SETTINGS)
     jobs.wait(job, timeout=300)
     assert job.status == "done", job.error
     assert job.path == str(default_result_path()) and job.fraction == 1.0 and job.info["models"] == 1
@@ -148,10 +148,10 @@ def test_a_comparison_job_stores_the_comparison_with_progress(root):
     got = _stored(job.path)
     # the same numbers as the comparison called directly (its scores now come from the cache)
     seen = []
-    direct = clean(compare(["tiny"], **SETTINGS, progress=lambda d, t, m="": seen.append((d, t, m))))
-    assert got["schema"] == "raincheck.compare/1" and list(got["models"]) == ["tiny"]
+    direct = clean(compare([MODEL], **SETTINGS, progress=lambda d, t, m="": seen.append((d, t, m))))
+    assert got["schema"] == "raincheck.compare/1" and list(got["models"]) == [MODEL]
     assert got["models"] == direct["models"] and got["thresholds_mm_h"] == direct["thresholds_mm_h"]
-    assert np.isfinite(got["models"]["tiny"]["test"]["crps"])
+    assert np.isfinite(got["models"][MODEL]["test"]["crps"])
     # progress over the stages only moves forward and ends at its total
     fr = [d / t for d, t, _ in seen]
     assert fr == sorted(fr) and seen[-1][0] == seen[-1][1] and "cached scores" in " ".join(m for *_, m in seen)
@@ -164,8 +164,8 @@ def test_two_sessions_share_one_comparison_and_both_see_its_result(root):
     gated = Gated()
     jobs = ComparisonJobs(JobManager(mode="thread"), compare_fn=gated)
     one, two = CompareView(comparisons=jobs, settings=SETTINGS), CompareView(comparisons=jobs, settings=SETTINGS)
-    for v, order in ((one, ["tiny"]), (two, [])):  # the reference is always compared
-        v.picker.options = ["tiny"]
+    for v, order in ((one, [MODEL]), (two, [])):  # the reference is always compared
+        v.picker.options = [MODEL]
         v.picker.value = order
     a = one.run()
     wait_for(gated.at_gate.is_set)
@@ -177,7 +177,7 @@ def test_two_sessions_share_one_comparison_and_both_see_its_result(root):
     # a third session that opens the view meanwhile shows the running comparison
     three = CompareView(comparisons=jobs, settings=SETTINGS)
     three.poll()
-    assert three.job is a and three.running and "comparison of tiny" in three.row.text.object
+    assert three.job is a and three.running and f"comparison of {MODEL}" in three.row.text.object
     gated.go.set()
     jobs.wait(a, timeout=300)
     assert a.status == "done", a.error
@@ -185,8 +185,8 @@ def test_two_sessions_share_one_comparison_and_both_see_its_result(root):
     for v in (one, two, three):
         v.poll()
         assert not v.running and not v.row.button.disabled
-        assert v.result is not None and list(v.result["models"]) == ["tiny"], v.status.object
-        assert v.result["models"]["tiny"]["test"]["crps"] == _stored(a.path)["models"]["tiny"]["test"]["crps"]
+        assert v.result is not None and list(v.result["models"]) == [MODEL], v.status.object
+        assert v.result["models"][MODEL]["test"]["crps"] == _stored(a.path)["models"][MODEL]["test"]["crps"]
     jobs.manager.shutdown()
 
 
@@ -197,7 +197,7 @@ def test_cancel_from_the_view_stops_the_comparison_with_nothing_written(root):
     gated = Gated()
     jobs = ComparisonJobs(JobManager(mode="thread"), compare_fn=gated)
     v = CompareView(comparisons=jobs, settings=SETTINGS)
-    v.picker.options, v.picker.value = ["tiny"], ["tiny"]
+    v.picker.options, v.picker.value = [MODEL], [MODEL]
     job = v.run()
     wait_for(gated.at_gate.is_set)
     assert job.status == "running" and "predicting" in job.message
@@ -226,7 +226,7 @@ def test_an_unknown_model_is_a_message_not_a_job(root):
 
     jobs = ComparisonJobs(JobManager(mode="thread"))
     v = CompareView(comparisons=jobs)
-    v.picker.options, v.picker.value = ["tiny", "gone"], ["gone"]
+    v.picker.options, v.picker.value = [MODEL, "gone"], ["gone"]
     assert v.run() is None and jobs.jobs() == []
     assert "cannot run the comparison" in v.status.object and "gone" in v.status.object
     jobs.manager.shutdown()
@@ -238,14 +238,14 @@ def test_in_a_worker_process_two_requests_run_once(root):
     the inference workers' CPU priority; the same request twice is one job."""
     jobs = ComparisonJobs(JobManager(mode="process"))
     assert jobs.mode == "process"
-    a = jobs.submit(["tiny"], **SETTINGS)
-    b = jobs.submit(["tiny"], **dict(SETTINGS))
+    a = jobs.submit([MODEL], **SETTINGS)
+    b = jobs.submit([MODEL], **dict(SETTINGS))
     assert a is b and [j.kind for j in jobs.manager.history] == ["compare"]
     jobs.wait(a, timeout=300)
     assert a.status == "done", a.error
     pid = a.info["pid"]
     assert pid != os.getpid() and jobs.worker_pids() == [pid]
     assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.nice(0) + jobs.manager.nice + 5)
-    assert list(_stored(a.path)["models"]) == ["tiny"]
+    assert list(_stored(a.path)["models"]) == [MODEL]
     jobs.manager.shutdown()
     assert jobs.worker_pids() == []

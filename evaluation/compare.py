@@ -610,7 +610,8 @@ def table(res: dict) -> str:
                 [f"{s[f'fbias@{k}']:.2f}" for k in th]
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    head2 = ["model"] + [f"{k} trend %/K (truth)" for k in th] + [f"{k} error (90% CI)" for k in th] + ["trend error", "goal"]
+    head2 = (["model"] + [f"{k} trend %/K (truth)" for k in th] + [f"{k} error (90% CI)" for k in th]
+             + ["trend error", "goal"])
     lines += ["| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
     for n, m in res["models"].items():
         t = m["trend"]
@@ -619,14 +620,15 @@ def table(res: dict) -> str:
             ci = t[k].get("error_ci90")
             row.append(f"{t[k]['error_pct_per_K']:+.2f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""))
         g = res["goal"]["models"].get(n)
-        row += [f"{t['trend_error']:.2f}",
-                "reference" if g is None else f"{-100 * g['trend_error_reduction']:+.0f}% err, {100 * g['crps_change']:+.1f}% CRPS"
-                + (" MET" if g["met"] else "")]
+        goal = "reference" if g is None else (f"{-100 * g['trend_error_reduction']:+.0f}% err, "
+                                              f"{100 * g['crps_change']:+.1f}% CRPS" + (" MET" if g["met"] else ""))
+        row += [f"{t['trend_error']:.2f}", goal]
         lines.append("| " + " | ".join(row) + " |")
     if "ood_detection" in res:
         o = res["ood_detection"]
         lines += ["", f"OOD detector: {o.get('detector')} (in-distribution: {o['in_distribution']})",
-                  "| shift | pixel AUROC | pixel FPR@95 | scene AUROC | scene FPR@95 | flagged |", "|---|---|---|---|---|---|"]
+                  "| shift | pixel AUROC | pixel FPR@95 | scene AUROC | scene FPR@95 | flagged |",
+                  "|---|---|---|---|---|---|"]
         for k, v in o.items():
             if isinstance(v, dict):
                 lines.append(f"| {k} | {v['pixel_auroc']:.3f} | {v['pixel_fpr95']:.3f} | {v['scene_auroc']:.3f} | "

@@ -37,12 +37,32 @@ Definitions (pred = retrieval p, ref = reference r, pixels where both are finite
   point, 1 if q_(1−c)/2 ≤ r ≤ q_(1+c)/2 else 0). A dry observation with F(0) = p0 and lower
   quantile 0 therefore counts (min(p0, (1+c)/2) − (1−c)/2)⁺ / p0, not 1: it is not "covered"
   just because the lower quantile is 0, and a calibrated forecast has coverage c.
-- FSS (Roberts & Lean 2008) at thresholds and square windows:
+- FSS (Roberts & Lean 2008) at thresholds and windows of w × w *pixels* (FSS_WINDOWS):
   1 − Σ(P_f − P_o)² / (Σ P_f² + Σ P_o²) of the neighbourhood event fractions, over the
-  window positions that lie wholly inside the field (no padding)
-- effective resolution (SatRain): the smallest wavelength from which on, going to larger
-  scales, the spectral coherence between retrieval and reference stays ≥ 1/√2; from 2-D DCT
-  spectra of 32 × 32-pixel tiles, accumulated over scenes.
+  window positions that lie wholly inside the field (no padding). GMI pixels are not square, so
+  a window of w pixels spans w·13.7 km along × w·5.2 km across track (:func:`fss_window_km`;
+  the scores carry these extents as ``fss_windows_km``).
+- Fields are (along track, across track) = (scan, pixel) arrays of GMI S1 pixels, spaced
+  :data:`PIXEL_SPACING_KM` = 13.7 km along × 5.2 km across (the simulator's grid,
+  ``catalogs.simulator.SPACING_KM``, is 13.69 × 5.23 km). Every km in this module comes from
+  that spacing.
+- effective resolution, two definitions (both from 2-D DCT-II spectra of tiles, ``norm="ortho"``,
+  each coefficient at its physical wavenumber κ = √((k_y / 2N_y Δy)² + (k_x / 2N_x Δx)²)):
+
+  * **pooled** (the additive statistics of the climatology cube, :func:`effective_resolution`):
+    over complete 32 × 32-pixel tiles, the power and cross spectra are summed per bin of κ
+    (bins centred on multiples of Δκ = 1 / (2 · 32 · 13.7 km), the along-track coefficient step;
+    κ beyond the along-track Nyquist is left out), the coherence of a bin is
+    |Σ P̂R̂| / √(Σ P̂² Σ R̂²), and the effective resolution is the *wavelength* 1/κ of the last bin
+    still coherent (≥ 1/√2) going from the largest scales towards smaller ones.
+  * **satrain** (:func:`spectral_coherence`, the IPWG SatRain ``SpectralCoherence`` of
+    Pfreundschuh et al. 2024, AMT 17, 515): over tiles as square in km as the pixels allow
+    (12 × 32 pixels ≈ 164 × 166 km), the coherence of each coefficient |Σ P̂R̂| / √(Σ P̂² Σ R̂²)
+    is averaged (not pooled) within bins of width 1/L in κ (L the tile's extent: width 2 in k
+    on a square grid), and reported against SatRain's *scale* (N − 1)Δ / 2n ≈ half a
+    wavelength; the effective resolution is the smallest coherent scale (> 1/√2), interpolated
+    linearly towards the next smaller one. On the same fields it is about half the pooled figure
+    (a half against a full wavelength), so always quote which one.
 """
 
 from __future__ import annotations
@@ -58,6 +78,16 @@ FSS_THRESHOLDS = (1.0, 10.0)
 FSS_WINDOWS = (1, 5, 15, 45)
 COHERENCE_TILE = 32
 COHERENCE_THRESHOLD = 1 / np.sqrt(2)
+#: GMI S1 pixel spacing (km): along track (scan to scan) × across track (pixel to pixel)
+PIXEL_SPACING_KM = (13.7, 5.2)
+POOLED_DEFINITION = (
+    "pooled coherence |sum PR|/sqrt(sum PP sum RR) of 2-D DCT spectra of 32x32-pixel tiles (13.7 km along x 5.2 km "
+    "across), in bins of physical wavenumber of width 1/(2*32*13.7 km); the effective resolution is a full "
+    "wavelength (SatRain's SpectralCoherence reports a scale of about half a wavelength)")
+SATRAIN_DEFINITION = (
+    "SatRain SpectralCoherence (Pfreundschuh et al. 2024): per-coefficient coherence averaged in bins of width 2 "
+    "in k (1/L in wavenumber) over tiles about square in km; the effective resolution is a scale "
+    "(N-1)*dx/(2n), about half a wavelength")
 
 
 def _paired(pred, ref):
@@ -386,37 +416,70 @@ def _fss_sums(P, R, t, w):
     return float(np.sum((Pf - Po) ** 2)), float(np.sum(Pf**2) + np.sum(Po**2))
 
 
-def _coherence_sums(P, R, n):
-    """Radially binned DCT power and cross spectra summed over complete n×n tiles."""
+def _wavenumbers(shape, spacing_km=PIXEL_SPACING_KM) -> np.ndarray:
+    """Physical wavenumber κ (cycles per km) of each DCT-II coefficient of a (rows, cols) tile
+    of pixels spaced ``spacing_km`` = (along, across): κ = √((k_y / 2N_yΔy)² + (k_x / 2N_xΔx)²)."""
+    ny, nx = shape
+    dy, dx = spacing_km
+    ky = np.arange(ny) / (2.0 * ny * dy)
+    kx = np.arange(nx) / (2.0 * nx * dx)
+    return np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+
+
+def coherence_bin_width(tile=COHERENCE_TILE, spacing_km=PIXEL_SPACING_KM) -> float:
+    """Δκ (cycles per km) of the pooled bins: the coefficient step of the coarser-spaced axis."""
+    return 1.0 / (2.0 * tile * max(spacing_km))
+
+
+def coherence_wavelengths_km(tile=COHERENCE_TILE, spacing_km=PIXEL_SPACING_KM) -> np.ndarray:
+    """Wavelength (km) of each pooled bin k (1 / (k Δκ); inf for k = 0). For a caller that plots
+    the pooled sums of :func:`_coherence_sums` (e.g. power-ratio spectra)."""
+    k = np.arange(tile)
+    with np.errstate(divide="ignore"):
+        return np.where(k > 0, 1.0 / (np.maximum(k, 1) * coherence_bin_width(tile, spacing_km)), np.inf)
+
+
+def _pooled_bins(n, spacing_km=PIXEL_SPACING_KM) -> np.ndarray:
+    """Pooled bin of each coefficient of an n × n tile (rounded κ/Δκ); n (dropped) beyond bin n − 1."""
+    b = np.floor(_wavenumbers((n, n), spacing_km) / coherence_bin_width(n, spacing_km) + 0.5).astype(int)
+    return np.where(b < n, b, n)
+
+
+def _tiles(P, R, shape):
+    """Complete, non-overlapping tiles of ``shape`` on a grid from the corner where both fields are finite."""
+    ny, nx = shape
+    for i in range(0, P.shape[0] - ny + 1, ny):
+        for j in range(0, P.shape[1] - nx + 1, nx):
+            a, b = P[i:i + ny, j:j + nx], R[i:i + ny, j:j + nx]
+            if np.isfinite(a).all() and np.isfinite(b).all():
+                yield a, b
+
+
+def _coherence_sums(P, R, n, spacing_km=PIXEL_SPACING_KM):
+    """DCT power and cross spectra of complete n × n tiles, summed per pooled bin of physical
+    wavenumber (see the module docstring): (3n,) = (Σ P̂², Σ R̂², Σ P̂R̂) per bin."""
     from scipy.fft import dctn
 
-    out = np.zeros((3, n))
-    ky, kx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    kr = np.sqrt(kx**2 + ky**2)
-    kbin = np.minimum(np.floor(kr).astype(int), n - 1)
-    for i in range(0, P.shape[0] - n + 1, n):
-        for j in range(0, P.shape[1] - n + 1, n):
-            a, b = P[i:i + n, j:j + n], R[i:i + n, j:j + n]
-            if not (np.isfinite(a).all() and np.isfinite(b).all()):
-                continue
-            fa, fb = dctn(a, norm="ortho"), dctn(b, norm="ortho")
-            out[0] += np.bincount(kbin.ravel(), (fa * fa).ravel(), n)
-            out[1] += np.bincount(kbin.ravel(), (fb * fb).ravel(), n)
-            out[2] += np.bincount(kbin.ravel(), (fa * fb).ravel(), n)
-    return out.ravel()
+    out = np.zeros((3, n + 1))
+    kbin = _pooled_bins(n, spacing_km).ravel()
+    for a, b in _tiles(np.asarray(P, dtype=np.float64), np.asarray(R, dtype=np.float64), (n, n)):
+        fa, fb = dctn(a, norm="ortho").ravel(), dctn(b, norm="ortho").ravel()
+        out[0] += np.bincount(kbin, fa * fa, n + 1)
+        out[1] += np.bincount(kbin, fb * fb, n + 1)
+        out[2] += np.bincount(kbin, fa * fb, n + 1)
+    return out[:, :n].ravel()
 
 
-def effective_resolution(stats: dict, *, pixel_km=5.0, tile=COHERENCE_TILE):
-    """(effective resolution in km, wavelengths km, coherence) from accumulated coherence sums
-    (dict name → value as returned by :func:`stats_dict`)."""
+def effective_resolution(stats: dict, *, spacing_km=PIXEL_SPACING_KM, tile=COHERENCE_TILE):
+    """Pooled effective resolution (module docstring): (wavelength in km, wavelengths km of the
+    bins, coherence per bin) from accumulated coherence sums (dict name → value as returned by
+    :func:`stats_dict`). inf: not coherent even at the largest scale; NaN: no tiles."""
     pp = np.array([stats.get(f"coh_pp{k}", 0.0) for k in range(tile)])
     rr = np.array([stats.get(f"coh_rr{k}", 0.0) for k in range(tile)])
     pr = np.array([stats.get(f"coh_pr{k}", 0.0) for k in range(tile)])
     with np.errstate(invalid="ignore", divide="ignore"):
         coh = np.abs(pr) / np.sqrt(pp * rr)
-    k = np.arange(tile)
-    with np.errstate(divide="ignore"):
-        wl = np.where(k > 0, 2 * tile * pixel_km / np.maximum(k, 1), np.inf)
+    wl = coherence_wavelengths_km(tile, spacing_km)
     # from the largest scales (k = 1) towards smaller ones, find the first k where coherence drops
     res = float("nan")
     if np.isfinite(coh[1:]).any():
@@ -430,6 +493,91 @@ def effective_resolution(stats: dict, *, pixel_km=5.0, tile=COHERENCE_TILE):
     return res, wl, coh
 
 
+def satrain_tile(nx=COHERENCE_TILE, spacing_km=PIXEL_SPACING_KM) -> tuple[int, int]:
+    """(rows, cols) of a tile of ``nx`` pixels across that is as square in km as the pixels allow."""
+    dy, dx = spacing_km
+    return max(int(round(nx * dx / dy)), 2), int(nx)
+
+
+def _coefficient_sums(pred_fields, ref_fields, shape):
+    from scipy.fft import dctn
+
+    s = np.zeros((3,) + tuple(shape))
+    n_tiles = 0
+    for P, R in zip(pred_fields, ref_fields):
+        for a, b in _tiles(np.asarray(P, dtype=np.float64), np.asarray(R, dtype=np.float64), shape):
+            fa, fb = dctn(a, norm="ortho"), dctn(b, norm="ortho")
+            s[0] += fa * fa
+            s[1] += fb * fb
+            s[2] += fa * fb
+            n_tiles += 1
+    return s, n_tiles
+
+
+def spectral_coherence(pred_fields, ref_fields, *, definition="satrain", spacing_km=PIXEL_SPACING_KM,
+                       tile=None) -> dict:
+    """Spectral coherence and effective resolution of retrieved against reference fields (a
+    sequence of 2-D (along, across) arrays, or one), under ``definition`` "satrain" (SatRain's
+    ``SpectralCoherence``, the default here) or "pooled" (the climatology cube's); see the module
+    docstring. ``tile`` (rows, cols): default 12 × 32 pixels for "satrain" (≈ square in km),
+    32 × 32 for "pooled". Returns definition, description, tile, tiles, scale_km (satrain: half
+    a wavelength) or wavelength_km (pooled), coherence, effective_resolution_km."""
+    if np.ndim(pred_fields) == 2:
+        pred_fields, ref_fields = [pred_fields], [ref_fields]
+    if definition == "pooled":
+        n = COHERENCE_TILE if tile is None else int(tile[0])
+        if tile is not None and tile[0] != tile[1]:
+            raise ValueError(f"the pooled definition uses square tiles in pixels, got {tile}")
+        sums = sum((_coherence_sums(P, R, n, spacing_km) for P, R in zip(pred_fields, ref_fields)), np.zeros(3 * n))
+        st = {f"coh_{w}{k}": sums[i * n + k] for i, w in enumerate(("pp", "rr", "pr")) for k in range(n)}
+        res, wl, coh = effective_resolution(st, spacing_km=spacing_km, tile=n)
+        return {"definition": "pooled", "description": POOLED_DEFINITION, "tile": (n, n),
+                "tiles": None, "wavelength_km": wl[1:].tolist(), "coherence": coh[1:].tolist(),
+                "effective_resolution_km": res}
+    if definition != "satrain":
+        raise ValueError(f"definition must be 'satrain' or 'pooled', got {definition!r}")
+    shape = satrain_tile(spacing_km=spacing_km) if tile is None else (int(tile[0]), int(tile[1]))
+    s, n_tiles = _coefficient_sums(pred_fields, ref_fields, shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        co = np.abs(s[2]) / np.sqrt(s[0] * s[1])
+    # SatRain: n = 0.5·|k| on a square grid = κ·L; bins of width 1 in n centred on integers,
+    # up to the smaller of the two axes' largest n; scale = 0.5 (N − 1) Δ / n along the axis of L
+    ext = np.array([shape[0] * spacing_km[0], shape[1] * spacing_km[1]])
+    ax = int(np.argmin(ext))
+    L = float(ext[ax])
+    nn = _wavenumbers(shape, spacing_km) * L
+    n_max = min((shape[0] - 1) / (2.0 * shape[0] * spacing_km[0]), (shape[1] - 1) / (2.0 * shape[1] * spacing_km[1])) * L
+    edges = np.arange(n_max + 1) - 0.5  # as SatRain: np.arange(min(n_y.max(), n_x.max()) + 1) - 0.5
+    counts = np.histogram(nn, edges)[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coh = np.histogram(nn, edges, weights=np.nan_to_num(co))[0] / counts
+        centre = 0.5 * (edges[1:] + edges[:-1])
+        scales = 0.5 * (shape[ax] - 1) * spacing_km[ax] / centre
+    res = _satrain_resolution(scales[1:], coh[1:]) if n_tiles else float("nan")
+    return {"definition": "satrain", "description": SATRAIN_DEFINITION, "tile": tuple(shape), "tiles": n_tiles,
+            "scale_km": scales[1:].tolist(), "coherence": coh[1:].tolist(), "effective_resolution_km": res}
+
+
+def _satrain_resolution(scales, coh) -> float:
+    """SatRain's rule: the smallest scale whose coherence exceeds 1/√2, interpolated linearly
+    towards the next smaller (incoherent) scale; inf if no scale is coherent."""
+    order = np.argsort(scales)
+    sc, co = np.asarray(scales)[order], np.asarray(coh)[order]
+    ok = np.where(co > COHERENCE_THRESHOLD)[0]
+    if ok.size == 0:
+        return float("inf")
+    r = int(ok[0])
+    if r == 0:
+        return float(sc[0])
+    left = r - 1
+    return float(sc[left] + (sc[r] - sc[left]) * (COHERENCE_THRESHOLD - co[left]) / (co[r] - co[left]))
+
+
+def fss_window_km(window, spacing_km=PIXEL_SPACING_KM) -> tuple[float, float]:
+    """(along, across) extent in km of an FSS window of ``window`` × ``window`` pixels."""
+    return float(window * spacing_km[0]), float(window * spacing_km[1])
+
+
 def stats_dict(vector, names) -> dict:
     return dict(zip(names, np.asarray(vector, dtype=np.float64).tolist()))
 
@@ -438,7 +586,7 @@ def _div(a, b):
     return a / b if b else float("nan")
 
 
-def scores_from_stats(stats: dict, *, thresholds=THRESHOLDS, levels=None, pixel_km=5.0) -> dict:
+def scores_from_stats(stats: dict, *, thresholds=THRESHOLDS, levels=None, spacing_km=PIXEL_SPACING_KM) -> dict:
     """Every score from summed statistics (``stats_dict`` output, possibly summed over orbits,
     regions, months)."""
     s = stats
@@ -476,9 +624,13 @@ def scores_from_stats(stats: dict, *, thresholds=THRESHOLDS, levels=None, pixel_
             den = s[f"fss_den@{tag}"]
             fss_out[tag] = 1 - s[k] / den if den > 0 else float("nan")
     out["fss"] = fss_out
+    if fss_out:
+        wins = sorted({int(t.split("/")[1]) for t in fss_out})
+        out["fss_windows_km"] = {str(w): list(fss_window_km(w, spacing_km)) for w in wins}  # (along, across)
     if "coh_pp1" in s:
-        res, _, _ = effective_resolution(s, pixel_km=pixel_km)
+        res, _, _ = effective_resolution(s, spacing_km=spacing_km)
         out["effective_resolution_km"] = res
+        out["effective_resolution_definition"] = POOLED_DEFINITION
     return out
 
 

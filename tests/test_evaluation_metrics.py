@@ -273,7 +273,9 @@ def test_effective_resolution_detects_smoothing():
     tot_blur = sum(S.skill_stats(uniform_filter(f, 9) + 0.3 * r.normal(0, 1, f.shape), f, fss_thresholds=()) for f in fields)
     res_same = S.effective_resolution(S.stats_dict(tot_same, names))[0]
     res_blur = S.effective_resolution(S.stats_dict(tot_blur, names))[0]
-    assert res_same == pytest.approx(2 * 32 * 5 / 31)  # identical fields: coherent to the smallest scale
+    # identical fields: coherent to the smallest scale, the wavelength of the last pooled bin
+    # (2 · 32 · 13.7 km / 31: 32-pixel tiles, the along-track spacing sets the bin width)
+    assert res_same == pytest.approx(2 * 32 * S.PIXEL_SPACING_KM[0] / 31)
     assert res_blur > 3 * res_same
 
 

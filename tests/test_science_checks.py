@@ -249,3 +249,135 @@ def test_world_scaling_of_the_all_pixel_q99_is_not_an_extreme_scaling():
              for s in (0.95, 1.3))
     assert lo - 0.5 < q99 < hi + 0.5
     assert q99 < ipcc.EXTREME_INTENSITY.lo  # the truth's q99 would be judged "inconsistent" by the envelope
+
+
+# --------------------------------------------------------------------------- effective resolution
+def fields_with_cutoff(shape, n_tiles, kappa_c, spacing, seed):
+    """(pred, ref) fields made of ``n_tiles`` tiles side by side along track, built in DCT space:
+    below the wavenumber ``kappa_c`` (cycles/km) pred has the reference's coefficients
+    (coherence 1), above it independent ones (coherence ≈ 0). A red spectrum like rain's."""
+    from scipy.fft import idctn
+
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    dy, dx = spacing
+    kap = np.sqrt((np.arange(ny)[:, None] / (2 * ny * dy)) ** 2 + (np.arange(nx)[None, :] / (2 * nx * dx)) ** 2)
+    amp = 1.0 / (1.0 + kap * 200.0) ** 1.5
+    ref, pred = [], []
+    for _ in range(n_tiles):
+        c = rng.normal(size=shape) * amp
+        c2 = rng.normal(size=shape) * amp
+        ref.append(idctn(c, norm="ortho"))
+        pred.append(idctn(np.where(kap < kappa_c, c, c2), norm="ortho"))
+    return np.concatenate(pred, axis=0), np.concatenate(ref, axis=0)
+
+
+def brute_force_satrain(pred, ref, shape, spacing):
+    """SatRain's SpectralCoherence.compute written out with loops (tiles, coefficients, bins)."""
+    import math
+
+    from scipy.fft import dctn
+
+    ny, nx = shape
+    dy, dx = spacing
+    spp = [[0.0] * nx for _ in range(ny)]
+    srr = [[0.0] * nx for _ in range(ny)]
+    spr = [[0.0] * nx for _ in range(ny)]
+    for t in range(pred.shape[0] // ny):
+        a = dctn(pred[t * ny:(t + 1) * ny, :nx], norm="ortho")
+        b = dctn(ref[t * ny:(t + 1) * ny, :nx], norm="ortho")
+        for i in range(ny):
+            for j in range(nx):
+                spp[i][j] += a[i, j] ** 2
+                srr[i][j] += b[i, j] ** 2
+                spr[i][j] += a[i, j] * b[i, j]
+    ly, lx = ny * dy, nx * dx
+    L, n_ax, d_ax = (ly, ny, dy) if ly <= lx else (lx, nx, dx)
+    n_max = min((ny - 1) / (2 * ny * dy), (nx - 1) / (2 * nx * dx)) * L
+    out = []
+    for m in range(1, len(np.arange(n_max + 1)) - 1):  # SatRain's bins: arange(n_max + 1) - 0.5 edges
+        vals = []
+        for i in range(ny):
+            for j in range(nx):
+                n = math.hypot(i / (2 * ny * dy), j / (2 * nx * dx)) * L
+                if m - 0.5 <= n < m + 0.5:
+                    vals.append(abs(spr[i][j]) / math.sqrt(spp[i][j] * srr[i][j]))
+        out.append((0.5 * (n_ax - 1) * d_ax / m, sum(vals) / len(vals)))
+    return out
+
+
+def test_satrain_effective_resolution_against_brute_force_and_a_known_cutoff():
+    sp = S.PIXEL_SPACING_KM
+    shape = S.satrain_tile()
+    assert shape == (12, 32)  # ≈ 164 × 166 km
+    kappa_c = 1 / 60.0  # coherent at wavelengths above 60 km: a half wavelength of 30 km
+    pred, ref = fields_with_cutoff(shape, 80, kappa_c, sp, 21)
+    got = S.spectral_coherence(pred, ref)
+    bf = brute_force_satrain(pred, ref, shape, sp)
+    assert got["definition"] == "satrain" and "SatRain" in got["description"]
+    np.testing.assert_allclose(got["scale_km"], [s for s, _ in bf], rtol=1e-12)
+    np.testing.assert_allclose(got["coherence"], [c for _, c in bf], rtol=1e-10)
+    # SatRain's rule on the brute-force curve
+    sc = np.array([s for s, _ in bf])[::-1]
+    co = np.array([c for _, c in bf])[::-1]
+    r = int(np.flatnonzero(co > 1 / np.sqrt(2))[0])
+    expect = sc[r - 1] + (sc[r] - sc[r - 1]) * (1 / np.sqrt(2) - co[r - 1]) / (co[r] - co[r - 1])
+    assert got["effective_resolution_km"] == pytest.approx(expect, rel=1e-10)
+    # and the known cut-off: a scale of about half the 60 km wavelength (within one bin)
+    print(f"satrain: cut-off at 60 km wavelength -> effective resolution {got['effective_resolution_km']:.1f} km "
+          f"(scales {np.round(got['scale_km'], 1).tolist()})")
+    assert 0.5 / kappa_c * 0.75 < got["effective_resolution_km"] < 0.5 / kappa_c * 1.3
+
+
+def test_pooled_effective_resolution_uses_the_real_spacing_and_agrees_with_the_cube_route():
+    sp = S.PIXEL_SPACING_KM
+    kappa_c = 1 / 120.0
+    pred, ref = fields_with_cutoff((32, 32), 40, kappa_c, sp, 22)
+    got = S.spectral_coherence(pred, ref, definition="pooled")
+    # brute force: pool every coefficient's spectra in bins of width 1/(2·32·13.7 km)
+    from scipy.fft import dctn
+
+    dk = 1 / (2 * 32 * sp[0])
+    ky, kx = np.meshgrid(np.arange(32) / (2 * 32 * sp[0]), np.arange(32) / (2 * 32 * sp[1]), indexing="ij")
+    kb = np.rint(np.hypot(ky, kx) / dk)
+    pp, rr, pr = np.zeros(32), np.zeros(32), np.zeros(32)
+    for t in range(40):
+        a, b = dctn(pred[32 * t:32 * t + 32], norm="ortho"), dctn(ref[32 * t:32 * t + 32], norm="ortho")
+        for k in range(32):
+            m = kb == k
+            pp[k] += np.sum(a[m] ** 2)
+            rr[k] += np.sum(b[m] ** 2)
+            pr[k] += np.sum(a[m] * b[m])
+    coh = np.abs(pr) / np.sqrt(pp * rr)
+    np.testing.assert_allclose(got["coherence"], coh[1:], rtol=1e-10)
+    wl = 1 / (np.arange(1, 32) * dk)
+    np.testing.assert_allclose(got["wavelength_km"], wl, rtol=1e-12)
+    last = int(np.flatnonzero(coh[1:] < 1 / np.sqrt(2))[0]) - 1
+    assert got["effective_resolution_km"] == pytest.approx(wl[last])
+    print(f"pooled: cut-off at 120 km wavelength -> effective resolution {got['effective_resolution_km']:.1f} km")
+    assert 1 / kappa_c * 0.8 < got["effective_resolution_km"] < 1 / kappa_c * 1.25
+    # the additive (cube) route gives the same, with its definition stated
+    names = S.stat_names(fss_thresholds=())
+    st = S.stats_dict(S.skill_stats(pred, ref, fss_thresholds=()), names)
+    out = S.scores_from_stats(st)
+    assert out["effective_resolution_km"] == pytest.approx(got["effective_resolution_km"])
+    assert "full" in out["effective_resolution_definition"] and "13.7 km" in out["effective_resolution_definition"]
+    # the satrain figure on the same fields is about half the pooled one (half against full wavelength)
+    sat = S.spectral_coherence(pred, ref, tile=(32, 32))
+    assert 0.3 < sat["effective_resolution_km"] / got["effective_resolution_km"] < 0.75
+
+
+def test_pixel_spacing_is_the_gmi_and_simulator_spacing_and_labels_fss_windows():
+    import catalogs.simulator as sim
+
+    assert S.PIXEL_SPACING_KM == pytest.approx(sim.SPACING_KM, rel=0.01)
+    r = rain(64 * 64, 3).reshape(64, 64)
+    out = S.scores_from_stats(S.stats_dict(S.skill_stats(r, r), S.stat_names()))
+    assert out["fss_windows_km"]["5"] == pytest.approx([5 * 13.7, 5 * 5.2])
+
+
+def rain(n, seed=0, wet=0.3):
+    r = np.random.default_rng(seed)
+    x = r.gamma(0.5, 4.0, n)
+    x[r.random(n) > wet] = 0.0
+    return x

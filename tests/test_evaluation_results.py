@@ -172,7 +172,8 @@ def _legacy(name: str, sel: Selection, cube_path: str) -> dict:
                 row["effective resolution (km)"] = k.get("effective_resolution_km")
                 rows.append(row)
         for model, byref in ev["skill"].items():
-            notes += [f"{model} {scores.AGAINST.get(key, key)}: {k['error']}" for key, k in byref.items() if "error" in k]
+            notes += [f"{model} {scores.AGAINST.get(key, key)}: {k['error']}"
+                      for key, k in byref.items() if "error" in k]
         return {"notes": notes, "table": pd.DataFrame(rows).dropna(axis=1, how="all"), "strip": True, **head}
     base, sources = distributions.sources_for(models, strip)
     sources = [s for s in sources if s in cube.sources]

@@ -65,7 +65,8 @@ class ExtremesAnswer(CurvesAnswer):
 
     n_boot: int = 0
 
-    _ORDER: ClassVar[tuple] = ("notes", "curves", "table", "baseline", "strip", "query", "models", "cube", "n_boot", "box")
+    _ORDER: ClassVar[tuple] = ("notes", "curves", "table", "baseline", "strip", "query", "models", "cube", "n_boot",
+                               "box")
 
 
 @dataclass(frozen=True, eq=False)

@@ -139,7 +139,8 @@ def elements(result: DistributionsAnswer, backend: str = "bokeh"):
                        .opts(backend=backend, color=col, **({"size": 7} if backend == "bokeh" else {"s": 18})))
     qd = df[df.curve == "qq"] if len(df) else df
     hi = float(np.nanmax(np.r_[qd.rate_mm_h, qd.value, 1.0])) if len(qd) else 10.0
-    one = hv.Curve(([0.1, hi * 1.2], [0.1, hi * 1.2]), hv.Dimension("base", label=f"{base_label} quantile", unit="mm h-1"),
+    one = hv.Curve(([0.1, hi * 1.2], [0.1, hi * 1.2]),
+                   hv.Dimension("base", label=f"{base_label} quantile", unit="mm h-1"),
                    hv.Dimension("model", label="model quantile", unit="mm h-1"), label="1:1").opts(
         backend=backend, color="#888888", **({"line_dash": "dotted"} if backend == "bokeh" else {"linestyle": ":"}))
     common = {"logx": True, "show_grid": True}

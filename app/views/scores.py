@@ -101,6 +101,7 @@ class ScoresView(C.EvaluationView):
         name = f"raincheck_scores_{q.region}_{q.period}_{q.season or 'annual'}.csv"
         dl = pn.widgets.FileDownload(callback=self.csv, filename=safe_name(name), label="Download the table as CSV",
                                      color="light", css_classes=["rc-scores-csv"], width=260)
-        return [pn.pane.Markdown(f"**{data.escape_text(q.region)}**, {q.period}, {q.season or 'all seasons'}: models against "
+        return [pn.pane.Markdown(f"**{data.escape_text(q.region)}**, {q.period}, {q.season or 'all seasons'}: "
+                                 "models against "
                                  "the reference on the strip and against the truth on all pixels "
                                  "(click a column to sort)"), table, dl]

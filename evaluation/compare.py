@@ -72,15 +72,16 @@ def _check_cancel(cancel, where: str) -> None:
         raise ComparisonCancelled(f"comparison cancelled {where}; no result was written")
 
 
-def _within(progress, step: int, steps: int, scale: int = 100):
+def _within(progress, step: int, steps: int, scale: int = 100, prefix: str = ""):
     """``progress`` of one stage (``step`` of ``steps``): its own (done, total) mapped into the
-    stage's share of the whole, so a bar over the comparison only moves forward."""
+    stage's share of the whole, so a bar over the comparison only moves forward; ``prefix``
+    names the stage in its messages."""
     if progress is None:
         return None
 
     def report(done, total, message=""):
         frac = min(max(float(done) / total, 0.0), 1.0) if total and total > 0 else 0.0
-        progress(step * scale + int(scale * frac), steps * scale, message)
+        progress(step * scale + int(scale * frac), steps * scale, f"{prefix}{message}")
 
     return report
 
@@ -467,8 +468,8 @@ def compare(names, *, config="unet-reference", reference="unet-reference", draws
         if skipped:
             out["ood_detector_skipped"] = skipped
         if det is not None:
-            out["ood_detection"], ood_pix = cached_ood_detection(det, config, sets, seed,
-                                                                 _within(progress, 1, steps), cache)
+            out["ood_detection"], ood_pix = cached_ood_detection(
+                det, config, sets, seed, _within(progress, 1, steps, prefix="OOD detection: "), cache)
     for i, n in enumerate(names):
         _check_cancel(cancel, f"before {n}")
         step = _within(progress, 2 + i, steps)

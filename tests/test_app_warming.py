@@ -79,7 +79,7 @@ def stored(result, data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(response, "SHIPPED_DIR", tmp_path / "no-shipped-results")
     folder = run.store_root() / "results"
     folder.mkdir(parents=True)
-    (folder / "today.json").write_text(result.to_json())
+    result.to_json(folder / "today.json")  # atomic, with its completion marker, as `raincheck warming run`
     return result
 
 
@@ -200,7 +200,7 @@ def test_no_result_at_all_and_a_new_result_shows(data_root, tmp_path, monkeypatc
     assert "No warming-response result yet" in v._alerts.objects[0].object
     folder = run.store_root() / "results"
     folder.mkdir(parents=True)
-    (folder / "today.json").write_text(result.to_json())  # `raincheck warming run` finished meanwhile
+    result.to_json(folder / "today.json")  # `raincheck warming run` finished meanwhile
     s.view = "swath"
     s.warm_group = "ocean"
     s.view = "warming"

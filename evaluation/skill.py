@@ -521,7 +521,9 @@ def spectral_coherence(pred_fields, ref_fields, *, definition="satrain", spacing
     ``SpectralCoherence``, the default here) or "pooled" (the climatology cube's); see the module
     docstring. ``tile`` (rows, cols): default 12 × 32 pixels for "satrain" (≈ square in km),
     32 × 32 for "pooled". Returns definition, description, tile, tiles, scale_km (satrain: half
-    a wavelength) or wavelength_km (pooled), coherence, effective_resolution_km."""
+    a wavelength) or wavelength_km (pooled), coherence, effective_resolution_km,
+    smallest_resolvable_km and at_limit (coherent down to the smallest scale the tiles resolve:
+    the effective resolution is then an upper bound, set by the 13.7 km along-track spacing)."""
     if np.ndim(pred_fields) == 2:
         pred_fields, ref_fields = [pred_fields], [ref_fields]
     if definition == "pooled":
@@ -533,7 +535,8 @@ def spectral_coherence(pred_fields, ref_fields, *, definition="satrain", spacing
         res, wl, coh = effective_resolution(st, spacing_km=spacing_km, tile=n)
         return {"definition": "pooled", "description": POOLED_DEFINITION, "tile": (n, n),
                 "tiles": None, "wavelength_km": wl[1:].tolist(), "coherence": coh[1:].tolist(),
-                "effective_resolution_km": res}
+                "effective_resolution_km": res, "smallest_resolvable_km": float(wl[-1]),
+                "at_limit": bool(res == wl[-1])}
     if definition != "satrain":
         raise ValueError(f"definition must be 'satrain' or 'pooled', got {definition!r}")
     shape = satrain_tile(spacing_km=spacing_km) if tile is None else (int(tile[0]), int(tile[1]))
@@ -554,8 +557,10 @@ def spectral_coherence(pred_fields, ref_fields, *, definition="satrain", spacing
         centre = 0.5 * (edges[1:] + edges[:-1])
         scales = 0.5 * (shape[ax] - 1) * spacing_km[ax] / centre
     res = _satrain_resolution(scales[1:], coh[1:]) if n_tiles else float("nan")
+    smallest = float(np.min(scales[1:])) if scales.size > 1 else float("nan")
     return {"definition": "satrain", "description": SATRAIN_DEFINITION, "tile": tuple(shape), "tiles": n_tiles,
-            "scale_km": scales[1:].tolist(), "coherence": coh[1:].tolist(), "effective_resolution_km": res}
+            "scale_km": scales[1:].tolist(), "coherence": coh[1:].tolist(), "effective_resolution_km": res,
+            "smallest_resolvable_km": smallest, "at_limit": bool(res == smallest)}
 
 
 def _satrain_resolution(scales, coh) -> float:

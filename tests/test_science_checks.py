@@ -327,6 +327,10 @@ def test_satrain_effective_resolution_against_brute_force_and_a_known_cutoff():
     print(f"satrain: cut-off at 60 km wavelength -> effective resolution {got['effective_resolution_km']:.1f} km "
           f"(scales {np.round(got['scale_km'], 1).tolist()})")
     assert 0.5 / kappa_c * 0.75 < got["effective_resolution_km"] < 0.5 / kappa_c * 1.3
+    assert not got["at_limit"] and got["smallest_resolvable_km"] == pytest.approx(min(got["scale_km"]))
+    # identical fields are coherent down to the smallest resolvable scale: flagged as at the limit
+    same = S.spectral_coherence(ref, ref)
+    assert same["at_limit"] and same["effective_resolution_km"] == pytest.approx(same["smallest_resolvable_km"])
 
 
 def test_pooled_effective_resolution_uses_the_real_spacing_and_agrees_with_the_cube_route():

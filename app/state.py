@@ -12,6 +12,9 @@ import param
 
 from catalogs.schema import CHANNELS
 from catalogs.simulator.worlds import WORLDS
+from evaluation.warming.response import QUANTILE_LEVELS as WARMING_QUANTILES
+from evaluation.warming.summary import GROUPS as WARMING_GROUP_SPECS
+from evaluation.warming.summary import THRESHOLDS as WARMING_THRESHOLDS
 from catalogs.userinput import UserInputError, check_text, check_value, show
 
 
@@ -61,10 +64,23 @@ PIXELS = ("strip", "all")
 #: Warming-response view (``evaluation.warming`` results): world presets, groups of pixels
 #: (region / surface), populations (all pixels or wet ones) and statistics of panel (b).
 WARMING_WORLDS = tuple(WORLDS)
-WARMING_GROUPS = ("global", "ocean", "land", "tropics", "extratropics")
+WARMING_GROUPS = tuple(WARMING_GROUP_SPECS)
 WARMING_POPULATIONS = ("all", "wet")
-WARMING_STATS = ("q99.9", "q99.99", "q99.5", "q99", "q95", "q90", "q75", "q50", "mean", "wet_fraction",
-                 "exceed:1", "exceed:5", "exceed:10", "exceed:20", "exceed:50")
+
+
+def warming_stat_key(statistic: str, level_q=None, threshold=None) -> str:
+    """The short name of a forced-response statistic: ``q99.9`` for the 0.999 quantile,
+    ``exceed:10`` for the frequency above 10 mm h-1, else the statistic's own name."""
+    if statistic == "quantile":
+        return f"q{round(100 * float(level_q), 4):g}"
+    if statistic == "exceedance" and threshold is not None and float(threshold) == float(threshold):
+        return f"exceed:{float(threshold):g}"
+    return str(statistic)
+
+
+#: the statistics of ``evaluation.warming`` (extremes first: the default is q99.9)
+WARMING_STATS = (tuple(warming_stat_key("quantile", q) for q in sorted(WARMING_QUANTILES, reverse=True))
+                 + ("mean", "wet_fraction") + tuple(warming_stat_key("exceedance", None, t) for t in WARMING_THRESHOLDS))
 #: Warming levels a link may ask for (K above the training climate; ``raincheck warming run`` refuses others)
 WARMING_MAX_K = 6.0
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from app import data
 from app.figures import FONTS, ExportParts, ensure_backends
+from app.state import WARMING_GROUPS, warming_stat_key
 from app.views import common as C
 from evaluation.ipcc import EXTREME_INTENSITY, SPM6_10YR_LAND
 
@@ -103,14 +104,7 @@ def no_result_message(world: str, have=()) -> str:
     return f"No warming-response result yet: compute one with `{run_command(world)}`."
 
 
-def stat_key(statistic: str, level_q=None, threshold=None) -> str:
-    """The short name of a statistic: ``q99.9`` for the 0.999 quantile, ``exceed:10`` for the
-    frequency above 10 mm h-1, else the statistic's own name."""
-    if statistic == "quantile":
-        return f"q{round(100 * float(level_q), 4):g}"
-    if statistic == "exceedance" and threshold is not None and np.isfinite(float(threshold)):
-        return f"exceed:{float(threshold):g}"
-    return str(statistic)
+stat_key = warming_stat_key
 
 
 def stat_label(key: str) -> str:
@@ -265,9 +259,9 @@ def known_forced_response(trend_stat: str, group: str, results: dict | None = No
            else TREND_STAT_KEYS.get(trend_stat))
     w = get_world(world)
     out = {"stat": trend_stat, "world": world, "world_version": w.version, "value": None, "lo": None, "hi": None}
-    if group not in {"global", "ocean", "land", "tropics", "extratropics"}:
-        return out | {"why": f"the known forced response is measured for global, ocean, land, tropics and "
-                             f"extratropics, not for {group}"}
+    if group not in WARMING_GROUPS:
+        return out | {"why": f"the known forced response is measured for {', '.join(WARMING_GROUPS)}, "
+                             f"not for {group}"}
     try:
         results = stored_results() if results is None else results
     except data.DataError as e:

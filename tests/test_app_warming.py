@@ -143,6 +143,10 @@ def test_controls_and_models_switch_the_answer(stored, monkeypatch):
     r = v.result
     assert (r["group"], r["population"], r["stat"]) == ("land", "wet", "mean")
     assert (r["curve"].population == "wet").all() and (r["curve"].group == "land").all()
+    assert v.population.value == "wet"  # the control follows the selection (a link), and the other way
+    v.population.value = "all"
+    assert s.warm_pop == "all" and v.result["population"] == "all"
+    v.population.value = "wet"
     # the mean is computed over all pixels only: said, and drawn for all pixels
     assert (r["by_level"].population == "all").all()
     assert any("computed over all pixels only" in a.object for a in v._alerts.objects)

@@ -563,10 +563,14 @@ class WarmingView(C.EvaluationView):
         if self.result is None:
             self._show_level(s.warm_level, [s.warm_level])
         self.level.param.watch(self._level_picked, "value")
+        self.population = pn.widgets.RadioButtonGroup(options={"all pixels": "all", "wet pixels": "wet"},
+                                                      value=s.warm_pop, color="light", width=190, margin=(25, 10, 5, 10))
+        self.population.param.watch(lambda e: setattr(s, "warm_pop", e.new), "value")
+        s.param.watch(lambda e: setattr(self.population, "value", e.new), "warm_pop")
         self.controls = pn.Row(
             pn.widgets.Select.from_param(s.param.warm_world, label="World preset", width=170),
             pn.widgets.Select.from_param(s.param.warm_group, label="Region / surface", width=150),
-            pn.widgets.RadioButtonGroup.from_param(s.param.warm_pop, color="light", width=120),
+            self.population,
             self.level,
             pn.widgets.Select.from_param(s.param.warm_stat, label="Statistic in (b)", width=150),
             sizing_mode="stretch_width", css_classes=["rc-warming-controls"])

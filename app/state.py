@@ -66,6 +66,8 @@ PIXELS = ("strip", "all")
 WARMING_WORLDS = tuple(WORLDS)
 WARMING_GROUPS = tuple(WARMING_GROUP_SPECS)
 WARMING_POPULATIONS = ("all", "wet")
+#: what panel (b) of the warming view draws against the warming level
+WARMING_AXES = ("response", "error")
 
 
 def warming_stat_key(statistic: str, level_q=None, threshold=None) -> str:
@@ -92,7 +94,7 @@ URL_KEYS = {
     "end_year": "y1", "season": "season", "threshold": "thr", "pick_start": "from", "pick_end": "to",
     "trend_stat": "stat", "trend_freq": "freq", "pixels": "pixels",
     "warm_world": "preset", "warm_group": "group", "warm_pop": "population", "warm_level": "warming",
-    "warm_stat": "wstat",
+    "warm_stat": "wstat", "warm_axis": "wy",
 }
 
 
@@ -133,6 +135,9 @@ class Selection(param.Parameterized):
                               doc="Warming response: K of warming above the training climate")
     warm_stat = param.Selector(default="q99.9", objects=list(WARMING_STATS),
                                doc="Warming response: the statistic drawn against the warming level")
+    warm_axis = param.Selector(default="response", objects=list(WARMING_AXES),
+                               doc="Warming response: draw the response of each source, or each model's error "
+                                   "(model − truth), against the warming level")
 
     def query(self) -> dict:
         """The selection as URL query values (what a shared link carries)."""
@@ -149,7 +154,7 @@ class Selection(param.Parameterized):
 
 #: what a parameter is, in a message, where its name does not say it
 _WHAT = {"warm_world": "world preset", "warm_group": "group (region / surface)", "warm_pop": "population",
-         "warm_stat": "warming-response statistic"}
+         "warm_stat": "warming-response statistic", "warm_axis": "warming-response axis"}
 
 
 def _invalid(selection: Selection, name: str) -> str:

@@ -120,9 +120,16 @@ def test_the_view_draws_the_results_rows(stored):
     assert m.loc[("unit-damped", "q99.9"), "verdict"] == "under-states"
     assert m.loc[("unit-same", "q99.9"), "verdict"] == "tracks"
     assert m.loc[("unit-same", "mean"), "error"] == pytest.approx(0.0, abs=1e-6)
-    # panel (b): p99.9 at every level, truth and models
+    # panel (b): p99.9 at every level, truth and models; and each model's error growth +1 -> +4 K
     bl = res["by_level"]
     assert set(bl.stat) == {"q99.9"} and sorted(set(bl.warming_K)) == list(LEVELS) and len(bl) == 9
+    g = res["growth"].set_index("source")
+    gf = stored.growth_frame()
+    want = gf[(gf.group == "global") & (gf.statistic == "quantile") & (gf.level_q == 0.999) & (gf.population == "all")
+              & (gf.source == "unit-damped")].iloc[0]
+    assert g.loc["unit-damped", "growth"] == want.growth and (want.from_K, want.to_K) == (1.0, 4.0)
+    # independent: the damped model's error is 100 (1.07^0.9 - 1) - 7 %/K at every level, so it does not grow
+    assert abs(want.growth) < 0.3 and "Error growth of q99.9 from +1 to +4 K" in WV.growth_text(res)
 
 
 def test_caption_says_the_design(stored):
@@ -154,6 +161,14 @@ def test_controls_and_models_switch_the_answer(stored, monkeypatch):
 
     for el in WV.elements(r):  # the app's (bokeh) figures draw
         assert hv.render(el, backend="bokeh") is not None
+    s.warm_axis = "error"  # panel (b) draws each model's error (model - truth) instead of the responses
+    assert v.axis.value == "error" and v.result["axis"] == "error"
+    b = WV.elements(v.result, backend="matplotlib")[1]
+    drawn = {e.label: list(e.data.iloc[:, 1]) for e in b if isinstance(e, hv.Scatter)}
+    bl = v.result["by_level"]
+    assert drawn == {m: list(bl[bl.source == m].sort_values("warming_K").error) for m in MODELS}
+    v.axis.value = "response"
+    assert s.warm_axis == "response"
     v.level.value = 4.0  # the level picker is the selection's
     assert s.warm_level == 4.0 and v.result["level"] == 4.0
     s.models = ["unit-damped", "not-run"]
@@ -169,16 +184,16 @@ def test_link_carries_the_warming_selection(stored):
     from panel.io.location import Location
 
     s = Selection()
-    q = "?view=warming&preset=stationary&group=tropics&population=wet&warming=4&wstat=q99&models=unit-same"
+    q = "?view=warming&preset=stationary&group=tropics&population=wet&warming=4&wstat=q99&wy=error&models=unit-same"
     assert sync_url(s, Location(search=q)) == []
-    assert (s.view, s.warm_world, s.warm_group, s.warm_pop, s.warm_level, s.warm_stat) == \
-        ("warming", "stationary", "tropics", "wet", 4.0, "q99")
+    assert (s.view, s.warm_world, s.warm_group, s.warm_pop, s.warm_level, s.warm_stat, s.warm_axis) == \
+        ("warming", "stationary", "tropics", "wet", 4.0, "q99", "error")
     back = Selection()
     sync_url(back, Location(search="?" + "&".join(f"{k}={v}" for k, v in s.query().items())))
     assert back.describe() == s.describe()
     bad = Selection()
-    problems = sync_url(bad, Location(search="?preset=mars&warming=9&group=moon&population=dry&wstat=q42"))
-    assert len(problems) == 5, problems
+    problems = sync_url(bad, Location(search="?preset=mars&warming=9&group=moon&population=dry&wstat=q42&wy=x"))
+    assert len(problems) == 6, problems
     assert any("preset='mars': not a valid world preset" in p and "today, stationary" in p for p in problems)
     assert any("warming='9'" in p and "between 0.0 and 6.0" in p for p in problems)
     assert (bad.warm_world, bad.warm_level, bad.warm_group) == ("today", 2.0, "global")
@@ -221,8 +236,8 @@ def test_export_figure_csv_and_manifest(stored, tmp_path, fmt):
     assert "warming" in r.figure.name and "ocean" in r.figure.name and "today" in r.figure.name
     df = pd.read_csv(r.data)
     res = WV.compute(s)
-    n = len(res["curve"]) + len(res["by_level"]) + len(res["table"])
-    assert len(df) == n and set(df.panel) == {"a: response curve", "b: against warming level",
+    n = len(res["curve"]) + len(res["by_level"]) + len(res["table"]) + len(res["growth"])
+    assert len(df) == n and set(df.panel) == {"a: response curve", "b: against warming level", "b: error growth",
                                               "c: verdict matrix"}
     a = df[df.panel == "a: response curve"]
     np.testing.assert_allclose(a.response.values, res["curve"].response.values)

@@ -210,6 +210,7 @@ def compute(selection, results: dict | None = None) -> dict:
         notes.append(f"{stat_label(key)} is computed over {p0} pixels only: panel (b) shows it for {p0} pixels")
         stat_rows = stat_rows[stat_rows["population"] == p0]
     by_level = stat_rows.sort_values(["source", "warming_K"])
+    growth = _growth(fr, selection.warm_group, key, str(by_level["population"].iloc[0]), models)
 
     table = at[(at["warming_K"] == level) & (at["source"] != TRUTH)]
     table = table[(table["population"] == pop) | (table["statistic"] != "quantile")]
@@ -217,7 +218,34 @@ def compute(selection, results: dict | None = None) -> dict:
     truth_at = at[(at["warming_K"] == level) & (at["source"] == TRUTH)].drop_duplicates(["stat", "population"])
     return {"notes": notes, "world": world, "meta": meta, "group": selection.warm_group, "population": pop,
             "level": level, "levels": levels, "stat": key, "models": models, "curve": curve, "by_level": by_level,
-            "table": table, "truth_at_level": truth_at, "command": meta["command"]}
+            "table": table, "truth_at_level": truth_at, "command": meta["command"], "axis": selection.warm_axis,
+            "growth": growth}
+
+
+def _growth(fr, group: str, key: str, pop: str, models: list[str]) -> pd.DataFrame:
+    """Each model's error growth (error at the largest level minus at the smallest, paired
+    interval) of statistic ``key`` (``ForcedResponse.growth_frame()``)."""
+    g = fr.growth_frame()
+    thr = g["threshold_mm_h"] if "threshold_mm_h" in g else pd.Series(np.nan, index=g.index)
+    g = g.assign(stat=[stat_key(s, q, t) for s, q, t in zip(g["statistic"], g["level_q"], thr)])
+    g = g[(g["group"] == group) & (g["stat"] == key) & (g["population"] == pop) & g["source"].isin(models)]
+    return g.set_index("source").reindex([m for m in models if m in set(g["source"])]).reset_index()
+
+
+def growth_text(res: dict) -> str:
+    """'Error growth from +1 to +4 K' of the statistic of panel (b), per model with its interval."""
+    g = res["growth"]
+    if not len(g):
+        return ""
+    parts = []
+    for _, r in g.iterrows():
+        ci = (f" [{r['lo']:+.2f}, {r['hi']:+.2f}]" if np.isfinite(r["lo"]) and np.isfinite(r["hi"]) else
+              " (interval undefined)")
+        parts.append(f"{r['source']} {r['growth']:+.2f}{ci}")
+    r0 = g.iloc[0]
+    return (f"Error growth of {stat_label(res['stat'])} from +{r0['from_K']:g} to +{r0['to_K']:g} K "
+            f"(error at +{r0['to_K']:g} K minus error at +{r0['from_K']:g} K, %/K, {_ci(res['meta'])} paired interval): "
+            + "; ".join(parts) + ".")
 
 
 def _stale_checkpoints(used: dict, models: list[str]) -> list[str]:
@@ -375,13 +403,17 @@ def elements(res: dict, backend: str = "bokeh"):
                                xlabel="Quantile level (1 − q on a log axis)", ylabel="Forced response (%/K)",
                                legend_position="top_left", **common)
 
-    # (b) the chosen statistic against the warming level (sources side by side around each level)
+    # (b) the chosen statistic against the warming level (sources side by side around each level):
+    # the response of the truth and each model, or each model's error (model − truth)
     xw = hv.Dimension("warming_K", label="Warming above the training climate", unit="K")
     bl = res["by_level"]
-    srcs = [s for s in [TRUTH] + res["models"] if (bl["source"] == s).any()]
+    err = res.get("axis") == "error"
+    cols = ("error", "error_lo", "error_hi") if err else ("response", "lo", "hi")
+    srcs = [s for s in ([] if err else [TRUTH]) + res["models"] if (bl["source"] == s).any()]
     offs = np.linspace(-0.15, 0.15, len(srcs)) if len(srcs) > 1 else np.zeros(1)
-    bitems = [hv.HLine(0).opts(backend=backend, color="#999999", **_dash(backend, "dotted", 1))]
-    extreme = res["stat"].startswith("q") and float(res["stat"][1:]) >= 99
+    bitems = [hv.HLine(0).opts(backend=backend, color="#555555" if err else "#999999",
+                               **_dash(backend, "dashed" if err else "dotted", 1))]
+    extreme = res["stat"].startswith("q") and float(res["stat"][1:]) >= 99 and not err
     if extreme:  # CC and SPM.6 are expectations for extremes only
         bitems.append(hv.HLine(CC_PCT_PER_K).opts(backend=backend, color="#555555", **_dash(backend)))
         bitems.append(hv.Scatter((spm["warming_K"], spm["response"]), xw, pct, label=SPM6_LABEL).opts(
@@ -389,8 +421,8 @@ def elements(res: dict, backend: str = "bokeh"):
     for off, src in zip(offs, srcs):
         d = bl[bl["source"] == src].sort_values("warming_K")
         x = d["warming_K"].astype(float).values + off
-        y = d["response"].astype(float).values
-        lo, hi = d["lo"].astype(float).values, d["hi"].astype(float).values
+        y = d[cols[0]].astype(float).values
+        lo, hi = d[cols[1]].astype(float).values, d[cols[2]].astype(float).values
         ok = np.isfinite(lo) & np.isfinite(hi)
         c = col[src]
         if ok.any():
@@ -400,12 +432,14 @@ def elements(res: dict, backend: str = "bokeh"):
         bitems.append(hv.Scatter((x, y), xw, pct, label=_label(src)).opts(
             backend=backend, color=c, **_size(backend, 7)))
     lv = res["levels"]
-    yb = _ylim(list(bl["lo"]) + list(bl["hi"]) + list(bl["response"]) + (list(spm["response"]) if extreme else []),
+    shown = bl[bl["source"].isin(srcs)]
+    yb = _ylim([v for c in cols for v in shown[c]] + (list(spm["response"]) if extreme else []),
                floor=(-1.0, 1.0), head=0.6)
-    ttl = f"(b) {stat_label(res['stat'])}, {res['group']}, against the warming level"
+    ttl = (f"(b) {'Error of the response' if err else 'Response'}: {stat_label(res['stat'])}, {res['group']}")
     b = hv.Overlay(bitems).opts(backend=backend, title=ttl if bk else ttl[4:], ylim=yb,
                                 xticks=[(v, f"+{v:g}") for v in lv], xlim=(min(lv) - 0.6, max(lv) + 0.6),
-                                xlabel="Warming above the training climate (K)", ylabel="Forced response (%/K)",
+                                xlabel="Warming above the training climate (K)",
+                                ylabel="Error, model − truth (%/K)" if err else "Forced response (%/K)",
                                 legend_position="top_left", **common)
     return a, b, verdict_matrix(res, backend)
 
@@ -508,6 +542,8 @@ def table_data(res: dict) -> pd.DataFrame:
     """The plotted rows as one CSV-ready frame (``panel`` says which panel a row is drawn in)."""
     parts = [res["curve"].assign(panel="a: response curve"), res["by_level"].assign(panel="b: against warming level"),
              res["table"].assign(panel="c: verdict matrix")]
+    if len(res["growth"]):
+        parts.append(res["growth"].assign(panel="b: error growth"))
     out = pd.concat(parts, ignore_index=True)
     first = ["panel", "world", "group", "population", "stat", "statistic", "level_q", "warming_K", "source"]
     return out[first + [c for c in out.columns if c not in first]]
@@ -543,7 +579,8 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
         el.opts(backend="matplotlib", fontsize=FONTS, aspect=1.25)
     c.opts(backend="matplotlib", fontsize=FONTS, aspect=1.25)
     lay = hv.Layout([a, b, c]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.45)
-    return ExportParts(lay, table_data(res), provenance(res) | {"caption": caption(res)}, fig_inches=(16, 5.2))
+    return ExportParts(lay, table_data(res), provenance(res) | {"caption": caption(res), "error_growth": growth_text(res)},
+                       fig_inches=(16, 5.2))
 
 
 class WarmingView(C.EvaluationView):
@@ -551,7 +588,7 @@ class WarmingView(C.EvaluationView):
     statistic (mirrored in the URL), the three panels, the caption and the verdict table."""
 
     name_ = "warming"
-    _WATCH = ("warm_world", "warm_group", "warm_pop", "warm_level", "warm_stat", "models")
+    _WATCH = ("warm_world", "warm_group", "warm_pop", "warm_level", "warm_stat", "warm_axis", "models")
 
     def __init__(self, **params):
         import panel as pn
@@ -566,6 +603,10 @@ class WarmingView(C.EvaluationView):
         self.population = pn.widgets.RadioButtonGroup(options={"all pixels": "all", "wet pixels": "wet"},
                                                       value=s.warm_pop, color="light", width=190, margin=(25, 10, 5, 10))
         self.population.param.watch(lambda e: setattr(s, "warm_pop", e.new), "value")
+        self.axis = pn.widgets.RadioButtonGroup(options={"response": "response", "error (model − truth)": "error"},
+                                                value=s.warm_axis, color="light", width=250, margin=(25, 10, 5, 10))
+        self.axis.param.watch(lambda e: setattr(s, "warm_axis", e.new), "value")
+        s.param.watch(lambda e: setattr(self.axis, "value", e.new), "warm_axis")
         s.param.watch(lambda e: setattr(self.population, "value", e.new), "warm_pop")
         self.controls = pn.Row(
             pn.widgets.Select.from_param(s.param.warm_world, label="World preset", width=170),
@@ -573,6 +614,7 @@ class WarmingView(C.EvaluationView):
             self.population,
             self.level,
             pn.widgets.Select.from_param(s.param.warm_stat, label="Statistic in (b)", width=150),
+            self.axis,
             sizing_mode="stretch_width", css_classes=["rc-warming-controls"])
         self._layout.insert(0, self.controls)
 
@@ -618,6 +660,8 @@ class WarmingView(C.EvaluationView):
                                  css_classes=["rc-warming-summary"], sizing_mode="stretch_width"),
                 pn.Row(pn.pane.HoloViews(a, sizing_mode="stretch_width"),
                        pn.pane.HoloViews(b, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+                pn.pane.Markdown(data.escape_text(growth_text(res)), css_classes=["rc-warming-growth"],
+                                 sizing_mode="stretch_width"),
                 pn.pane.HoloViews(c, sizing_mode="stretch_width"),
                 pn.pane.Markdown(data.escape_text(caption(res)), css_classes=["rc-warming-caption"],
                                  sizing_mode="stretch_width"),

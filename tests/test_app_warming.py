@@ -300,3 +300,12 @@ def test_known_forced_response_without_a_result_or_outside_the_groups():
     assert g["value"] is None and "raincheck warming run --world today" in g["why"]
     h = WV.known_forced_response("q999", "WAF", results={})
     assert h["value"] is None and "not for WAF" in h["why"]
+
+
+def test_a_result_of_an_older_checkpoint_is_flagged(data_root):
+    from models.registry import get_card
+
+    sha = str(get_card("unet-reference").checkpoint_sha256)
+    assert WV._stale_checkpoints({"unet-reference": sha}, ["unet-reference"]) == []
+    (note,) = WV._stale_checkpoints({"unet-reference": "00" * 32}, ["unet-reference"])
+    assert "unet-reference was retrained since this result" in note and sha[:12] in note

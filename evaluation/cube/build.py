@@ -306,9 +306,12 @@ def _build_config(world_seed, n_scans, extra_regions, model_fns, model_product, 
             "skill_extra": bool(skill_extra and extra_regions)}
 
 
-def _reusable_partials(pdir: Path, cur: dict, drop: set) -> tuple[dict[int, set], int]:
-    """({orbit: sources} the finished partials of the current versions hold, how many damaged
-    partials were discarded); stale partials are removed."""
+def _reusable_partials(path: Path, cur: dict, drop: set) -> tuple[Path, dict[int, set], int]:
+    """(the partials folder of the cube at ``path``, {orbit: sources} its finished partials of the
+    current versions hold, how many damaged partials were discarded); stale partials are removed."""
+    pdir = partials_dir(path)
+    pdir.mkdir(parents=True, exist_ok=True)
+    cleanup_stale(pdir)  # temps of killed workers (a live writer's are kept)
     have: dict[int, set] = {}
     damaged = 0
     for f in sorted(pdir.glob("o*.npz")):
@@ -333,7 +336,7 @@ def _reusable_partials(pdir: Path, cur: dict, drop: set) -> tuple[dict[int, set]
             f.unlink(missing_ok=True)
             continue
         have.setdefault(info[0], set()).update(info[1])
-    return have, damaged
+    return pdir, have, damaged
 
 
 def _orbits_to_compute(orbits: Iterable[int], srcs: list[str], ledger: dict, drop, have: dict) -> list:
@@ -396,11 +399,8 @@ def build_cube(
     cur = _identities(srcs, cfg)
     cfg["identities"] = cur
     drop, adopt = _check_identities(path, ledger, srcs, cur, replace_stale)
-    pdir = partials_dir(path)
-    pdir.mkdir(parents=True, exist_ok=True)
-    cleanup_stale(pdir)  # temps of killed workers (a live writer's are kept)
     # what each orbit still needs, minus what finished partials (of the current versions) hold
-    have, damaged = _reusable_partials(pdir, cur, drop)
+    pdir, have, damaged = _reusable_partials(path, cur, drop)
     todo = _orbits_to_compute(orbits, srcs, ledger, drop, have)
     total = len(todo)
     if progress:

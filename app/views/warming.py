@@ -7,7 +7,7 @@ Three panels: (a) the response curve (%/K against the quantile level, on a ``1 �
 so that q99.9 and q99.99 are readable) of the truth and each model with their 90 % bands, the
 Clausius–Clapeyron 7 %/K line and the AR6 SPM.6 rate of the 10-year daily land extreme (a
 different statistic, labelled as such); (b) the response of one statistic against the warming
-level with intervals; (c) the verdict matrix (model × statistic at the chosen level: tracks /
+level with intervals, or each model's error (model − truth) and its growth with warming; (c) the verdict matrix (model × statistic at the chosen level: tracks /
 under-states / over-states / undetermined, from the paired interval of the error). Numbers are
 never re-derived here: every value drawn is a row of ``ForcedResponse.frame()``.
 """
@@ -25,12 +25,12 @@ from app.figures import FONTS, ExportParts, ensure_backends
 from app.state import WARMING_GROUPS, warming_stat_key
 from app.views import common as C
 from evaluation.ipcc import EXTREME_INTENSITY, SPM6_10YR_LAND
+from evaluation.warming import VERDICTS
 
 #: the columns every result frame has (``ForcedResponse.frame()``)
 FRAME_COLUMNS = ("world", "group", "statistic", "population", "level_q", "warming_K", "source", "response", "lo",
                  "hi", "error", "error_lo", "error_hi", "verdict")
 TRUTH = "truth"
-VERDICTS = ("tracks", "under-states", "over-states", "undetermined")
 #: verdict colours (ColorBrewer RdYlBu / greens; grey for undetermined)
 VERDICT_COLOURS = {"tracks": "#a6d96a", "under-states": "#74add1", "over-states": "#f46d43",
                    "undetermined": "#e0e0e0"}
@@ -215,10 +215,9 @@ def compute(selection, results: dict | None = None) -> dict:
     table = at[(at["warming_K"] == level) & (at["source"] != TRUTH)]
     table = table[(table["population"] == pop) | (table["statistic"] != "quantile")]
     table = table.drop_duplicates(["source", "stat", "population"])
-    truth_at = at[(at["warming_K"] == level) & (at["source"] == TRUTH)].drop_duplicates(["stat", "population"])
     return {"notes": notes, "world": world, "meta": meta, "group": selection.warm_group, "population": pop,
             "level": level, "levels": levels, "stat": key, "models": models, "curve": curve, "by_level": by_level,
-            "table": table, "truth_at_level": truth_at, "command": meta["command"], "axis": selection.warm_axis,
+            "table": table, "command": meta["command"], "axis": selection.warm_axis,
             "growth": growth}
 
 

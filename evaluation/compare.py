@@ -237,12 +237,15 @@ def _strip_pixels(retriever, tc, ref, chunk: int = 8, gmst=None):
     return np.concatenate(qs), np.concatenate(ys), np.concatenate(sc), spec, np.concatenate(oks)
 
 
-def _spectra(sums, pixel_km: float = 5.0) -> dict:
+def _spectra(sums) -> dict:
+    """Power ratio (retrieval / reference) per pooled wavenumber bin of the coherence sums, at
+    the bins' physical wavelengths on the 13.7 x 5.2 km grid (:func:`evaluation.skill.coherence_wavelengths_km`)."""
+    from evaluation.skill import coherence_wavelengths_km
+
     n = SPECTRUM_TILE
     pp, rr = sums[:n], sums[n:2 * n]
-    k = np.arange(n)
-    wl = np.where(k > 0, 2 * n * pixel_km / np.maximum(k, 1), np.inf)
-    small = k >= 8  # wavelengths <= 40 km
+    wl = coherence_wavelengths_km(n)
+    small = wl <= 40.0  # wavelengths <= 40 km
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = pp / rr
         return {"wavelength_km": wl[1:].tolist(), "power_ratio": ratio[1:].tolist(),

@@ -80,6 +80,14 @@ COHERENCE_TILE = 32
 COHERENCE_THRESHOLD = 1 / np.sqrt(2)
 #: GMI S1 pixel spacing (km): along track (scan to scan) × across track (pixel to pixel)
 PIXEL_SPACING_KM = (13.7, 5.2)
+#: version of the definitions of the stored probabilistic and spectral statistics (``pit*``,
+#: ``cov@*``, ``coh_*``): 1 = deterministic PIT, coverage read off the quantiles, coherence binned
+#: by coefficient index on square 5 km pixels; 2 = randomised PIT and coverage on it, coherence
+#: binned by physical wavenumber on the 13.7 x 5.2 km grid. A cube records the version it was
+#: built with (attribute ``skill_definitions``); statistics of an older version are not served.
+SKILL_DEFINITIONS = 2
+#: the statistics whose definition changed with :data:`SKILL_DEFINITIONS`
+REDEFINED_PREFIXES = ("pit", "cov@", "coh_")
 POOLED_DEFINITION = (
     "pooled coherence |sum PR|/sqrt(sum PP sum RR) of 2-D DCT spectra of 32x32-pixel tiles (13.7 km along x 5.2 km "
     "across), in bins of physical wavenumber of width 1/(2*32*13.7 km); the effective resolution is a full "

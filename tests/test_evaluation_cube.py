@@ -238,6 +238,12 @@ def test_models_added_incrementally_with_skill(tmp_path):
     assert sr["n"] == np.isfinite(np.concatenate([simulate_orbit(o, n_scans=N_SCANS)["surface_precip"].values.ravel()
                                                    for o in orbits])).sum()
     assert "effective_resolution_km" in sr
+    # a cube built with an older definition of PIT / coverage / coherence does not serve them
+    assert c.skill_definitions == S.SKILL_DEFINITIONS and "notes" not in sr
+    c.ds.attrs["skill_definitions"] = 1
+    old = c.skill("fake", "reference")
+    assert old["coverage"] == {} and old["pit_hist"] == [] and "effective_resolution_km" not in old
+    assert "skill definitions 1" in old["notes"][0] and old["mae"] == sr["mae"]
 
 
 def test_numba_and_numpy_paths_agree():

@@ -55,6 +55,9 @@ def compute(selection, cube_path=None) -> ScoresAnswer:
         for key, k in byref.items():
             if k.error is not None:
                 notes.append(f"{model} {AGAINST.get(key, key)}: {k.error}")
+            for n in (k.get("notes") or []):
+                if n not in notes:
+                    notes.append(n)
     return ScoresAnswer(notes=notes, table=df, query=q, models=models, cube=str(cube.path), strip=True, box=box)
 
 

@@ -16,7 +16,7 @@ from catalogs.store import is_complete
 from evaluation import distributions as D
 from evaluation import regions as RG
 from evaluation import skill as SK
-from evaluation.cube.layout import (BUILTIN, CANON_LEVELS, FIELD_STATS, LEDGER, PIXEL_STATS, REFERENCE, SEASONS,
+from evaluation.cube.layout import (BUILTIN, CANON_LEVELS, LEDGER, REFERENCE, SEASONS,
                                     STRIP, SURFACE_GROUPS, SURFACES, TRUTH, TRUTH_STRIP, RegionNotInCube,
                                     ar6_labels, default_cube_path)
 from evaluation.results import Histogram
@@ -252,11 +252,27 @@ class Cube:
             self._cache[key] = np.asarray(da.sum(("skill_region", "surface")).values)
         v = self._cache[key][tm].sum(axis=0)
         f = np.asarray(self.ds["field_skill"].sel(pair=pair).values)[tm].sum(axis=0)
-        stats = SK.stats_dict(np.concatenate([v, f]), list(PIXEL_STATS) + list(FIELD_STATS))
+        # pair the stored values with the cube's own stat names, never by position with today's
+        names = [str(x) for x in self.ds["stat"].values] + [str(x) for x in self.ds["fstat"].values]
+        stats = SK.stats_dict(np.concatenate([v, f]), names)
+        stale = self.skill_definitions < SK.SKILL_DEFINITIONS
+        if stale:  # PIT, coverage and coherence of a superseded definition: not served
+            stats = {k: x for k, x in stats.items() if not k.startswith(SK.REDEFINED_PREFIXES)}
         has_prob = stats.get("prob_n", 0) > 0
         out = SK.scores_from_stats(stats, levels=CANON_LEVELS if has_prob else None)
         out["pair"] = pair
+        if stale:
+            out["notes"] = [f"PIT, interval coverage and effective resolution are not shown: this cube was built "
+                            f"with skill definitions {self.skill_definitions} (now {SK.SKILL_DEFINITIONS}: "
+                            f"randomised PIT, coverage on it, coherence on the 13.7 x 5.2 km grid); rebuild "
+                            f"the cube to get them"]
         return out
+
+    @property
+    def skill_definitions(self) -> int:
+        """The version of the probabilistic/spectral statistics' definitions the cube was built
+        with (:data:`evaluation.skill.SKILL_DEFINITIONS`; cubes without the attribute: 1)."""
+        return int(self.ds.attrs.get("skill_definitions", 1))
 
 
 def _pair_name(model: str, against: str) -> str:

@@ -11,6 +11,7 @@ import xarray as xr
 
 from catalogs.store import atomic_write
 from evaluation import distributions as D
+from evaluation import skill as SK
 from evaluation.cube.layout import FORMAT_VERSION, LEDGER, PIXEL_STATS, SURFACES
 from evaluation.cube.query import open_cube
 
@@ -19,7 +20,8 @@ def _write_cube(ds: xr.Dataset, ledger: dict, path: Path) -> Path:
     ds = ds.copy()
     ds.attrs = {"title": "raincheck climatology cube", "format": FORMAT_VERSION,
                 "bins": "bin 0: [0, 0.1) mm h-1; 35 log bins 0.1..316 (10/decade); overflow [316, inf)",
-                "units_total": "mm h-1 (sum of rates)", "created_by": "evaluation.cube.build_cube"}
+                "units_total": "mm h-1 (sum of rates)", "created_by": "evaluation.cube.build_cube",
+                "skill_definitions": SK.SKILL_DEFINITIONS}
     ds["count"].attrs = {"long_name": "pixel count", "units": "1"}
     ds["total"].attrs = {"long_name": "sum of rain rates", "units": "mm h-1"}
     ds["total_sq"].attrs = {"long_name": "sum of squared rain rates", "units": "mm2 h-2"}

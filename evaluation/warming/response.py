@@ -212,7 +212,10 @@ class ForcedResponse:
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The documented JSON (docs/evaluation.md); written atomically to ``path`` if given."""
-        text = json.dumps({**self.meta, "rows": self.rows, "growth": self.growth}, indent=0, allow_nan=False)
+        head = json.dumps(self.meta, indent=1, allow_nan=False)[:-2]
+        body = ",\n".join(json.dumps(r, separators=(",", ":"), allow_nan=False) for r in self.rows)
+        grow = ",\n".join(json.dumps(r, separators=(",", ":"), allow_nan=False) for r in self.growth)
+        text = f'{head},\n "rows": [\n{body}\n],\n "growth": [\n{grow}\n]\n}}\n'  # one row a line
         if path is not None:
             from catalogs.store import atomic_write
 

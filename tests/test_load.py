@@ -1,11 +1,14 @@
-"""Many users: 8 concurrent browser sessions (one Chromium, 8 contexts) open the app, pick orbits
-and run the shipped U-Net through it, and switch views all at the same time. No cross-talk, no
-deadlock, the same inference requested by two sessions at once runs once, every asset comes
-from the server itself, and every session sees every view's figures drawn.
+"""Many users: 4 concurrent browser sessions (one Chromium, 4 contexts) open the app, pick orbits
+(two orbits, each asked for by two sessions at once) and run the shipped U-Net through it, and
+switch views all at the same time. No cross-talk, no deadlock, the same inference requested by
+two sessions at once runs once, every asset comes from the server itself, and every session sees
+every view's figures drawn. (How the served app holds up with 8 sessions, 10 switches each, is
+timed by ``python -m benchmarks.bench_app --parts load``; this test checks that concurrent
+sessions are served correctly, which 4 sessions on 2 orbits with 2 workers already exercise.)
 
 What is waited for is what a user waits for: a page counts as loaded when the swath map is drawn
 (not when the HTML arrived), and a view switch as done when the view's figures are drawn in the
-browser (not when its first line of text arrived); the 8 sessions switch at the same time (each
+browser (not when its first line of text arrived); the sessions switch at the same time (each
 clicks, then all are waited for), as users do. The times are printed, not asserted: the speed
 goals are checked by ``python -m benchmarks.bench_app --parts load``.
 
@@ -27,8 +30,8 @@ from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _errors, _query, _wait_q
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-N_SESSIONS = 8
-ORBITS = [20100, 20101, 20102, 20103]  # each asked for by two sessions at the same time
+N_SESSIONS = 4
+ORBITS = [20100, 20101]  # each asked for by two sessions at the same time, both run at once (2 workers)
 MODEL = "unet-reference"
 TIMEOUT_MS = 240_000
 
@@ -66,7 +69,7 @@ def wait_drawn(page, view):
     page.wait_for_function(RENDERED_JS, arg=canvas, polling=50)
 
 
-def test_eight_sessions_run_inference_concurrently(loaded_server, tmp_path):
+def test_concurrent_sessions_run_inference_without_cross_talk(loaded_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     from app import data

@@ -6,6 +6,10 @@ a server path (the data root, the repository, site-packages, a folder outside th
 in the page, and a clear message says what was wrong. One app server (in this process, like
 tests/test_browser.py) and one Chromium serve the whole module; a last test checks that no page
 asked any host but this machine for anything.
+
+Every link (``LINKS``) is opened once, in its own page (its own session on the server), a few
+pages at a time (``AT_ONCE``) so that the browser draws one page while the server builds the
+next; each test then checks what its link's page held.
 """
 
 from __future__ import annotations
@@ -111,24 +115,98 @@ def server_paths(srv) -> list[str]:
     return sorted(p for p in paths if p and p != "/")
 
 
-def visit(srv, ctx, query: str, message: str):
-    """Open the app at ``?query``, wait for ``message`` (a regex) and return what the page holds."""
-    page = ctx.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+def _screenshot(page, query: str) -> None:
+    art = REPO / "test-artifacts"
+    art.mkdir(exist_ok=True)
     try:
-        page.goto(srv["url"] + "/?" + query)
-        page.get_by_text(re.compile(message)).first.wait_for()
-        page.wait_for_timeout(300)  # a broken image's onerror fires within a frame or two
-        got = page.evaluate(PAGE_JS)
-    except Exception:
-        art = REPO / "test-artifacts"
-        art.mkdir(exist_ok=True)
         page.screenshot(path=str(art / f"hostile-{re.sub(r'[^A-Za-z0-9]+', '-', query)[:60]}.png"))
-        raise
-    finally:
-        page.close()
-    got["errors"] = errors
+    except Exception:
+        pass
+
+
+def visit_all(srv, ctx, links: dict, at_once: int) -> dict:
+    """Open each link ``name: (query, message)`` in a page of its own, ``at_once`` pages at a
+    time; for each, wait for ``message`` (a regex) and return what the page holds (or the error
+    met on the way, raised again by the link's test)."""
+    out = {}
+    items = list(links.items())
+    for k in range(0, len(items), at_once):
+        batch = []
+        for name, (query, message) in items[k:k + at_once]:
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+            batch.append((name, query, message, page, errors))
+            try:
+                page.goto(srv["url"] + "/?" + query, wait_until="commit")
+            except Exception as e:
+                out[name] = e
+        live = [b for b in batch if b[0] not in out]
+        for name, query, message, page, errors in live:
+            try:
+                page.get_by_text(re.compile(message)).first.wait_for()
+            except Exception as e:
+                out[name] = e
+        if live:
+            live[0][3].wait_for_timeout(300)  # a broken image's onerror fires within a frame or two
+        for name, query, message, page, errors in batch:
+            if name not in out:
+                try:
+                    got = page.evaluate(PAGE_JS)
+                    got["errors"] = errors
+                    out[name] = got
+                except Exception as e:
+                    out[name] = e
+            if isinstance(out[name], Exception):
+                _screenshot(page, query)
+            page.close()
+    return out
+
+
+def q(**kw) -> str:
+    return "&".join(f"{k}={quote(str(v), safe='')}" for k, v in kw.items())
+
+
+IMG = ["<img src=x onerror=window.__xss=(window.__xss||0)+1>",
+       '<img src="x" onerror="window.__xss=(window.__xss||0)+1">']
+CONTROL = ["\u202e", "\x01", "\x1b", "\x1f", "\u2066"]
+
+#: every hostile link of the module: name -> (query, the message the page must show, a regex)
+LINKS = {
+    "env": (q(source="real", granule="env(AUDIT_SECRET)"), r"granule='env\(AUDIT_SECRET\)'.*template function env"),
+    "func": (q(source="real", granule="func(this:s)"),
+             r"granule='func\(this:s\)'.*template function func.*imports a Python module"),
+    **{f"img{i}": (q(source="real", granule=v), r"HTML markup") for i, v in enumerate(IMG)},
+    "region-html": (q(region=IMG[1], view="distributions"), r"unknown region '<img"),
+    "view-script": (q(view="<script>window.__xss=1</script>"),
+                    r"ignored the link's view=.*not a valid view; choose one of swath, distributions"),
+    "traversal": (q(source="real", granule="../../../../etc/passwd"), r"outside the configured data roots"),
+    "nul": ("source=real&granule=" + quote(CMB) + "%00.txt", r"granule=.*U\+0000"),
+    "symlink": (q(source="real", granule=CMB), r"outside the configured data roots"),
+    "10k": (q(source="real", granule="a" * 10_240), r"too long \(10240 characters; at most 1024\)"),
+    **{f"control-{ord(c):04X}": (q(source="real", granule=f"abc{c}gpj.HDF5"), rf"granule=.*{re.escape(f'U+{ord(c):04X}')}")
+       for c in CONTROL},
+    "region-control": (q(region="global\u202e"), r"region=.*U\+202E"),
+    "orbit-float": ("orbit=1e309", r"orbit='1e309': not a whole number"),
+    "years": ("y0=2050&y1=2000", r"y0=2050 and y1=2000: the period ends before it starts"),
+    "dates": ("from=2019-06-05&to=2019-06-01", r"from=2019-06-05 and to=2019-06-01: the period ends before it starts"),
+    "sidebar": ("source=synthetic", r"Catalogue: raincheck demo catalogue \(demo\.yaml\)"),
+}
+AT_ONCE = 4
+
+
+@pytest.fixture(scope="module")
+def pages(hostile_server, browser_context):
+    """What each link's page held, by link name (every link opened once, ``AT_ONCE`` at a time)."""
+    sys.modules.pop("this", None)  # the func() template must not import it
+    return visit_all(hostile_server, browser_context, LINKS, AT_ONCE)
+
+
+def visit(pages, name: str) -> dict:
+    """What the page of link ``name`` held; the error its visit met, if any, fails the test."""
+    got = pages[name]
+    if isinstance(got, Exception):
+        raise got
     return got
 
 
@@ -144,114 +222,86 @@ def check_page(srv, got, *also_absent):
     assert "Traceback" not in page
 
 
-def q(**kw) -> str:
-    return "&".join(f"{k}={quote(str(v), safe='')}" for k, v in kw.items())
-
-
 # --- the links ------------------------------------------------------------------------------------
 
-def test_env_template_does_not_read_the_environment(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, q(source="real", granule="env(AUDIT_SECRET)"),
-                r"granule='env\(AUDIT_SECRET\)'.*template function env")
-    check_page(hostile_server, got)
+def test_env_template_does_not_read_the_environment(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "env"))
 
 
-def test_func_template_imports_nothing(hostile_server, browser_context):
-    sys.modules.pop("this", None)
-    got = visit(hostile_server, browser_context, q(source="real", granule="func(this:s)"),
-                r"granule='func\(this:s\)'.*template function func.*imports a Python module")
+def test_func_template_imports_nothing(hostile_server, pages):
+    got = visit(pages, "func")
     check_page(hostile_server, got, "Gur Mra bs Clguba", "Beautiful is better than ugly")
     assert "this" not in sys.modules, "a link imported a module on the server"
 
 
-IMG = ["<img src=x onerror=window.__xss=(window.__xss||0)+1>",
-       '<img src="x" onerror="window.__xss=(window.__xss||0)+1">']
-
-
 @pytest.mark.parametrize("value", IMG)
-def test_html_in_a_granule_is_text(hostile_server, browser_context, value):
-    got = visit(hostile_server, browser_context, q(source="real", granule=value), r"HTML markup")
+def test_html_in_a_granule_is_text(hostile_server, pages, value):
+    got = visit(pages, f"img{IMG.index(value)}")
     check_page(hostile_server, got)
     assert value in got["text"]  # shown as the text it is
 
 
-def test_html_in_the_region_is_text(hostile_server, browser_context):
-    value = IMG[1]
-    got = visit(hostile_server, browser_context, q(region=value, view="distributions"), r"unknown region '<img")
-    check_page(hostile_server, got)
+def test_html_in_the_region_is_text(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "region-html"))
 
 
-def test_script_in_the_view_is_text(hostile_server, browser_context):
+def test_script_in_the_view_is_text(hostile_server, pages):
     value = "<script>window.__xss=1</script>"
-    got = visit(hostile_server, browser_context, q(view=value),
-                r"ignored the link's view=.*not a valid view; choose one of swath, distributions")
+    got = visit(pages, "view-script")
     check_page(hostile_server, got)
     assert value in got["text"]
 
 
-def test_path_traversal_stays_in_the_roots(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, q(source="real", granule="../../../../etc/passwd"),
-                r"outside the configured data roots")
-    check_page(hostile_server, got, "root:x:0:0")
+def test_path_traversal_stays_in_the_roots(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "traversal"), "root:x:0:0")
 
 
-def test_nul_byte_is_refused(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, "source=real&granule=" + quote(CMB) + "%00.txt",
-                r"granule=.*U\+0000")
-    check_page(hostile_server, got)
+def test_nul_byte_is_refused(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "nul"))
 
 
-def test_symlink_out_of_the_roots_is_refused(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, q(source="real", granule=CMB), r"outside the configured data roots")
-    check_page(hostile_server, got, "outside-the-roots")
+def test_symlink_out_of_the_roots_is_refused(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "symlink"), "outside-the-roots")
 
 
-def test_ten_kilobyte_value_is_refused_briefly(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, q(source="real", granule="a" * 10_240),
-                r"too long \(10240 characters; at most 1024\)")
+def test_ten_kilobyte_value_is_refused_briefly(hostile_server, pages):
+    got = visit(pages, "10k")
     check_page(hostile_server, got)
     assert "a" * 200 not in got["text"]  # the message quotes the start of it, not all of it
 
 
-@pytest.mark.parametrize("char", ["\u202e", "\x01", "\x1b", "\x1f", "\u2066"])
-def test_control_characters_are_refused(hostile_server, browser_context, char):
-    code = f"U+{ord(char):04X}"
-    got = visit(hostile_server, browser_context, q(source="real", granule=f"abc{char}gpj.HDF5"),
-                rf"granule=.*{re.escape(code)}")
+@pytest.mark.parametrize("char", CONTROL)
+def test_control_characters_are_refused(hostile_server, pages, char):
+    got = visit(pages, f"control-{ord(char):04X}")
     check_page(hostile_server, got)
     assert char not in got["text"]
 
 
-def test_control_character_in_the_region(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, q(region="global\u202e"), r"region=.*U\+202E")
-    check_page(hostile_server, got)
+def test_control_character_in_the_region(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "region-control"))
 
 
-def test_orbit_beyond_a_float(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, "orbit=1e309", r"orbit='1e309': not a whole number")
-    check_page(hostile_server, got)
+def test_orbit_beyond_a_float(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "orbit-float"))
 
 
-def test_inverted_years(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, "y0=2050&y1=2000",
-                r"y0=2050 and y1=2000: the period ends before it starts")
-    check_page(hostile_server, got)
+def test_inverted_years(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "years"))
 
 
-def test_inverted_dates(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, "from=2019-06-05&to=2019-06-01",
-                r"from=2019-06-05 and to=2019-06-01: the period ends before it starts")
-    check_page(hostile_server, got)
+def test_inverted_dates(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "dates"))
 
 
-def test_sidebar_names_the_catalogue_not_its_path(hostile_server, browser_context):
-    got = visit(hostile_server, browser_context, "source=synthetic", r"Catalogue: raincheck demo catalogue \(demo\.yaml\)")
-    check_page(hostile_server, got, "catalogs/demo.yaml")
+def test_sidebar_names_the_catalogue_not_its_path(hostile_server, pages):
+    check_page(hostile_server, visit(pages, "sidebar"), "catalogs/demo.yaml")
 
 
-def test_no_request_leaves_the_machine(hostile_server, browser_context):
-    """Every asset comes from the app's own server (air-gapped labs have no internet)."""
-    visit(hostile_server, browser_context, q(source="real", granule="env(AUDIT_SECRET)"), r"template function env")
-    hosts = sorted({urlparse(u).hostname for u in browser_context.requests
-                    if urlparse(u).scheme in ("http", "https", "ws", "wss")} - LOCAL_HOSTS)
+def test_no_request_leaves_the_machine(hostile_server, browser_context, pages):
+    """Every asset comes from the app's own server (air-gapped labs have no internet): no page
+    of the module asked another host for anything."""
+    assert set(pages) == set(LINKS)  # every link was opened
+    seen = {urlparse(u).hostname for u in browser_context.requests if urlparse(u).scheme in ("http", "https", "ws", "wss")}
+    assert "127.0.0.1" in seen, "no request of the pages was seen"  # the listener works
+    hosts = sorted(seen - LOCAL_HOSTS)
     assert hosts == [], f"the page asked other hosts: {hosts}"

@@ -247,20 +247,31 @@ def growth_text(res: dict) -> str:
             + "; ".join(parts) + ".")
 
 
+_checkpoints = data.Memo(4)
+
+
+def registered_checkpoints() -> dict[str, str]:
+    """{model: checkpoint sha256} of the registered models, read once per version of the cards."""
+    from models.registry import list_models
+
+    return _checkpoints.get(data._cards_stamp(),
+                            lambda: {c.name: str(c.checkpoint_sha256 or "") for c in list_models()})
+
+
 def _stale_checkpoints(used: dict, models: list[str]) -> list[str]:
     """Notes for models whose registered checkpoint is not the one the result was computed with."""
     out = []
+    registered = registered_checkpoints()
     for m in models:
-        try:
-            now = data.model_card(m).get("checkpoint_sha256")
-        except data.DataError:
-            out.append(f"model {m} of the result is not registered here: its numbers come from checkpoint "
-                       f"{str(used.get(m))[:12]}")
-            continue
         was = used.get(m)
-        if now and was and not str(now).startswith(str(was)) and not str(was).startswith(str(now)):
+        if m not in registered:
+            out.append(f"model {m} of the result is not registered here: its numbers come from checkpoint "
+                       f"{str(was)[:12]}")
+            continue
+        now = registered[m]
+        if now and was and not now.startswith(str(was)) and not str(was).startswith(now):
             out.append(f"model {m} was retrained since this result (result: {str(was)[:12]}, registered: "
-                       f"{str(now)[:12]}): run `raincheck warming run` again for its current response")
+                       f"{now[:12]}): run `raincheck warming run` again for its current response")
     return out
 
 

@@ -351,7 +351,7 @@ def _label(source: str) -> str:
 
 
 #: quantile levels whose tick is labelled on the curve's axis (the others get a bare tick)
-LABELLED_Q = (0.5, 0.9, 0.99, 0.999, 0.9999)
+LABELLED_Q = (0.5, 0.9, 0.95, 0.99, 0.999, 0.9999)
 
 
 def _ylim(values, floor=(-1.0, 9.0), head=0.45) -> tuple[float, float]:
@@ -406,7 +406,7 @@ def elements(res: dict, backend: str = "bokeh"):
     right = (x_spm if len(at) else x_hi) + 0.35
     items.append(hv.Text(right - 0.05, CC_PCT_PER_K, f"CC {CC_PCT_PER_K:g} %/K", fontsize=8,
                          halign="right", valign="bottom").opts(backend=backend, color="#555555"))
-    ya = _ylim(list(curve["lo"]) + list(curve["hi"]) + list(at["response"]))
+    ya = _ylim(list(curve["response"]) + list(curve["lo"]) + list(curve["hi"]) + list(at["response"]))
     ttl = f"(a) Response at +{res['level']:g} K, {res['population']} pixels, {res['group']}"
     a = hv.Overlay(items).opts(backend=backend, title=ttl if bk else ttl[4:], xticks=xt,
                                xlim=(min(x for x, _ in xt) - 0.2, right), ylim=ya,
@@ -435,9 +435,9 @@ def elements(res: dict, backend: str = "bokeh"):
         lo, hi = d[cols[1]].astype(float).values, d[cols[2]].astype(float).values
         ok = np.isfinite(lo) & np.isfinite(hi)
         c = col[src]
-        if ok.any():
-            bitems.append(hv.ErrorBars((x[ok], y[ok], (y - lo)[ok], (hi - y)[ok]), xw, [pct, "neg", "pos"]).opts(
-                backend=backend, color=c, **({} if bk else {"edgecolor": c, "capsize": 2})))
+        if ok.any():  # the interval as drawn from lo to hi (a percentile interval need not hold the estimate)
+            bitems.append(hv.Segments((x[ok], lo[ok], x[ok], hi[ok]), [xw, pct, "x1", "y1"]).opts(
+                backend=backend, color=c, **_lw(backend, 1.5)))
         bitems.append(hv.Curve((x, y), xw, pct).opts(backend=backend, color=c, alpha=0.5, **_lw(backend, 1)))
         bitems.append(hv.Scatter((x, y), xw, pct, label=_label(src)).opts(
             backend=backend, color=c, **_size(backend, 7)))

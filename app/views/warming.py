@@ -499,6 +499,8 @@ def verdict_matrix(res: dict, backend: str = "bokeh"):
         d = mf[mf["verdict"] == v]
         rects = [(stats.index(s) - 0.48, len(models) - 1 - models.index(m) - 0.45,
                   stats.index(s) + 0.48, len(models) - 1 - models.index(m) + 0.45) for m, s in zip(d["model"], d["stat"])]
+        if not rects:  # (no empty legend entry)
+            continue
         el = hv.Rectangles(rects, **({"label": v} if bk else {}))
         items.append(el.opts(backend=backend, color=VERDICT_COLOURS[v], **({"line_alpha": 0} if bk else {"linewidth": 0})))
     txt = [(stats.index(s), len(models) - 1 - models.index(m), f"{e:+.1f}")

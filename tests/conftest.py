@@ -41,3 +41,29 @@ def data_root(tmp_path, monkeypatch):
     monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(root))
     monkeypatch.delenv("RAINCHECK_READ_ROOTS", raising=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_cube_copy(tmp_path_factory):
+    """``copy(dest)``: puts a copy of one small climatology cube (:func:`tests.app_helpers.small_cube`
+    with its defaults, built once per test session) and its partials at ``dest``; returns ``dest``.
+    For the servers of the browser tests, which each get a cube of their own to change."""
+    import shutil
+
+    from evaluation.cube import partials_dir
+    from tests.app_helpers import small_cube
+
+    folder = tmp_path_factory.mktemp("small-cube")
+    with pytest.MonkeyPatch.context() as mp:  # whatever the build reads or writes stays in the session's tmp
+        mp.setenv("RAINCHECK_DATA_ROOT", str(folder))
+        mp.delenv("RAINCHECK_READ_ROOTS", raising=False)
+        built = small_cube(folder / "cube.zarr")
+
+    def copy(dest):
+        dest = Path(dest)
+        shutil.copytree(built, dest)
+        if partials_dir(built).exists():
+            shutil.copytree(partials_dir(built), partials_dir(dest))
+        return dest
+
+    return copy

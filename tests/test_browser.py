@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, small_cube_copy):
     from tests.test_app_serve import free_port, wait_http
 
     if not Path(CHROMIUM).exists():
@@ -38,7 +38,7 @@ def server(tmp_path_factory):
     from app import boxjobs, data, jobs
     from app.commands.serve import make_server
     from app.views.compare import save_result
-    from tests.app_helpers import cube_model, small_comparison, small_cube
+    from tests.app_helpers import cube_model, small_comparison
 
     for memo in (data._swaths, data._outputs, data._geoms):
         memo.clear()
@@ -49,7 +49,7 @@ def server(tmp_path_factory):
     # "Compute this box" builds box cubes in the server (the cube's stand-in model included)
     box_manager = boxjobs.BoxJobManager(model_fns={"unit-model": cube_model})
     boxjobs.set_box_manager(box_manager)
-    cube = small_cube(root / "cube.zarr")
+    cube = small_cube_copy(root / "cube.zarr")
     save_result(small_comparison())  # what `raincheck compare` stores, for the comparison view
     port = free_port()
     srv = make_server(port=port, threaded=True, cube_path=str(cube))

@@ -37,10 +37,9 @@ TIMEOUT_MS = 240_000
 
 
 @pytest.fixture(scope="module")
-def loaded_server(tmp_path_factory):
+def loaded_server(tmp_path_factory, small_cube_copy):
     from app import data, jobs
     from app.commands.serve import make_server
-    from tests.app_helpers import small_cube
     from tests.test_app_serve import free_port, wait_http
 
     root = tmp_path_factory.mktemp("load-data-root")
@@ -51,7 +50,7 @@ def loaded_server(tmp_path_factory):
     manager = jobs.JobManager(max_workers=2)  # the real inference, in worker processes
     assert manager.mode == "process"
     jobs.set_manager(manager)
-    cube = small_cube(root / "cube.zarr")
+    cube = small_cube_copy(root / "cube.zarr")
     port = free_port()
     srv = make_server(port=port, threaded=True, cube_path=str(cube))
     wait_http(f"http://127.0.0.1:{port}/health")

@@ -258,14 +258,13 @@ def test_export_without_a_result_is_a_clear_error(stored, tmp_path):
 
 
 # --------------------------------------------------------------------------- the Trends view
-def test_trends_show_the_known_forced_response(stored, tmp_path):
+def test_trends_show_the_known_forced_response(stored, tmp_path, small_cube_copy):
     import holoviews as hv
 
     from app.views import trends
-    from tests.app_helpers import small_cube
 
-    cube = str(small_cube(tmp_path / "c.zarr", years=(2016, 2021), months=(1,), n_scans=120))
-    s = Selection(view="trends", models=["unit-model"], start_year=2016, end_year=2021, trend_stat="q999",
+    cube = str(small_cube_copy(tmp_path / "c.zarr"))  # (the session's small cube: 2012-2021)
+    s = Selection(view="trends", models=["unit-model"], start_year=2012, end_year=2021, trend_stat="q999",
                   pixels="all")
     res = trends.compute(s, cube)
     f = res["forced"]

@@ -308,3 +308,24 @@ def test_a_result_of_an_older_checkpoint_is_flagged(data_root):
     assert WV._stale_checkpoints({"unet-reference": sha}, ["unet-reference"]) == []
     (note,) = WV._stale_checkpoints({"unet-reference": "00" * 32}, ["unet-reference"])
     assert "unet-reference was retrained since this result" in note and sha[:12] in note
+
+
+def test_the_demo_shows_the_shipped_results_of_the_shipped_models(data_root):
+    """A fresh data root shows the forced-response results shipped with raincheck, one per world
+    preset, computed with the checkpoints that ship (a retrained model without a new result fails)."""
+    from app.state import WARMING_WORLDS
+    from evaluation.warming import load_results
+    from models.registry import list_models
+
+    shipped = load_results()
+    assert set(shipped) == set(WARMING_WORLDS)
+    cards = {c.name: str(c.checkpoint_sha256) for c in list_models()}
+    for world, fr in shipped.items():
+        assert {m: i["checkpoint_sha256"] for m, i in fr.meta["models"].items()} == cards, world
+        res = WV.compute(Selection(view="warming", warm_world=world))
+        assert res["models"] == list(fr.meta["models"]) and not any("retrained" in n for n in res["notes"])
+        df = fr.frame()
+        t = df[(df.source == "truth") & (df.group == "global") & (df.population == "all") & (df.level_q == 0.999)
+               & (df.warming_K == 2.0)].response.iloc[0]
+        assert res["curve"].query("source == 'truth' and level_q == 0.999").response.iloc[0] == t
+        assert f"the same {fr.meta['n_scenes']} scenes" in WV.caption(res)

@@ -351,7 +351,19 @@ def _label(source: str) -> str:
 
 
 #: quantile levels whose tick is labelled on the curve's axis (the others get a bare tick)
-LABELLED_Q = (0.5, 0.9, 0.95, 0.99, 0.999, 0.9999)
+LABELLED_Q = (0.5, 0.9, 0.99, 0.999, 0.9999)
+
+
+def _legend(n: int) -> dict:
+    """Legend options for ``n`` entries: every entry shown (HoloViews hides legends of overlays with
+    more than 25 elements), in two columns past five."""
+    return {"legend_limit": 200, "legend_cols": 2 if n > 5 else 1}
+
+
+def _head(n: int) -> float:
+    """Room on top of an axis for a legend of ``n`` entries (in rows of two past five)."""
+    rows = n if n <= 5 else (n + 1) // 2
+    return 0.25 + 0.09 * rows
 
 
 def _ylim(values, floor=(-1.0, 9.0), head=0.45) -> tuple[float, float]:
@@ -378,8 +390,8 @@ def elements(res: dict, backend: str = "bokeh"):
     xq = hv.Dimension("x", label="Quantile level")
     curve = res["curve"]
     levels_q = sorted(float(q) for q in curve["level_q"].dropna().unique())
-    xt = [(float(_x_of_level(q)), f"q{round(100 * q, 4):g}" if any(math.isclose(q, k) for k in LABELLED_Q) else "")
-          for q in levels_q]
+    xt = [(float(_x_of_level(q)), f"q{round(100 * q, 4):g}"
+           if i == 0 or any(math.isclose(q, k) for k in LABELLED_Q) else "") for i, q in enumerate(levels_q)]
     x_hi = float(_x_of_level(max(levels_q)))
     items = [hv.HLine(CC_PCT_PER_K).opts(backend=backend, color="#555555", **_dash(backend)),
              hv.HLine(0).opts(backend=backend, color="#999999", **_dash(backend, "dotted", 1))]
@@ -406,12 +418,13 @@ def elements(res: dict, backend: str = "bokeh"):
     right = (x_spm if len(at) else x_hi) + 0.35
     items.append(hv.Text(right - 0.05, CC_PCT_PER_K, f"CC {CC_PCT_PER_K:g} %/K", fontsize=8,
                          halign="right", valign="bottom").opts(backend=backend, color="#555555"))
-    ya = _ylim(list(curve["response"]) + list(curve["lo"]) + list(curve["hi"]) + list(at["response"]))
+    ya = _ylim(list(curve["response"]) + list(curve["lo"]) + list(curve["hi"]) + list(at["response"]),
+               head=_head(len(res["models"]) + 2))
     ttl = f"(a) Response at +{res['level']:g} K, {res['population']} pixels, {res['group']}"
     a = hv.Overlay(items).opts(backend=backend, title=ttl if bk else ttl[4:], xticks=xt,
                                xlim=(min(x for x, _ in xt) - 0.2, right), ylim=ya,
                                xlabel="Quantile level (1 − q on a log axis)", ylabel="Forced response (%/K)",
-                               legend_position="top_left", **common)
+                               legend_position="top_left", **_legend(len(res["models"]) + 2), **common)
 
     # (b) the chosen statistic against the warming level (sources side by side around each level):
     # the response of the truth and each model, or each model's error (model − truth)
@@ -420,7 +433,8 @@ def elements(res: dict, backend: str = "bokeh"):
     err = res.get("axis") == "error"
     cols = ("error", "error_lo", "error_hi") if err else ("response", "lo", "hi")
     srcs = [s for s in ([] if err else [TRUTH]) + res["models"] if (bl["source"] == s).any()]
-    offs = np.linspace(-0.15, 0.15, len(srcs)) if len(srcs) > 1 else np.zeros(1)
+    half = min(0.35, 0.05 * len(srcs))
+    offs = np.linspace(-half, half, len(srcs)) if len(srcs) > 1 else np.zeros(1)
     bitems = [hv.HLine(0).opts(backend=backend, color="#555555" if err else "#999999",
                                **_dash(backend, "dashed" if err else "dotted", 1))]
     extreme = res["stat"].startswith("q") and float(res["stat"][1:]) >= 99 and not err
@@ -444,13 +458,13 @@ def elements(res: dict, backend: str = "bokeh"):
     lv = res["levels"]
     shown = bl[bl["source"].isin(srcs)]
     yb = _ylim([v for c in cols for v in shown[c]] + (list(spm["response"]) if extreme else []),
-               floor=(-1.0, 1.0), head=0.6)
+               floor=(-1.0, 1.0), head=_head(len(srcs) + int(extreme)))
     ttl = (f"(b) {'Error of the response' if err else 'Response'}: {stat_label(res['stat'])}, {res['group']}")
     b = hv.Overlay(bitems).opts(backend=backend, title=ttl if bk else ttl[4:], ylim=yb,
                                 xticks=[(v, f"+{v:g}") for v in lv], xlim=(min(lv) - 0.6, max(lv) + 0.6),
                                 xlabel="Warming above the training climate (K)",
                                 ylabel="Error, model − truth (%/K)" if err else "Forced response (%/K)",
-                                legend_position="top_left", **common)
+                                legend_position="top_left", **_legend(len(srcs) + int(extreme)), **common)
     return a, b, verdict_matrix(res, backend)
 
 
@@ -589,8 +603,10 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     a, b, c = elements(res, backend="matplotlib")
     for el in (a, b):
         el.opts(backend="matplotlib", fontsize=FONTS, aspect=1.25)
-    c.opts(backend="matplotlib", fontsize=FONTS, aspect=1.25)
-    lay = hv.Layout([a, b, c]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.45)
+    if len(res["models"]) > 4:  # (b)'s sources are (a)'s, in the same colours: one legend for both
+        b.opts(backend="matplotlib", show_legend=False)
+    c.opts(backend="matplotlib", fontsize=FONTS, aspect=1.25, sublabel_position=(-0.62, 0.95))
+    lay = hv.Layout([a, b, c]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.6)
     return ExportParts(lay, table_data(res), provenance(res) | {"caption": caption(res), "error_growth": growth_text(res)},
                        fig_inches=(16, 5.2))
 

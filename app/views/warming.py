@@ -354,16 +354,18 @@ def _label(source: str) -> str:
 LABELLED_Q = (0.5, 0.9, 0.99, 0.999, 0.9999)
 
 
-def _legend(n: int) -> dict:
+def _legend(n: int, backend: str) -> dict:
     """Legend options for ``n`` entries: every entry shown (HoloViews hides legends of overlays with
-    more than 25 elements), in two columns past five."""
-    return {"legend_limit": 200, "legend_cols": 2 if n > 5 else 1}
+    more than 25 elements), in two columns past five, top left (room is made above the data)."""
+    return {"legend_limit": 200, "legend_position": "top_left", **({"legend_cols": 2} if n > 5 else {})}
 
 
-def _head(n: int) -> float:
-    """Room on top of an axis for a legend of ``n`` entries (in rows of two past five)."""
+def _head(n: int, backend: str) -> float:
+    """Room on top of an axis for a legend of ``n`` entries inside it (see :func:`_legend`)."""
+    if n == 0:
+        return 0.1
     rows = n if n <= 5 else (n + 1) // 2
-    return 0.25 + 0.09 * rows
+    return (0.35 + 0.16 * rows) if backend == "bokeh" else (0.25 + 0.09 * rows)
 
 
 def _ylim(values, floor=(-1.0, 9.0), head=0.45) -> tuple[float, float]:
@@ -419,12 +421,12 @@ def elements(res: dict, backend: str = "bokeh"):
     items.append(hv.Text(right - 0.05, CC_PCT_PER_K, f"CC {CC_PCT_PER_K:g} %/K", fontsize=8,
                          halign="right", valign="bottom").opts(backend=backend, color="#555555"))
     ya = _ylim(list(curve["response"]) + list(curve["lo"]) + list(curve["hi"]) + list(at["response"]),
-               head=_head(len(res["models"]) + 2))
+               head=_head(len(res["models"]) + 2, backend))
     ttl = f"(a) Response at +{res['level']:g} K, {res['population']} pixels, {res['group']}"
     a = hv.Overlay(items).opts(backend=backend, title=ttl if bk else ttl[4:], xticks=xt,
                                xlim=(min(x for x, _ in xt) - 0.2, right), ylim=ya,
                                xlabel="Quantile level (1 − q on a log axis)", ylabel="Forced response (%/K)",
-                               legend_position="top_left", **_legend(len(res["models"]) + 2), **common)
+                               **_legend(len(res["models"]) + 2, backend), **common)
 
     # (b) the chosen statistic against the warming level (sources side by side around each level):
     # the response of the truth and each model, or each model's error (model − truth)
@@ -458,13 +460,15 @@ def elements(res: dict, backend: str = "bokeh"):
     lv = res["levels"]
     shown = bl[bl["source"].isin(srcs)]
     yb = _ylim([v for c in cols for v in shown[c]] + (list(spm["response"]) if extreme else []),
-               floor=(-1.0, 1.0), head=_head(len(srcs) + int(extreme)))
+               floor=(-1.0, 1.0), head=_head(0 if len(res["models"]) > 4 else len(srcs) + int(extreme), backend))
     ttl = (f"(b) {'Error of the response' if err else 'Response'}: {stat_label(res['stat'])}, {res['group']}")
     b = hv.Overlay(bitems).opts(backend=backend, title=ttl if bk else ttl[4:], ylim=yb,
                                 xticks=[(v, f"+{v:g}") for v in lv], xlim=(min(lv) - 0.6, max(lv) + 0.6),
                                 xlabel="Warming above the training climate (K)",
                                 ylabel="Error, model − truth (%/K)" if err else "Forced response (%/K)",
-                                legend_position="top_left", **_legend(len(srcs) + int(extreme)), **common)
+                                **_legend(len(srcs) + int(extreme), backend), **common)
+    if len(res["models"]) > 4:  # (b)'s sources are (a)'s, in the same colours: one legend for both
+        b.opts(backend=backend, show_legend=False)
     return a, b, verdict_matrix(res, backend)
 
 
@@ -603,8 +607,6 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     a, b, c = elements(res, backend="matplotlib")
     for el in (a, b):
         el.opts(backend="matplotlib", fontsize=FONTS, aspect=1.25)
-    if len(res["models"]) > 4:  # (b)'s sources are (a)'s, in the same colours: one legend for both
-        b.opts(backend="matplotlib", show_legend=False)
     c.opts(backend="matplotlib", fontsize=FONTS, aspect=1.25, sublabel_position=(-0.62, 0.95))
     lay = hv.Layout([a, b, c]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.6)
     return ExportParts(lay, table_data(res), provenance(res) | {"caption": caption(res), "error_growth": growth_text(res)},

@@ -240,9 +240,10 @@ def test_app_end_to_end(server, rc_browser, tmp_path, pages, server_errors):
     from app.state import VIEW_LABELS
 
     shows = {"distributions": "baseline:", "extremes": "Tail index per source", "trends": "Verdicts",
-             "scores": "click a column to sort", "compare": "Held-out sets of", "swath": "Pixel"}
+             "scores": "click a column to sort", "compare": "Held-out sets of", "swath": "Pixel",
+             "warming": "Paired counterfactual design"}
     assert set(shows) == set(VIEW_LABELS)
-    for v in ("distributions", "extremes", "trends", "scores", "compare", "swath"):
+    for v in ("distributions", "extremes", "trends", "scores", "compare", "warming", "swath"):
         page.get_by_text(VIEW_LABELS[v], exact=True).first.click()
         _wait_query(page, "view", v)
         page.get_by_text(shows[v]).first.wait_for()

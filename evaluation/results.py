@@ -14,7 +14,7 @@ instead of dicts read by string keys:
   (``evaluation.report.evaluate``) that the distributions, extremes and scores views read.
 
 Each type's ``to_dict()`` gives exactly the dict the code returned before these types (the
-documented JSON, docs/evaluation.md, is unchanged; ``tests/test_evaluation_results.py`` checks it
+documented JSON, docs/evaluation.md, is unchanged; ``tests/evaluation/test_evaluation_results.py`` checks it
 against a record made by that code). The report's parts keep any key they do not know (the
 schema only ever adds fields) and give it back in ``to_dict()``, in the original order.
 

@@ -13,7 +13,7 @@ in %/decade and in %/K against a global-mean surface temperature (GMST) series.
   narrow it below the unmodified test's (negative sample autocorrelations of short series are
   mostly noise). Where the floor applies, Var(S), z, p and the trend call are the unmodified
   test's (``mk.floored`` says so).
-- Coverage, measured (``tests/test_science_checks.py``: 300 series of AR(1) noise, 40 yearly
+- Coverage, measured (``tests/evaluation/test_science_checks.py``: 300 series of AR(1) noise, 40 yearly
   periods, log-series slopes): the 95 % Sen interval holds the true slope in ≈ 94 % of
   white-noise series with every method; for φ = 0.5 in ≈ 81 % (Hamed–Rao), ≈ 86 % (Yue–Wang,
   lag 1) and ≈ 75 % (original). Short series under-estimate their autocorrelation, so read the

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app_serve import free_port
+from tests.app.test_app_serve import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GPM_FIXTURES
-from tests.test_app_serve import free_port, wait_http
+from tests.app.test_app_serve import free_port, wait_http
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "user-guide.md"
 

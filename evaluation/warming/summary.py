@@ -8,7 +8,7 @@ Bins (:data:`EDGES`): bin 0 is ``[0, 0.01)`` mm h-1 (zero and under-range), then
 :data:`BINS_PER_DECADE` = 462 log-spaced bins a decade from 0.01 mm h-1 (a ratio of
 10**(1/462) ≈ 1.00500 between edges, so 0.01, 0.1, 1, 10, 100 are edges) up to ≈ 500 mm h-1,
 then an overflow bin. A quantile is interpolated log-linearly inside its bin, so it is exact to
-well within the 0.5 % bin ratio (``tests/test_warming.py`` measures it against ``np.quantile``).
+well within the 0.5 % bin ratio (``tests/evaluation/test_warming.py`` measures it against ``np.quantile``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Record what the cube queries, the box plan and the distributions / extremes / scores views
 answer on the shipped demo cube, as plain JSON (tests/data/results_fixture.json), for
-tests/test_evaluation_results.py: the typed histogram and box plan must give exactly these
+tests/evaluation/test_evaluation_results.py: the typed histogram and box plan must give exactly these
 (``to_dict()``); the views' typed answers must have the recorded shape (keys, columns, notes,
 query, models; their numbers are checked against the old compute logic run live).
 

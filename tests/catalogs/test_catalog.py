@@ -15,7 +15,7 @@ from catalogs.config import PathOutsideRoots
 from catalogs.orbits import bbox_mask, swath_points, synthetic_orbits
 from catalogs.readers import MissingOutput
 
-from conftest import GPM_FIXTURES
+from tests.conftest import GPM_FIXTURES
 
 N = 40  # scans: short segments keep the tests fast
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from tests.app_helpers import RENDERED_JS, VIEW_MARKS
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _errors, _query, _wait_query, watch
+from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, _errors, _query, _wait_query, watch
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ TIMEOUT_MS = 240_000
 def loaded_server(tmp_path_factory, small_cube_copy):
     from app import data, jobs
     from app.commands.serve import make_server
-    from tests.test_app_serve import free_port, wait_http
+    from tests.app.test_app_serve import free_port, wait_http
 
     root = tmp_path_factory.mktemp("load-data-root")
     mp = pytest.MonkeyPatch()

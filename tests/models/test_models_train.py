@@ -9,7 +9,7 @@ import pytest
 
 from catalogs import schema
 from catalogs.store import is_complete, open_dataset
-from conftest import make_tiny_swath
+from tests.conftest import make_tiny_swath
 from models.bayes import BayesRetriever, fit_pca, weighted_quantiles
 from models.registry import ModelCard, get_card, load_config, load_model
 from models.scoring import climatology_quantiles, point_scores, score

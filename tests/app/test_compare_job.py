@@ -22,7 +22,7 @@ import pytest
 from app.comparejobs import ComparisonJobs, normalise, request_key
 from app.jobengine import JobManager
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config():

@@ -17,7 +17,7 @@ from catalogs.simulator import geometry
 from evaluation import cube as CB
 
 N_SCANS = 120
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _orbits(n):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from catalogs import gpm, schema
-from conftest import GPM_FIXTURES
+from tests.conftest import GPM_FIXTURES
 
 C1 = "1C.GPM.GMI.XCAL2016-C.20140304-S175932-E193159.000079.V07A.HDF5"
 GPROF = "2A.GPM.GMI.GPROF2021v1.20140304-S175932-E193159.000079.V07A.HDF5"

@@ -12,7 +12,7 @@ from catalogs import store
 from catalogs.outputs import output_path
 from models.registry import get_card
 
-from conftest import GPM_FIXTURES
+from tests.conftest import GPM_FIXTURES
 
 CMB = "2B.GPM.DPRGMI.CORRA2022.20140308-S220950-E234217.000144.V07A.HDF5"
 DPR = "2A.GPM.DPR.V9-20211125.20140308-S220950-E234217.000144.V07A.HDF5"

@@ -5,7 +5,7 @@ import xarray as xr
 from catalogs import schema
 from catalogs.schema import SchemaError, validate
 
-from conftest import make_tiny_swath
+from tests.conftest import make_tiny_swath
 
 
 def test_valid_swath_passes(tiny_swath):

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, small_cube_copy):
-    from tests.test_app_serve import free_port, wait_http
+    from tests.app.test_app_serve import free_port, wait_http
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM} (.ci/run installs Debian's chromium)")
@@ -146,7 +146,7 @@ def _export(page, fmt, tmp_path):
     return out
 
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ types and quality flags may move by 1e-4 of the pixels (a pixel at a classificat
 After a deliberate change of the simulator's output: bump ``PRODUCT_VERSION`` (and
 ``TRUTH_VERSION`` to the same string if the truth or the reference changed) in
 ``catalogs/simulator/__init__.py``, then record the new fingerprints with
-``python tests/test_simulator_version.py --record`` (it only adds entries for versions not yet
+``python tests/catalogs/test_simulator_version.py --record`` (it only adds entries for versions not yet
 recorded; it never overwrites the record of an existing version).
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script (--record)
     sys.path.insert(0, str(ROOT))
 
@@ -165,7 +165,7 @@ def _bump_message(kind: str, version: str, lines: list[str]) -> str:
     extra = ("" if kind == "product" else
              " (a change of the truth or the reference: set TRUTH_VERSION to the new PRODUCT_VERSION and bump that too)")
     return (f"the simulator's output changed but {const} is still {version!r}{extra}. Bump {const} in "
-            f"catalogs/simulator/__init__.py, then record the new fingerprint: python tests/test_simulator_version.py "
+            f"catalogs/simulator/__init__.py, then record the new fingerprint: python tests/catalogs/test_simulator_version.py "
             f"--record. What changed (first {min(len(lines), 12)} of {len(lines)}):\n  " + "\n  ".join(lines[:12]))
 
 
@@ -180,7 +180,7 @@ def test_product_output_matches_the_fingerprint_recorded_for_product_version(now
 
     rec = load_record()["product"].get(PRODUCT_VERSION)
     assert rec is not None, (f"no output fingerprint recorded for PRODUCT_VERSION {PRODUCT_VERSION!r}: run python "
-                             f"tests/test_simulator_version.py --record")
+                             f"tests/catalogs/test_simulator_version.py --record")
     lines = [f"[{c}] {d}" for c in now for d in differences(rec.get(c, {}), now[c])]
     assert not lines, _bump_message("product", PRODUCT_VERSION, lines)
 
@@ -190,7 +190,7 @@ def test_truth_and_reference_match_the_fingerprint_recorded_for_truth_version(no
 
     rec = load_record()["truth"].get(TRUTH_VERSION)
     assert rec is not None, (f"no truth fingerprint recorded for TRUTH_VERSION {TRUTH_VERSION!r}: run python "
-                             f"tests/test_simulator_version.py --record")
+                             f"tests/catalogs/test_simulator_version.py --record")
     observed = {c: truth_part(fp) for c, fp in now.items() if "source=observed" in c}
     lines = [f"[{c}] {d}" for c in observed for d in differences(rec.get(c, {}), observed[c])]
     assert not lines, _bump_message("truth", TRUTH_VERSION, lines)
@@ -233,7 +233,7 @@ def record() -> int:
     if status == 0:
         rec["about"] = ("fingerprints of catalogs.simulator's output on fixed orbit cuts, per PRODUCT_VERSION "
                         "(every output) and TRUTH_VERSION (truth, reference, geometry, surface types); written and "
-                        "checked by tests/test_simulator_version.py")
+                        "checked by tests/catalogs/test_simulator_version.py")
         text = json.dumps(rec, indent=1, sort_keys=True)
         text = re.sub(r"\[[^\[\]{}]*\]", lambda m: " ".join(m.group(0).split()), text)  # a list on one line
         RECORD.write_text(text + "\n")
@@ -242,5 +242,5 @@ def record() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--record"]:
-        sys.exit("usage: python tests/test_simulator_version.py --record")
+        sys.exit("usage: python tests/catalogs/test_simulator_version.py --record")
     sys.exit(record())

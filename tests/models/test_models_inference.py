@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from catalogs import schema
 from catalogs.store import is_complete, open_dataset
-from conftest import make_tiny_swath
+from tests.conftest import make_tiny_swath
 from models import inference, run
 from models.base import InferenceCancelled, ModelError
 from models.inference import choose_device, plan_tiles, predict_swath

@@ -14,7 +14,7 @@ from catalogs import gpm, schema, store
 from catalogs.catalog import CatalogError, open_catalog, read
 from catalogs.config import PathOutsideRoots, confine
 
-from conftest import GPM_FIXTURES, make_tiny_swath
+from tests.conftest import GPM_FIXTURES, make_tiny_swath
 
 CMB = "2B.GPM.DPRGMI.CORRA2022.20140308-S220950-E234217.000144.V07A.HDF5"
 DPR = "2A.GPM.DPR.V9-20211125.20140308-S220950-E234217.000144.V07A.HDF5"

@@ -4,7 +4,7 @@ Each case is a link anyone could send. For each: no script ran (the injected cod
 ``window.__xss``), neither the server's secret (``AUDIT_SECRET`` in the server's environment) nor
 a server path (the data root, the repository, site-packages, a folder outside the roots) appears
 in the page, and a clear message says what was wrong. One app server (in this process, like
-tests/test_browser.py) and one Chromium serve the whole module; a last test checks that no page
+tests/app/test_browser.py) and one Chromium serve the whole module; a last test checks that no page
 asked any host but this machine for anything.
 
 Every link (``LINKS``) is opened once, in its own page (its own session on the server), a few
@@ -23,14 +23,14 @@ from urllib.parse import quote, urlparse
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser]
 
 SECRET = "s3cr3t-hostile-4b1d9"
 CMB = "2B.GPM.DPRGMI.CORRA2022.20140308-S220950-E234217.000144.V07A.HDF5"
 TIMEOUT_MS = 60_000
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 #: The text and markup of the whole page, shadow roots included (Bokeh renders into them),
@@ -61,11 +61,11 @@ PAGE_JS = """() => {
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory):
-    from tests.test_app_serve import free_port, wait_http
+    from tests.app.test_app_serve import free_port, wait_http
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM} (.ci/run installs Debian's chromium)")
-    from conftest import GPM_FIXTURES
+    from tests.conftest import GPM_FIXTURES
 
     root = tmp_path_factory.mktemp("hostile-data-root")
     outside = tmp_path_factory.mktemp("outside-the-roots")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-RECORD = Path(__file__).parent / "data" / "shipped_heldout_scores.json"
+RECORD = Path(__file__).resolve().parents[1] / "data" / "shipped_heldout_scores.json"
 
 
 @pytest.mark.slow

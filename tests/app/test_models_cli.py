@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from app.cli import main
-from test_models_inference import register_random_unet
+from tests.models.test_models_inference import register_random_unet
 
 
 def test_infer_cli_then_cache_hit(data_root):

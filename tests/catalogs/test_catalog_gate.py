@@ -24,7 +24,7 @@ from catalogs.catalog import (CatalogError, UntrustedCatalog, open_catalog, read
 from catalogs.readers import MissingOutput
 from catalogs.userinput import UserInputError, check_text, check_value
 
-from conftest import GPM_FIXTURES
+from tests.conftest import GPM_FIXTURES
 
 SECRET = "s3cr3t-gate-7f1c"
 CMB = "2B.GPM.DPRGMI.CORRA2022.20140308-S220950-E234217.000144.V07A.HDF5"
@@ -314,7 +314,7 @@ def test_messages_for_web_users_name_no_server_path(data_root):
 
     from app.data import public_message
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     sp = site.getsitepackages()[0]
     text = (f"path '../x' resolves to '/etc/passwd', outside the configured data roots ({data_root}, "
             f"{repo}/catalogs/assets); {data_root}/pps/{CMB}: file not found; {sp}/intake/readers/entry.py; "
@@ -364,7 +364,7 @@ def test_hostile_link_values_are_reported_and_not_applied(search, problem, secre
 
 
 def test_serve_refuses_an_untrusted_catalogue_before_serving(tmp_path, monkeypatch):
-    from tests.test_app_serve import free_port
+    from tests.app.test_app_serve import free_port
 
     monkeypatch.delenv("RAINCHECK_TRUST_CATALOG", raising=False)
     path = _catalogue(tmp_path, textwrap.dedent("""\

@@ -28,7 +28,7 @@ import param
 from app import swath
 from app.data import DataError, catalog_label, for_page, public_message
 from app.figures import FONTS, ExportParts, ensure_backends, model_provenance, rasterize_meshes_hook, safe_name
-from app.state import VIEW_LABELS, VIEWS, Selection
+from app.state import FORMATS, VIEW_LABELS, VIEWS, Selection
 from app.views import EXPORTERS
 from catalogs.config import get_roots
 
@@ -38,7 +38,6 @@ __all__ = ["DPI", "FONTS", "FORMATS", "ExportControl", "ExportError", "ExportPar
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("pdf", "svg", "png")
 DPI = 300
 _LOCK = threading.Lock()  # matplotlib's pyplot state is not thread safe
 

@@ -53,6 +53,8 @@ LAYERS = ("Tb", "reference", "truth")
 PRODUCTS = ("precip_mean", "precip_median", "quantile", "pop", "p_heavy", "ood_score")
 PRODUCT_LABELS = {"precip_mean": "mean", "precip_median": "median", "quantile": "quantile",
                   "pop": "PoP (> 0.1 mm/h)", "p_heavy": "P(heavy > 10 mm/h)", "ood_score": "OOD score"}
+#: export formats of every view (figures for papers)
+FORMATS = ("pdf", "svg", "png")
 SEASONS = ("annual", "DJF", "MAM", "JJA", "SON")
 SOURCES = ("synthetic", "real")
 PROJECTIONS = ("PlateCarree", "Robinson", "Mollweide", "EqualEarth")

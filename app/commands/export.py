@@ -9,15 +9,14 @@ import click
 
 from models.errors import ModelError
 
-# app.export and app.state load Panel and the views, and models.registry loads torch: imported in
-# the functions that need them. The command's --view/--format/--season choices come from app.export
-# and app.state, so the command is made when it is registered (_command).
+# app.export loads Panel and the views, and models.registry loads torch: imported in the functions
+# that need them. The command's --view/--format/--season choices come from app.state (light: no
+# Panel), so the command is made when it is registered (_command).
 
 
 def register(main: click.Group) -> None:
     """Add `export` to ``main``."""
-    from app.export import FORMATS
-    from app.state import SEASONS, VIEWS
+    from app.state import FORMATS, SEASONS, VIEWS
 
     main.add_command(_command(VIEWS, FORMATS, SEASONS))
 

@@ -365,7 +365,7 @@ def _head(n: int, backend: str) -> float:
     if n == 0:
         return 0.1
     rows = n if n <= 5 else (n + 1) // 2
-    return (0.35 + 0.16 * rows) if backend == "bokeh" else (0.25 + 0.09 * rows)
+    return (0.5 + 0.2 * rows) if backend == "bokeh" else (0.25 + 0.09 * rows)
 
 
 def _ylim(values, floor=(-1.0, 9.0), head=0.45) -> tuple[float, float]:

@@ -16,6 +16,7 @@ intervals; a model's error is its response minus the truth's in the same replica
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -275,7 +276,8 @@ def load_results(folder: str | os.PathLike | None = None, *, user: bool = False)
                 continue
             try:
                 head = json.loads(f.read_text())
-            except (OSError, ValueError):
+            except (OSError, ValueError) as e:  # not silent: a damaged file is named in the log
+                logging.getLogger(__name__).warning("forced-response result %s not read: %s", f, e)
                 continue
             if head.get("kind") != KIND:
                 continue

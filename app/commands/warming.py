@@ -94,94 +94,115 @@ def table_text(fr, group: str = "global") -> str:
     return "\n".join(lines)
 
 
+@click.group("warming")
+def warming() -> None:
+    """The forced response to warming: each model's response against the truth's on paired scenes."""
+
+
+@warming.command("run")
+@click.option("--models", "model_spec", required=True, help="Comma-separated model names, or 'all'.")
+@click.option("--levels", default="1,2,4", show_default=True, help="Warming levels, K above the training climate "
+                                                                  "(each in (0, 6]).")
+@click.option("--world", default="today", show_default=True, help="World preset (raincheck warming worlds).")
+@click.option("--scenes", "n_scenes", default=120, show_default=True, type=click.IntRange(2, 2000),
+              help="Scenes (one per held-out 2021 orbit).")
+@click.option("--scan-length", "n_scans", default=300, show_default=True, type=click.IntRange(16, 2900),
+              help="Scans per scene.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the scenes and bootstrap.")
+@click.option("--boot", "n_boot", default=1000, show_default=True, type=click.IntRange(100, 100_000),
+              help="Scene-bootstrap replicates.")
+@click.option("--tolerance", default=1.0, show_default=True, type=click.FloatRange(0, 50, min_open=True),
+              help="Equivalence margin of the 'tracks' verdict (%/K).")
+@click.option("--scheduler", default=None, help="dask scheduler address; default: a LocalCluster of --workers.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="LocalCluster workers.")
+@click.option("--inline", is_flag=True, help="No dask: compute in this process.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Result JSON (default: <data root>/warming/results/<world>.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
+def run_cmd(model_spec, levels, world, n_scenes, n_scans, seed, n_boot, tolerance, scheduler, workers, inline,
+            out, as_json) -> None:
+    """Run (or resume) the experiment and write the result JSON."""
+    import logging
+    from pathlib import Path
+
+    from catalogs.config import get_roots
+    from evaluation import warming as WM
+
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # quiet dask unless -v
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    # every value is checked before anything is simulated or written
+    w = _world(world)
+    try:
+        lv = WM.check_levels(levels)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--levels") from None
+    names = _models(model_spec)
+    dest = Path(out) if out else get_roots().data_root / "warming" / "results" / f"{w.name}.json"
+    command = "raincheck " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    bar = _Bar(f"warming {w.name}")
+    try:
+        fr = WM.run_forced_response(names, lv, w.name, n_scenes=n_scenes, n_scans=n_scans, seed=seed,
+                                    n_boot=n_boot, tolerance=tolerance,
+                                    scheduler="inline" if inline else scheduler, n_workers=workers,
+                                    progress=bar, cancel=threading.Event(), command=command)
+    except WM.ModelRunFailed as e:
+        raise click.ClickException(f"{e}\nNo result written; the finished scene summaries are kept and a rerun "
+                                   "resumes.") from None
+    except (WM.WarmingCancelled, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        bar.close()
+    fr.to_json(dest)
+    click.echo(f"forced response written to {dest}", err=True)
+    click.echo(fr.to_json() if as_json else table_text(fr))
+
+
+@warming.command("show")
+@click.option("--world", default=None, help="World preset (default: every result).")
+@click.option("--group", default="global", show_default=True,
+              help="global, ocean, land, tropics or extratropics.")
+@click.option("--user", is_flag=True, help="Also read the results of your runs (<data root>/warming/results).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON(s).")
+def show_cmd(world, group, user, as_json) -> None:
+    """Print the verdict table of the shipped (and your) results."""
+    from evaluation import warming as WM
+    from evaluation.warming.summary import GROUPS
+
+    if group not in GROUPS:
+        raise click.BadParameter(f"unknown group {group!r}; groups: {', '.join(GROUPS)}", param_hint="--group")
+    res = WM.load_results(user=user)
+    if world is not None:
+        _world(world)
+        if world not in res:
+            raise click.ClickException(f"no forced-response result for world {world!r}; results: "
+                                       f"{', '.join(res) or 'none'} (run 'raincheck warming run')")
+        res = {world: res[world]}
+    if not res:
+        raise click.ClickException("no forced-response result; run 'raincheck warming run'")
+    if as_json:
+        click.echo(json.dumps({k: json.loads(v.to_json()) for k, v in res.items()}, indent=1))
+    else:
+        click.echo("\n\n".join(table_text(v, group) for v in res.values()))
+
+
+@warming.command("worlds")
+@click.option("--json", "as_json", is_flag=True, help="Print the presets' descriptions as JSON.")
+def worlds_cmd(as_json) -> None:
+    """List the world presets: version, mechanisms (magnitude, citation) and the truth's injected scaling."""
+    from catalogs.simulator import WORLDS
+
+    if as_json:
+        click.echo(json.dumps({k: w.describe() for k, w in WORLDS.items()}, indent=1))
+        return
+    for w in WORLDS.values():
+        d = w.describe()
+        inj = ", ".join(f"{k} {v:+g} %/K" for k, v in d["injected_pct_per_K"].items() if v is not None)
+        click.echo(f"{w.name} ({w.version}): {d['title']}")
+        click.echo(f"  injected truth scaling: {inj or 'measured on the scenes'}")
+        for m in d["mechanisms"]:
+            click.echo(f"  - {m['name']}: {m['magnitude']} [{m['citation']}]")
+
+
 def register(main: click.Group) -> None:
-    @main.group("warming")
-    def warming() -> None:
-        """The forced response to warming: each model's response against the truth's on paired scenes."""
-
-    @warming.command("run")
-    @click.option("--models", "model_spec", required=True, help="Comma-separated model names, or 'all'.")
-    @click.option("--levels", default="1,2,4", show_default=True, help="Warming levels, K above the training climate "
-                                                                      "(each in (0, 6]).")
-    @click.option("--world", default="today", show_default=True, help="World preset (raincheck warming worlds).")
-    @click.option("--scenes", "n_scenes", default=120, show_default=True, type=click.IntRange(2, 2000),
-                  help="Scenes (one per held-out 2021 orbit).")
-    @click.option("--scan-length", "n_scans", default=300, show_default=True, type=click.IntRange(16, 2900),
-                  help="Scans per scene.")
-    @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the scenes and bootstrap.")
-    @click.option("--boot", "n_boot", default=1000, show_default=True, type=click.IntRange(100, 100_000),
-                  help="Scene-bootstrap replicates.")
-    @click.option("--tolerance", default=1.0, show_default=True, type=click.FloatRange(0, 50, min_open=True),
-                  help="Equivalence margin of the 'tracks' verdict (%/K).")
-    @click.option("--scheduler", default=None, help="dask scheduler address; default: a LocalCluster of --workers.")
-    @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="LocalCluster workers.")
-    @click.option("--inline", is_flag=True, help="No dask: compute in this process.")
-    @click.option("--out", type=click.Path(dir_okay=False), default=None,
-                  help="Result JSON (default: <data root>/warming/results/<world>.json).")
-    @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
-    def run_cmd(model_spec, levels, world, n_scenes, n_scans, seed, n_boot, tolerance, scheduler, workers, inline,
-                out, as_json) -> None:
-        """Run (or resume) the experiment and write the result JSON."""
-        import logging
-        from pathlib import Path
-
-        from catalogs.config import get_roots
-        from evaluation import warming as WM
-
-        if logging.getLogger().getEffectiveLevel() > logging.INFO:  # quiet dask unless -v
-            logging.getLogger("distributed").setLevel(logging.ERROR)
-        # every value is checked before anything is simulated or written
-        w = _world(world)
-        try:
-            lv = WM.check_levels(levels)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--levels") from None
-        names = _models(model_spec)
-        dest = Path(out) if out else get_roots().data_root / "warming" / "results" / f"{w.name}.json"
-        command = "raincheck " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-        bar = _Bar(f"warming {w.name}")
-        try:
-            fr = WM.run_forced_response(names, lv, w.name, n_scenes=n_scenes, n_scans=n_scans, seed=seed,
-                                        n_boot=n_boot, tolerance=tolerance,
-                                        scheduler="inline" if inline else scheduler, n_workers=workers,
-                                        progress=bar, cancel=threading.Event(), command=command)
-        except WM.ModelRunFailed as e:
-            raise click.ClickException(f"{e}\nNo result written; the finished scene summaries are kept and a rerun "
-                                       "resumes.") from None
-        except (WM.WarmingCancelled, ValueError) as e:
-            raise click.ClickException(str(e)) from None
-        finally:
-            bar.close()
-        fr.to_json(dest)
-        click.echo(f"forced response written to {dest}", err=True)
-        if as_json:
-            click.echo(fr.to_json())
-        else:
-            click.echo(table_text(fr))
-
-    @warming.command("show")
-    @click.option("--world", default=None, help="World preset (default: every result).")
-    @click.option("--group", default="global", show_default=True,
-                  help="global, ocean, land, tropics or extratropics.")
-    @click.option("--user", is_flag=True, help="Also read the results of your runs (<data root>/warming/results).")
-    @click.option("--json", "as_json", is_flag=True, help="Print the result JSON(s).")
-    def show_cmd(world, group, user, as_json) -> None:
-        """Print the verdict table of the shipped (and your) results."""
-        from evaluation import warming as WM
-        from evaluation.warming.summary import GROUPS
-
-        if group not in GROUPS:
-            raise click.BadParameter(f"unknown group {group!r}; groups: {', '.join(GROUPS)}", param_hint="--group")
-        res = WM.load_results(user=user)
-        if world is not None:
-            _world(world)
-            if world not in res:
-                raise click.ClickException(f"no forced-response result for world {world!r}; results: "
-                                           f"{', '.join(res) or 'none'} (run 'raincheck warming run')")
-            res = {world: res[world]}
-        if not res:
-            raise click.ClickException("no forced-response result; run 'raincheck warming run'")
-        if as_json:
-            click.echo(json.dumps({k: json.loads(v.to_json()) for k, v in res.items()}, indent=1))
-        else:
-            click.echo("\n\n".join(table_text(v, group) for v in res.values()))
+    """Add `warming` (run, show, worlds) to ``main``."""
+    main.add_command(warming)

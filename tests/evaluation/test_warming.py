@@ -385,3 +385,20 @@ def test_stationary_control_intervals_contain_zero():
     assert len(sel) == 3 * len(fr.models)
     bad = sel[~((sel.error_lo <= 0) & (sel.error_hi >= 0))]
     assert bad.empty, bad[["source", "warming_K", "error", "error_lo", "error_hi"]].to_string()
+
+
+def test_cli_lists_the_world_presets():
+    """`raincheck warming worlds` (named by `warming run --help`) lists every preset with its version
+    and mechanisms; --json gives each World.describe()."""
+    from app.cli import main
+    from catalogs.simulator import WORLDS
+
+    res = CliRunner().invoke(main, ["warming", "worlds"])
+    assert res.exit_code == 0, res.output
+    for w in WORLDS.values():
+        assert f"{w.name} ({w.version})" in res.output
+        for m in w.mechanisms:
+            assert m.name in res.output
+    res = CliRunner().invoke(main, ["warming", "worlds", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output) == {k: json.loads(json.dumps(w.describe()))
+                                                             for k, w in WORLDS.items()}

@@ -27,6 +27,8 @@ from catalogs import schema
 from catalogs.config import get_roots
 from catalogs.outputs import check_name, check_sha256, output_dir, stored_checkpoints, stored_models
 from catalogs.store import IncompleteStore, is_complete, open_dataset
+from catalogs.gpm import open_granule, scan_granules
+from catalogs.orbits import synthetic_orbits
 
 #: Which variables each synthetic "product" keeps (all share the canonical grid).
 PRODUCT_VARS = {
@@ -90,8 +92,6 @@ class GranuleReader(readers.BaseReader):
     imports = {"gpm"}
 
     def _read(self, path=None, granule=None):
-        from catalogs.gpm import open_granule
-
         path = granule or path
         if not path:
             raise ValueError("a granule path is required (catalogue parameter 'granule')")
@@ -105,8 +105,6 @@ class GranuleDirectoryReader(readers.BaseReader):
     imports = {"pandas"}
 
     def _read(self, folder=None, granule_dir=None):
-        from catalogs.gpm import scan_granules
-
         folder = granule_dir or folder
         if not folder:
             raise ValueError("a granule folder is required (catalogue parameter 'granule_dir')")
@@ -199,7 +197,5 @@ class OrbitIndexReader(readers.BaseReader):
     imports = {"pandas"}
 
     def _read(self, start=None, end=None, bbox=None):
-        from catalogs.orbits import synthetic_orbits
-
         bbox = None if bbox in (None, "", "global") else tuple(float(v) for v in str(bbox).split(","))
         return synthetic_orbits(pd.Timestamp(start), pd.Timestamp(end), bbox=bbox)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from models.errors import InferenceCancelled
 from models.registry import get_card
 from models.run import run_inference
+from catalogs.runtime import dask_client
 
 Progress = Callable[[int, int, str], None]
 
@@ -102,7 +103,6 @@ def infer_orbits(
 
     from distributed import as_completed
 
-    from catalogs.runtime import dask_client
 
     with dask_client(scheduler, n_workers) as client:
         futs = {client.submit(_task, model, o, source, world_seed, device, threads_per_task,

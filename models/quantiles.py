@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from concurrent.futures import ThreadPoolExecutor
 
 #: Thresholds of the derived probabilities (mm h-1).
 POP_THRESHOLD = 0.1
@@ -302,7 +303,6 @@ def _parallel_rows(n: int, fn, threads: int | None = None, min_rows: int = 20000
     if k == 1:
         fn(0, n)
         return
-    from concurrent.futures import ThreadPoolExecutor
 
     cuts = np.linspace(0, n, k + 1).astype(int)
     with ThreadPoolExecutor(k) as ex:

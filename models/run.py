@@ -20,13 +20,12 @@ from catalogs.store import file_sha256, is_complete, write_dataset
 from models.errors import InferenceCancelled, ModelError
 from models.inference import Progress, choose_device, device_name, predict_swath
 from models.registry import load_model
+from catalogs.simulator import simulate_orbit
 
 
 def load_swath(orbit: int, source: str = "synthetic", world_seed: int = 0) -> xr.Dataset:
     """The canonical swath of ``orbit`` from ``source`` (``synthetic``: the simulator)."""
     if source == "synthetic":
-        from catalogs.simulator import simulate_orbit
-
         return simulate_orbit(int(orbit), world_seed=int(world_seed), source="observed")
     raise ModelError(f"unknown source {source!r} for inference; supported: 'synthetic'")
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from catalogs.schema import CHANNELS
+import copy
 
 #: DRAIN's 4-channel configuration (37 and 89 GHz, both polarisations).
 DRAIN_CHANNELS = ("36.64V", "36.64H", "89.0V", "89.0H")
@@ -226,7 +227,6 @@ class QuantileUNet(nn.Module):
     @torch.no_grad()
     def fused(self) -> "QuantileUNet":
         """A copy for inference with every BatchNorm folded into the preceding convolution."""
-        import copy
 
         m = copy.deepcopy(self).eval()
         for block in [*m.enc, m.bottom, *m.dec]:

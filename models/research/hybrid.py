@@ -30,6 +30,7 @@ import numpy as np
 from models.config import data_config, parse_config
 from models.training.data import build_training_set, load_scenes
 from models.training.plugins import mixed_batches  # noqa: F401 (moved; public name)
+from catalogs.simulator import simulate_orbit
 
 
 def _with_split(config: dict, spec: dict, **data_over) -> dict:
@@ -58,8 +59,6 @@ def calibration_configs(config: dict) -> tuple[dict, dict]:
 
 
 def _present_simulated_fn(data_cfg: dict):
-    from catalogs.simulator import simulate_orbit
-
     def fn(orbit, n_scans):
         d = data_config(data_cfg)
         return simulate_orbit(int(orbit), world_seed=d.world_seed, source="simulated",

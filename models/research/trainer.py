@@ -58,6 +58,7 @@ from models.training.loop import build_net, train_unet
 from models.training.plugins import MixedScenes, ResearchLossPlugin
 from models.training.state import save_checkpoint  # noqa: F401 (public name, tests and scripts)
 from models.unet_retriever import UNetRetriever
+import argparse
 
 
 def _init_weights(net, config: dict) -> dict:
@@ -416,7 +417,6 @@ def flow_heldout_scores(config, flow_r, retrievers, train_ref, progress=None) ->
 
 
 def main(argv=None) -> None:  # pragma: no cover - CLI
-    import argparse
 
     p = argparse.ArgumentParser(description="Train a research model from its config.")
     p.add_argument("config")

@@ -20,14 +20,14 @@ from catalogs.store import is_complete, open_dataset, write_dataset
 from models.base import ModelError
 from models.config import data_config, split_scene_scans
 from models.training.common import Progress, TrainingCancelled
+from catalogs.simulator.geometry import orbit_at_time
+from catalogs.simulator import simulate_orbit
 
 SPLITS = ("train", "validation", "test", "ood")
 
 
 # -- orbits and scenes ----------------------------------------------------------------------
 def _orbit_range(start: str, end: str) -> tuple[int, int]:
-    from catalogs.simulator.geometry import orbit_at_time
-
     a = int(orbit_at_time(np.datetime64(str(start))))
     b = int(orbit_at_time(np.datetime64(str(end))))
     return a, b
@@ -85,8 +85,6 @@ def data_key(data_cfg: dict) -> str:
 
 
 def _simulate(orbit: int, data_cfg: dict, n_scans: int | None) -> xr.Dataset:
-    from catalogs.simulator import simulate_orbit
-
     d = data_config(data_cfg)
     return simulate_orbit(int(orbit), world_seed=d.world_seed, source=d.source, n_scans=n_scans)
 

@@ -23,6 +23,10 @@ from evaluation import regions as RG
 from evaluation.cube import (REFERENCE, STRIP, TRUTH, Cube, build_cube, expand_sources, model_of, open_cube,
                              read_ledger, source_identity)
 from evaluation.results import BoxGroup, BoxPlan
+import hashlib
+from catalogs.config import get_roots
+from catalogs.simulator.geometry import N_SCANS
+from catalogs.orbits import orbits_near_box
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +57,7 @@ def box_cube_path(spec, main=None) -> Path:
     """Where the box cube of ``spec`` lives: ``<data root>/cubes/box-<hash>.zarr``, the hash of
     the normalised spec and of the main cube's world seed, scans per orbit and model product
     (the configuration the box cube must share with the cube it completes)."""
-    import hashlib
 
-    from catalogs.config import get_roots
 
     key = json.dumps({"spec": box_spec(spec), **_main_config(main)}, sort_keys=True)
     return get_roots().sub("cubes") / f"box-{hashlib.sha256(key.encode()).hexdigest()[:16]}.zarr"
@@ -64,7 +66,6 @@ def box_cube_path(spec, main=None) -> Path:
 def orbit_cost_s(source: str, n_scans: int | None = None, *, callable_model: bool = False) -> float:
     """Rough seconds to add ``source`` (truth/reference, or a model) on one orbit of ``n_scans``
     scans (:data:`ORBIT_COST_S`)."""
-    from catalogs.simulator.geometry import N_SCANS
 
     frac = 1.0 if n_scans is None else min(int(n_scans), N_SCANS) / N_SCANS
     m = model_of(source)
@@ -98,7 +99,6 @@ def box_plan(spec, main, *, model_fns: dict | None = None, max_model_seconds: fl
     skipped (with its reason) when its inference would take longer than ``max_model_seconds``,
     when the main cube's numbers come from a callable this process lacks (``model_fns``), or
     when it is not registered any more."""
-    from catalogs.orbits import orbits_near_box
 
     main = main if isinstance(main, Cube) else open_cube(main)
     spec = box_spec(spec)

@@ -45,6 +45,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from evaluation.skill import _categorical_from_counts, _coherence_sums, coherence_wavelengths_km
+from catalogs.store import open_dataset
+import json
+import os
+import hashlib
+from catalogs.config import get_roots
+import tempfile
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +104,6 @@ def quantile_score(dist, obs, levels=QS_LEVELS) -> float:
 
 def categorical(pred, ref, threshold) -> dict:
     """SEDI and frequency bias of ``pred >= t`` against ``ref >= t``."""
-    from evaluation.skill import _categorical_from_counts
 
     p, r = np.asarray(pred) >= threshold, np.asarray(ref) >= threshold
     a, b, c, d = (float(np.sum(x)) for x in (p & r, p & ~r, ~p & r, ~p & ~r))
@@ -123,7 +129,6 @@ def heldout_sets(config="unet-reference", progress=None, cancel=None) -> dict:
     (``cancel``: checked between the sets, and by the simulation of each)."""
     from catalogs.simulator.climate import gmst_anomaly
     from catalogs.simulator.geometry import orbit_start_time
-    from catalogs.store import open_dataset
     from models.registry import load_config
     from models.train import build_training_set, load_scenes
 
@@ -206,7 +211,6 @@ def _strip_pixels(retriever, tc, ref, chunk: int = 8, gmst=None):
     """Per-pixel quantiles (P, Q) on the strip, reference (P,), scene index (P,), and spectra
     sums (posterior mean and, for ensembles, one member against the reference). ``gmst``: each
     scene's GMST anomaly (K), for climate-conditioned models."""
-    from evaluation.skill import _coherence_sums
     from models.quantiles import QuantileDistribution
     from models.research.trainer import predict_strip
 
@@ -240,7 +244,6 @@ def _strip_pixels(retriever, tc, ref, chunk: int = 8, gmst=None):
 def _spectra(sums) -> dict:
     """Power ratio (retrieval / reference) per pooled wavenumber bin of the coherence sums, at
     the bins' physical wavelengths on the 13.7 x 5.2 km grid (:func:`evaluation.skill.coherence_wavelengths_km`)."""
-    from evaluation.skill import coherence_wavelengths_km
 
     n = SPECTRUM_TILE
     pp, rr = sums[:n], sums[n:2 * n]
@@ -398,8 +401,6 @@ def ood_detection(det, sets: dict, simulated_tc: np.ndarray | None = None, seed:
 
 def cached_ood_detection(det, config, sets: dict, seed: int = 0, progress=None, cache: bool = True):
     """:func:`ood_detection` (with the simulated held-out set), cached by detector hash + sets."""
-    import json
-    import os
 
     from evaluation.report import clean
 
@@ -505,9 +506,6 @@ CACHE_VERSION = 1
 
 
 def _cache_key(name, sha, sets, draws, seed, n_boot) -> str:
-    import hashlib
-    import json
-
     blob = json.dumps({"name": name, "sha": sha, "sets": sets["key"], "draws": draws, "seed": seed,
                        "boot": n_boot, "v": CACHE_VERSION, "schema": SCHEMA}, sort_keys=True)
     return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
@@ -518,8 +516,6 @@ def _cache_dir():
 
 
 def _cache_read(key):
-    import json
-
     d = _cache_dir()
     try:
         m = json.loads((d / f"{key}.json").read_text())
@@ -545,9 +541,6 @@ def unclean(x):
 
 
 def _cache_write(key, m, pix) -> None:
-    import json
-    import os
-
     from evaluation.report import clean
 
     d = _cache_dir()
@@ -671,17 +664,12 @@ def update_cards(res: dict, names=None) -> list[str]:
 
 def default_result_path():
     """Where the last comparison is kept for the app: ``<data_root>/comparison/compare.json``."""
-    from catalogs.config import get_roots
 
     return get_roots().data_root / "comparison" / "compare.json"
 
 
 def save_result(res: dict, path=None):
     """Write a (JSON-clean) comparison atomically; returns the path."""
-    import json
-    import os
-    import tempfile
-    from pathlib import Path
 
     p = Path(path) if path is not None else default_result_path()
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -700,7 +688,6 @@ def load_result(path=None) -> dict | None:
     """The comparison at ``path``; by default the last one run here
     (:func:`default_result_path`), else the one shipped for the shipped models
     (:data:`PACKAGED_RESULT`); None when there is none (or it is unreadable)."""
-    import json
 
     if path is not None:
         p = Path(path)

@@ -37,6 +37,9 @@ import numpy as np
 import pandas as pd
 import pymannkendall as mk
 import scipy.stats
+import warnings
+from evaluation import ipcc
+from catalogs.simulator.climate import gmst_anomaly
 
 #: lag of the Yue–Wang correction (the lag-1 serial correlation; see the module docstring)
 YUE_WANG_LAG = 1
@@ -107,7 +110,6 @@ def mann_kendall(y, method="hamed_rao", alpha=0.05) -> dict:
         return {"test": method, "trend": "no trend", "p": float("nan"), "z": float("nan"), "tau": float("nan"),
                 "s": float("nan"), "var_s": float("nan"), "var_s_original": float("nan"),
                 "var_s_modified": float("nan"), "floored": False, "n": int(y.size)}
-    import warnings
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # constant series: autocorrelation 0/0
@@ -219,7 +221,6 @@ def gmst_for(time, gmst="synthetic"):
     """GMST anomaly (K) at ``time``: ``"synthetic"`` (the simulator's own series), ``"default"``
     (:func:`evaluation.ipcc.default_gmst`, clearly labelled), a callable, or a pandas Series
     indexed by time (interpolated). Returns (values, label)."""
-    from evaluation import ipcc
 
     t = np.asarray(time, dtype="datetime64[ns]")
     if callable(gmst):
@@ -229,8 +230,6 @@ def gmst_for(time, gmst="synthetic"):
         xi = s.index.values.astype("datetime64[ns]").astype(np.int64).astype(np.float64)
         return np.interp(t.astype(np.int64).astype(np.float64), xi, s.values.astype(np.float64)), "user GMST series"
     if gmst == "synthetic":
-        from catalogs.simulator.climate import gmst_anomaly
-
         return np.asarray([float(gmst_anomaly(x)) for x in t], dtype=np.float64), \
             "synthetic world GMST (catalogs.simulator.climate.gmst_anomaly)"
     if gmst == "default":

@@ -12,6 +12,8 @@ from catalogs.store import is_complete
 from evaluation.cube.build import build_cube
 from evaluation.cube.layout import REFERENCE, TRUTH
 from evaluation.cube.store import import_cube
+from catalogs.simulator import geometry
+from catalogs.config import get_roots
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,6 @@ def record_orbits(years=DEMO["years"], months=DEMO["months"], per_month=DEMO["pe
     the diurnal cycle of rain into a spurious multi-decadal trend (measured on the synthetic
     record: ≈ -5 %/K in the global mean with fixed 00 UTC days-1-and-15 sampling, against the
     injected +2 %/K). Random times turn that drift into noise that averages out."""
-    from catalogs.simulator import geometry
 
     out = []
     margin = np.timedelta64(2 * 3600, "s")  # > one orbit period: the next orbit still starts in the month
@@ -63,7 +64,6 @@ def record_orbits(years=DEMO["years"], months=DEMO["months"], per_month=DEMO["pe
 def demo_cube_path(*, for_writing: bool = False) -> Path:
     """The demo cube: one built into the data root (``cubes/demo.zarr``) if complete, else the
     one shipped in the package."""
-    from catalogs.config import get_roots
 
     built = get_roots().sub("cubes") / "demo.zarr"
     if for_writing or is_complete(built) or not is_complete(PACKAGED_DEMO):

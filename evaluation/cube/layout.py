@@ -14,6 +14,7 @@ from catalogs import schema
 from evaluation import distributions as D
 from evaluation import regions as RG
 from evaluation import skill as SK
+from catalogs.config import get_roots
 
 TRUTH, TRUTH_STRIP, REFERENCE = "truth", "truth_strip", "reference"
 BUILTIN = (TRUTH, TRUTH_STRIP, REFERENCE)
@@ -102,8 +103,6 @@ def _group(source: str) -> str:
 
 
 def default_cube_path() -> Path:
-    from catalogs.config import get_roots
-
     return get_roots().sub("cubes") / "climatology.zarr"
 
 

@@ -12,6 +12,7 @@ from catalogs.store import is_complete
 from evaluation import distributions as D
 from evaluation.cube.layout import (FORMAT_VERSION, LEDGER, REFERENCE, STRIP, TRUTH, TRUTH_STRIP,
                                     StaleSource, _group, model_of, pairs_for)
+from catalogs.simulator import PRODUCT_VERSION, TRUTH_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ def source_identity(source: str, cfg: dict) -> dict:
     m = model_of(source)
     if m is None:
         if loader == "simulator":
-            from catalogs.simulator import TRUTH_VERSION
-
             return {"truth_version": TRUTH_VERSION}
         return {"loader": str(loader)}
     fn = (cfg.get("model_fns") or {}).get(m)
@@ -41,8 +40,6 @@ def source_identity(source: str, cfg: dict) -> dict:
 
         ident = {"checkpoint_sha256": str(get_card(m).checkpoint_sha256)[:12]}
     if loader == "simulator":
-        from catalogs.simulator import PRODUCT_VERSION
-
         ident["product_version"] = PRODUCT_VERSION
     return ident
 

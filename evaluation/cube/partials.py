@@ -24,6 +24,7 @@ from evaluation.cube.kernels import accumulate_layers, pixel_groups
 from evaluation.cube.layout import (FIELD_STATS, PIXEL_STATS, REFERENCE, STRIP, SURFACES, TRUTH, TRUTH_STRIP,
                                     StaleSource, ar6_labels, model_of, pairs_for, skill_labels)
 from evaluation.cube.ledger import _identities
+from catalogs.simulator import simulate_orbit
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ _MODEL_CACHE: dict = {}
 
 
 def _load_swath(orbit: int, cfg: dict) -> xr.Dataset:
-    from catalogs.simulator import simulate_orbit
-
     return simulate_orbit(int(orbit), world_seed=int(cfg.get("world_seed", 0)), source="observed",
                           n_scans=cfg.get("n_scans"))
 

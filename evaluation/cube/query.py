@@ -20,6 +20,7 @@ from evaluation.cube.layout import (BUILTIN, CANON_LEVELS, LEDGER, REFERENCE, SE
                                     STRIP, SURFACE_GROUPS, SURFACES, TRUTH, TRUTH_STRIP, RegionNotInCube,
                                     ar6_labels, default_cube_path)
 from evaluation.results import Histogram
+from catalogs.store import IncompleteStore
 
 
 def parse_period(period) -> tuple[np.datetime64 | None, np.datetime64 | None]:
@@ -318,7 +319,6 @@ def _stat(stat: str, counts, total, n):
 
 def open_cube(path: str | os.PathLike | None = None) -> Cube:
     """Open a complete cube (raises ``catalogs.store.IncompleteStore`` otherwise)."""
-    from catalogs.store import IncompleteStore
 
     path = Path(path) if path is not None else default_cube_path()
     if not is_complete(path):

@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
+from app.geometry import get_projection
 
 #: Natural Earth scales we ship (110m for overviews, 50m when zoomed in).
 SCALES = ("110m", "50m")
@@ -76,7 +77,6 @@ def coastline_xy(scale: str = "110m", projection: str = "PlateCarree",
     For ``PlateCarree`` the lines are repeated at each longitude offset (unwrapped maps).
     The result is read-only and cached.
     """
-    from app.geometry import get_projection
 
     lines = _lines(scale)
     if projection == "PlateCarree":

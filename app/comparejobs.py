@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from app.jobengine import Job, JobManager, Kind, get_manager, sendable
+from evaluation.compare import ComparisonCancelled, compare, save_result, default_result_path
 
 KIND = "compare"
 #: how much lower a comparison's CPU priority is than the inference workers' (it takes minutes; a
@@ -60,7 +61,6 @@ def run_comparison(names, *, settings: dict, result_path: str, compare_fn: Calla
     """The comparison job: ``compare_fn`` (default :func:`evaluation.compare.compare`) of
     ``names`` with ``settings``, stored JSON-clean at ``result_path`` (atomically); returns the
     path. A cancellation (:class:`evaluation.compare.ComparisonCancelled`) writes nothing."""
-    from evaluation.compare import ComparisonCancelled, compare, save_result
     from evaluation.report import clean
 
     fn = compare if compare_fn is None else compare_fn
@@ -123,8 +123,6 @@ class ComparisonJobs:
         return self.manager.kind(KIND).mode
 
     def _request(self, names, settings: dict, result_path=None):
-        from evaluation.compare import default_result_path
-
         names, full = normalise(names, settings)
         path = Path(result_path) if result_path is not None else default_result_path()
         return names, full, path, request_key(names, full, path)

@@ -14,6 +14,21 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from catalogs.config import PathOutsideRoots, PACKAGE_ASSETS, get_roots
+from catalogs.schema import SchemaError
+import os
+import site
+import sys
+import sysconfig
+import tempfile
+import re
+import html
+import unicodedata
+from catalogs import schema
+from catalogs.store import open_dataset
+from app.geometry import swath_geometry as build
+import dataclasses
+from catalogs.orbits import synthetic_orbits
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +48,6 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     global _EXPECTED
     if _EXPECTED is None:
         from catalogs.catalog import CatalogError
-        from catalogs.config import PathOutsideRoots
-        from catalogs.schema import SchemaError
 
         errs = [CatalogError, PathOutsideRoots, SchemaError, ValueError, LookupError, OSError]
         try:
@@ -121,13 +134,7 @@ def catalog_name(path: str | None = None) -> str:
 
 def _server_prefixes() -> list[tuple[str, str]]:
     """(absolute server folder, neutral label) pairs, longest first."""
-    import os
-    import site
-    import sys
-    import sysconfig
-    import tempfile
 
-    from catalogs.config import PACKAGE_ASSETS, get_roots
 
     pairs: list[tuple[str, str]] = []
     try:
@@ -173,7 +180,6 @@ def public_message(text: str) -> str:
     """``text`` without the server's paths: data roots, package folders, site-packages, the home
     and temporary folders become neutral labels (``<data root>/pps/x.HDF5``); any other absolute
     path is reduced to its file name (``…/passwd``). The full text goes to the server log."""
-    import re
 
     global _FILE_URL, _ABS_PATH
     if _FILE_URL is None:
@@ -202,8 +208,6 @@ def escape_text(text: str) -> str:
     entity of the text survives) and the Markdown punctuation that could make a link, an image,
     code, emphasis or math backslash-escaped (brackets, backtick, asterisk, dollar, tilde,
     backslash, and an underscore at a word edge: ``RAINCHECK_DATA_ROOT`` stays as it is)."""
-    import html
-    import re
 
     md = re.sub(r"[\\`*\[\]$~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", lambda m: "\\" + m.group(0), str(text))
     return html.escape(_visible_controls(md), quote=True)
@@ -212,7 +216,6 @@ def escape_text(text: str) -> str:
 def _visible_controls(text: str) -> str:
     """Control and formatting characters (NUL, ESC, a right-to-left override...) as ``\\uXXXX``
     (line breaks and tabs kept): a message never reorders or hides the text around them."""
-    import unicodedata
 
     return "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp")
                    else f"\\u{ord(ch):04x}" for ch in text)
@@ -220,7 +223,6 @@ def _visible_controls(text: str) -> str:
 
 def for_html(text) -> str:
     """Like :func:`for_page` for plain HTML (a notification): server paths removed, HTML-escaped."""
-    import html
 
     return html.escape(_visible_controls(public_message(str(text))), quote=True)
 
@@ -309,8 +311,6 @@ def load_output(catalog_path: str | None, model: str, orbit: int, world: int = 0
         cat = catalog(catalog_path)
         if int(world) == 0 and "sha256" in cat.user_parameters:
             return read(cat, "model_output", model=model, orbit=int(orbit), sha256=sha)
-        from catalogs import schema
-        from catalogs.store import open_dataset
 
         return schema.validate(open_dataset(path), kind="retrieval")
 
@@ -337,7 +337,6 @@ def output_stored(model: str, orbit: int, world: int = 0) -> bool:
 
 def swath_geometry(key: tuple, lat, lon, projection: str):
     """Memoised :func:`app.geometry.swath_geometry` (key identifies the swath)."""
-    from app.geometry import swath_geometry as build
 
     return _geoms.get((*key, projection), lambda: build(np.asarray(lat), np.asarray(lon), projection))
 
@@ -396,7 +395,6 @@ def model_card(name: str) -> dict:
         raise DataError(f"unknown model {name!r}: {e}") from e
     if hasattr(card, "to_dict"):
         return dict(card.to_dict())
-    import dataclasses
 
     if dataclasses.is_dataclass(card):
         return dataclasses.asdict(card)
@@ -406,7 +404,6 @@ def model_card(name: str) -> dict:
 def orbit_index(catalog_path: str | None, start: str, end: str, region: str = "global"):
     """Synthetic orbits that crossed ``region`` (global, an AR6/SREX code, land, ocean, lat:S:N,
     or bbox:lon0,lat0,lon1,lat1; see :func:`evaluation.regions.get_region`) between ``start`` and ``end``."""
-    from catalogs.orbits import synthetic_orbits
 
     region = (region or "global").strip()
     try:

@@ -31,6 +31,9 @@ from app.figures import FONTS, ExportParts, ensure_backends, model_provenance, r
 from app.state import FORMATS, VIEW_LABELS, VIEWS, Selection
 from app.views import EXPORTERS
 from catalogs.config import get_roots
+import importlib.metadata as md
+import platform
+import tempfile
 
 __all__ = ["DPI", "FONTS", "FORMATS", "ExportControl", "ExportError", "ExportParts", "ExportResult", "base_name",
            "ensure_backends", "export_view", "exporters", "model_provenance", "rasterize_meshes_hook", "render",
@@ -78,9 +81,6 @@ def base_name(view: str, selection: Selection) -> str:
 
 
 def software_versions() -> dict:
-    import importlib.metadata as md
-    import platform
-
     out = {"python": platform.python_version()}
     for dist in ("raincheck", "numpy", "pandas", "xarray", "holoviews", "matplotlib", "panel", "bokeh",
                  "datashader", "cartopy", "intake", "torch", "scipy", "zarr"):
@@ -239,7 +239,6 @@ class ExportControl(pn.viewable.Viewer):
             root = Path(self._out_root)
         else:
             root = get_roots().sub("exports")
-        import tempfile
 
         root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="export-", dir=root))

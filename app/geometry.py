@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
+import warnings
 
 #: Projections offered in the app (name -> cartopy class name); all global, central lon 0.
 PROJECTIONS = ("PlateCarree", "Robinson", "Mollweide", "EqualEarth")
@@ -170,7 +171,6 @@ def _seam_mask(x: np.ndarray, limit: float) -> np.ndarray:
 def _row_bounds(x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
     xm = np.where(ok, x, np.nan)
     ym = np.where(ok, y, np.nan)
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -15,6 +15,11 @@ from app import data
 from app.state import (LAYERS, PRODUCT_LABELS, PRODUCTS, VIEW_LABELS, VIEWS,
                        Selection, sync_url)
 from catalogs.userinput import show
+from catalogs.simulator.geometry import ORBIT_RANGE, orbit_start_time
+from app.export import ExportControl
+from app.jobs import RunControl
+from app.swath import SwathMap
+from app.views import make_views
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,6 @@ def _region_options() -> dict:
 
 def _year_bounds() -> tuple[int, int]:
     """First and last year of the synthetic record (the period sliders' range)."""
-    from catalogs.simulator.geometry import ORBIT_RANGE, orbit_start_time
     import pandas as pd
 
     return (pd.Timestamp(orbit_start_time(ORBIT_RANGE[0])).year,
@@ -220,10 +224,6 @@ class Sidebar(pn.viewable.Viewer):
 
 def create_app(catalog_path: str | None = None, selection: Selection | None = None, cube_path: str | None = None):
     """One session's app (a Panel template)."""
-    from app.export import ExportControl
-    from app.jobs import RunControl
-    from app.swath import SwathMap
-    from app.views import make_views
 
     import holoviews as hv
 

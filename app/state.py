@@ -16,6 +16,8 @@ from evaluation.warming.response import QUANTILE_LEVELS as WARMING_QUANTILES
 from evaluation.warming.summary import GROUPS as WARMING_GROUP_SPECS
 from evaluation.warming.summary import THRESHOLDS as WARMING_THRESHOLDS
 from catalogs.userinput import UserInputError, check_text, check_value, show
+from datetime import datetime
+from urllib.parse import parse_qsl
 
 
 
@@ -191,7 +193,6 @@ def _text_problem(name: str, value) -> str | None:
 
 def _period_problems(selection: Selection) -> list[str]:
     """Inverted periods of a link (y0 > y1, from >= to): reported, and set back to the defaults."""
-    from datetime import datetime
 
     out = []
     if selection.start_year > selection.end_year:
@@ -220,8 +221,6 @@ def _period_problems(selection: Selection) -> list[str]:
 
 
 def _is_date(v) -> bool:
-    from datetime import datetime
-
     try:
         datetime.fromisoformat(v)
         return True
@@ -265,7 +264,6 @@ def sync_url(selection: Selection, location=None, notify=None) -> list[str]:
     if location is None:
         return problems
 
-    from urllib.parse import parse_qsl
 
     raw = dict(parse_qsl(str(getattr(location, "search", "") or "").lstrip("?"), keep_blank_values=True))
 

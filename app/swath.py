@@ -28,6 +28,10 @@ import param
 from app import data
 from app.figures import FONTS, ExportParts, ensure_backends, rasterize_meshes_hook
 from app.state import PRODUCT_LABELS, Selection
+from app.geometry import rasterize, get_projection, format_lat, format_lon, graticule, bbox_outline, map_box_to_bbox
+from app.coastlines import clip, coastline_xy, scale_for
+import re
+from app.pixel import pixel_plot, pixel_summary
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +153,6 @@ def image_for(geom, layer: Layer, x_range=None, y_range=None, width=600, height=
     """A rasterised hv.Image of ``layer`` over the view (used by the maps and the benchmark)."""
     import holoviews as hv
 
-    from app.geometry import rasterize
 
     agg = rasterize(geom, layer.values, x_range, y_range, width=width, height=height)
     xd, yd = axis_dims(geom.projection)
@@ -176,7 +179,6 @@ def _pixel_lonlat(projection: str, xs: tuple, ys: tuple):
     cached: all panels of a view share one grid."""
     import cartopy.crs as ccrs
 
-    from app.geometry import get_projection
 
     crs = get_projection(projection)
     xx, yy = np.meshgrid(np.asarray(xs), np.asarray(ys))
@@ -193,7 +195,6 @@ def _pixel_lonlat(projection: str, xs: tuple, ys: tuple):
 def coast_path(projection: str, x_range=None, y_range=None):
     import holoviews as hv
 
-    from app.coastlines import clip, coastline_xy, scale_for
 
     xy = clip(coastline_xy(scale_for(x_range, projection), projection, (-360.0, 0.0, 360.0, 720.0)
                            if projection == "PlateCarree" else (0.0,)), x_range, y_range)
@@ -233,7 +234,6 @@ def map_axis_opts(projection: str, backend: str = "bokeh") -> dict:
                         xlabel="Longitude", ylabel="Latitude")
         from matplotlib.ticker import FuncFormatter
 
-        from app.geometry import format_lat, format_lon
 
         return dict(xformatter=FuncFormatter(lambda v, pos: format_lon(v)),
                     yformatter=FuncFormatter(lambda v, pos: format_lat(v)),
@@ -250,8 +250,6 @@ def _graticule(projection: str, x_range, y_range, label_gap: float):
 
 @functools.lru_cache(maxsize=32)
 def _graticule_cached(projection, x_range, y_range, label_gap):
-    from app.geometry import graticule
-
     return graticule(projection, x_range, y_range, label_gap=label_gap)
 
 
@@ -437,7 +435,6 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
 
 def region_outline(region: str, projection: str) -> list:
     """Paths (map coordinates) outlining ``region`` when it is a box; [] for any other region."""
-    from app.geometry import bbox_outline
 
     if not isinstance(region, str) or not region.strip().lower().startswith("bbox:"):
         return []
@@ -451,8 +448,6 @@ def region_outline(region: str, projection: str) -> list:
 
 
 def safe_var(key: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9_]+", "_", key).strip("_")
 
 
@@ -611,7 +606,6 @@ class SwathMap(pn.viewable.Viewer):
     def use_box(self, x0, y0, x1, y1, what: str = "the drawn box") -> str | None:
         """Make the map rectangle (x0, y0)-(x1, y1) the selection's region; returns its spec, or
         None (with a message) when the rectangle cannot be a region."""
-        from app.geometry import map_box_to_bbox
 
         try:
             spec = map_box_to_bbox(x0, y0, x1, y1, self.selection.projection)
@@ -654,7 +648,6 @@ class SwathMap(pn.viewable.Viewer):
             self._pixel_info.object = ("Click a pixel on a map to see its predicted distribution."
                                        if self.swath is not None else "")
             return
-        from app.pixel import pixel_plot, pixel_summary
 
         i, j = self.pixel
         summary = pixel_summary(self.swath, self.layers.outputs, i, j)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import click
+import socket
+from app.geometry import warm_up
+import threading
+import os
+from app.commands._login import make_auth_provider, parse_basic_auth, LoginThrottle
+import secrets
 
 
 def make_health_handler():
@@ -51,7 +57,6 @@ def make_job_manager(workers: int = 1, threads: int | None = 1, nice: int = 10, 
 def check_port_free(address: str, port: int) -> None:
     """Refuse (naming them) an address that does not resolve or a port another program holds,
     before the server and its workers are set up."""
-    import socket
 
     try:
         infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -91,16 +96,13 @@ def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1",
     are throttled by ``login_throttle`` (default :class:`app.commands._login.LoginThrottle`)."""
     import panel as pn
 
-    from app.geometry import warm_up
     from app.main import create_app
 
     # compile datashader's kernels before the first session asks for a map
-    import threading
 
     threading.Thread(target=warm_up, daemon=True, name="raincheck-warm-up").start()
     # and start the inference worker now, torch imported and the models loaded, so that the
     # first Run does not wait for it (RAINCHECK_WARM_WORKER=0: on first use, as before)
-    import os
 
     if os.environ.get("RAINCHECK_WARM_WORKER", "1").strip().lower() not in ("0", "off", "no", "false"):
         from app.jobs import get_manager
@@ -114,8 +116,6 @@ def make_server(catalog_path=None, port: int = 5006, address: str = "127.0.0.1",
     origins = list(websocket_origins) or [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
     auth = {}
     if basic_auth:
-        from app.commands._login import make_auth_provider, parse_basic_auth
-
         creds = basic_auth if isinstance(basic_auth, dict) else parse_basic_auth(basic_auth)
         auth["auth_provider"] = make_auth_provider(creds, login_throttle)
     return pn.serve(
@@ -172,7 +172,6 @@ def register(main: click.Group) -> None:
     def serve(port, address, catalog_path, trust_catalog, cube_path, origins, show, basic_auth, login_attempts, login_lockout,
               oauth_provider, cookie_secret, no_auth, inference_mode, workers, worker_threads, worker_nice, device):
         """Serve the raincheck web app (on 127.0.0.1 only, unless told otherwise)."""
-        from app.commands._login import LoginThrottle, parse_basic_auth
 
         if basic_auth is not None:
             basic_auth = parse_basic_auth(basic_auth)  # refuses a missing file, a short or blank password
@@ -183,14 +182,10 @@ def register(main: click.Group) -> None:
         check_exposure(address, origins, basic_auth or no_auth, oauth_provider)
         check_port_free(address, port)
         if (basic_auth or oauth_provider) and not cookie_secret:
-            import secrets
-
             cookie_secret = secrets.token_hex(32)
         from catalogs.catalog import TRUST_ENV, CatalogError, open_catalog
 
         if trust_catalog:
-            import os
-
             os.environ[TRUST_ENV] = "1"  # the sessions open the catalogue too
         if catalog_path:
             try:

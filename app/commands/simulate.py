@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+from catalogs import store
 
 
 def _world_and_seed(world: str, world_seed: int | None) -> tuple[str, int]:
@@ -50,7 +51,6 @@ def register(main: click.Group) -> None:
     def simulate(orbit: int, world: str, world_seed: int | None, warming: float, source: str,
                  climate_offset: float | None, scan_start: int, n_scans: int | None, out: Path) -> None:
         """Simulate one orbit (Tb, reference, truth) of the synthetic world and write it atomically."""
-        from catalogs import store
         from catalogs.simulator import geometry, simulate_orbit
         from catalogs.simulator.worlds import check_warming
 

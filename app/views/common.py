@@ -17,6 +17,10 @@ import param
 from app import data
 from app.state import Selection
 from evaluation.results import BoxPlan, CubeQuery, EvaluationReport, Histogram
+from catalogs.store import IncompleteStore, is_complete, marker_path
+from app.boxjobs import get_box_manager, plan_label
+from evaluation import regions as RG
+import os
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,6 @@ def cube_path(path: str | None = None) -> Path:
 
 def open_cube(path: str | None = None):
     """The climatology cube (memoised across sessions; reopened when rebuilt)."""
-    from catalogs.store import IncompleteStore, is_complete, marker_path
     from evaluation import cube as CB
 
     p = cube_path(path)
@@ -69,10 +72,8 @@ _plans = data.Memo(32)
 
 def box_plan(main, spec: str) -> BoxPlan:
     """The plan of the box cube of ``spec`` for the main cube (memoised per main-cube version)."""
-    from catalogs.store import marker_path
     from evaluation import boxes as BX
 
-    from app.boxjobs import get_box_manager
 
     fns = get_box_manager().model_fns
     try:
@@ -85,7 +86,6 @@ def box_plan(main, spec: str) -> BoxPlan:
 
 def plan_text(plan: BoxPlan | dict) -> str:
     """The 'what computing this box takes' message."""
-    from app.boxjobs import plan_label
 
     plan = BoxPlan.coerce(plan)
     parts = []
@@ -107,7 +107,6 @@ def cube_for(selection: Selection, path: str | None = None):
     a box it does not hold, the box cube once built (``evaluation.boxes.build_box_cube``); before
     that :class:`BoxNotComputed` (with the plan), or a DataError when no orbit crosses the box."""
     from evaluation import boxes as BX
-    from evaluation import regions as RG
 
     main = open_cube(path)
     try:
@@ -225,8 +224,6 @@ def notes_of(result) -> list[str]:
 
 
 def shared_answers() -> bool:
-    import os
-
     return os.environ.get("RAINCHECK_VIEW_CACHE", "1").strip().lower() not in ("0", "off", "no", "false")
 
 
@@ -234,7 +231,6 @@ def answer_key(view) -> tuple:
     """What a view's answer depends on: the view, the cube (its path and version), the catalogue,
     the version of any other stored results it reads (its ``answer_stamp()``) and the selection's
     values the view watches."""
-    from catalogs.store import marker_path
 
     p = cube_path(view.cube_path)
     try:

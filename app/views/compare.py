@@ -29,6 +29,9 @@ from app.jobs import JobRow
 from app.state import Selection
 from evaluation.compare import GOAL_CRPS_COST, GOAL_TREND_GAIN
 from models.errors import ModelError
+from evaluation.compare import default_result_path, load_result as _load, save_result as _save, unclean, goal_check
+import hashlib
+import json
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +42,14 @@ GOAL_CRPS_PCT = 100.0 * GOAL_CRPS_COST
 
 
 def result_path() -> Path:
-    from evaluation.compare import default_result_path
-
     return default_result_path()
 
 
 def load_result(path: Path | None = None) -> dict | None:
-    from evaluation.compare import load_result as _load
-
     return _load(path)
 
 
 def save_result(res: dict, path: Path | None = None) -> Path:
-    from evaluation.compare import save_result as _save
-
     return _save(res, path)
 
 
@@ -64,7 +61,6 @@ def no_result_message() -> str:
 def stored_result(path: Path | None = None) -> dict:
     """The stored comparison with JSON nulls back to NaN; :class:`app.data.DataError` (a message
     for the user) when there is none or it is not a ``raincheck.compare/1`` result."""
-    from evaluation.compare import unclean
 
     res = load_result(path)
     if res is None:
@@ -129,7 +125,6 @@ def trend_frame(res: dict):
 def goal_frame(res: dict) -> pd.DataFrame:
     """One row per model: trend-error and test-CRPS change against the reference (%), goal met.
     The reference is the origin (0, 0)."""
-    from evaluation.compare import goal_check
 
     goal = (res.get("goal") or {}).get("models") or goal_check(res)["models"]
     rows = [{"model": res["reference"], "trend error change (%)": 0.0, "test CRPS change (%)": 0.0,
@@ -287,12 +282,9 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     """The publication figure of the stored comparison (CRPS per split, extreme-trend errors,
     the goal chart) and the score and trend tables as CSV. :class:`app.data.DataError` (shown
     to the user) when no comparison has been run."""
-    import hashlib
-    import json
 
     import holoviews as hv
 
-    from evaluation.compare import unclean
 
     ensure_backends()
     path = Path(kw.get("result_path") or result_path())

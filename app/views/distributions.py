@@ -14,6 +14,7 @@ from app.figures import FONTS, ExportParts, ensure_backends, model_provenance
 from app.views import common as C
 from app.views.answers import DistributionsAnswer
 from evaluation.results import BoxPlan, CubeQuery, Histogram
+from evaluation import distributions as D
 
 
 def sources_for(models: list[str], strip: bool) -> tuple[str, list[str]]:
@@ -59,8 +60,6 @@ def source_histograms(selection, cube_path=None) -> SourceHistograms:
 
 
 def compute(selection, cube_path=None) -> DistributionsAnswer:
-    from evaluation import distributions as D
-
     sh = source_histograms(selection, cube_path)
     notes = sh.notes
     strip = selection.pixels == "strip"

@@ -10,11 +10,10 @@ from app.figures import FONTS, ExportParts, ensure_backends
 from app.views import common as C
 from app.views.answers import ExtremesAnswer
 from app.views.distributions import _colour, provenance, source_histograms
+from evaluation import extremes as E
 
 
 def compute(selection, cube_path=None, n_boot: int = C.N_BOOT) -> ExtremesAnswer:
-    from evaluation import extremes as E
-
     sh = source_histograms(selection, cube_path)
     notes = sh.notes
     strip = selection.pixels == "strip"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -62,8 +63,6 @@ def simulator_fingerprint() -> dict:
         return {"version": "unknown", "code_sha256": "unknown", "git": "unknown"}
     git = "unknown"
     try:
-        import subprocess
-
         root = folder.parents[1]
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", str(folder)],

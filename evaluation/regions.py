@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catalogs.config import get_roots
+
 log = logging.getLogger(__name__)
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -276,8 +278,6 @@ def load_index() -> dict:
         try:
             build_index(path)
         except OSError:
-            from catalogs.config import get_roots
-
             path = build_index(get_roots().sub("evaluation") / INDEX_FILE.name)
     z = np.load(path, allow_pickle=False)
     return {"ar6": z["ar6"], "land": z["land"], "res": float(z["res"]),

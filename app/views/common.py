@@ -18,7 +18,7 @@ from app import data
 from app.state import Selection
 from evaluation.results import BoxPlan, CubeQuery, EvaluationReport, Histogram
 from catalogs.store import IncompleteStore, is_complete, marker_path
-from app.boxjobs import get_box_manager, plan_label
+from app.boxjobs import BoxControl, get_box_manager, plan_label
 from evaluation import regions as RG
 import os
 
@@ -352,8 +352,6 @@ class EvaluationView(pn.viewable.Viewer):
             self.result = answer(self)
             body = self.render(self.result)
         except BoxNotComputed as e:
-            from app.boxjobs import BoxControl
-
             self.result = None
             self.box_control = BoxControl(e.plan, on_done=self._box_done)
             self._alerts.objects = [self.alert(str(e), "info")]

@@ -393,8 +393,6 @@ class CompareView(pn.viewable.Viewer):
             if res is None:
                 res = stored_result()
             else:
-                from evaluation.compare import unclean
-
                 res = checked(unclean(res))
             self.body.objects = self.render(res)
             self.result = res

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import errno
 import socket
 from app.geometry import warm_up
 import threading
@@ -68,8 +69,6 @@ def check_port_free(address: str, port: int) -> None:
             try:
                 s.bind(sockaddr)
             except OSError as e:
-                import errno
-
                 if e.errno == errno.EADDRINUSE:
                     raise click.BadParameter(f"port {port} on {address} is already in use (another server?): "
                                              "choose another --port", param_hint="--port") from None

@@ -12,7 +12,7 @@ from catalogs.store import is_complete
 from evaluation import distributions as D
 from evaluation.cube.layout import (FORMAT_VERSION, LEDGER, REFERENCE, STRIP, TRUTH, TRUTH_STRIP,
                                     StaleSource, _group, model_of, pairs_for)
-from catalogs.simulator import PRODUCT_VERSION, TRUTH_VERSION
+import catalogs.simulator
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def source_identity(source: str, cfg: dict) -> dict:
     m = model_of(source)
     if m is None:
         if loader == "simulator":
-            return {"truth_version": TRUTH_VERSION}
+            return {"truth_version": catalogs.simulator.TRUTH_VERSION}  # read at call time
         return {"loader": str(loader)}
     fn = (cfg.get("model_fns") or {}).get(m)
     if fn is not None:
@@ -40,7 +40,7 @@ def source_identity(source: str, cfg: dict) -> dict:
 
         ident = {"checkpoint_sha256": str(get_card(m).checkpoint_sha256)[:12]}
     if loader == "simulator":
-        ident["product_version"] = PRODUCT_VERSION
+        ident["product_version"] = catalogs.simulator.PRODUCT_VERSION  # read at call time
     return ident
 
 

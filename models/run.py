@@ -82,3 +82,32 @@ def run_inference(
                                   **({"input_sha256": content} if content else {})})
     info.update(cache_hit=False, seconds=time.perf_counter() - t0, path=str(path))
     return path
+
+
+class CheckpointChanged(ModelError):
+    """The model's checkpoint on disk is not the one a long job started with."""
+
+
+_LOADED: dict = {}
+
+
+def loaded_model(name: str, sha: str, *, device: str = "cpu", torch_threads: int | None = None):
+    """The retriever of model ``name`` at checkpoint ``sha`` (full sha256), loaded once per process
+    for the long jobs that run many scenes or orbits in one worker (cube builds, the forced
+    response). A retrained model (another sha) is never served from the cache: loading it evicts
+    the old one. Raises :class:`CheckpointChanged` if the checkpoint loaded is not ``sha``."""
+    key = (name, sha)
+    if key not in _LOADED:
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(int(torch_threads))
+        for k in [k for k in _LOADED if k[0] == name]:
+            del _LOADED[k]
+        r = load_model(name, device=device)
+        got = str(getattr(getattr(r, "card", None), "checkpoint_sha256", sha) or sha)
+        if got != sha:
+            raise CheckpointChanged(f"model {name!r} changed while loading it (checkpoint {got[:12]}, expected "
+                                    f"{sha[:12]})")
+        _LOADED[key] = r
+    return _LOADED[key]

@@ -29,7 +29,6 @@ from catalogs.simulator import simulate_orbit
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- orbit loading
-_MODEL_CACHE: dict = {}
 
 
 def _load_swath(orbit: int, cfg: dict) -> xr.Dataset:
@@ -48,7 +47,6 @@ def _model_output(name: str, swath: xr.Dataset, cfg: dict):
         ret = fn(swath)
     else:
         from models.inference import predict_swath
-        from models.registry import load_model
 
         from models.registry import get_card
 
@@ -57,22 +55,13 @@ def _model_output(name: str, swath: xr.Dataset, cfg: dict):
         if want and not sha.startswith(want):
             raise StaleSource(f"model {name!r} changed during the build (checkpoint {sha[:12]}, the build "
                               f"started with {want}); rerun the build")
-        key = (name, sha)  # a retrained model (new checkpoint) is never served from the cache
-        if key not in _MODEL_CACHE:
-            threads = cfg.get("torch_threads")
-            if threads:
-                import torch
+        from models.run import CheckpointChanged, loaded_model
 
-                torch.set_num_threads(int(threads))
-            for k in [k for k in _MODEL_CACHE if k[0] == name]:
-                del _MODEL_CACHE[k]
-            r = load_model(name, device=cfg.get("device", "cpu"))
-            got = str(getattr(getattr(r, "card", None), "checkpoint_sha256", sha) or sha)
-            if got != sha:
-                raise StaleSource(f"model {name!r} changed while loading it (checkpoint {got[:12]}, expected "
-                                  f"{sha[:12]}); rerun the build")
-            _MODEL_CACHE[key] = r
-        ret = predict_swath(_MODEL_CACHE[key], swath, validate=False)
+        try:
+            r = loaded_model(name, sha, device=cfg.get("device", "cpu"), torch_threads=cfg.get("torch_threads"))
+        except CheckpointChanged as e:
+            raise StaleSource(f"{e}; rerun the build") from None
+        ret = predict_swath(r, swath, validate=False)
     product = cfg.get("model_product", "precip_mean")
     return (np.asarray(ret[product].values, np.float32), np.asarray(ret["precip_quantiles"].values, np.float32),
             np.asarray(ret["quantile"].values, np.float64))

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 MAX_LEVEL_K = 6.0
 DEFAULT_LEVELS = (1.0, 2.0, 4.0)
 DEFAULT_CONFIG = "unet-reference"
-_MODEL_CACHE: dict = {}
 _FIELDS = ("n", "sum", "wet", "exceed", "hist")
 
 
@@ -177,24 +176,20 @@ def _model_output(name: str, swath, cfg: dict) -> np.ndarray:
     if fn is not None:
         return np.asarray(fn(swath), np.float32)
     from models.inference import predict_swath
-    from models.registry import get_card, load_model
+    from models.registry import get_card
 
     sha = str(get_card(name).checkpoint_sha256)
     want = cfg["identities"][name]["checkpoint_sha256"]
     if sha != want:
         raise ModelRunFailed(f"model {name!r} changed during the run (checkpoint {sha[:12]}, the run started with "
                              f"{want[:12]}); rerun")
-    key = (name, sha)
-    if key not in _MODEL_CACHE:
-        threads = cfg.get("torch_threads")
-        if threads:
-            import torch
+    from models.run import CheckpointChanged, loaded_model
 
-            torch.set_num_threads(int(threads))
-        for k in [k for k in _MODEL_CACHE if k[0] == name]:
-            del _MODEL_CACHE[k]
-        _MODEL_CACHE[key] = load_model(name, device=cfg.get("device", "cpu"))
-    ret = predict_swath(_MODEL_CACHE[key], swath, validate=False)
+    try:
+        r = loaded_model(name, sha, device=cfg.get("device", "cpu"), torch_threads=cfg.get("torch_threads"))
+    except CheckpointChanged as e:
+        raise ModelRunFailed(f"{e}; rerun") from None
+    ret = predict_swath(r, swath, validate=False)
     return np.asarray(ret[cfg.get("product", "precip_mean")].values, np.float32)
 
 

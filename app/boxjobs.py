@@ -25,7 +25,7 @@ import panel as pn
 import param
 
 from app import inference_worker
-from app.jobengine import Job, JobManager, Kind, get_manager, sendable
+from app.jobengine import Job, JobManager, Kind, KindJobs, get_manager, sendable
 from app.jobs import JobRow
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class BoxJob(Job):
         return f"{self.message} ({self.done} of {self.total} orbit steps, {100 * self.fraction:.0f} %)"
 
 
-class BoxJobManager:
+class BoxJobManager(KindJobs):
     """Builds box cubes as ``"box"`` jobs of ``manager`` (default: a job manager of its own;
     :func:`get_box_manager` uses the server-wide one); requests for the same box (same box cube)
     share one job. ``builder`` defaults to ``build_box_cube`` run inline (no dask cluster per
@@ -67,11 +67,12 @@ class BoxJobManager:
     ``builder`` and ``model_fns`` must be module-level functions) or ``"thread"`` (the default
     with a ``builder``: any callable, in threads of the server)."""
 
+    KIND = KIND
+
     def __init__(self, builder: Callable | None = None, max_workers: int = 1, model_fns: dict | None = None,
                  scheduler="inline", *, manager: JobManager | None = None, mode: str | None = None,
                  nice: int | None = None):
-        self._own = manager is None
-        self.manager = manager or JobManager()
+        super().__init__(manager)
         mode = mode or ("thread" if builder is not None else self.manager.mode if manager is not None else "process")
         self.builder = builder
         self.model_fns = dict(model_fns or {})
@@ -83,10 +84,6 @@ class BoxJobManager:
         self.manager.add_kind(KIND, Kind(inference_worker.build_box, mode, int(max_workers), min(int(nice), 19),
                                          self.manager.torch_threads, BoxJob))
 
-    @property
-    def mode(self) -> str:
-        return self.manager.kind(KIND).mode
-
     def submit(self, plan: dict) -> BoxJob:
         """Start (or join) the build of the box cube ``plan`` describes (``box_plan``)."""
         extra = {"builder": self.builder} if self.builder is not None else {}
@@ -96,24 +93,9 @@ class BoxJobManager:
     def get(self, path) -> BoxJob | None:
         return self.manager.find_job(KIND, str(path))
 
-    def jobs(self) -> list[BoxJob]:
-        return self.manager.jobs(KIND)
-
     def cancel(self, path) -> bool:
         return self.manager.cancel_job(KIND, str(path))
 
-    def wait(self, job: BoxJob, timeout: float | None = None) -> BoxJob:
-        return self.manager.wait(job, timeout)
-
-    def worker_pids(self) -> list[int]:
-        return self.manager.worker_pids(KIND)
-
-    def shutdown(self, timeout: float = 2.0) -> None:
-        """Cancel the builds; stop the manager too when it is this one's own."""
-        if self._own:
-            self.manager.shutdown(timeout)
-        else:
-            self.manager._cancel_all(KIND)
 
 
 _BOX_MANAGER: BoxJobManager | None = None

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from app.jobengine import Job, JobManager, Kind, get_manager, sendable
+from app.jobengine import Job, JobManager, Kind, KindJobs, get_manager, sendable
 from evaluation.compare import ComparisonCancelled, compare, save_result, default_result_path
 
 KIND = "compare"
@@ -96,7 +96,7 @@ def request_key(names: list[str], settings: dict, result_path) -> tuple:
     return (tuple(names), hashes, json.dumps(settings, sort_keys=True, default=str), str(result_path))
 
 
-class ComparisonJobs:
+class ComparisonJobs(KindJobs):
     """Runs comparisons as ``"compare"`` jobs of ``manager`` (default: a job manager of its own;
     :func:`get_comparison_jobs` uses the server-wide one); the same request shares one job.
 
@@ -105,10 +105,11 @@ class ComparisonJobs:
     (the default with a ``compare_fn``: any callable with :func:`evaluation.compare.compare`'s
     signature, in a thread of the server)."""
 
+    KIND = KIND
+
     def __init__(self, manager: JobManager | None = None, *, compare_fn: Callable | None = None,
                  mode: str | None = None, nice: int | None = None):
-        self._own = manager is None
-        self.manager = manager or JobManager()
+        super().__init__(manager)
         mode = mode or ("thread" if compare_fn is not None else self.manager.mode if manager is not None
                         else "process")
         if mode == "process":
@@ -117,10 +118,6 @@ class ComparisonJobs:
         nice = self.manager.nice + NICE_BELOW_INFERENCE if nice is None else nice
         self.manager.add_kind(KIND, Kind(run_comparison, mode, 1, min(int(nice), 19), self.manager.torch_threads,
                                          ComparisonJob))
-
-    @property
-    def mode(self) -> str:
-        return self.manager.kind(KIND).mode
 
     def _request(self, names, settings: dict, result_path=None):
         names, full = normalise(names, settings)
@@ -141,25 +138,10 @@ class ComparisonJobs:
         """Cancel ``job`` (for every session that shares it)."""
         return self.manager.cancel_job(KIND, job.key)
 
-    def jobs(self) -> list[ComparisonJob]:
-        return self.manager.jobs(KIND)
-
     def active(self) -> list[ComparisonJob]:
         """The queued and running comparisons, oldest first."""
         return sorted((j for j in self.jobs() if j.active), key=lambda j: j.submitted)
 
-    def wait(self, job: ComparisonJob, timeout: float | None = None) -> ComparisonJob:
-        return self.manager.wait(job, timeout)
-
-    def worker_pids(self) -> list[int]:
-        return self.manager.worker_pids(KIND)
-
-    def shutdown(self, timeout: float = 2.0) -> None:
-        """Cancel the comparisons; stop the manager too when it is this one's own."""
-        if self._own:
-            self.manager.shutdown(timeout)
-        else:
-            self.manager._cancel_all(KIND)
 
 
 _JOBS: ComparisonJobs | None = None

@@ -559,3 +559,36 @@ def set_manager(manager: JobManager | None) -> None:
     global _MANAGER
     with _MANAGER_LOCK:
         _MANAGER = manager
+
+
+class KindJobs:
+    """The face of one job kind (``KIND``) of a :class:`JobManager`: the jobs of that kind, waiting,
+    the kind's worker processes and shutdown. Subclasses (box builds, comparisons) set ``KIND``,
+    add the kind in ``__init__`` and add their own ``submit``/``get``. ``manager=None``: a manager
+    of its own, stopped by :meth:`shutdown`; otherwise only this kind's jobs are cancelled."""
+
+    KIND: str = ""
+
+    def __init__(self, manager: JobManager | None = None):
+        self._own = manager is None
+        self.manager = manager or JobManager()
+
+    @property
+    def mode(self) -> str:
+        return self.manager.kind(self.KIND).mode
+
+    def jobs(self) -> list:
+        return self.manager.jobs(self.KIND)
+
+    def wait(self, job, timeout: float | None = None):
+        return self.manager.wait(job, timeout)
+
+    def worker_pids(self) -> list[int]:
+        return self.manager.worker_pids(self.KIND)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Cancel this kind's jobs; stop the manager too when it is this face's own."""
+        if self._own:
+            self.manager.shutdown(timeout)
+        else:
+            self.manager._cancel_all(self.KIND)

@@ -26,7 +26,7 @@ import param
 
 from app import inference_worker
 from app.jobengine import Job, JobManager, Kind, KindJobs, get_manager, sendable
-from app.jobs import JobRow
+from app.jobs import JobRow, Polling
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def plan_label(plan: dict) -> str:
     return f"{plan['orbits']} orbit{'s' if plan['orbits'] != 1 else ''}, about {fmt_seconds(secs)}"
 
 
-class BoxControl(pn.viewable.Viewer):
+class BoxControl(Polling, pn.viewable.Viewer):
     """'Compute this box' for a box the climatology cube does not hold: starts (or joins) the
     shared background build, shows its progress, lets it be cancelled, and calls ``on_done``
     when the box cube is ready (polled; also when another session started the build)."""
@@ -167,18 +167,6 @@ class BoxControl(pn.viewable.Viewer):
     def cancel(self) -> None:
         self.manager.cancel(self.plan["path"])
         self.poll()
-
-    def _start_polling(self):
-        if self._cb is None and pn.state.curdoc is not None:
-            try:
-                self._cb = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
-            except Exception as e:  # no session (tests, exports): poll() is called by hand
-                log.debug("no periodic callback: %s", e)
-
-    def _stop_polling(self):
-        if self._cb is not None:
-            self._cb.stop()
-            self._cb = None
 
     def poll(self) -> None:
         job = self.job

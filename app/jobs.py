@@ -11,6 +11,8 @@ re-exported here, so ``from app.jobs import JobManager, get_manager, ...`` keeps
 
 from __future__ import annotations
 
+import logging
+
 from typing import Callable
 
 import panel as pn
@@ -32,6 +34,24 @@ from app.state import Selection
 
 __all__ = ["ACTIVE", "MODES", "InferenceJob", "Job", "JobManager", "JobRow", "Kind", "RunControl", "get_manager",
            "sendable", "set_manager"]
+
+
+class Polling:
+    """Poll a job while it runs: ``self.poll`` every ``self.poll_ms`` ms through a periodic callback
+    of the session (none outside a session: tests and exports call ``poll()`` by hand). The using
+    class sets ``_cb = None`` and ``poll_ms``."""
+
+    def _start_polling(self):
+        if self._cb is None and pn.state.curdoc is not None:
+            try:
+                self._cb = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
+            except Exception as e:  # no session (tests, exports): poll() is called by hand
+                logging.getLogger(__name__).debug("no periodic callback: %s", e)
+
+    def _stop_polling(self):
+        if self._cb is not None:
+            self._cb.stop()
+            self._cb = None
 
 
 class JobRow(pn.viewable.Viewer):

@@ -25,7 +25,7 @@ import param
 from app import data
 from app.comparejobs import ComparisonJob, ComparisonJobs, get_comparison_jobs
 from app.figures import FONTS, ExportParts, ensure_backends
-from app.jobs import JobRow
+from app.jobs import JobRow, Polling
 from app.state import Selection
 from evaluation.compare import GOAL_CRPS_COST, GOAL_TREND_GAIN
 from models.errors import ModelError
@@ -321,7 +321,7 @@ def provenance(res: dict, path, sha256: str | None) -> dict:
             "statistics": "evaluation.compare (raincheck compare)"}
 
 
-class CompareView(pn.viewable.Viewer):
+class CompareView(Polling, pn.viewable.Viewer):
     """Tables and charts of the stored comparison, with a button to (re)run it as a job.
 
     With a ``selection`` it loads lazily: when its tab is shown, and again when the stored result
@@ -458,18 +458,6 @@ class CompareView(pn.viewable.Viewer):
         if self.job is not None:
             self.comparisons.cancel(self.job)
         self.poll()
-
-    def _start_polling(self):
-        if self._cb is None and pn.state.curdoc is not None:
-            try:
-                self._cb = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
-            except Exception as e:  # no session (tests, exports): poll() is called by hand
-                log.debug("no periodic callback: %s", e)
-
-    def _stop_polling(self):
-        if self._cb is not None:
-            self._cb.stop()
-            self._cb = None
 
     def poll(self) -> None:
         """Copy the job's state into the controls; when it finishes, show its outcome once."""

@@ -118,9 +118,13 @@ def warming() -> None:
 @click.option("--inline", is_flag=True, help="No dask: compute in this process.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Result JSON (default: <data root>/warming/results/<world>.json).")
+@click.option("--product", default="precip_mean", show_default=True,
+              type=click.Choice(["precip_mean", "precip_median", "precip_sample"]),
+              help="The retrieval product judged: the posterior mean, the median, or 4 draws a pixel from the "
+                   "predictive distribution (the same uniforms in every climate).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 def run_cmd(model_spec, levels, world, n_scenes, n_scans, seed, n_boot, tolerance, scheduler, workers, inline,
-            out, as_json) -> None:
+            out, product, as_json) -> None:
     """Run (or resume) the experiment and write the result JSON."""
     import logging
     from pathlib import Path
@@ -137,12 +141,13 @@ def run_cmd(model_spec, levels, world, n_scenes, n_scans, seed, n_boot, toleranc
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--levels") from None
     names = _models(model_spec)
-    dest = Path(out) if out else get_roots().data_root / "warming" / "results" / f"{w.name}.json"
+    stem = w.name if product == "precip_mean" else f"{w.name}-{product}"
+    dest = Path(out) if out else get_roots().data_root / "warming" / "results" / f"{stem}.json"
     command = "raincheck " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
     bar = _Bar(f"warming {w.name}")
     try:
         fr = WM.run_forced_response(names, lv, w.name, n_scenes=n_scenes, n_scans=n_scans, seed=seed,
-                                    n_boot=n_boot, tolerance=tolerance,
+                                    n_boot=n_boot, tolerance=tolerance, product=product,
                                     scheduler="inline" if inline else scheduler, n_workers=workers,
                                     progress=bar, cancel=threading.Event(), command=command)
     except WM.ModelRunFailed as e:
@@ -162,15 +167,18 @@ def run_cmd(model_spec, levels, world, n_scenes, n_scans, seed, n_boot, toleranc
 @click.option("--group", default="global", show_default=True,
               help="global, ocean, land, tropics or extratropics.")
 @click.option("--user", is_flag=True, help="Also read the results of your runs (<data root>/warming/results).")
+@click.option("--product", default="precip_mean", show_default=True,
+              type=click.Choice(["precip_mean", "precip_median", "precip_sample"]),
+              help="Show the results of this retrieval product.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON(s).")
-def show_cmd(world, group, user, as_json) -> None:
+def show_cmd(world, group, user, product, as_json) -> None:
     """Print the verdict table of the shipped (and your) results."""
     from evaluation import warming as WM
     from evaluation.warming.summary import GROUPS
 
     if group not in GROUPS:
         raise click.BadParameter(f"unknown group {group!r}; groups: {', '.join(GROUPS)}", param_hint="--group")
-    res = WM.load_results(user=user)
+    res = WM.load_results(user=user, product=product)
     if world is not None:
         _world(world)
         if world not in res:

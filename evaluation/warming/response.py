@@ -258,9 +258,11 @@ class ForcedResponse:
         return df
 
 
-def load_results(folder: str | os.PathLike | None = None, *, user: bool = False) -> dict[str, ForcedResponse]:
+def load_results(folder: str | os.PathLike | None = None, *, user: bool = False,
+                 product: str = "precip_mean") -> dict[str, ForcedResponse]:
     """``{world: ForcedResponse}`` of the results in ``folder`` (default: the shipped
-    ``evaluation/data/warming/*.json``); ``user=True`` adds those of the user store
+    ``evaluation/data/warming/*.json``) for the retrieval ``product`` (results of another product,
+    e.g. ``precip_sample``, are skipped); ``user=True`` adds those of the user store
     (``<data root>/warming/results``), which replace a shipped result of the same world."""
     folders = [Path(folder) if folder is not None else SHIPPED_DIR]
     if user:
@@ -279,7 +281,7 @@ def load_results(folder: str | os.PathLike | None = None, *, user: bool = False)
             except (OSError, ValueError) as e:  # not silent: a damaged file is named in the log
                 logging.getLogger(__name__).warning("forced-response result %s not read: %s", f, e)
                 continue
-            if head.get("kind") != KIND:
+            if head.get("kind") != KIND or head.get("product", "precip_mean") != product:
                 continue
             fr = ForcedResponse.from_json(f)
             out[fr.world] = fr

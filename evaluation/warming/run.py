@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 MAX_LEVEL_K = 6.0
 DEFAULT_LEVELS = (1.0, 2.0, 4.0)
 DEFAULT_CONFIG = "unet-reference"
+#: the retrieval products a run can judge: the posterior mean (default) or draws from the predictive
+#: distribution (:data:`SAMPLE_DRAWS` per pixel, common random numbers across climates and models)
+PRODUCTS = ("precip_mean", "precip_median", "precip_sample")
+SAMPLE_PRODUCT = "precip_sample"
+SAMPLE_DRAWS = 4
 _FIELDS = ("n", "sum", "wet", "exceed", "hist")
 
 
@@ -190,7 +195,36 @@ def _model_output(name: str, swath, cfg: dict) -> np.ndarray:
     except CheckpointChanged as e:
         raise ModelRunFailed(f"{e}; rerun") from None
     ret = predict_swath(r, swath, validate=False)
-    return np.asarray(ret[cfg.get("product", "precip_mean")].values, np.float32)
+    product = cfg.get("product", "precip_mean")
+    if product == SAMPLE_PRODUCT:
+        return predictive_samples(ret, cfg["uniforms"])
+    return np.asarray(ret[product].values, np.float32)
+
+
+def scene_uniforms(scene: dict, shape: tuple[int, int], draws: int = SAMPLE_DRAWS) -> np.ndarray:
+    """The uniforms (draws, along, cross) of the sample product for one scene: seeded by the scene
+    (orbit, scan start, length) only, so every climate and every model of the scene uses the same
+    numbers (common random numbers: a pixel's draw moves only if its predictive distribution moves)."""
+    rng = np.random.default_rng([int(scene["orbit"]), int(scene["scan_start"]), int(scene["n_scans"]), 0x5A4D])
+    return np.clip(rng.random((int(draws), *shape)), 1e-9, 1 - 1e-9)
+
+
+def predictive_samples(ret, uniforms: np.ndarray) -> np.ndarray:
+    """Draws from each pixel's predictive distribution (the retrieval's ``precip_quantiles``, piecewise
+    linear between the levels with the exponential upper tail of :class:`models.quantiles.QuantileDistribution`)
+    at the given uniforms ``(draws, along, cross)``; NaN where the retrieval is NaN. Negative values
+    (a quantile crossing zero) are set to 0."""
+    from catalogs import schema
+    from models.quantiles import QuantileDistribution
+
+    q = ret["precip_quantiles"].transpose("along_track", "cross_track", schema.QUANTILE)
+    dist = QuantileDistribution(np.asarray(q.values, np.float64), np.asarray(q[schema.QUANTILE].values, np.float64))
+    u = np.asarray(uniforms, np.float64)
+    if u.shape[1:] != dist.batch_shape:
+        raise ValueError(f"uniforms of shape {u.shape[1:]} for a retrieval of shape {dist.batch_shape}")
+    x = dist._inverse_cdf(u)
+    bad = ~np.isfinite(q.values).all(axis=-1)
+    return np.where(bad[None], np.nan, np.maximum(x, 0.0)).astype(np.float32)
 
 
 def _simulate(scene: dict, warming_K: float, cfg: dict):
@@ -221,6 +255,8 @@ def scene_task(scene: dict, warmings: Sequence[float], sources: Sequence[str], c
             continue
         ds = _simulate(scene, wk, cfg)
         masks = group_masks(ds["lat"].values, ds["surface_type"].values)
+        if cfg.get("product") == SAMPLE_PRODUCT:
+            cfg = {**cfg, "uniforms": scene_uniforms(scene, masks["global"].shape)}
         for s in todo:
             ident = cfg["identities"][s]
             if s == "truth":
@@ -284,6 +320,8 @@ def run_forced_response(
 
     w = get_world(world)
     levels = check_levels(levels)
+    if product not in PRODUCTS:
+        raise ValueError(f"unknown product {product!r}: one of {', '.join(PRODUCTS)}")
     models = list(dict.fromkeys(models))
     idents = {"truth": {"checkpoint_sha256": "", "product": "surface_precip_truth", "world_version": w.version,
                         "product_version": PRODUCT_VERSION}}
@@ -331,6 +369,8 @@ def run_forced_response(
         "training_climate_K": dT_train,
         "training_period": list(_period(config, "train")),
         "product": product,
+        **({"sample_draws": SAMPLE_DRAWS, "sample_rule": "inverse CDF of precip_quantiles at uniforms seeded by the "
+            "scene (same for every climate and model)"} if product == SAMPLE_PRODUCT else {}),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "injected_truth_pct_per_K": w.describe().get("injected_pct_per_K"),
     }

@@ -402,3 +402,62 @@ def test_cli_lists_the_world_presets():
     res = CliRunner().invoke(main, ["warming", "worlds", "--json"])
     assert res.exit_code == 0 and json.loads(res.output) == {k: json.loads(json.dumps(w.describe()))
                                                              for k, w in WORLDS.items()}
+
+
+# --------------------------------------------------------------------------- the sample product
+def _retrieval(q: np.ndarray, levels: np.ndarray) -> xr.Dataset:
+    return xr.Dataset({"precip_quantiles": (("along_track", "cross_track", "quantile"), q)},
+                      coords={"quantile": levels})
+
+
+def test_predictive_samples_invert_the_quantile_function():
+    """At uniforms on the levels a draw is the quantile itself; between levels it is linear (np.interp, an
+    independent path); a NaN pixel stays NaN."""
+    levels = np.array([0.1, 0.5, 0.9, 0.99])
+    q = np.array([[[0.0, 1.0, 4.0, 9.0], [0.0, 0.0, 0.5, 2.0]],
+                  [[0.2, 0.3, 0.4, 0.5], [np.nan] * 4]])
+    u = np.array([[[0.5, 0.9], [0.1, 0.5]], [[0.3, 0.7], [0.95, 0.3]]])
+    x = RN.predictive_samples(_retrieval(q, levels), u)
+    assert x.shape == (2, 2, 2)
+    assert x[0, 0, 0] == pytest.approx(1.0) and x[0, 0, 1] == pytest.approx(0.5)
+    assert x[0, 1, 0] == pytest.approx(0.2)
+    for d, i, j in [(1, 0, 0), (1, 0, 1), (1, 1, 0)]:
+        assert x[d, i, j] == pytest.approx(np.interp(u[d, i, j], levels, q[i, j]), rel=1e-6)
+    assert np.isnan(x[:, 1, 1]).all()
+    with pytest.raises(ValueError, match="uniforms of shape"):
+        RN.predictive_samples(_retrieval(q, levels), u[:, :1])
+
+
+def test_sample_uniforms_are_common_to_the_climates_of_a_scene():
+    sc = {"orbit": 39000, "scan_start": 100, "n_scans": 64}
+    a, b = RN.scene_uniforms(sc, (64, 221)), RN.scene_uniforms(dict(sc), (64, 221))
+    assert a.shape == (RN.SAMPLE_DRAWS, 64, 221) and np.array_equal(a, b)
+    assert not np.array_equal(a, RN.scene_uniforms({**sc, "orbit": 39001}, (64, 221)))
+    assert 0 < a.min() and a.max() < 1 and abs(a.mean() - 0.5) < 0.01
+
+
+def test_samples_of_a_calibrated_forecast_reproduce_the_truth_distribution():
+    """A forecast that knows only the climatology (the same predictive distribution everywhere, equal to
+    the truth's): its posterior mean is one number, its draws have the truth's quantiles."""
+    rng = np.random.default_rng(3)
+    truth = rng.gamma(0.3, 4.0, size=(200, 221))
+    levels = np.linspace(0.005, 0.995, 199)
+    q = np.broadcast_to(np.quantile(truth, levels), (200, 221, levels.size))
+    x = RN.predictive_samples(_retrieval(np.ascontiguousarray(q), levels),
+                              RN.scene_uniforms({"orbit": 1, "scan_start": 0, "n_scans": 200}, (200, 221)))
+    for p in (0.5, 0.9, 0.99):
+        assert np.quantile(x, p) == pytest.approx(np.quantile(truth, p), rel=0.03)
+
+
+def test_a_run_of_the_sample_product_is_stored_apart_and_filtered(tmp_path):
+    fr = RN.run_forced_response(["unet-reference"], [2.0], "today", n_scenes=2, n_scans=32, n_boot=100,
+                                scheduler="inline", root=tmp_path, product="precip_sample")
+    assert fr.meta["product"] == "precip_sample" and fr.meta["sample_draws"] == RN.SAMPLE_DRAWS
+    assert list(tmp_path.rglob("unet-reference@*@precip_sample.npz"))
+    assert not list(tmp_path.rglob("unet-reference@*@precip_mean.npz"))
+    fr.to_json(tmp_path / "res" / "today-precip_sample.json")
+    assert RS.load_results(tmp_path / "res") == {}
+    assert set(RS.load_results(tmp_path / "res", product="precip_sample")) == {"today"}
+    with pytest.raises(ValueError, match="unknown product 'precip_mode'"):
+        RN.run_forced_response(["unet-reference"], [2.0], "today", n_scenes=2, n_scans=32, scheduler="inline",
+                               root=tmp_path, product="precip_mode")

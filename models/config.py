@@ -35,6 +35,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 KINDS = ("unet", "bayes", "flow")
 #: the loss types of models.losses.ResearchLoss
 LOSS_TYPES = ("pinball", "tail_pinball", "twcrps", "density")
+#: the tail types of models.unet.QuantileUNet (``tail:``)
+TAIL_TYPES = ("gpd",)
 
 
 # --------------------------------------------------------------------------- the sections
@@ -146,6 +148,20 @@ class HybridConfig:
 
 
 @dataclass
+class TailConfig:
+    """An extreme-value tail of the quantile U-Net (``models.unet.QuantileUNet``, issue 15). ``gpd``:
+    the quantile levels above ``threshold_level`` (one of ``quantile_levels``, with a level below
+    it and one above) are the GPD quantiles of the exceedance over that level's quantile
+    (``models.research.gpd``), with a per-pixel scale and a shape bounded to (``xi_min``,
+    ``xi_max``), ``-1 < xi_min < 0 < xi_max < 1`` (the head starts at ``xi = 0``)."""
+
+    type: str = "gpd"
+    threshold_level: float = 0.99
+    xi_min: float = -0.2
+    xi_max: float = 0.5
+
+
+@dataclass
 class ConditioningConfig:
     gmst: bool = False
     domain: bool = False
@@ -192,6 +208,7 @@ class ModelConfig:
     loss: LossConfig | None = None
     hybrid: HybridConfig | None = None
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    tail: TailConfig | None = None  # an extreme-value (GPD) tail of the quantile head
     # flow
     base_model: str | None = None
     base_config: dict | None = None  # written into flow cards: the base U-Net's config
@@ -288,7 +305,36 @@ def parse_config(cfg: dict, where: str = "config") -> ModelConfig:
         raise ModelError(f"{where}: field kind must be one of {', '.join(KINDS)}, got {out.kind!r}")
     if out.loss is not None and out.loss.type not in LOSS_TYPES:
         raise ModelError(f"{where}: field loss.type must be one of {', '.join(LOSS_TYPES)}, got {out.loss.type!r}")
+    if out.tail is not None:
+        check_tail(out, where)
     return out
+
+
+def check_tail(cfg: ModelConfig, where: str) -> None:
+    """Refuse, naming the field, a ``tail`` section that cannot be built (:class:`TailConfig`)."""
+    t = cfg.tail
+    if cfg.kind and cfg.kind != "unet":
+        raise ModelError(f"{where}: field tail is for kind unet only, not {cfg.kind!r}")
+    if t.type not in TAIL_TYPES:
+        raise ModelError(f"{where}: field tail.type must be one of {', '.join(TAIL_TYPES)}, got {t.type!r}")
+    if not -1.0 < t.xi_min < 0.0:
+        raise ModelError(f"{where}: field tail.xi_min must be in (-1, 0), got {t.xi_min!r}")
+    if not 0.0 < t.xi_max < 1.0:
+        raise ModelError(f"{where}: field tail.xi_max must be in (0, 1) (the mean is infinite for xi >= 1), "
+                         f"got {t.xi_max!r}")
+    if not 0.0 < t.threshold_level < 1.0:
+        raise ModelError(f"{where}: field tail.threshold_level must be in (0, 1), got {t.threshold_level!r}")
+    levels = cfg.quantile_levels
+    if levels is None:  # not resolved yet (inherit): checked again once it is
+        return
+    lv = [float(x) for x in levels]
+    hits = [i for i, x in enumerate(lv) if abs(x - t.threshold_level) < 1e-9]
+    if not hits:
+        raise ModelError(f"{where}: field tail.threshold_level = {t.threshold_level} is not one of the "
+                         f"quantile_levels {lv}")
+    if hits[0] == 0 or hits[0] == len(lv) - 1:
+        raise ModelError(f"{where}: field tail.threshold_level = {t.threshold_level} needs a quantile level "
+                         "below it and one above it")
 
 
 def data_config(data: dict, where: str = "config") -> DataConfig:

@@ -1,4 +1,4 @@
-"""`raincheck warming run|show`: the forced-response experiment (paired counterfactual climates).
+"""`raincheck warming run|show|cards|worlds`: the forced-response experiment (paired counterfactual climates).
 
 The numbers come from :mod:`evaluation.warming`; ``--json`` prints the ``raincheck.forced_response``
 JSON (docs/evaluation.md, "Forced response"). Every value is checked before anything is simulated;
@@ -193,6 +193,30 @@ def show_cmd(world, group, user, product, as_json) -> None:
         click.echo("\n\n".join(table_text(v, group) for v in res.values()))
 
 
+@warming.command("cards")
+@click.option("--models", "model_spec", default="all", show_default=True,
+              help="Comma-separated model names, or 'all' (every model of the results).")
+@click.option("--user", is_flag=True, help="Also read the results of your runs (<data root>/warming/results); "
+                                           "they replace the shipped result of the same world.")
+def cards_cmd(model_spec, user) -> None:
+    """Write the forced-response rows (global; mean, p99, p99.9; every world and level) into the model
+    cards' metrics.forced_response, only from results of the card's own checkpoint."""
+    from evaluation import warming as WM
+    from evaluation.warming.table import update_cards
+
+    res = WM.load_results(user=user)
+    if not res:
+        raise click.ClickException("no forced-response result; run 'raincheck warming run'")
+    names = None if model_spec.strip() == "all" else _models(model_spec)
+    updated, skipped = update_cards(res, names)
+    for n in updated:
+        click.echo(f"card of {n}: metrics.forced_response written")
+    for n, why in skipped.items():
+        click.echo(f"card of {n}: not written: {why}", err=True)
+    if not updated:
+        raise click.ClickException("no card written")
+
+
 @warming.command("worlds")
 @click.option("--json", "as_json", is_flag=True, help="Print the presets' descriptions as JSON.")
 def worlds_cmd(as_json) -> None:
@@ -212,5 +236,5 @@ def worlds_cmd(as_json) -> None:
 
 
 def register(main: click.Group) -> None:
-    """Add `warming` (run, show, worlds) to ``main``."""
+    """Add `warming` (run, show, cards, worlds) to ``main``."""
     main.add_command(warming)

@@ -189,3 +189,18 @@ def test_update_cards_only_from_results_of_the_cards_checkpoint(shipped, data_ro
     # the shipped cards are never touched by a test
     assert {n: (MODELS / n / "card.yaml").read_bytes() for n in before} == before
     assert not any(math.isnan(r["error"]) for r in fr_m["rows"] if r["error"] is not None)
+
+
+def test_cards_command(data_root):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    card = _user_card(data_root, "unet-climate")
+    out = CliRunner().invoke(main, ["warming", "cards", "--models", "unet-climate"])
+    assert out.exit_code == 0, out.output
+    assert "card of unet-climate: metrics.forced_response written" in out.output
+    rows = yaml.safe_load(card.read_text())["metrics"]["forced_response"]["rows"]
+    assert {r["world"] for r in rows} == set(load_results())
+    out = CliRunner().invoke(main, ["warming", "cards", "--models", "unet-climat"])
+    assert out.exit_code != 0 and "unknown model 'unet-climat'; did you mean 'unet-climate'?" in out.output

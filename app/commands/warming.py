@@ -235,6 +235,68 @@ def worlds_cmd(as_json) -> None:
             click.echo(f"  - {m['name']}: {m['magnitude']} [{m['citation']}]")
 
 
+@warming.command("ood")
+@click.option("--world", default="published-freezing-level", show_default=True,
+              help="World preset (raincheck warming worlds).")
+@click.option("--level", default=4.0, show_default=True, type=float,
+              help="Warming level, K above the training climate (in (0, 6]).")
+@click.option("--scenes", "n_scenes", default=30, show_default=True, type=click.IntRange(2, 2000),
+              help="Scenes (the first N of the forced-response plan: held-out 2021 orbits).")
+@click.option("--scan-length", "n_scans", default=150, show_default=True, type=click.IntRange(16, 2900),
+              help="Scans per scene.")
+@click.option("--model", default="unet-reference", show_default=True, help="The model whose forced error is judged.")
+@click.option("--detector", default="flow-residual", show_default=True, help="A model that ships an OOD detector.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the scenes and bootstrap.")
+@click.option("--boot", "n_boot", default=1000, show_default=True, type=click.IntRange(100, 100_000),
+              help="Scene-bootstrap replicates.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Result JSON (default: <data root>/warming/results/ood-<world>.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
+def ood_cmd(world, level, n_scenes, n_scans, model, detector, seed, n_boot, out, as_json) -> None:
+    """Does the detector's OOD score flag the pixels and scenes where the model's forced response
+    (warm minus base, against the truth's) goes most wrong? AUROCs with scene-bootstrap intervals."""
+    from pathlib import Path
+
+    from catalogs.config import get_roots
+    from evaluation import warming as WM
+    from evaluation.warming import ood as OOD
+
+    w = _world(world)  # every value is checked before anything is simulated or written
+    try:
+        (lv,) = WM.check_levels([level])
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--level") from None
+    (m,) = _models_opt(model, "--model")
+    (d,) = _models_opt(detector, "--detector")
+    have = OOD.detector_models()
+    if d not in have:
+        raise click.BadParameter(f"model {d!r} ships no OOD detector; models with one: {', '.join(have) or 'none'}",
+                                 param_hint="--detector")
+    dest = Path(out) if out else get_roots().data_root / "warming" / "results" / f"ood-{w.name}.json"
+    command = "raincheck " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    bar = _Bar(f"warming ood {w.name}")
+    try:
+        res = OOD.run_warming_ood(w.name, lv, model=m, detector=d, n_scenes=n_scenes, n_scans=n_scans, seed=seed,
+                                  n_boot=n_boot, progress=bar, cancel=threading.Event(), command=command)
+    except (WM.WarmingCancelled, ValueError) as e:
+        raise click.ClickException(f"{e}\nNo result written.") from None
+    finally:
+        bar.close()
+    res.to_json(dest)
+    click.echo(f"warming OOD result written to {dest}", err=True)
+    click.echo(res.to_json() if as_json else res.text())
+
+
+def _models_opt(name: str, hint: str) -> list[str]:
+    """One model name for option ``hint`` (the unknown-model message of ``--models``, re-hinted)."""
+    if "," in name or name.strip() == "all":
+        raise click.BadParameter(f"give one model name, not {name!r}", param_hint=hint)
+    try:
+        return _models(name)
+    except click.BadParameter as e:
+        raise click.BadParameter(e.message, param_hint=hint) from None
+
+
 def register(main: click.Group) -> None:
     """Add `warming` (run, show, cards, worlds) to ``main``."""
     main.add_command(warming)

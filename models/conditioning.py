@@ -72,10 +72,12 @@ def orbit_gmst(orbit: int, source: str = "observed", climate_offset_K: float | N
 
 def scene_gmst(path) -> np.ndarray:
     """(N,) ΔT (K) of the scenes of a cached scene set (:func:`models.train.build_training_set`),
-    from each scene's orbit and the set's data config (source, ``climate_offset_K``)."""
+    from each scene's orbit and the set's data config (source, ``climate_offset_K`` and the
+    counterfactual ``warming_K`` of a paired set, as the simulator's ``gmst_anomaly_K`` attribute)."""
     ds = open_dataset(path)
     data_cfg = json.loads(ds.attrs.get("data_config", "{}"))
     source = data_cfg.get("source", "observed")
     off = data_cfg.get("climate_offset_K")
     off = None if off is None else float(off)
-    return np.array([orbit_gmst(int(o), source, off) for o in ds["orbit"].values], np.float64)
+    warming = float(data_cfg.get("warming_K") or 0.0)
+    return np.array([orbit_gmst(int(o), source, off) + warming for o in ds["orbit"].values], np.float64)

@@ -62,6 +62,8 @@ class DataConfig:
     orbit_scans: int = 2900  # usable scans of an orbit
     scene_scans: int = 128
     climate_offset_K: float | None = None  # simulated source only (research.hybrid)
+    warming_K: float | None = None  # research.hybrid paired sets: the same weather this much warmer
+    world: str | None = None  # research.hybrid paired sets: the world preset (catalogs.simulator.worlds)
     train: SplitConfig | None = None
     validation: SplitConfig | None = None
     test: SplitConfig | None = None
@@ -136,6 +138,16 @@ class LossConfig:
 
 
 @dataclass
+class PairedConfig:
+    """``hybrid.paired``: the simulated set as paired counterfactual scenes: the same orbits, scene
+    positions and weather at each of ``warmings`` (K above the scene's own climate) under the world
+    preset ``world`` (``catalogs.simulator.simulate_orbit(..., warming_K=, world=)``)."""
+
+    world: str = "today"
+    warmings: list = field(default_factory=lambda: [0.0, 2.0, 4.0])
+
+
+@dataclass
 class HybridConfig:
     """``models.research.hybrid``: simulated scenes mixed into every batch."""
 
@@ -145,6 +157,7 @@ class HybridConfig:
     present_share: float | None = None
     simulated: SplitConfig | None = None
     calibration: SplitConfig | None = None
+    paired: PairedConfig | None = None
 
 
 @dataclass

@@ -27,7 +27,9 @@ import copy
 
 import numpy as np
 
+from models.conditioning import scene_gmst
 from models.config import data_config, parse_config
+from models.errors import ModelError
 from models.training.data import build_training_set, load_scenes
 from models.training.plugins import mixed_batches  # noqa: F401 (moved; public name)
 from catalogs.simulator import simulate_orbit
@@ -46,6 +48,34 @@ def simulated_config(config: dict) -> dict:
     """The config whose ``train`` split is the simulated warm-climate scene set."""
     h = config["hybrid"]
     return _with_split(config, h["simulated"], source="simulated", seed=data_config(config["data"]).seed + 1000)
+
+
+def paired_configs(config: dict) -> list[tuple[float, dict]]:
+    """``hybrid.paired``: one config per warming level (K above each scene's own climate) whose
+    ``train`` split is the simulated set at that level: the same orbits, scene positions (same seed
+    and split spec) and weather, under the world preset ``paired.world``. Checked: the preset exists,
+    the levels are distinct and in the simulator's range."""
+    from catalogs.simulator import get_world
+    from catalogs.simulator.worlds import WARMING_RANGE_K
+
+    MIN_WARMING_K, MAX_WARMING_K = WARMING_RANGE_K
+
+    pc = parse_config(config).hybrid.paired
+    try:
+        world = get_world(pc.world).name
+    except (KeyError, ValueError) as e:
+        raise ModelError(f"hybrid.paired.world: {e}") from None
+    levels = []
+    for w in pc.warmings:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not MIN_WARMING_K <= float(w) <= MAX_WARMING_K:
+            raise ModelError(f"hybrid.paired.warmings: {w!r} is not a warming in [{MIN_WARMING_K:g}, "
+                             f"{MAX_WARMING_K:g}] K")
+        levels.append(float(w))
+    if len(levels) < 2 or len(set(levels)) != len(levels):
+        raise ModelError(f"hybrid.paired.warmings must be at least two distinct levels, got {pc.warmings}")
+    seed = data_config(config["data"]).seed + 1000
+    return [(w, _with_split(config, config["hybrid"]["simulated"], source="simulated", seed=seed,
+                            climate_offset_K=0.0, warming_K=w, world=world)) for w in levels]
 
 
 def calibration_configs(config: dict) -> tuple[dict, dict]:
@@ -78,8 +108,11 @@ def build_hybrid_sets(config: dict, progress=None, cancel=None) -> dict:
     """Build (cached) the simulated set and, if bias correction is on, the calibration pair.
     Returns dict ``simulated`` (path), ``tb_offset`` (13,) or None and ``calibration_simulated``
     (path of the present-climate simulated calibration scenes, or None)."""
-    out = {"simulated": build_training_set(simulated_config(config), "train", progress=progress, cancel=cancel),
-           "tb_offset": None, "calibration_simulated": None}
+    if parse_config(config).hybrid.paired is not None:
+        sim = [build_training_set(c, "train", progress=progress, cancel=cancel) for _, c in paired_configs(config)]
+    else:
+        sim = build_training_set(simulated_config(config), "train", progress=progress, cancel=cancel)
+    out = {"simulated": sim, "tb_offset": None, "calibration_simulated": None}
     if parse_config(config).hybrid.bias_correction:
         obs_cfg, sim_cfg = calibration_configs(config)
         p_obs = build_training_set(obs_cfg, "train", progress=progress, cancel=cancel)
@@ -91,9 +124,21 @@ def build_hybrid_sets(config: dict, progress=None, cancel=None) -> dict:
 
 
 def load_simulated(path, tb_offset) -> tuple[np.ndarray, np.ndarray]:
-    """Simulated scenes (Tb bias-corrected when ``tb_offset`` is given) and their reference."""
-    tc, ref = load_scenes(path)
+    """Simulated scenes (Tb bias-corrected when ``tb_offset`` is given) and their reference; ``path``
+    may be a list of scene sets (paired levels), concatenated in order."""
+    if isinstance(path, (list, tuple)):
+        parts = [load_scenes(p) for p in path]
+        tc, ref = np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+    else:
+        tc, ref = load_scenes(path)
     tc = tc.astype(np.float32)
     if tb_offset is not None:
         tc = tc - np.asarray(tb_offset, np.float32)
     return tc, ref
+
+
+def simulated_gmst(path) -> np.ndarray:
+    """The scenes' GMST anomaly ΔT (K) of a simulated set or of a list of them (paired levels)."""
+    if isinstance(path, (list, tuple)):
+        return np.concatenate([scene_gmst(p) for p in path])
+    return scene_gmst(path)

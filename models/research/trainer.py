@@ -102,6 +102,9 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                     "bias_correction": hs["tb_offset"] is not None,
                     "tb_offset_estimate_K": None if hs["tb_offset"] is None else [round(float(v), 3) for v in hs["tb_offset"]],
                     "simulated_scenes": int(tc_sim.shape[0]), "simulated": dict(config["hybrid"]["simulated"])}
+        if h.paired is not None:
+            hyb_info["paired"] = {"world": h.paired.world, "warmings_K": [float(w) for w in h.paired.warmings],
+                                  "design": "the same orbits, scene positions and weather at each warming"}
     # climate conditioning: every scene's GMST anomaly (K); the simulated pool also gets the
     # bias-corrected present-climate calibration scenes, so "simulated" and "warm" are not confounded
     g_tr = g_va = g_sim = None
@@ -109,7 +112,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
     if getattr(net, "gmst_conditioned", False):
         g_tr, g_va = scene_gmst(sets["train"]), scene_gmst(sets["validation"])
         if h:
-            g_sim = scene_gmst(hs["simulated"])
+            g_sim = hyb.simulated_gmst(hs["simulated"])
             if hs.get("calibration_simulated") is not None:
                 tc_cal, ref_cal = hyb.load_simulated(hs["calibration_simulated"], hs["tb_offset"])
                 g_cal = scene_gmst(hs["calibration_simulated"])

@@ -85,7 +85,14 @@ def data_key(data_cfg: dict) -> str:
 
 def _simulate(orbit: int, data_cfg: dict, n_scans: int | None) -> xr.Dataset:
     d = data_config(data_cfg)
-    return simulate_orbit(int(orbit), world_seed=d.world_seed, source=d.source, n_scans=n_scans)
+    kw = {}
+    if d.climate_offset_K is not None:
+        kw["climate_offset_K"] = float(d.climate_offset_K)
+    if d.warming_K is not None:
+        kw["warming_K"] = float(d.warming_K)
+    if d.world is not None:
+        kw["world"] = d.world
+    return simulate_orbit(int(orbit), world_seed=d.world_seed, source=d.source, n_scans=n_scans, **kw)
 
 
 def build_training_set(

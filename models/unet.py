@@ -9,6 +9,18 @@ per pixel.
 Quantiles never cross, by construction: the head outputs ``o_0 .. o_{Q-1}`` and the quantiles
 are ``q_0 = softplus(o_0)``, ``q_k = q_{k-1} + softplus(o_k)`` -- a cumulative sum of positive
 increments starting from a non-negative base (rain >= 0).
+
+Optional extreme-value tail (config ``tail: {type: gpd, threshold_level: p_u}``, issue 15): the
+head then outputs the quantiles up to the level ``p_u`` as above, plus two per-pixel outputs, a
+GPD scale ``sigma > 0`` and shape ``xi`` (bounded by a scaled tanh); the levels above ``p_u`` are
+the GPD quantiles of the exceedance over ``u = q(p_u)`` (:mod:`models.research.gpd`), so the tail
+can extrapolate rather than saturate, and still never crosses (the GPD quantile grows with the
+level for any ``sigma > 0``). ``sigma`` is the exponential scale of the body's last step,
+``(q(p_u) - q(p_{u-1})) / log((1 - p_{u-1}) / (1 - p_u))``, times a learnt positive factor
+``softplus(s) / log 2``: with ``s = 0`` and ``xi = 0`` the tail is exactly the exponential tail through
+the last two body quantiles, the one :class:`models.quantiles.QuantileDistribution` puts beyond its
+last level. A quantile-only state dict (e.g. the reference's) loads into such a network with the
+body's rows of the head kept and the tail head started there (:func:`quantile_state_into_gpd`).
 """
 
 from __future__ import annotations
@@ -20,7 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from catalogs.schema import CHANNELS
+from models.research.gpd import bounded_shape, exceedance_quantile_torch, log_ratio, shape_offset
 import copy
+import math
+
+#: the smallest GPD scale (mm h-1): keeps sigma > 0 where softplus underflows in float32
+GPD_SIGMA_FLOOR = 1e-6
 
 #: DRAIN's 4-channel configuration (37 and 89 GHz, both polarisations).
 DRAIN_CHANNELS = ("36.64V", "36.64H", "89.0V", "89.0H")
@@ -76,7 +93,8 @@ class QuantileUNet(nn.Module):
 
     def __init__(self, n_quantiles: int, channels: Sequence[int] | None = None, base: int = 16,
                  depth: int = 3, max_width: int = 256, head_hidden: int = 0, gmst: bool = False,
-                 domain: bool = False):
+                 domain: bool = False, levels: Sequence[float] | None = None,
+                 gpd_threshold_level: float | None = None, gpd_shape_bounds: tuple[float, float] = (-0.2, 0.5)):
         super().__init__()
         channels = list(range(len(CHANNELS))) if channels is None else list(channels)
         self.depth = depth
@@ -123,9 +141,41 @@ class QuantileUNet(nn.Module):
         else:
             self.pixel = None
             head_in = widths[0]
-        self.head = nn.Conv2d(head_in, n_quantiles, 1)
+        # the GPD tail (see the module docstring): the head's quantiles end at the threshold level
+        self.gpd_index = None
+        n_head = n_quantiles
+        if gpd_threshold_level is not None:
+            self._init_gpd(levels, float(gpd_threshold_level), gpd_shape_bounds)
+            n_head = self.gpd_index + 1
+        self.head = nn.Conv2d(head_in, n_head, 1)
         # start near "no rain": small increments, so the zero-inflated target is learnt quickly
         nn.init.constant_(self.head.bias, -4.0)
+        self.tail_head = None
+        if self.gpd_index is not None:
+            self.tail_head = nn.Conv2d(head_in, 2, 1)  # (scale factor s, shape pre-activation)
+            with torch.no_grad():
+                self.tail_head.bias.copy_(torch.tensor([0.0, self.gpd_shape_offset]))
+            self.register_load_state_dict_pre_hook(quantile_state_into_gpd)
+
+    def _init_gpd(self, levels, threshold_level: float, bounds) -> None:
+        if levels is None or len(levels) != self.n_quantiles:
+            raise ValueError(f"a GPD tail needs the {self.n_quantiles} quantile levels, got {levels!r:.80}")
+        lv = [float(x) for x in levels]
+        hits = [i for i, x in enumerate(lv) if abs(x - threshold_level) < 1e-9]
+        if not hits:
+            raise ValueError(f"GPD threshold level {threshold_level} is not one of the quantile levels {lv}")
+        k = hits[0]
+        if k < 1 or k > len(lv) - 2:
+            raise ValueError(f"GPD threshold level {threshold_level} needs a quantile level below it and one above")
+        lo, hi = (float(b) for b in bounds)
+        self.gpd_index = k
+        self.gpd_threshold_level = lv[k]
+        self.gpd_shape_bounds = (lo, hi)
+        self.gpd_shape_offset = shape_offset(lo, hi, 0.0)  # the shape pre-activation giving xi = 0
+        #: log((1 - p_{u-1}) / (1 - p_u)): the body's last step over this is its exponential scale
+        self.gpd_step_log = math.log((1.0 - lv[k - 1]) / (1.0 - lv[k]))
+        lr = torch.tensor(log_ratio(lv[k + 1:], lv[k]), dtype=torch.float32)
+        self.register_buffer("gpd_log_ratio", lr.view(1, -1, 1, 1), persistent=False)
 
     @property
     def multiple(self) -> int:
@@ -205,6 +255,42 @@ class QuantileUNet(nn.Module):
         GMST-conditioned network, ignored otherwise. ``domain`` (training only; see ``__init__``).
         ``increments``: return the non-negative increments ``softplus(o_k)`` instead, whose
         cumulative sum along dim 1 is the quantiles (inference sums them while blending tiles)."""
+        x = self.features(tb, gmst, domain)
+        raw = self.head(x).float()
+        if self.gpd_index is None:
+            return F.softplus(raw) if increments else monotone_quantiles(raw, dim=1)
+        inc = self._gpd_increments(raw, self.tail_head(x).float())
+        return inc if increments else torch.cumsum(inc, dim=1)
+
+    def _gpd_parameters(self, raw: torch.Tensor, traw: torch.Tensor):
+        """(sigma, xi), each (B, 1, H, W), from the body head's outputs and the tail head's."""
+        step = F.softplus(raw[:, self.gpd_index:self.gpd_index + 1])  # q(p_u) - q(p_{u-1})
+        sigma = step / self.gpd_step_log * F.softplus(traw[:, :1]) / math.log(2.0) + GPD_SIGMA_FLOOR
+        xi = bounded_shape(traw[:, 1:2], *self.gpd_shape_bounds)
+        return sigma, xi
+
+    def _gpd_increments(self, raw: torch.Tensor, traw: torch.Tensor) -> torch.Tensor:
+        """(B, Q, H, W) increments: the body's ``softplus`` increments, then the steps between the
+        GPD quantiles of the tail levels (non-negative: the GPD quantile grows with the level)."""
+        sigma, xi = self._gpd_parameters(raw, traw)
+        exc = exceedance_quantile_torch(sigma, xi, self.gpd_log_ratio)  # (B, K, H, W): q(p) - u
+        steps = torch.diff(exc, dim=1, prepend=torch.zeros_like(exc[:, :1])).clamp_min(0.0)
+        return torch.cat([F.softplus(raw), steps], dim=1)
+
+    @torch.no_grad()
+    def gpd_parameters(self, tb: torch.Tensor, gmst=None, domain=None) -> dict[str, torch.Tensor]:
+        """The tail of a GPD-tailed network per pixel: ``u`` (the threshold quantile, mm h-1),
+        ``sigma`` (mm h-1) and ``xi``, each (B, H, W)."""
+        if self.gpd_index is None:
+            raise ValueError("this U-Net has no GPD tail (config tail: {type: gpd, ...})")
+        x = self.features(tb, gmst, domain)
+        raw = self.head(x).float()
+        sigma, xi = self._gpd_parameters(raw, self.tail_head(x).float())
+        u = monotone_quantiles(raw, dim=1)[:, -1]
+        return {"u": u, "sigma": sigma[:, 0], "xi": xi[:, 0]}
+
+    def features(self, tb: torch.Tensor, gmst=None, domain=None) -> torch.Tensor:
+        """The per-pixel features the quantile head reads (B, F, H, W)."""
         x0 = x = self.normalise(tb).to(self.head.weight.dtype)
         if self.gmst_conditioned:
             parts = [x, self.gmst_channel(gmst, x)]
@@ -221,8 +307,7 @@ class QuantileUNet(nn.Module):
             x = dec(torch.cat([up(x), skip], dim=1))
         if self.pixel is not None:
             x = self.pixel(torch.cat([x, x0], dim=1))
-        raw = self.head(x).float()
-        return F.softplus(raw) if increments else monotone_quantiles(raw, dim=1)
+        return x
 
     @torch.no_grad()
     def fused(self) -> "QuantileUNet":
@@ -237,6 +322,25 @@ class QuantileUNet(nn.Module):
             for layer in new:
                 block.append(layer)
         return m
+
+
+def quantile_state_into_gpd(module: QuantileUNet, state: dict, prefix: str, *args) -> None:
+    """Load hook of a GPD-tailed :class:`QuantileUNet`: a quantile-only state dict (no
+    ``tail_head``, a head with one row per quantile level, e.g. the reference's) is changed in
+    place to fit it -- the head keeps the rows of the levels up to the threshold (so the body's
+    quantiles are the source's exactly), the tail head starts with zero weights and the biases of
+    ``s = 0``, ``xi = 0``: the tail starts as the exponential tail through the last two body
+    quantiles. Any other state dict is left to the strict load (which names what does not fit)."""
+    w, b = f"{prefix}head.weight", f"{prefix}head.bias"
+    tw, tb = f"{prefix}tail_head.weight", f"{prefix}tail_head.bias"
+    if tw in state or tb in state or w not in state or b not in state:
+        return
+    if state[w].shape[0] != module.n_quantiles or state[b].shape[0] != module.n_quantiles:
+        return
+    k = module.gpd_index
+    state[w], state[b] = state[w][:k + 1].clone(), state[b][:k + 1].clone()
+    state[tw] = torch.zeros((2, *state[w].shape[1:]), dtype=state[w].dtype)
+    state[tb] = torch.tensor([0.0, module.gpd_shape_offset], dtype=state[b].dtype)
 
 
 def monotone_quantiles(raw: torch.Tensor, dim: int = 1) -> torch.Tensor:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from models.base import ModelError, Retriever
+from models.config import parse_config
 from models.inference import cpu_bf16_supported
 from models.unet import QuantileUNet, resolve_channels
 
@@ -14,6 +15,7 @@ from models.unet import QuantileUNet, resolve_channels
 def build_unet(config: dict) -> QuantileUNet:
     net = config.get("network", {}) or {}
     levels = config["quantile_levels"]
+    tail = parse_config(config).tail if config.get("tail") is not None else None  # an extreme-value tail
     return QuantileUNet(
         n_quantiles=len(levels),
         channels=resolve_channels(config.get("channels", "all")),
@@ -23,6 +25,9 @@ def build_unet(config: dict) -> QuantileUNet:
         head_hidden=int(net.get("head_hidden", 0)),
         gmst=bool((config.get("conditioning") or {}).get("gmst", False)),
         domain=bool((config.get("conditioning") or {}).get("domain", False)),
+        levels=levels,
+        gpd_threshold_level=tail.threshold_level if tail is not None else None,
+        gpd_shape_bounds=(tail.xi_min, tail.xi_max) if tail is not None else (-0.2, 0.5),
     )
 
 

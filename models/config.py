@@ -37,6 +37,8 @@ KINDS = ("unet", "bayes", "flow")
 LOSS_TYPES = ("pinball", "tail_pinball", "twcrps", "density")
 #: the tail types of models.unet.QuantileUNet (``tail:``)
 TAIL_TYPES = ("gpd",)
+#: the input transforms of models.unet.QuantileUNet (``inputs: {transform: ...}``; models.research.invariant)
+INPUT_TRANSFORMS = ("none", "local_anomaly")
 
 
 # --------------------------------------------------------------------------- the sections
@@ -175,6 +177,19 @@ class TailConfig:
 
 
 @dataclass
+class InputsConfig:
+    """Climate-invariant inputs of the quantile U-Net (``models.research.invariant``, issue 15):
+    ``local_anomaly`` feeds each channel's Tb minus its local clear-sky background (grey opening for
+    the emission channels, closing for the scattering ones) over a ``window`` of odd (along, cross)
+    pixels (or one odd int for both), and with ``surface_pd`` the 10.65 GHz V - H difference in
+    place of the 10.65H anomaly; ``none``: the Tb as they are."""
+
+    transform: str = "none"
+    window: object = field(default_factory=lambda: [11, 31])
+    surface_pd: bool = True
+
+
+@dataclass
 class ConditioningConfig:
     gmst: bool = False
     domain: bool = False
@@ -222,6 +237,7 @@ class ModelConfig:
     hybrid: HybridConfig | None = None
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     tail: TailConfig | None = None  # an extreme-value (GPD) tail of the quantile head
+    inputs: InputsConfig | None = None  # climate-invariant input transform (models.research.invariant)
     # flow
     base_model: str | None = None
     base_config: dict | None = None  # written into flow cards: the base U-Net's config
@@ -320,7 +336,25 @@ def parse_config(cfg: dict, where: str = "config") -> ModelConfig:
         raise ModelError(f"{where}: field loss.type must be one of {', '.join(LOSS_TYPES)}, got {out.loss.type!r}")
     if out.tail is not None:
         check_tail(out, where)
+    if out.inputs is not None:
+        check_inputs(out, where)
     return out
+
+
+def check_inputs(cfg: ModelConfig, where: str) -> None:
+    """Refuse, naming the field, an ``inputs`` section that cannot be built (:class:`InputsConfig`)."""
+    i = cfg.inputs
+    if cfg.kind and cfg.kind != "unet":
+        raise ModelError(f"{where}: field inputs is for kind unet only, not {cfg.kind!r}")
+    if i.transform not in INPUT_TRANSFORMS:
+        raise ModelError(f"{where}: field inputs.transform must be one of {', '.join(INPUT_TRANSFORMS)}, "
+                         f"got {i.transform!r}")
+    w = i.window
+    sides = [w, w] if isinstance(w, int) and not isinstance(w, bool) else w
+    if (not isinstance(sides, list) or len(sides) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 3 <= v <= 255 and v % 2 for v in sides)):
+        raise ModelError(f"{where}: field inputs.window must be an odd integer in 3..255 or [along, cross] "
+                         f"of such integers, got {w!r:.60}")
 
 
 def check_tail(cfg: ModelConfig, where: str) -> None:

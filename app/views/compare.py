@@ -8,8 +8,19 @@ It shows the last comparison stored under ``<data_root>/comparison/compare.json`
 (:mod:`app.comparejobs`: in a worker process, with progress and Cancel; a second session asking
 for the same comparison joins the running one and sees its result). Numbers are never re-derived
 here; the held-out sets are fixed by the comparison, so the sidebar's region, period and season
-do not apply. ``export_parts`` draws the publication figure (CRPS per split, extreme-trend errors with
-their 90 % intervals, the goal chart) and hands over the score and trend tables as CSV.
+do not apply. The extreme-trend errors of the comparison are of an *unpaired* design (a test year
+against future decades: different weather), labelled as such: their intervals contain zero.
+
+"Forced response (paired counterfactual climates)": for the world preset picked (the link's
+``preset``, shared with the Warming response view), the present-climate CRPS of the comparison next
+to each model's error of the forced response (model − truth, %/K) at every warming level of the
+stored ``raincheck warming run`` results, with the paired scene-bootstrap interval and the verdict,
+the p99.9 error at +4 K in every preset, and a figure of the error against the warming level per
+statistic (:mod:`evaluation.warming.table` builds every row; nothing is computed here).
+
+``export_parts`` draws the publication figure (CRPS per split, extreme-trend errors with their 90 %
+intervals, the goal chart; then the forced-response errors of the picked preset, one panel per
+statistic) and hands over the score, trend and forced-response rows as CSV.
 """
 
 from __future__ import annotations
@@ -26,8 +37,11 @@ from app import data
 from app.comparejobs import ComparisonJob, ComparisonJobs, get_comparison_jobs
 from app.figures import FONTS, ExportParts, ensure_backends
 from app.jobs import JobRow, Polling
-from app.state import Selection
+from app.state import WARMING_WORLDS, Selection
+from app.views import warming as WV
+from evaluation import compare as _EC
 from evaluation.compare import GOAL_CRPS_COST, GOAL_TREND_GAIN
+from evaluation.warming import table as FT
 from models.errors import ModelError
 from evaluation.compare import default_result_path, load_result as _load, save_result as _save, unclean, goal_check
 import hashlib
@@ -173,9 +187,9 @@ def elements(res: dict, backend: str = "bokeh"):
     per = res["periods"]
     common = {"show_grid": True}
     bk = backend == "bokeh"
-    titles = (("CRPS, test year vs future", "Extreme-trend error, 90 % CI",
+    titles = (("CRPS, test year vs future", "Unpaired extreme-trend error, 90 % CI",
                f"Goal ({GOAL_TREND_PCT:+.0f} % error, {GOAL_CRPS_PCT:+.0f} % CRPS)".replace("-", "−")) if bk else
-              ("CRPS, test year vs future decades", "Extreme-trend error, test year → future decades (90 % CI)",
+              ("CRPS, test year vs future decades", "Unpaired extreme-trend error, test year → future (90 % CI)",
                f"Goal: trend error ≤ −{-GOAL_TREND_PCT:.0f} %, CRPS ≤ +{GOAL_CRPS_PCT:.0f} %"))
     if bk:
         common.update(responsive=True, height=320, tools=["hover"])
@@ -278,6 +292,158 @@ def elements(res: dict, backend: str = "bokeh"):
     return crps, trend, goal
 
 
+# ------------------------------------------------------------------ forced response (paired design)
+FORCED_TITLE = "Forced response (paired counterfactual climates)"
+#: the statistics of the forced-response table and figure (one panel each)
+FORCED_STATS = FT.DEFAULT_STATS
+FORCED_LABELS = {"mean": "mean rain rate", "p99": "p99 (all pixels)", "p99.9": "p99.9 (all pixels)"}
+
+
+def unpaired_note(res: dict) -> str:
+    """What the comparison's extreme-trend errors are (an unpaired design) and how many of their
+    90 % intervals contain zero."""
+    n = inside = 0
+    for m in res["models"].values():
+        for k in res["thresholds_mm_h"]:
+            ci = (m["trend"].get(k) or {}).get("error_ci90") or [np.nan, np.nan]
+            lo, hi = _f(ci[0]), _f(ci[1])
+            if np.isfinite(lo) and np.isfinite(hi):
+                n += 1
+                inside += int(lo <= 0.0 <= hi)
+    share = f"all {n}" if inside == n else f"{inside} of {n}"
+    return (f"**Unpaired design** (`raincheck compare`): extreme-trend errors between the test year and the future "
+            f"decades, different weather in each. {share} of their 90 % intervals contain zero: at this sample size "
+            f"they cannot tell the models apart. The paired forced response below measures the same question on "
+            f"the same weather.")
+
+
+def forced_compute(world: str, comparison: dict | None, results: dict | None = None) -> dict:
+    """The forced-response rows of every stored result beside the comparison's CRPS
+    (:func:`evaluation.warming.table.forced_table`), the picked world's rows side by side and the
+    headline; :class:`app.data.DataError` (a message) when there is no result for ``world``."""
+    results = WV.stored_results() if results is None else results
+    if world not in results:
+        raise data.DataError(WV.no_result_message(world, sorted(results)))
+    table = FT.forced_table(results, comparison, stats=FORCED_STATS)
+    wt = table[table["world"] == world]
+    meta = WV._meta(results[world])
+    drawn = [m for m in dict.fromkeys(wt["model"]) if wt.loc[wt["model"] == m, "error"].notna().any()]
+    notes = list(dict.fromkeys(n for n in wt["note"] if n))
+    notes += WV._stale_checkpoints(meta["models"], [m for m in drawn if m in meta["models"]])
+    return {"world": world, "meta": meta, "table": table, "world_table": wt, "models": drawn,
+            "levels": FT.level_table(table, world), "headline": FT.headline(table), "notes": notes,
+            "reference": None if comparison is None else comparison.get("reference")}
+
+
+def _interval_text(e, lo, hi) -> str:
+    if not np.isfinite(_f(e)):
+        return "—"
+    ci = f" [{_f(lo):+.2f}, {_f(hi):+.2f}]" if np.isfinite(_f(lo)) and np.isfinite(_f(hi)) else " [undefined]"
+    return f"{_f(e):+.2f}{ci}"
+
+
+def forced_display(fres: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two tables as shown: the picked world (per model and statistic: CRPS, CRPS ratio, the
+    error with its interval and the verdict at each level) and the headline across worlds."""
+    lt = fres["levels"]
+    levels = sorted({float(c.split(" ")[0][1:]) for c in lt.columns if c.endswith(" K error")})
+    ci = WV._ci(fres["meta"])
+    shown = pd.DataFrame({"model": lt["model"], "statistic": lt["statistic"], "CRPS test year": lt["crps_test"],
+                          "CRPS / reference": lt["crps_ratio"]})
+    for L in levels:
+        k = f"+{L:g} K"
+        shown[f"{k} error (%/K) [{ci}]"] = [_interval_text(e, lo, hi) for e, lo, hi in
+                                            zip(lt[f"{k} error"], lt[f"{k} lo"], lt[f"{k} hi"])]
+        shown[f"{k} verdict"] = lt[f"{k} verdict"]
+    shown["note"] = lt["note"]
+    h = fres["headline"]
+    worlds = [c[:-len(" error")] for c in h.columns if c.endswith(" error") and not c.endswith(" error_lo")]
+    head = pd.DataFrame({"model": h["model"], "CRPS test year": h["crps_test"], "CRPS / reference": h["crps_ratio"]})
+    for w in worlds:
+        head[f"{w}: p99.9 error +{FT.HEADLINE_LEVEL_K:g} K"] = [
+            _interval_text(e, lo, hi) + (f" {v}" if isinstance(v, str) else "")
+            for e, lo, hi, v in zip(h[f"{w} error"], h[f"{w} error_lo"], h[f"{w} error_hi"], h[f"{w} verdict"])]
+    return shown, head
+
+
+def forced_elements(fres: dict, backend: str = "bokeh") -> list:
+    """One panel per statistic: each model's error of the forced response (model − truth, %/K)
+    against the warming level, with its paired interval as a bar, and the zero line."""
+    import holoviews as hv
+
+    ensure_backends()
+    bk = backend == "bokeh"
+    wt = fres["world_table"]
+    models = fres["models"]
+    col = WV._colours(models)
+    levels = sorted(float(x) for x in wt["warming_K"].unique())
+    xw = hv.Dimension("warming_K", label="Warming above the training climate", unit="K")
+    ye = hv.Dimension("error", label="Error of the forced response, model − truth", unit="%/K")
+    half = min(0.4, 0.05 * len(models))
+    offs = np.linspace(-half, half, len(models)) if len(models) > 1 else np.zeros(1)
+    ci = WV._ci(fres["meta"])
+    out = []
+    for j, stat in enumerate(FORCED_STATS):
+        d0 = wt[wt["statistic"] == stat]
+        items = [hv.HLine(0).opts(backend=backend, color="#555555", **_dash(backend))]
+        vals = [0.0]
+        for off, m in zip(offs, models):
+            d = d0[d0["model"] == m].sort_values("warming_K")
+            x = d["warming_K"].astype(float).values + off
+            y, lo, hi = (d[c].astype(float).values for c in ("error", "error_lo", "error_hi"))
+            ok = np.isfinite(y)
+            if not ok.any():
+                continue
+            band = ok & np.isfinite(lo) & np.isfinite(hi)
+            c = col[m]
+            if band.any():  # the percentile interval as drawn from lo to hi (it need not hold the estimate)
+                items.append(hv.Segments((x[band], lo[band], x[band], hi[band]), [xw, ye, "x1", "y1"]).opts(
+                    backend=backend, color=c, **({"line_width": 1.5} if bk else {"linewidth": 1.5})))
+            items.append(hv.Scatter((x[ok], y[ok]), xw, ye, label=m).opts(
+                backend=backend, color=c, **({"size": 7} if bk else {"s": 22})))
+            vals += list(y[ok]) + list(lo[band]) + list(hi[band])
+        v = np.asarray(vals, float)
+        pad = 0.08 * max(float(np.ptp(v)), 0.5)
+        last = j == len(FORCED_STATS) - 1
+        ttl = f"{FORCED_LABELS.get(stat, stat)}, {fres['world']}" + ("" if bk else f" ({ci} interval)")
+        opts = {"title": ttl, "xticks": [(L, f"+{L:g}") for L in levels],
+                "xlim": (min(levels) - 0.7, max(levels) + 0.7) if levels else (0, 1),
+                "ylim": (float(v.min()) - pad, float(v.max()) + pad), "xlabel": "Warming above the training climate (K)",
+                "ylabel": "Error, model − truth (%/K)", "show_grid": True, "show_legend": last,
+                "legend_position": "right"}
+        if bk:
+            opts.update(responsive=True, height=340, tools=["hover"])
+        out.append(hv.Overlay(items).opts(backend=backend, **opts))
+    return out
+
+
+def forced_caption(fres: dict) -> str:
+    m = fres["meta"]
+    lv = ", ".join(f"+{v:g}" for v in m["levels"])
+    ref = fres.get("reference") or "the comparison's reference"
+    return (f"World preset {m['world']} (version {m['world_version']}): the same {m['n_scenes']} held-out scenes "
+            f"(the same weather) simulated in the training climate and at {lv} K above it; every model retrieves "
+            f"the same Tb ({m['product'] or 'its product'}). Error = the model's forced response minus the truth's "
+            f"(compound %/K), bars and brackets: {WV._ci(m)} intervals from {m['n_boot']} paired scene-bootstrap "
+            f"replicates; verdicts over-/under-states when the interval excludes 0, tracks when it lies within "
+            f"±{WV._g(m['tolerance'])} %/K, else undetermined. CRPS: test year of the model comparison (present "
+            f"climate, mm h-1), ratio to {ref}. Result: `{m['command']}` ({m['created']}).")
+
+
+def forced_provenance(fres: dict, results: dict) -> dict:
+    worlds = sorted(set(fres["table"]["world"]))
+    return {"drawn_world": fres["world"], "group": "global", "statistics": list(FORCED_STATS),
+            "panels": [f"({chr(ord('d') + i)}) {s}" for i, s in enumerate(FORCED_STATS)],
+            "csv_rows": int(len(fres["table"])), "csv_table": "forced response",
+            "results": {w: {k: WV._meta(results[w])[k] for k in ("world_version", "product", "command", "created",
+                                                                   "n_scenes", "n_boot", "ci", "levels", "models")}
+                        for w in worlds},
+            "crps": "test year of the model comparison", "crps_reference": fres.get("reference"),
+            "design": "paired counterfactual scenes (same weather, climate +warming); paired scene bootstrap",
+            "notes": fres["notes"], "caption": forced_caption(fres),
+            "statistics_source": "evaluation.warming.table (raincheck warming run)"}
+
+
 def export_parts(selection, catalog_path=None, cube_path=None, **kw):
     """The publication figure of the stored comparison (CRPS per split, extreme-trend errors,
     the goal chart) and the score and trend tables as CSV. :class:`app.data.DataError` (shown
@@ -288,6 +454,8 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
 
     ensure_backends()
     path = Path(kw.get("result_path") or result_path())
+    if not kw.get("result_path") and not path.is_file() and _EC.PACKAGED_RESULT.is_file():
+        path = _EC.PACKAGED_RESULT  # what the view shows before any `raincheck compare` here (load_result)
     try:
         raw = path.read_bytes()  # hashed and parsed once: the manifest's hash is of what is drawn
     except OSError:
@@ -299,11 +467,27 @@ def export_parts(selection, catalog_path=None, cube_path=None, **kw):
                              "run `raincheck compare` again") from e
     res = checked(unclean(res), path)
     a, b, c = elements(res, backend="matplotlib")
-    for el in (a, b, c):
+    panels = [a, b, c]
+    prov = provenance(res, path, hashlib.sha256(raw).hexdigest())
+    table = table_data(res)
+    world = getattr(selection, "warm_world", None) or WARMING_WORLDS[0]
+    try:  # the forced response of the selection's world preset (its link key `preset`)
+        results = kw.get("results")
+        results = WV.stored_results() if results is None else results
+        fres = forced_compute(world, res, results)
+    except data.DataError as e:
+        prov["forced_response"] = {"drawn_world": world, "missing": str(e)}
+    else:
+        panels += forced_elements(fres, backend="matplotlib")
+        table = pd.concat([table, fres["table"].assign(table="forced response", split="paired: training climate -> "
+                                                       "+warming_K")], ignore_index=True)
+        prov["forced_response"] = forced_provenance(fres, results)
+    for el in panels:
         el.opts(backend="matplotlib", fontsize=FONTS, aspect=1.15)
-    lay = hv.Layout([a, b, c]).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.35)
-    return ExportParts(lay, table_data(res), provenance(res, path, hashlib.sha256(raw).hexdigest()),
-                       fig_inches=(13, 4.2))
+    lay = hv.Layout(panels).opts(backend="matplotlib", sublabel_format="({alpha})", hspace=0.35, vspace=0.45)
+    if len(panels) > 3:
+        lay = lay.cols(3)
+    return ExportParts(lay, table, prov, fig_inches=(13, 4.2 if len(panels) == 3 else 8.4))
 
 
 def provenance(res: dict, path, sha256: str | None) -> dict:
@@ -349,21 +533,36 @@ class CompareView(Polling, pn.viewable.Viewer):
         self.button = self.row.button
         self.status = pn.pane.Markdown("", css_classes=["rc-note"])
         self.body = pn.Column(sizing_mode="stretch_width")
+        # the forced response: the world preset is the selection's (the link's `preset`)
+        if self.selection is not None:
+            self.world = pn.widgets.Select.from_param(self.selection.param.warm_world, label="World preset",
+                                                      width=200, css_classes=["rc-compare-world"])
+        else:
+            self.world = pn.widgets.Select(label="World preset", options=list(WARMING_WORLDS),
+                                           value=WARMING_WORLDS[0], width=200, css_classes=["rc-compare-world"])
+        self.forced_body = pn.Column(sizing_mode="stretch_width")
+        self.forced = pn.Column(pn.pane.Markdown(f"### {FORCED_TITLE}"), self.world, self.forced_body,
+                                sizing_mode="stretch_width", css_classes=["rc-compare-forced"])
+        self.forced_result: dict | None = None
+        self._forced_stamp = object()
         self.result: dict | None = None
         self.job: ComparisonJob | None = None
         self._handled: ComparisonJob | None = None  # the finished job whose outcome is shown
         self._cb = None
         self._stamp = object()  # never equal to a file stamp: the first show loads
         if self.selection is None:
+            self.world.param.watch(lambda e: self.refresh_forced(), "value")
             self.refresh()
         else:
             self.selection.param.watch(lambda e: self._show() if e.new == self.name_ else None, "view")
+            self.selection.param.watch(lambda e: self._show() if self.selection.view == self.name_ else None,
+                                       "warm_world")
             if self.selection.view == self.name_:
                 self._show()
 
     def __panel__(self):
-        return pn.Column(pn.Row(self.picker, self.row), self.status, self.body, sizing_mode="stretch_width",
-                         min_height=200)
+        return pn.Column(pn.Row(self.picker, self.row), self.status, self.body, self.forced,
+                         sizing_mode="stretch_width", min_height=200)
 
     @property
     def comparisons(self) -> ComparisonJobs:
@@ -385,6 +584,65 @@ class CompareView(Polling, pn.viewable.Viewer):
         stamp = self._file_stamp()
         if stamp != self._stamp:
             self.refresh()
+        elif self._forced_key() != self._forced_stamp:
+            self.refresh_forced()
+
+    def _forced_key(self):
+        return (self.world.value, WV.results_stamp(), self._stamp)
+
+    def refresh_forced(self) -> None:
+        """Show the forced response of the picked world preset beside the comparison's CRPS (the
+        comparison shown, or none); a message, never a traceback."""
+        self._forced_stamp = self._forced_key()
+        try:
+            fres = forced_compute(self.world.value, self.result)
+            self.forced_body.objects = self.render_forced(fres)
+            self.forced_result = fres
+        except data.DataError as e:
+            self.forced_result = None
+            self.forced_body.objects = [pn.pane.Alert(data.for_page(e), alert_type="info",
+                                                      sizing_mode="stretch_width")]
+        except Exception as e:  # never a traceback in the UI
+            log.exception("compare view: forced response failed")
+            self.forced_result = None
+            self.forced_body.objects = [pn.pane.Alert(
+                data.for_page(f"the forced-response table failed: {type(e).__name__}: {e}"), alert_type="danger",
+                sizing_mode="stretch_width")]
+
+    def render_forced(self, fres: dict) -> list:
+        shown, head = forced_display(fres)
+        colour = WV.VERDICT_COLOURS
+
+        def paint(v):
+            for k, c in colour.items():
+                if isinstance(v, str) and (v == k or v.endswith(f" {k}")):
+                    return f"background-color: {c}"
+            return ""
+
+        fmt = {"type": "money", "precision": 4}
+        table = pn.widgets.Tabulator(shown, disabled=True, show_index=False, sizing_mode="stretch_width",
+                                     layout="fit_data_table", groupby=["model"], css_classes=["rc-compare-forced-table"],
+                                     formatters={"CRPS test year": fmt, "CRPS / reference": {"type": "money",
+                                                                                            "precision": 3}})
+        table.style.map(paint, subset=[c for c in shown.columns if c.endswith("verdict")])
+        htable = pn.widgets.Tabulator(head, disabled=True, show_index=False, sizing_mode="stretch_width",
+                                      layout="fit_data_table", css_classes=["rc-compare-forced-headline"],
+                                      formatters={"CRPS test year": fmt, "CRPS / reference": {"type": "money",
+                                                                                             "precision": 3}})
+        htable.style.map(paint, subset=[c for c in head.columns if ": p99.9" in c])
+        m = fres["meta"]
+        parts = [pn.pane.Markdown(data.escape_text(forced_caption(fres)), css_classes=["rc-compare-forced-caption"],
+                                  sizing_mode="stretch_width")]
+        if fres["notes"]:
+            parts.append(pn.pane.Markdown(data.escape_text("Notes: " + "; ".join(fres["notes"]) + "."),
+                                          css_classes=["rc-note"], sizing_mode="stretch_width"))
+        parts += [table,
+                  pn.Row(*[pn.pane.HoloViews(el, sizing_mode="stretch_width") for el in forced_elements(fres)],
+                         sizing_mode="stretch_width"),
+                  pn.pane.Markdown(f"**p99.9 error at +{FT.HEADLINE_LEVEL_K:g} K in every world preset** "
+                                   f"(model − truth, %/K, [{WV._ci(m)} interval], verdict)"),
+                  htable]
+        return parts
 
     def refresh(self, res: dict | None = None) -> None:
         """Show ``res`` (default: the stored comparison); a message, never a traceback."""
@@ -405,6 +663,7 @@ class CompareView(Polling, pn.viewable.Viewer):
             self.result = None
             self.body.objects = [pn.pane.Alert(data.for_page(f"the comparison view failed: {type(e).__name__}: {e}"),
                                                alert_type="danger", sizing_mode="stretch_width")]
+        self.refresh_forced()  # with or without a comparison (then without its CRPS)
 
     def render(self, res: dict) -> list:
         a, b, c = elements(res)
@@ -424,6 +683,7 @@ class CompareView(Polling, pn.viewable.Viewer):
             pn.widgets.Tabulator(sf, disabled=True, show_index=False, sizing_mode="stretch_width",
                                  layout="fit_data_table", css_classes=["rc-compare-scores"],
                                  formatters={k: fmt for k in sf.columns[2:]}),
+            pn.pane.Markdown(unpaired_note(res), css_classes=["rc-compare-unpaired"], sizing_mode="stretch_width"),
             pn.widgets.Tabulator(tf, disabled=True, show_index=False, sizing_mode="stretch_width",
                                  layout="fit_data_table", css_classes=["rc-compare-trends"],
                                  formatters={k: {"type": "money", "precision": 3 if "change" in k else 2}

@@ -164,6 +164,53 @@ def test_compare_export_figure_table_and_provenance(env, tmp_path, comparison):
         {n: m["sha256"] for n, m in comparison["models"].items()}
     for p in (png.figure, png.data):
         assert man["files"][p.name]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    # the forced response of the selection's world preset: stand-in models have no forced rows, the
+    # shipped models of the results no CRPS in this comparison; both are kept, with notes
+    forced = df[df.table == "forced response"]
+    assert man["forced_response"]["drawn_world"] == "today"
+    assert man["forced_response"]["csv_rows"] == len(forced) > 0
+    assert forced[forced.model == "unit-tail"]["error"].isna().all()
+    assert forced[forced.model == "unet-reference"]["crps_test"].isna().all()
+
+
+def test_compare_export_carries_the_forced_response(env, tmp_path):
+    """The shipped comparison and results (a fresh data root): the figure gains a row of three
+    forced-response panels, the CSV the forced rows (checked against the result's JSON and the
+    comparison by hand), the manifest names them and the files."""
+    import pandas as pd
+    from PIL import Image
+
+    from evaluation.compare import PACKAGED_RESULT
+    from evaluation.warming.response import SHIPPED_DIR
+
+    comp = json.loads(PACKAGED_RESULT.read_text())
+    sel = Selection(view="compare", warm_world="published")
+    for fmt in ("png", "svg", "pdf"):
+        r = export_view("compare", sel, fmt, tmp_path / fmt)
+        man = json.loads(r.manifest.read_text())
+        assert set(man["files"]) == {r.figure.name, r.data.name}
+        assert man["forced_response"]["panels"] == ["(d) mean", "(e) p99", "(f) p99.9"]
+        assert man["selection"]["warm_world"] == "published"
+    with Image.open(tmp_path / "png" / r.figure.name.replace(".pdf", ".png")) as im:
+        w, h = im.size
+        assert w > 3000 and h > 0.45 * w  # two rows of panels
+    assert (tmp_path / "svg" / "raincheck_compare.svg").read_text().count("p99.9 (all pixels), published") == 1
+    df = pd.read_csv(r.data)
+    forced = df[df.table == "forced response"]
+    assert man["forced_response"]["csv_rows"] == len(forced) == 8 * 5 * 3 * 3  # models × worlds × levels × stats
+    with open(SHIPPED_DIR / "published.json") as f:
+        d = json.load(f)
+    (raw,) = [x for x in d["rows"] if x["source"] == "unet-density" and x["group"] == "global" and
+              x["statistic"] == "quantile" and x["population"] == "all" and abs(x["level_q"] - 0.99) < 1e-12
+              and x["warming_K"] == 1.0]
+    (got,) = forced[(forced.model == "unet-density") & (forced.world == "published") & (forced.statistic == "p99")
+                    & (forced.warming_K == 1.0)].itertuples()
+    assert (got.error, got.error_lo, got.error_hi, got.verdict) == \
+        (raw["error"], raw["error_lo"], raw["error_hi"], raw["verdict"])
+    assert got.forced_checkpoint_sha256 == d["models"]["unet-density"]["checkpoint_sha256"]
+    assert got.crps_ratio == pytest.approx(comp["models"]["unet-density"]["test"]["crps"]
+                                           / comp["models"]["unet-reference"]["test"]["crps"], rel=1e-12)
+    assert man["forced_response"]["results"]["published"]["world_version"] == d["world"]["version"]
 
 
 def test_compare_export_without_a_comparison_is_a_clear_error(env, tmp_path, monkeypatch):

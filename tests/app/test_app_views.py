@@ -196,7 +196,8 @@ def test_compare_view_shows_the_stored_comparison(stored):
     summary = v.body.objects[0].object
     assert "unit-tail" in summary.split("**")[-2] and "unit-boosted" not in summary.split("**")[-2]
     assert "test year 2021-01-01..2021-12-31" in summary
-    scores_t, trends_t = v.body.objects[1].value, v.body.objects[2].value
+    scores_t, trends_t = v.body.objects[1].value, v.body.objects[3].value
+    assert "**Unpaired design**" in v.body.objects[2].object  # the comparison's trend errors are labelled
     row = scores_t.query("model == 'unit-boosted' and split == 'future decades'").iloc[0]
     assert row["CRPS"] == stored["models"]["unit-boosted"]["ood"]["crps"]
     assert row["twCRPS p99.9"] == stored["models"]["unit-boosted"]["ood"]["twcrps@p99.9"]
@@ -262,3 +263,98 @@ def test_the_demo_shows_the_shipped_comparison_of_the_shipped_models(data_root):
     v = make_views(s)["compare"]
     s.view = "compare"
     assert "unet-reference" in v.body.objects[0].object
+
+
+# --------------------------------------------------------------------------- the forced response in the comparison
+def _shipped_row(world, source, level_q, warming_K):
+    """A row of a shipped forced-response result, picked by hand from its JSON."""
+    from evaluation.warming.response import SHIPPED_DIR
+
+    with open(SHIPPED_DIR / f"{world}.json") as f:
+        rows = json.load(f)["rows"]
+    (r,) = [r for r in rows if r["source"] == source and r["group"] == "global" and r["population"] == "all"
+            and r["warming_K"] == warming_K and (r["statistic"] == "mean" if level_q is None else
+                                                 (r["statistic"] == "quantile" and abs(r["level_q"] - level_q) < 1e-12))]
+    return r
+
+
+def test_compare_view_shows_the_shipped_forced_response_beside_the_crps(data_root):
+    """With the shipped comparison and results: the forced-response table holds the results' rows
+    and the comparison's CRPS, the world picker is the link's ``preset``, the figure has a panel
+    per statistic, and the unpaired trend errors are labelled with how many intervals hold zero."""
+    from panel.io.location import Location
+
+    from app.state import sync_url
+    from evaluation.compare import PACKAGED_RESULT
+
+    comp = json.loads(PACKAGED_RESULT.read_text())
+    s = sel(view="swath")
+    v = make_views(s)["compare"]
+    assert v.forced_result is None  # loads with its tab
+    s.view = "compare"
+    fres = v.forced_result
+    assert fres["world"] == "today" and fres["notes"] == []
+    assert fres["models"] == list(comp["models"])
+    table, headline = (next(o for o in v.forced_body.objects if css in getattr(o, "css_classes", []))
+                       for css in ("rc-compare-forced-table", "rc-compare-forced-headline"))
+    shown = table.value.set_index(["model", "statistic"])
+    raw = _shipped_row("today", "unet-hybrid", 0.999, 4.0)
+    assert shown.loc[("unet-hybrid", "p99.9"), "+4 K error (%/K) [90 %]"] == \
+        f"{raw['error']:+.2f} [{raw['error_lo']:+.2f}, {raw['error_hi']:+.2f}]"
+    assert shown.loc[("unet-hybrid", "p99.9"), "+4 K verdict"] == raw["verdict"]
+    crps = comp["models"]["unet-hybrid"]["test"]["crps"]
+    assert shown.loc[("unet-hybrid", "p99.9"), "CRPS test year"] == crps
+    assert shown.loc[("unet-hybrid", "p99.9"), "CRPS / reference"] == pytest.approx(
+        crps / comp["models"]["unet-reference"]["test"]["crps"], rel=1e-15)
+    head = headline.value.set_index("model")
+    raw = _shipped_row("stationary", "bayes-baseline", 0.999, 4.0)
+    assert head.loc["bayes-baseline", "stationary: p99.9 error +4 K"] == \
+        f"{raw['error']:+.2f} [{raw['error_lo']:+.2f}, {raw['error_hi']:+.2f}] {raw['verdict']}"
+    # one panel per statistic, each with every model's errors and the zero line
+    import holoviews as hv
+
+    panels = compare.forced_elements(fres, backend="matplotlib")
+    assert len(panels) == 3
+    for p, stat in zip(panels, ("mean", "p99", "p99.9")):
+        assert any(isinstance(e, hv.HLine) and e.data == 0 for e in p)
+        pts = [e for e in p if isinstance(e, hv.Scatter)]
+        assert [e.label for e in pts] == list(comp["models"])
+        raw = _shipped_row("today", "unet-climate", None if stat == "mean" else float(stat[1:]) / 100, 2.0)
+        ys = pts[list(comp["models"]).index("unet-climate")].dimension_values(1)
+        assert raw["error"] in list(ys)
+    # the unpaired design: the count of its intervals holding zero, by hand
+    n = sum(1 for m in comp["models"].values() for k in comp["thresholds_mm_h"])
+    inside = sum(m["trend"][k]["error_ci90"][0] <= 0 <= m["trend"][k]["error_ci90"][1]
+                 for m in comp["models"].values() for k in comp["thresholds_mm_h"])
+    note = v.body.objects[2].object
+    assert (f"all {n} of their 90 % intervals contain zero" if inside == n else f"{inside} of {n}") in note
+    # the picker is the selection's world preset, mirrored in the link (`preset`)
+    s.warm_world = "published"
+    assert v.forced_result["world"] == "published" and v.world.value == "published"
+    s2 = Selection()
+    assert sync_url(s2, Location(search="?view=compare&preset=stationary")) == [] and s2.warm_world == "stationary"
+    v2 = make_views(s2)["compare"]
+    assert v2.forced_result["world"] == "stationary" and s2.query()["preset"] == "stationary"
+
+
+def test_forced_response_with_stand_in_models_and_without_a_result(stored, monkeypatch, tmp_path):
+    """Models of only one source keep their rows (NaN and a note); a world without a result is
+    a message; with no comparison the forced response still shows, without CRPS."""
+    s = sel(view="compare")
+    v = make_views(s)["compare"]
+    t = v.forced_result["world_table"]
+    assert set(stored["models"]) <= set(t["model"]) and "unet-reference" in set(t["model"])
+    stand_in = t[t["model"] == "unit-tail"]
+    assert stand_in["error"].isna().all() and stand_in["note"].str.contains("not in the today").all()
+    assert np.isfinite(stand_in["crps_test"]).all()
+    shipped_model = t[t["model"] == "unet-reference"]
+    assert shipped_model["crps_test"].isna().all() and shipped_model["error"].notna().all()
+    assert shipped_model["note"].str.contains("not in the model comparison").all()
+    assert "unit-tail" not in v.forced_result["models"]  # nothing to draw for it
+    # no result for the world: a message naming the command, not a traceback
+    from evaluation.warming import response
+
+    monkeypatch.setattr(response, "SHIPPED_DIR", tmp_path / "no-results")
+    s.warm_world = "published-super-cc"
+    (alert,) = v.forced_body.objects
+    assert v.forced_result is None and "raincheck warming run --world published-super-cc" in alert.object

@@ -39,6 +39,10 @@ MAX_NAN_FRACTION = 0.05
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "warming"
 COLUMNS = ("world", "group", "statistic", "population", "level_q", "threshold_mm_h", "warming_K", "source",
            "value_base", "value", "response", "lo", "hi", "error", "error_lo", "error_hi", "verdict")
+VERSUS_COLUMNS = ("world", "group", "statistic", "population", "level_q", "threshold_mm_h", "warming_K", "source",
+                  "against", "diff", "diff_lo", "diff_hi", "abs_change", "abs_change_lo", "abs_change_hi")
+#: the model every other is compared with in the same bootstrap replicates
+REFERENCE_MODEL = "unet-reference"
 GROWTH_COLUMNS = ("world", "group", "statistic", "population", "level_q", "threshold_mm_h", "source",
                   "from_K", "to_K", "growth", "lo", "hi")
 
@@ -134,13 +138,19 @@ def _r(x, nd=6):
 
 def compute_response(summaries: dict, levels: Sequence[float], *, n_boot: int = 1000, seed: int = 0,
                      ci: float = 90.0, tolerance: float = 1.0, groups: Sequence[str] = tuple(GROUPS),
-                     quantiles: Sequence[float] = QUANTILE_LEVELS, meta: dict | None = None) -> ForcedResponse:
+                     quantiles: Sequence[float] = QUANTILE_LEVELS, meta: dict | None = None,
+                     against: str | None = REFERENCE_MODEL) -> ForcedResponse:
     """The forced response from per-scene summaries.
 
     ``summaries[source]`` is a list with one entry per climate (index 0: the base, then one per
     ``levels``), each a dict of arrays stacked over scenes: ``n``, ``sum``, ``wet`` (N, G),
     ``exceed`` (N, G, T), ``hist`` (N, G, N_BINS). ``summaries["truth"]`` is required; every other
-    source is a model. Scenes must be in the same order in every source and climate."""
+    source is a model. Scenes must be in the same order in every source and climate.
+
+    ``against``: a model (default the reference U-Net) every other model is compared with, in the same
+    bootstrap replicates (:data:`VERSUS_COLUMNS`): ``diff`` = error(model) − error(against) and
+    ``abs_change`` = |error(model)| − |error(against)|, each with its paired interval (an ``abs_change``
+    interval below zero: the model's forced error is smaller in magnitude, beyond the scene noise)."""
     levels = [float(x) for x in levels]
     if not levels or any(not (x > 0) for x in levels):
         raise ValueError(f"warming levels must be > 0 K, got {levels}")
@@ -158,7 +168,7 @@ def compute_response(summaries: dict, levels: Sequence[float], *, n_boot: int = 
     w = boot_weights(N, n_boot, seed)
     specs = stat_specs(quantiles)
     models = [s for s in summaries if s != TRUTH]
-    rows, growth = [], []
+    rows, growth, versus = [], [], []
     for g, gname in enumerate(groups):
         S = {src: np.stack([statistics(*_pool(c, g, w), quantiles=quantiles) for c in clim])
              for src, clim in summaries.items()}  # (1 + n_levels, 1 + B, n_stats)
@@ -186,11 +196,28 @@ def compute_response(summaries: dict, levels: Sequence[float], *, n_boot: int = 
                 for j, sp in enumerate(specs):
                     growth.append({"world": world, "group": gname, **sp, "source": src, "from_K": levels[a],
                                    "to_K": levels[b], "growth": _r(gr[0, j]), "lo": _r(glo[j]), "hi": _r(ghi[j])})
+        if against in R:
+            e_ref = R[against] - R[TRUTH]
+            for src in models:
+                if src == against:
+                    continue
+                e_m = R[src] - R[TRUTH]
+                d, a_ch = e_m - e_ref, np.abs(e_m) - np.abs(e_ref)
+                dlo, dhi = interval(d[:, 1:], ci, axis=1)
+                alo, ahi = interval(a_ch[:, 1:], ci, axis=1)
+                for k, L in enumerate(levels):
+                    for j, sp in enumerate(specs):
+                        versus.append({"world": world, "group": gname, **sp, "warming_K": L, "source": src,
+                                       "against": against, "diff": _r(d[k, 0, j]), "diff_lo": _r(dlo[k, j]),
+                                       "diff_hi": _r(dhi[k, j]), "abs_change": _r(a_ch[k, 0, j]),
+                                       "abs_change_lo": _r(alo[k, j]), "abs_change_hi": _r(ahi[k, j])})
     meta.update({"kind": KIND, "schema_version": SCHEMA_VERSION, "levels_K": levels, "n_boot": int(n_boot),
                  "boot_seed": int(seed), "ci": float(ci), "tolerance_pct_per_K": float(tolerance),
                  "groups": {k: GROUPS.get(k, k) for k in groups}, "quantile_levels": [float(q) for q in quantiles],
                  "thresholds_mm_h": [float(t) for t in THRESHOLDS], "n_scenes": N, "sources": [TRUTH, *models]})
-    return ForcedResponse(meta=meta, rows=rows, growth=growth)
+    if against in summaries:
+        meta["versus"] = against
+    return ForcedResponse(meta=meta, rows=rows, growth=growth, versus=versus)
 
 
 @dataclass
@@ -202,6 +229,7 @@ class ForcedResponse:
     meta: dict
     rows: list = field(default_factory=list)
     growth: list = field(default_factory=list)
+    versus: list = field(default_factory=list)
 
     @property
     def world(self) -> str:
@@ -216,7 +244,8 @@ class ForcedResponse:
         head = json.dumps(self.meta, indent=1, allow_nan=False)[:-2]
         body = ",\n".join(json.dumps(r, separators=(",", ":"), allow_nan=False) for r in self.rows)
         grow = ",\n".join(json.dumps(r, separators=(",", ":"), allow_nan=False) for r in self.growth)
-        text = f'{head},\n "rows": [\n{body}\n],\n "growth": [\n{grow}\n]\n}}\n'  # one row a line
+        vs = ",\n".join(json.dumps(r, separators=(",", ":"), allow_nan=False) for r in self.versus)
+        text = (f'{head},\n "rows": [\n{body}\n],\n "growth": [\n{grow}\n],\n "versus": [\n{vs}\n]\n}}\n')  # a row a line
         if path is not None:
             from catalogs.store import atomic_write
 
@@ -236,8 +265,8 @@ class ForcedResponse:
         if int(d.get("schema_version", -1)) != SCHEMA_VERSION:
             raise ValueError(f"forced-response schema version {d.get('schema_version')} is not the supported "
                              f"{SCHEMA_VERSION}")
-        rows, growth = d.pop("rows"), d.pop("growth")
-        return cls(meta=d, rows=rows, growth=growth)
+        rows, growth, versus = d.pop("rows"), d.pop("growth"), d.pop("versus", [])  # versus: optional (later)
+        return cls(meta=d, rows=rows, growth=growth, versus=versus)
 
     def frame(self):
         """Tidy :class:`pandas.DataFrame` of :data:`COLUMNS` (None → NaN)."""
@@ -246,6 +275,16 @@ class ForcedResponse:
         df = pd.DataFrame(self.rows, columns=list(COLUMNS))
         for c in ("level_q", "threshold_mm_h", "value_base", "value", "response", "lo", "hi", "error", "error_lo",
                   "error_hi", "warming_K"):
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+        return df
+
+    def versus_frame(self):
+        """Tidy frame of :data:`VERSUS_COLUMNS`: each model against ``meta["versus"]`` (paired)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.versus, columns=list(VERSUS_COLUMNS))
+        for c in ("level_q", "threshold_mm_h", "warming_K", "diff", "diff_lo", "diff_hi", "abs_change",
+                  "abs_change_lo", "abs_change_hi"):
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
         return df
 

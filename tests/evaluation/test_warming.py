@@ -461,3 +461,34 @@ def test_a_run_of_the_sample_product_is_stored_apart_and_filtered(tmp_path):
     with pytest.raises(ValueError, match="unknown product 'precip_mode'"):
         RN.run_forced_response(["unet-reference"], [2.0], "today", n_scenes=2, n_scans=32, scheduler="inline",
                                root=tmp_path, product="precip_mode")
+
+
+def test_versus_the_reference_is_paired_against_brute_force():
+    """Model 'better' scales like the truth but 5 %/K short at half the pixels; against 'unet-reference'
+    (3 %/K on every pixel) its diff and |error| change come from the same replicates (brute force)."""
+    data = _scenes(5)
+    base, warm = data["truth"]
+    ref_b, ref_w = data.pop("m")
+    data["unet-reference"] = (ref_b, ref_w)
+    data["better"] = (base, [wm if i % 2 else wm * 0.9 for i, wm in enumerate(warm)])
+    summ = {s: [_summ(b), _summ(wm)] for s, (b, wm) in data.items()}
+    fr = RS.compute_response(summ, [2.0], n_boot=40, seed=3, groups=("global",))
+    assert fr.meta["versus"] == "unet-reference" and set(fr.versus_frame().source) == {"better"}
+    w = RS.boot_weights(6, 40, seed=3)
+    resp = {}
+    for s, (b, wm) in data.items():
+        sb, sw = np.array([_brute_stats(b, wr) for wr in w]), np.array([_brute_stats(wm, wr) for wr in w])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resp[s] = 100 * ((sw / sb) ** 0.5 - 1)
+    e_ref, e_b = resp["unet-reference"] - resp["truth"], resp["better"] - resp["truth"]
+    v = fr.versus_frame()
+    row = v[v.statistic == "mean"].iloc[0]  # the mean: exact in the summaries (no bins)
+    d, a = e_b[:, 0] - e_ref[:, 0], np.abs(e_b[:, 0]) - np.abs(e_ref[:, 0])
+    assert row["diff"] == pytest.approx(d[0], abs=1e-4) and row.abs_change == pytest.approx(a[0], abs=1e-4)
+    assert [row.diff_lo, row.diff_hi] == pytest.approx(list(np.percentile(d[1:], [5, 95])), abs=1e-4)
+    assert [row.abs_change_lo, row.abs_change_hi] == pytest.approx(list(np.percentile(a[1:], [5, 95])), abs=1e-4)
+    back = RS.ForcedResponse.from_json(fr.to_json())
+    assert back.versus == fr.versus
+    old = json.loads(fr.to_json())
+    old.pop("versus")
+    assert RS.ForcedResponse.from_json(json.dumps(old)).versus == []  # results written before 'versus' still load

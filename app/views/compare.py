@@ -310,11 +310,14 @@ def unpaired_note(res: dict) -> str:
             if np.isfinite(lo) and np.isfinite(hi):
                 n += 1
                 inside += int(lo <= 0.0 <= hi)
-    share = f"all {n}" if inside == n else f"{inside} of {n}"
+    if inside == n:
+        share = (f"All {n} of their 90 % intervals contain zero: at this sample size they cannot tell the models "
+                 "apart.")
+    else:
+        share = f"{inside} of their {n} 90 % intervals contain zero."
     return (f"**Unpaired design** (`raincheck compare`): extreme-trend errors between the test year and the future "
-            f"decades, different weather in each. {share} of their 90 % intervals contain zero: at this sample size "
-            f"they cannot tell the models apart. The paired forced response below measures the same question on "
-            f"the same weather.")
+            f"decades, different weather in each. {share} The paired forced response below measures the same "
+            "question on the same weather.")
 
 
 def forced_compute(world: str, comparison: dict | None, results: dict | None = None) -> dict:
@@ -404,15 +407,19 @@ def forced_elements(fres: dict, backend: str = "bokeh") -> list:
             vals += list(y[ok]) + list(lo[band]) + list(hi[band])
         v = np.asarray(vals, float)
         pad = 0.08 * max(float(np.ptp(v)), 0.5)
-        last = j == len(FORCED_STATS) - 1
+        # one legend: matplotlib right of the last panel; bokeh inside the first, above the data (room made on
+        # top of every panel alike, so that the three stay aligned; a side legend would squeeze one panel)
+        legend = j == (0 if bk else len(FORCED_STATS) - 1)
+        top = float(v.max()) + pad + (0.12 * ((len(models) + 1) // 2) * max(float(np.ptp(v)), 0.5) if bk else 0.0)
         ttl = f"{FORCED_LABELS.get(stat, stat)}, {fres['world']}" + ("" if bk else f" ({ci} interval)")
         opts = {"title": ttl, "xticks": [(L, f"+{L:g}") for L in levels],
                 "xlim": (min(levels) - 0.7, max(levels) + 0.7) if levels else (0, 1),
-                "ylim": (float(v.min()) - pad, float(v.max()) + pad), "xlabel": "Warming above the training climate (K)",
-                "ylabel": "Error, model − truth (%/K)", "show_grid": True, "show_legend": last,
-                "legend_position": "right"}
+                "ylim": (float(v.min()) - pad, top), "xlabel": "Warming above the training climate (K)",
+                "ylabel": "Error, model − truth (%/K)", "show_grid": True, "show_legend": legend,
+                "legend_position": "top_left" if bk else "right"}
         if bk:
-            opts.update(responsive=True, height=340, tools=["hover"])
+            opts.update(responsive=True, height=380, tools=["hover"], legend_cols=2,
+                        legend_opts={"label_text_font_size": "8pt", "spacing": 0, "padding": 2})
         out.append(hv.Overlay(items).opts(backend=backend, **opts))
     return out
 

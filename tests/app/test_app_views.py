@@ -327,7 +327,7 @@ def test_compare_view_shows_the_shipped_forced_response_beside_the_crps(data_roo
     inside = sum(m["trend"][k]["error_ci90"][0] <= 0 <= m["trend"][k]["error_ci90"][1]
                  for m in comp["models"].values() for k in comp["thresholds_mm_h"])
     note = v.body.objects[2].object
-    assert (f"all {n} of their 90 % intervals contain zero" if inside == n else f"{inside} of {n}") in note
+    assert (f"All {n} of their 90 % intervals contain zero" if inside == n else f"{inside} of their {n}") in note
     # the picker is the selection's world preset, mirrored in the link (`preset`)
     s.warm_world = "published"
     assert v.forced_result["world"] == "published" and v.world.value == "published"

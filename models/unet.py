@@ -94,8 +94,14 @@ class QuantileUNet(nn.Module):
     def __init__(self, n_quantiles: int, channels: Sequence[int] | None = None, base: int = 16,
                  depth: int = 3, max_width: int = 256, head_hidden: int = 0, gmst: bool = False,
                  domain: bool = False, levels: Sequence[float] | None = None,
-                 gpd_threshold_level: float | None = None, gpd_shape_bounds: tuple[float, float] = (-0.2, 0.5)):
+                 gpd_threshold_level: float | None = None, gpd_shape_bounds: tuple[float, float] = (-0.2, 0.5),
+                 input_transform: nn.Module | None = None):
         super().__init__()
+        # optional climate-invariant inputs (config ``inputs:``, models.research.invariant): a module
+        # with no parameters or buffers that maps the 13 Tb to 13 inputs before the normalisation
+        if input_transform is not None and (list(input_transform.parameters()) or list(input_transform.buffers())):
+            raise ValueError("input_transform must have no parameters or buffers (the state dict must not change)")
+        self.input_transform = input_transform
         channels = list(range(len(CHANNELS))) if channels is None else list(channels)
         self.depth = depth
         self.n_quantiles = n_quantiles
@@ -187,7 +193,8 @@ class QuantileUNet(nn.Module):
         """Pixels beyond which an input cannot influence an output (an upper bound): used to
         size tile overlaps so tiled inference equals a single pass."""
         d = self.depth
-        return 5 * (2 ** d - 1) + 2 * 2 ** d + 2 ** d
+        extra = self.input_transform.radius if self.input_transform is not None else 0  # its window
+        return 5 * (2 ** d - 1) + 2 * 2 ** d + 2 ** d + extra
 
     def set_normalisation(self, mean, std) -> None:
         self.tb_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -234,6 +241,8 @@ class QuantileUNet(nn.Module):
         """(B, 13, H, W) Tb in K -> (B, C, H, W) normalised, NaN replaced by 0 (the mean)."""
         if tb.dim() != 4 or tb.shape[1] != len(CHANNELS):
             raise ValueError(f"expected input (batch, {len(CHANNELS)} channels, along, cross), got {tuple(tb.shape)}")
+        if self.input_transform is not None:
+            tb = self.input_transform(tb)
         x = tb if self._all_channels else tb.index_select(1, self.channel_index)
         x = (x - self.tb_mean[None, :, None, None]) / self.tb_std[None, :, None, None]
         return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)

@@ -9,6 +9,7 @@ import torch
 from models.base import ModelError, Retriever
 from models.config import parse_config
 from models.inference import cpu_bf16_supported
+from models.research.invariant import build_input_transform
 from models.unet import QuantileUNet, resolve_channels
 
 
@@ -28,6 +29,7 @@ def build_unet(config: dict) -> QuantileUNet:
         levels=levels,
         gpd_threshold_level=tail.threshold_level if tail is not None else None,
         gpd_shape_bounds=(tail.xi_min, tail.xi_max) if tail is not None else (-0.2, 0.5),
+        input_transform=build_input_transform(parse_config(config).inputs) if config.get("inputs") else None,
     )
 
 

@@ -20,6 +20,7 @@ import torch
 from models.base import ModelError
 from models.config import parse_config
 from models.registry import load_checkpoint
+from models.research.invariant import set_input_normalisation
 from models.training.common import TrainingCancelled, log, optimizer_step, pad_cross, set_seed
 from models.training.plugins import PinballLoss, ShuffledScenes
 from models.training.state import load_state, save_best, save_state, state_dir
@@ -40,6 +41,8 @@ def build_net(config: dict, tc_train: np.ndarray, init: Callable | None = None):
         flat = flat[np.isfinite(flat.astype(np.float32)).all(1)].astype(np.float64)
         ci = net.channel_index.numpy()
         net.set_normalisation(flat[:, ci].mean(0), flat[:, ci].std(0))
+    if net.input_transform is not None:  # transformed inputs (also from init_from): centred, Tb scale kept
+        set_input_normalisation(net, tc_train)
     return net, provenance
 
 

@@ -210,8 +210,9 @@ def _num(x, digits: int = 6):
 class WarmingOOD:
     """The result: ``meta`` (world, checkpoints, scene plan, command, rules), ``rows`` (AUROC of each
     score against the largest forced errors, :data:`COLUMNS`), ``reference`` (warm-vs-base AUROC of
-    the detector, :data:`REFERENCE_COLUMNS`) and ``scenes`` (per scene: population, mean |e|, scene
-    scores)."""
+    the detector, :data:`REFERENCE_COLUMNS`) and ``scenes`` (per scene, in the plan's order:
+    population, mean |e|, scene scores; ``per_scene`` in the JSON, apart from ``meta["scenes"]``, the
+    plan)."""
 
     meta: dict
     rows: list[dict] = field(default_factory=list)
@@ -225,7 +226,7 @@ class WarmingOOD:
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The JSON (docs/evaluation.md, "OOD score against the forced error"); written atomically
         to ``path`` if given."""
-        d = {**self.meta, "rows": self.rows, "reference": self.reference, "scenes": self.scenes}
+        d = {**self.meta, "rows": self.rows, "reference": self.reference, "per_scene": self.scenes}
         text = json.dumps(d, indent=1, allow_nan=False) + "\n"
         if path is not None:
             from catalogs.store import atomic_write
@@ -246,8 +247,8 @@ class WarmingOOD:
         if int(d.get("schema_version", -1)) != SCHEMA_VERSION:
             raise ValueError(f"warming-OOD schema version {d.get('schema_version')} is not the supported "
                              f"{SCHEMA_VERSION}")
-        return cls(meta={k: v for k, v in d.items() if k not in ("rows", "reference", "scenes")},
-                   rows=d["rows"], reference=d["reference"], scenes=d["scenes"])
+        return cls(meta={k: v for k, v in d.items() if k not in ("rows", "reference", "per_scene")},
+                   rows=d["rows"], reference=d["reference"], scenes=d["per_scene"])
 
     def frame(self):
         """Tidy :class:`pandas.DataFrame` of :data:`COLUMNS` (None → NaN)."""
@@ -274,6 +275,10 @@ class WarmingOOD:
                                                   f"{g(r['vs_rain_hi'])}]")
             lines.append(f"  {r['unit']:5s} {r['positives']:7s} {r['score']:11s} {f(r['auroc'])} "
                          f"[{f(r['lo'])}, {f(r['hi'])}]{vs}  ({r['n_pos']} pos / {r['n_neg']} neg){thr}")
+        for p in m.get("positives", []):
+            lines.append(f"  {p['unit']} {p['positives']}: detector score at level 0, median {f(p['ood_base_median_pos'])}"
+                         f" (positives) vs {f(p['ood_base_median_neg'])} (negatives); positives >= 0.99 already: "
+                         f"{f(p['share_pos_ood_base_ge_0.99'])}; over-stated (e > 0): {f(p['share_over_stated'])}")
         lines.append("reference: the detector's AUROC for 'from the warm climate' (level L vs level 0)")
         for r in self.reference:
             lines.append(f"  {r['unit']:5s} {r['population']:10s} {f(r['auroc'])} [{f(r['lo'])}, {f(r['hi'])}]")
@@ -322,7 +327,17 @@ def compute_ood_result(per_scene: list[dict], *, n_boot: int = 1000, seed: int =
     cases = [("pixel", f, *top_positives(abs_e, f), lambda s: pix[s], pix["scene"]) for f in fractions]
     cases.append(("scene", scene_fraction, *top_positives(s_err, scene_fraction),
                   lambda s: np.where(np.isfinite(s_err), np.array([sc[s] for sc in scenes]), np.nan), np.arange(K)))
+    positives = []
     for unit, f, pos, thr, values, scene_of in cases:
+        e_of = pix["e"] if unit == "pixel" else np.array([np.nan] * K)
+        ob = values("ood_warm") - values("ood_change")  # the detector's score at level 0
+        neg = np.isfinite(ob) & ~pos
+        positives.append({"unit": unit, "positives": f"top {100 * f:g} %", "threshold_mm_h": thr,
+                          "n_pos": int(pos.sum()), "share_over_stated": float(np.mean(e_of[pos] > 0))
+                          if unit == "pixel" and pos.any() else None,
+                          "ood_base_median_pos": float(np.median(ob[pos])) if pos.any() else None,
+                          "ood_base_median_neg": float(np.median(ob[neg])) if neg.any() else None,
+                          "share_pos_ood_base_ge_0.99": float(np.mean(ob[pos] >= 0.99)) if pos.any() else None})
         base = _boot(values("rain_warm"), pos, scene_of, W, ci)
         for s in SCORES:
             r, est, reps = _boot(values(s), pos, scene_of, W, ci) if s != "rain_warm" else base
@@ -340,8 +355,9 @@ def compute_ood_result(per_scene: list[dict], *, n_boot: int = 1000, seed: int =
         b = np.array([sc[kb] for sc in scenes])
         w = np.array([sc[kw] for sc in scenes])
         reference.append({"unit": "scene", "population": pop, **bootstrap_auroc(*both(b, w, idx), W, ci)})
+    clean = lambda r: {k: (_num(v) if isinstance(v, float) else v) for k, v in r.items()}  # noqa: E731
     meta = {"kind": KIND, "schema_version": SCHEMA_VERSION, **(meta or {})}
-    meta.update({"n_scenes": K, "n_boot": int(n_boot),
+    meta.update({"positives": [clean(r) for r in positives], "n_scenes": K, "n_boot": int(n_boot),
                  "boot_seed": int(seed), "ci": float(ci), "wet_mm_h": WET_MM_H, "n_population": n_pop,
                  "n_valid": int(sum(sc["n_valid"] for sc in scenes)), "top_fractions": [float(f) for f in fractions],
                  "scene_top_fraction": float(scene_fraction), "spread_levels": list(SPREAD_LEVELS),
@@ -361,8 +377,11 @@ def compute_ood_result(per_scene: list[dict], *, n_boot: int = 1000, seed: int =
                                   "exact (cross-scene U matrix); the positives' threshold is the full sample's",
                      "auroc": "P(score positive > score negative) + P(tie)/2; 0.5 = no skill, < 0.5 = lower on "
                               "the positives",
-                     "vs_rain": "AUROC of the score minus that of rain_warm, paired over the same replicates"}})
-    clean = lambda r: {k: (_num(v) if isinstance(v, float) else v) for k, v in r.items()}  # noqa: E731
+                     "vs_rain": "AUROC of the score minus that of rain_warm, paired over the same replicates",
+                     "positives": "share_over_stated: share of the positive pixels with e > 0; ood_base_median_pos|"
+                                  "neg: median detector score at level 0 (scene level: of the scene means); "
+                                  "share_pos_ood_base_ge_0.99: positives at the score's ceiling (an ECDF in [0, 1]) "
+                                  "already at level 0"}})
     return WarmingOOD(meta=meta, rows=[clean(r) for r in rows], reference=[clean(r) for r in reference],
                       scenes=[clean(s) for s in scenes])
 

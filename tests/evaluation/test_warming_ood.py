@@ -136,6 +136,9 @@ def test_compute_result_rules_and_json_round_trip(tmp_path):
     assert row["n_pos"] == int((np.abs(e) >= np.sort(np.abs(e))[-k]).sum()) and row["n_pos"] + row["n_neg"] == e.size
     assert row["auroc"] == pytest.approx(_mw(np.concatenate([d["mL"][O.population_mask(
         d["t0"], d["tL"], d["m0"], d["mL"])] for d in per]), np.abs(e) >= np.sort(np.abs(e))[-k]), abs=1e-6)
+    diag = next(p for p in res.meta["positives"] if p["unit"] == "pixel" and p["positives"] == "top 5 %")
+    top = np.abs(e) >= np.sort(np.abs(e))[-k]
+    assert diag["n_pos"] == row["n_pos"] and diag["share_over_stated"] == pytest.approx(np.mean(e[top] > 0), abs=1e-6)
     # the spread here is 2 |e|: it ranks the positives perfectly; vs_rain is the paired difference
     sp = next(r for r in res.rows if r["unit"] == "pixel" and r["fraction"] == 0.05 and r["score"] == "spread_warm")
     assert sp["auroc"] == 1.0 and sp["vs_rain"] == pytest.approx(1.0 - row["auroc"], abs=1e-6)
@@ -185,6 +188,8 @@ def test_tiny_run_with_the_shipped_models(data_root):
     assert len(res.rows) == 3 * len(O.SCORES) and len(res.reference) == 3
     for r in res.rows:
         assert r["auroc"] is None or 0.0 <= r["auroc"] <= 1.0
+    back = O.WarmingOOD.from_json(res.to_json())  # the plan and the per-scene values both survive
+    assert back.meta["scenes"] == json.loads(json.dumps(m["scenes"])) and back.scenes == res.scenes
     # scene 0 by hand: simulate both climates, retrieve, score
     sc, (w0, wL) = plan[0], m["scenes"]["warming_K"][0]
     got = {}
@@ -213,6 +218,7 @@ def test_cli_writes_result_and_refuses_bad_input(data_root, tmp_path):
     d = json.loads(out.read_text())
     assert d["kind"] == O.KIND and d["world"]["name"] == "today" and d["level_K"] == 2.0
     assert d["command"].startswith("raincheck ") and d["n_scenes"] == 2
+    assert len(d["scenes"]["orbits"]) == 2 and len(d["per_scene"]) == 2
     for args, msg in ((["--world", "nowhere"], "unknown world preset 'nowhere'"),
                       (["--level", "7"], "outside (0, 6]"),
                       (["--level", "0"], "outside (0, 6]"),

@@ -197,7 +197,13 @@ def test_compare_export_carries_the_forced_response(env, tmp_path):
     assert (tmp_path / "svg" / "raincheck_compare.svg").read_text().count("p99.9 (all pixels), published") == 1
     df = pd.read_csv(r.data)
     forced = df[df.table == "forced response"]
-    assert man["forced_response"]["csv_rows"] == len(forced) == 8 * 5 * 3 * 3  # models × worlds × levels × stats
+    from evaluation.warming import load_results
+
+    results = load_results()
+    models = {*comp["models"], *(m for fr in results.values() for m in fr.models)}
+    n_levels = sum(len(fr.meta["levels_K"]) for fr in results.values())
+    assert man["forced_response"]["csv_rows"] == len(forced) == len(models) * n_levels * 3  # × 3 statistics
+    assert set(forced.model) == models and set(forced.world) == set(results)
     with open(SHIPPED_DIR / "published.json") as f:
         d = json.load(f)
     (raw,) = [x for x in d["rows"] if x["source"] == "unet-density" and x["group"] == "global" and

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catalogs.store import atomic_write
 from evaluation.warming.response import boot_weights, interval
 from evaluation.warming.run import (DEFAULT_CONFIG, WarmingCancelled, _period, _simulate, check_levels, climates,
                                     plan_scenes, training_climate_K)
@@ -229,8 +230,6 @@ class WarmingOOD:
         d = {**self.meta, "rows": self.rows, "reference": self.reference, "per_scene": self.scenes}
         text = json.dumps(d, indent=1, allow_nan=False) + "\n"
         if path is not None:
-            from catalogs.store import atomic_write
-
             atomic_write(path, lambda tmp: Path(tmp).write_text(text), meta={"kind": KIND})
         return text
 

@@ -5,15 +5,18 @@ a paired scene bootstrap and a verdict per model × statistic × level × group.
 - ``summary``: mergeable per-scene summaries (counts, sums, exceedances, fine log histograms)
 - ``response``: statistics, the %/K response, the bootstrap, verdicts, :class:`ForcedResponse`
 - ``run``: the scene design, the resumable per-scene store and the driver (dask or inline)
+- ``table``: the forced response beside present-climate CRPS (Model comparison view, model cards)
+- ``ood``: does an OOD score flag the pixels and scenes with the largest forced error (AUROC)
 
 See docs/evaluation.md, "Forced response".
 """
 
-from evaluation.warming.response import (COLUMNS, KIND, SCHEMA_VERSION, VERDICTS, ForcedResponse, compute_response,
-                                         load_results, verdict)
-from evaluation.warming.run import (ModelRunFailed, WarmingCancelled, check_levels, plan_scenes, run_forced_response,
-                                    training_climate_K)
+from evaluation.warming.response import (COLUMNS, KIND, REFERENCE_MODEL, SCHEMA_VERSION, VERDICTS, VERSUS_COLUMNS,
+                                         ForcedResponse, compute_response, load_results, verdict)
+from evaluation.warming.ood import WarmingOOD, run_warming_ood
+from evaluation.warming.run import (PRODUCTS, ModelRunFailed, WarmingCancelled, check_levels, plan_scenes,
+                                    run_forced_response, training_climate_K)
 
-__all__ = ["COLUMNS", "KIND", "SCHEMA_VERSION", "VERDICTS", "ForcedResponse", "compute_response", "load_results",
-           "verdict", "ModelRunFailed", "WarmingCancelled", "check_levels", "plan_scenes", "run_forced_response",
-           "training_climate_K"]
+__all__ = ["COLUMNS", "KIND", "REFERENCE_MODEL", "SCHEMA_VERSION", "VERDICTS", "VERSUS_COLUMNS", "ForcedResponse",
+           "compute_response", "load_results", "verdict", "PRODUCTS", "ModelRunFailed", "WarmingCancelled",
+           "check_levels", "plan_scenes", "run_forced_response", "training_climate_K", "WarmingOOD", "run_warming_ood"]

@@ -147,6 +147,9 @@ class PairedConfig:
 
     world: str = "today"
     warmings: list = field(default_factory=lambda: [0.0, 2.0, 4.0])
+    #: "simulated" (the simulated source: its own forward-model errors, ice scattering x1.2, Tb offset) or
+    #: "observed" (the observing system's own forward model: an ideal simulator, a diagnostic upper bound)
+    source: str = "simulated"
 
 
 @dataclass

@@ -73,8 +73,10 @@ def paired_configs(config: dict) -> list[tuple[float, dict]]:
         levels.append(float(w))
     if len(levels) < 2 or len(set(levels)) != len(levels):
         raise ModelError(f"hybrid.paired.warmings must be at least two distinct levels, got {pc.warmings}")
+    if pc.source not in ("simulated", "observed"):
+        raise ModelError(f"hybrid.paired.source must be 'simulated' or 'observed', got {pc.source!r}")
     seed = data_config(config["data"]).seed + 1000
-    return [(w, _with_split(config, config["hybrid"]["simulated"], source="simulated", seed=seed,
+    return [(w, _with_split(config, config["hybrid"]["simulated"], source=pc.source, seed=seed,
                             climate_offset_K=0.0, warming_K=w, world=world)) for w in levels]
 
 

@@ -104,6 +104,7 @@ def _train_unet_research(config, sets, out: Path, progress, cancel):
                     "simulated_scenes": int(tc_sim.shape[0]), "simulated": dict(config["hybrid"]["simulated"])}
         if h.paired is not None:
             hyb_info["paired"] = {"world": h.paired.world, "warmings_K": [float(w) for w in h.paired.warmings],
+                                  "source": h.paired.source,
                                   "design": "the same orbits, scene positions and weather at each warming"}
     # climate conditioning: every scene's GMST anomaly (K); the simulated pool also gets the
     # bias-corrected present-climate calibration scenes, so "simulated" and "warm" are not confounded

@@ -50,13 +50,13 @@ def test_derived_configs_share_orbits_and_differ_in_source():
 
 
 # --------------------------------------------------------------------------- paired counterfactual simulations
-def _paired_cfg(warmings=(0, 4), world="published", orbits=2):
+def _paired_cfg(warmings=(0, 4), world="published", orbits=2, source="simulated"):
     from models.registry import load_config
 
     cfg = load_config("tiny")
     cfg.update(name="tiny-paired", hybrid={
         "ratio": 0.5, "domain_weight": 0.7, "bias_correction": True,
-        "paired": {"world": world, "warmings": list(warmings)},
+        "paired": {"world": world, "warmings": list(warmings), "source": source},
         "simulated": {"start": "2015-01-01", "end": "2019-12-31", "orbits": orbits, "scenes_per_orbit": 1,
                       "scene_scans": 32},
         "calibration": {"start": "2015-01-01", "end": "2019-12-31", "orbits": 2, "scenes_per_orbit": 1,
@@ -90,6 +90,9 @@ def test_paired_configs_refuse_bad_levels_and_worlds(warmings, world, msg):
 
     with pytest.raises(ModelError, match=msg):
         paired_configs(_paired_cfg(warmings, world))
+    with pytest.raises(ModelError, match="hybrid.paired.source must be 'simulated' or 'observed', got 'radar'"):
+        paired_configs(_paired_cfg((0, 4), source="radar"))
+    assert {c["data"]["source"] for _, c in paired_configs(_paired_cfg((0, 4), source="observed"))} == {"observed"}
 
 
 def test_paired_sets_are_the_same_weather_in_two_climates(data_root):

@@ -37,6 +37,8 @@ from models.research.flow import FlowRetriever
 from models.unet_retriever import UNetRetriever
 
 log = logging.getLogger(__name__)
+#: libyaml's safe loader when PyYAML has it (cards carry hundreds of result rows: ≈ 10x faster), else the pure one
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 WEIGHTS = "model.safetensors"
@@ -159,7 +161,7 @@ def shadowing(name: str) -> bool:
 def read_card(folder: str | os.PathLike) -> ModelCard:
     folder = Path(folder)
     try:
-        d = yaml.safe_load((folder / CARD).read_text())
+        d = yaml.load((folder / CARD).read_text(), Loader=_YAML_LOADER)
     except (OSError, yaml.YAMLError) as e:
         raise ModelError(f"cannot read model card {folder / CARD}: {e}") from None
     if not isinstance(d, dict):

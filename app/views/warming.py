@@ -35,7 +35,9 @@ TRUTH = "truth"
 VERDICT_COLOURS = {"tracks": "#a6d96a", "under-states": "#74add1", "over-states": "#f46d43",
                    "undetermined": "#e0e0e0"}
 TRUTH_COLOUR = "#111111"
-MODEL_COLOURS = ("#d95f02", "#7570b3", "#1b9e77", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#386cb0")
+#: twelve distinguishable colours (ColorBrewer Dark2 + four of Paired and tab10): every shipped model its own
+MODEL_COLOURS = ("#d95f02", "#7570b3", "#1b9e77", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#386cb0",
+                 "#e31a1c", "#17becf", "#6a3d9a", "#bcbd22")
 #: the Clausius–Clapeyron rate (%/K) drawn as a line: evaluation.ipcc's one definition
 CC_PCT_PER_K = float(EXTREME_INTENSITY.central)
 STAT_LABELS = {"mean": "mean rain rate", "wet_fraction": "wet fraction"}

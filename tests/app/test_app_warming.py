@@ -329,3 +329,14 @@ def test_the_demo_shows_the_shipped_results_of_the_shipped_models(data_root):
                & (df.warming_K == 2.0)].response.iloc[0]
         assert res["curve"].query("source == 'truth' and level_q == 0.999").response.iloc[0] == t
         assert f"the same {fr.meta['n_scenes']} scenes" in WV.caption(res)
+
+
+def test_every_shipped_model_has_its_own_colour():
+    """A paper figure of all shipped models must not draw two of them in one colour."""
+    from app.views.warming import _colours
+    from models.registry import list_models
+
+    names = [c.name for c in list_models()]
+    cols = _colours(names)
+    assert len({cols[n] for n in names}) == len(names), cols
+    assert cols["truth"] not in {cols[n] for n in names}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -159,12 +158,15 @@ def test_card_rows(shipped):
 
 
 def _user_card(data_root, name):
-    """A copy of a shipped card in the user's model folder (it shadows the shipped one)."""
+    """A copy of a shipped card in the user's model folder (it shadows the shipped one), without the
+    forced-response rows the shipped card already carries (so a test sees what update_cards writes)."""
     from models.registry import SHIPPED_DIR as MODELS
 
     dst = data_root / "models" / name
     dst.mkdir(parents=True)
-    shutil.copy(MODELS / name / "card.yaml", dst / "card.yaml")
+    d = yaml.safe_load((MODELS / name / "card.yaml").read_text())
+    (d.get("metrics") or {}).pop("forced_response", None)
+    (dst / "card.yaml").write_text(yaml.safe_dump(d, sort_keys=False, allow_unicode=True))
     return dst / "card.yaml"
 
 

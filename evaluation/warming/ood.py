@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from catalogs.store import atomic_write
-from evaluation.warming.response import boot_weights, interval
+from evaluation.warming.response import boot_weights, interval, read_result_json
 from evaluation.warming.run import (DEFAULT_CONFIG, WarmingCancelled, _period, _simulate, check_levels, climates,
                                     plan_scenes, training_climate_K)
 
@@ -235,17 +235,7 @@ class WarmingOOD:
 
     @classmethod
     def from_json(cls, text_or_path) -> WarmingOOD:
-        if isinstance(text_or_path, (Path, os.PathLike)) or (isinstance(text_or_path, str)
-                                                             and not text_or_path.lstrip().startswith("{")):
-            text = Path(text_or_path).read_text()
-        else:
-            text = str(text_or_path)
-        d = json.loads(text)
-        if d.get("kind") != KIND:
-            raise ValueError(f"not a warming-OOD result (kind {d.get('kind')!r}, expected {KIND!r})")
-        if int(d.get("schema_version", -1)) != SCHEMA_VERSION:
-            raise ValueError(f"warming-OOD schema version {d.get('schema_version')} is not the supported "
-                             f"{SCHEMA_VERSION}")
+        d = read_result_json(text_or_path, KIND, SCHEMA_VERSION, "warming-OOD")
         return cls(meta={k: v for k, v in d.items() if k not in ("rows", "reference", "per_scene")},
                    rows=d["rows"], reference=d["reference"], scenes=d["per_scene"])
 

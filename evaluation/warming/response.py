@@ -220,6 +220,22 @@ def compute_response(summaries: dict, levels: Sequence[float], *, n_boot: int = 
     return ForcedResponse(meta=meta, rows=rows, growth=growth, versus=versus)
 
 
+def read_result_json(text_or_path, kind: str, schema_version: int, what: str) -> dict:
+    """The dict of a result JSON given as its text or a path, checked to be of ``kind`` and
+    ``schema_version`` (a ValueError naming ``what`` otherwise)."""
+    if isinstance(text_or_path, (Path, os.PathLike)) or (isinstance(text_or_path, str)
+                                                         and not text_or_path.lstrip().startswith("{")):
+        text = Path(text_or_path).read_text()
+    else:
+        text = str(text_or_path)
+    d = json.loads(text)
+    if d.get("kind") != kind:
+        raise ValueError(f"not a {what} result (kind {d.get('kind')!r}, expected {kind!r})")
+    if int(d.get("schema_version", -1)) != schema_version:
+        raise ValueError(f"{what} schema version {d.get('schema_version')} is not the supported {schema_version}")
+    return d
+
+
 @dataclass
 class ForcedResponse:
     """A forced-response result: ``meta`` (provenance and design), ``rows`` (one per group ×
@@ -254,17 +270,7 @@ class ForcedResponse:
 
     @classmethod
     def from_json(cls, text_or_path) -> ForcedResponse:
-        if isinstance(text_or_path, (Path, os.PathLike)) or (isinstance(text_or_path, str)
-                                                             and not text_or_path.lstrip().startswith("{")):
-            text = Path(text_or_path).read_text()
-        else:
-            text = str(text_or_path)
-        d = json.loads(text)
-        if d.get("kind") != KIND:
-            raise ValueError(f"not a forced-response result (kind {d.get('kind')!r}, expected {KIND!r})")
-        if int(d.get("schema_version", -1)) != SCHEMA_VERSION:
-            raise ValueError(f"forced-response schema version {d.get('schema_version')} is not the supported "
-                             f"{SCHEMA_VERSION}")
+        d = read_result_json(text_or_path, KIND, SCHEMA_VERSION, "forced-response")
         rows, growth, versus = d.pop("rows"), d.pop("growth"), d.pop("versus", [])  # versus: optional (later)
         return cls(meta=d, rows=rows, growth=growth, versus=versus)
 

@@ -203,10 +203,13 @@ class QuantileDistribution:
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """``n`` random draws per distribution by inverse-CDF sampling; shape ``(n, *batch_shape)``."""
         rng = np.random.default_rng(rng)
-        u = rng.random((n,) + self.batch_shape)
         # quantile() takes levels shared over the batch; evaluate per draw with the inverse CDF
-        u = np.clip(u, 1e-12, 1 - 1e-12)
-        return self._inverse_cdf(u)
+        return self.inverse_cdf(rng.random((n,) + self.batch_shape))
+
+    def inverse_cdf(self, u) -> np.ndarray:
+        """The inverse CDF at per-element probabilities ``u`` (``(n, *batch_shape)``, clipped into (0, 1)):
+        draws at given uniforms, e.g. common random numbers shared by several forecasts."""
+        return self._inverse_cdf(np.clip(np.asarray(u, np.float64), 1e-12, 1 - 1e-12))
 
     def _inverse_cdf(self, u: np.ndarray) -> np.ndarray:
         """Inverse CDF at per-element probabilities ``u`` (n, *batch_shape)."""

@@ -222,7 +222,7 @@ def predictive_samples(ret, uniforms: np.ndarray) -> np.ndarray:
     u = np.asarray(uniforms, np.float64)
     if u.shape[1:] != dist.batch_shape:
         raise ValueError(f"uniforms of shape {u.shape[1:]} for a retrieval of shape {dist.batch_shape}")
-    x = dist._inverse_cdf(u)
+    x = dist.inverse_cdf(u)
     bad = ~np.isfinite(q.values).all(axis=-1)
     return np.where(bad[None], np.nan, np.maximum(x, 0.0)).astype(np.float32)
 

@@ -270,7 +270,11 @@ class ForcedResponse:
 
     @classmethod
     def from_json(cls, text_or_path) -> ForcedResponse:
-        d = read_result_json(text_or_path, KIND, SCHEMA_VERSION, "forced-response")
+        return cls._from_dict(read_result_json(text_or_path, KIND, SCHEMA_VERSION, "forced-response"))
+
+    @classmethod
+    def _from_dict(cls, d: dict) -> ForcedResponse:
+        d = dict(d)
         rows, growth, versus = d.pop("rows"), d.pop("growth"), d.pop("versus", [])  # versus: optional (later)
         return cls(meta=d, rows=rows, growth=growth, versus=versus)
 
@@ -328,6 +332,9 @@ def load_results(folder: str | os.PathLike | None = None, *, user: bool = False,
                 continue
             if head.get("kind") != KIND or head.get("product", "precip_mean") != product:
                 continue
-            fr = ForcedResponse.from_json(f)
+            if int(head.get("schema_version", -1)) != SCHEMA_VERSION:
+                raise ValueError(f"forced-response result {f}: schema version {head.get('schema_version')} is not "
+                                 f"the supported {SCHEMA_VERSION}")
+            fr = ForcedResponse._from_dict(head)  # parsed once
             out[fr.world] = fr
     return out

@@ -32,7 +32,6 @@ from models.config import data_config, parse_config
 from models.errors import ModelError
 from models.training.data import build_training_set, load_scenes
 from models.training.plugins import mixed_batches  # noqa: F401 (moved; public name)
-from catalogs.simulator import simulate_orbit
 
 
 def _with_split(config: dict, spec: dict, **data_over) -> dict:
@@ -58,8 +57,7 @@ def paired_configs(config: dict) -> list[tuple[float, dict]]:
     from catalogs.simulator import get_world
     from catalogs.simulator.worlds import WARMING_RANGE_K
 
-    MIN_WARMING_K, MAX_WARMING_K = WARMING_RANGE_K
-
+    lo, hi = WARMING_RANGE_K
     pc = parse_config(config).hybrid.paired
     try:
         world = get_world(pc.world).name
@@ -67,9 +65,8 @@ def paired_configs(config: dict) -> list[tuple[float, dict]]:
         raise ModelError(f"hybrid.paired.world: {e}") from None
     levels = []
     for w in pc.warmings:
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not MIN_WARMING_K <= float(w) <= MAX_WARMING_K:
-            raise ModelError(f"hybrid.paired.warmings: {w!r} is not a warming in [{MIN_WARMING_K:g}, "
-                             f"{MAX_WARMING_K:g}] K")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not lo <= float(w) <= hi:
+            raise ModelError(f"hybrid.paired.warmings: {w!r} is not a warming in [{lo:g}, {hi:g}] K")
         levels.append(float(w))
     if len(levels) < 2 or len(set(levels)) != len(levels):
         raise ModelError(f"hybrid.paired.warmings must be at least two distinct levels, got {pc.warmings}")
@@ -90,15 +87,6 @@ def calibration_configs(config: dict) -> tuple[dict, dict]:
     return obs, sim
 
 
-def _present_simulated_fn(data_cfg: dict):
-    def fn(orbit, n_scans):
-        d = data_config(data_cfg)
-        return simulate_orbit(int(orbit), world_seed=d.world_seed, source="simulated",
-                              n_scans=n_scans, climate_offset_K=float(d.climate_offset_K or 0.0))
-
-    return fn
-
-
 def estimate_tb_offset(obs_tc: np.ndarray, sim_tc: np.ndarray) -> np.ndarray:
     """Per-channel offset (13,) = median(simulated) - median(observed) over valid pixels."""
     a = np.asarray(obs_tc, np.float32).reshape(-1, obs_tc.shape[-1])
@@ -110,16 +98,17 @@ def build_hybrid_sets(config: dict, progress=None, cancel=None) -> dict:
     """Build (cached) the simulated set and, if bias correction is on, the calibration pair.
     Returns dict ``simulated`` (path), ``tb_offset`` (13,) or None and ``calibration_simulated``
     (path of the present-climate simulated calibration scenes, or None)."""
-    if parse_config(config).hybrid.paired is not None:
+    h = parse_config(config).hybrid
+    if h.paired is not None:
         sim = [build_training_set(c, "train", progress=progress, cancel=cancel) for _, c in paired_configs(config)]
     else:
         sim = build_training_set(simulated_config(config), "train", progress=progress, cancel=cancel)
     out = {"simulated": sim, "tb_offset": None, "calibration_simulated": None}
-    if parse_config(config).hybrid.bias_correction:
+    if h.bias_correction:
         obs_cfg, sim_cfg = calibration_configs(config)
         p_obs = build_training_set(obs_cfg, "train", progress=progress, cancel=cancel)
-        p_sim = build_training_set(sim_cfg, "train", swath_fn=_present_simulated_fn(sim_cfg["data"]),
-                                   progress=progress, cancel=cancel)
+        # the data section's climate_offset_K = 0 reaches the simulator (models.training.data._simulate)
+        p_sim = build_training_set(sim_cfg, "train", progress=progress, cancel=cancel)
         out["tb_offset"] = estimate_tb_offset(load_scenes(p_obs)[0], load_scenes(p_sim)[0])
         out["calibration_simulated"] = p_sim  # present-climate simulated scenes (climate_offset_K = 0)
     return out

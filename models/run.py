@@ -19,7 +19,7 @@ from catalogs.outputs import output_path
 from catalogs.store import file_sha256, is_complete, write_dataset
 from models.errors import InferenceCancelled, ModelError
 from models.inference import Progress, choose_device, device_name, predict_swath
-from models.registry import load_model
+from models.registry import get_card, load_model
 from catalogs.simulator import simulate_orbit
 
 
@@ -111,3 +111,16 @@ def loaded_model(name: str, sha: str, *, device: str = "cpu", torch_threads: int
                                     f"{sha[:12]})")
         _LOADED[key] = r
     return _LOADED[key]
+
+
+def predict_current(name: str, want: str | None, swath: xr.Dataset, *, job: str = "the job", device: str = "cpu",
+                    torch_threads: int | None = None) -> xr.Dataset:
+    """The retrieval of ``swath`` by model ``name`` as registered now (:func:`loaded_model`, not validated),
+    for a long ``job`` that started with its checkpoint ``want`` (a sha256 or a prefix of it; None: any).
+    Raises :class:`CheckpointChanged` naming both checkpoints if the model was retrained since."""
+    sha = str(get_card(name).checkpoint_sha256)
+    if want and not sha.startswith(want):
+        raise CheckpointChanged(f"model {name!r} changed during {job} (checkpoint {sha[:12]}, {job} started with "
+                                f"{want[:12]})")
+    r = loaded_model(name, sha, device=device, torch_threads=torch_threads)
+    return predict_swath(r, swath, validate=False)

@@ -46,22 +46,14 @@ def _model_output(name: str, swath: xr.Dataset, cfg: dict):
     if fn is not None:
         ret = fn(swath)
     else:
-        from models.inference import predict_swath
+        from models.run import CheckpointChanged, predict_current
 
-        from models.registry import get_card
-
-        sha = str(get_card(name).checkpoint_sha256)
         want = ((cfg.get("identities") or {}).get(name) or {}).get("checkpoint_sha256")
-        if want and not sha.startswith(want):
-            raise StaleSource(f"model {name!r} changed during the build (checkpoint {sha[:12]}, the build "
-                              f"started with {want}); rerun the build")
-        from models.run import CheckpointChanged, loaded_model
-
         try:
-            r = loaded_model(name, sha, device=cfg.get("device", "cpu"), torch_threads=cfg.get("torch_threads"))
+            ret = predict_current(name, want, swath, job="the build", device=cfg.get("device", "cpu"),
+                                  torch_threads=cfg.get("torch_threads"))
         except CheckpointChanged as e:
             raise StaleSource(f"{e}; rerun the build") from None
-        ret = predict_swath(r, swath, validate=False)
     product = cfg.get("model_product", "precip_mean")
     return (np.asarray(ret[product].values, np.float32), np.asarray(ret["precip_quantiles"].values, np.float32),
             np.asarray(ret["quantile"].values, np.float64))

@@ -389,13 +389,11 @@ def detector_models() -> list[str]:
 
 
 def _retrieval(name: str, sha: str, swath, torch_threads):
-    from models.inference import predict_swath
-    from models.run import loaded_model
+    from models.run import predict_current
 
-    r = loaded_model(name, sha, torch_threads=torch_threads)
-    ds = predict_swath(r, swath, validate=False)
+    ds = predict_current(name, sha, swath, job="the OOD run", torch_threads=torch_threads)
     return (np.asarray(ds["precip_mean"].values, np.float64), np.asarray(ds["precip_quantiles"].values, np.float64),
-            np.asarray(r.levels, np.float64), ds)
+            np.asarray(ds["quantile"].values, np.float64), ds)
 
 
 def _ood_score(name: str, sha: str, swath, ref_ds, torch_threads) -> np.ndarray:

@@ -180,21 +180,13 @@ def _model_output(name: str, swath, cfg: dict) -> np.ndarray:
     fn = (cfg.get("model_fns") or {}).get(name)
     if fn is not None:
         return np.asarray(fn(swath), np.float32)
-    from models.inference import predict_swath
-    from models.registry import get_card
-
-    sha = str(get_card(name).checkpoint_sha256)
-    want = cfg["identities"][name]["checkpoint_sha256"]
-    if sha != want:
-        raise ModelRunFailed(f"model {name!r} changed during the run (checkpoint {sha[:12]}, the run started with "
-                             f"{want[:12]}); rerun")
-    from models.run import CheckpointChanged, loaded_model
+    from models.run import CheckpointChanged, predict_current
 
     try:
-        r = loaded_model(name, sha, device=cfg.get("device", "cpu"), torch_threads=cfg.get("torch_threads"))
+        ret = predict_current(name, cfg["identities"][name]["checkpoint_sha256"], swath, job="the run",
+                              device=cfg.get("device", "cpu"), torch_threads=cfg.get("torch_threads"))
     except CheckpointChanged as e:
         raise ModelRunFailed(f"{e}; rerun") from None
-    ret = predict_swath(r, swath, validate=False)
     product = cfg.get("product", "precip_mean")
     if product == SAMPLE_PRODUCT:
         return predictive_samples(ret, cfg["uniforms"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import xarray as xr
 
@@ -44,13 +45,17 @@ def run_inference(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     *,
-    swath: xr.Dataset | None = None,
+    swath: xr.Dataset | Callable[[], xr.Dataset] | None = None,
     info: dict | None = None,
     granule: str | Path | None = None,
+    extra: Callable | None = None,
 ) -> Path:
     """Retrieve ``orbit`` with the registered model ``model_name`` and return the path of the
     complete output store. A complete store for the same checkpoint hash and orbit is a cache
-    hit (nothing recomputed). ``swath`` may be given instead of loading the orbit. ``info``, if
+    hit (nothing recomputed). ``swath`` may be given instead of loading the orbit (or a function
+    returning it, called only when there is something to compute). ``extra(swath, ds, device=,
+    progress=, cancel=)``, if given, returns the retrieval with more layers before it is written
+    (a real granule's ``ood_score``: :mod:`models.granule_run`). ``info``, if
     given, is filled with ``cache_hit``, ``device`` and ``seconds``. ``granule``: the file ``swath``
     was read from; its content hash (sha256) is part of the cache key, so two different files with
     the same name or orbit number never share a result, and the same file anywhere does."""
@@ -70,9 +75,13 @@ def run_inference(
         progress(0, 1, f"loading orbit {orbit} ({source})")
     if swath is None:
         swath = load_swath(orbit, source, world_seed)
+    elif callable(swath):
+        swath = swath()
     if cancel is not None and cancel.is_set():
         raise InferenceCancelled("inference cancelled")
     ds = predict_swath(retriever, swath, device=dev, progress=progress, cancel=cancel)
+    if extra is not None:
+        ds = extra(swath, ds, device=dev, progress=progress, cancel=cancel)
     if cancel is not None and cancel.is_set():
         raise InferenceCancelled("inference cancelled")
     ds.attrs["world_seed"] = int(world_seed)

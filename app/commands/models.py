@@ -7,13 +7,11 @@ import threading
 from pathlib import Path
 
 import click
-import numpy as np
 import yaml
 from tqdm import tqdm
 
 from app.commands._args import parse_orbits
-from catalogs.config import PathOutsideRoots, get_roots
-from catalogs.gpm import GranuleError, open_granule, parse_granule_name
+from catalogs.config import PathOutsideRoots
 from catalogs.orbits import synthetic_orbits
 from models.errors import ModelError
 
@@ -92,6 +90,7 @@ def infer_cmd(model_name, orbit, orbit_spec, start, end, granule, world_seed, de
               inline) -> None:
     """Retrieve orbits (or a real granule) with a model and store the results; what is already
     stored is a cache hit. A batch that is interrupted keeps every finished orbit."""
+    from models.granule_run import run_granule
     from models.run import run_inference
 
     chosen = [x for x in (orbit is not None, bool(orbit_spec), bool(start or end), bool(granule)) if x]
@@ -103,15 +102,16 @@ def infer_cmd(model_name, orbit, orbit_spec, start, end, granule, world_seed, de
         _infer_batch(model_name, orbit_spec, start, end, world_seed, device,
                      "inline" if inline else scheduler, workers)
         return
-    swath, source, label, granule_path = None, "synthetic", f"orbit {orbit}", None
-    if granule:
-        swath, orbit, source, label, granule_path = _open_granule(granule)
+    label = Path(granule).name if granule else f"orbit {orbit}"
     bar = _Bar(f"{model_name} {label}")
     info: dict = {}
     try:
-        path = run_inference(model_name, orbit, source=source, world_seed=world_seed, device=device,
-                             progress=bar, info=info, swath=swath, granule=granule_path)
-    except (ModelError, ValueError) as e:
+        if granule:  # the app's Run on a granule goes through the same function (same store, OOD score)
+            path = run_granule(model_name, granule, device=device, progress=bar, info=info,
+                               allow_simulated_tb=True)
+        else:
+            path = run_inference(model_name, orbit, world_seed=world_seed, device=device, progress=bar, info=info)
+    except (ModelError, ValueError, PathOutsideRoots) as e:  # GranuleError is a ValueError
         raise click.ClickException(str(e)) from None
     finally:
         bar.close()
@@ -120,11 +120,9 @@ def infer_cmd(model_name, orbit, orbit_spec, start, end, granule, world_seed, de
     else:
         click.echo(f"device: {info.get('device')}")
         click.echo(f"wrote {path} in {info.get('seconds', 0):.1f} s")
-    if swath is not None:
-        n_ok = int(np.isfinite(swath["Tc"].values).all(-1).sum())
-        if n_ok == 0:
-            click.echo("note: no pixel of this granule has all 13 channels valid, so the retrieval is "
-                       "missing everywhere")
+    if granule and info.get("valid_pixels") == 0:
+        click.echo("note: no pixel of this granule has all 13 channels valid, so the retrieval is "
+                   "missing everywhere")
 
 
 @click.group("models")
@@ -176,21 +174,6 @@ def _echo_metrics(card) -> None:
                 click.echo(f"  {name:16s} bias {m['bias_pct']:+7.1f} %  MSE {m['mse']:.4f}  r {m['correlation']:.3f}  "
                            f"CRPS {m['crps']:.4f}  POD/FAR 0.1 {m['pod_0p1']:.2f}/{m['far_0p1']:.2f}  "
                            f"10 {m['pod_10']:.2f}/{m['far_10']:.2f}")
-
-
-def _open_granule(granule: str):
-    """(swath, orbit, source, label, path) of a real granule given to ``infer --granule``; refuses
-    (with a message) a product without brightness temperatures and a path outside the data roots."""
-    try:
-        info_g = parse_granule_name(granule)
-        if info_g.product not in ("1C-GMI", "2B-CMB"):
-            raise click.ClickException(f"{info_g.filename} is a {info_g.product} granule; inference needs "
-                                       "brightness temperatures (1C-GMI, or 2B-CMB's simulated Tb)")
-        granule_path = get_roots().confine(granule)
-        swath = open_granule(granule_path)
-    except (GranuleError, PathOutsideRoots) as e:
-        raise click.ClickException(str(e)) from None
-    return swath, info_g.orbit, f"pps-{info_g.product}", info_g.filename, granule_path
 
 
 def _infer_batch(model_name, orbit_spec, start, end, world_seed, device, scheduler, workers) -> None:

@@ -388,8 +388,9 @@ def _xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 def nearest_s2_on_s1(lat1, lon1, lat2, lon2, max_distance_km: float = 15.0):
     """For each S1 pixel, the flat index of the nearest S2 pixel (great circle), or -1 if it is
-    farther than ``max_distance_km``; also returns the distance to that nearest pixel (km; NaN
-    where the S1 pixel or every S2 pixel lacks geolocation)."""
+    farther than ``max_distance_km``; also returns the distance to that pixel (km; NaN where there
+    is none within ``max_distance_km`` or the S1 pixel or every S2 pixel lacks geolocation). The
+    k-d tree search stops at ``max_distance_km``, so pixels far from every S2 pixel cost little."""
     from scipy.spatial import cKDTree
 
     ok2 = np.isfinite(lat2) & np.isfinite(lon2)
@@ -400,12 +401,15 @@ def nearest_s2_on_s1(lat1, lon1, lat2, lon2, max_distance_km: float = 15.0):
         return index, dist
     flat2 = np.flatnonzero(ok2.ravel())
     tree = cKDTree(_xyz(lat2.ravel()[flat2], lon2.ravel()[flat2]))
-    chord, j = tree.query(_xyz(lat1[ok1], lon1[ok1]))
-    km = 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2, 0, 1))
-    near = km <= max_distance_km
-    idx1 = np.where(near, flat2[j], -1)
+    bound = 2 * np.sin(min(max_distance_km / EARTH_RADIUS_KM, np.pi) / 2) * (1 + 1e-9)
+    chord, j = tree.query(_xyz(lat1[ok1], lon1[ok1]), distance_upper_bound=bound)
+    found = np.isfinite(chord)
+    km = np.full(chord.shape, np.nan)
+    km[found] = 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord[found] / 2, 0, 1))
+    near = found & (km <= max_distance_km)
+    idx1 = np.where(near, flat2[np.minimum(j, len(flat2) - 1)], -1)
     index[ok1] = idx1
-    dist[ok1] = km
+    dist[ok1] = np.where(near, km, np.nan)
     return index, dist
 
 

@@ -10,4 +10,5 @@ COMMAND_MODULES = [
     "evaluate",
     "compare",
     "warming",
+    "archive",
 ]

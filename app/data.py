@@ -415,3 +415,175 @@ def orbit_index(catalog_path: str | None, start: str, end: str, region: str = "g
         return synthetic_orbits(start, end, mask=r.mask, region_name=region)
     except _expected_errors() as e:
         raise DataError(f"cannot list orbits for {region} between {start} and {end}: {e}") from e
+
+
+# -- real granules: Run on demand, their outputs, the training domain, the granule picker ----
+
+@dataclasses.dataclass(frozen=True)
+class RealGranule:
+    """A real granule a model may run on (:func:`real_granule`)."""
+
+    path: Path  # resolved, under a data root
+    filename: str
+    product: str  # "1C-GMI"
+    orbit: int
+    source: str  # its folder in the output store: "pps-1C-GMI"
+    content: str  # sha256 of the file: with the model, the key of its output and of its job
+
+
+def real_granule(granule: str) -> RealGranule:
+    """The granule at ``granule`` (a user's path) if a model may run on it: an official PPS name of
+    a 1C-GMI granule (observed Tb; a 2B-CMB's Tb are simulated: refused), under the configured data
+    roots, an existing file. Else :class:`DataError` saying which. Nothing but the file's bytes
+    (for its content hash) is read."""
+    from catalogs.gpm import GranuleError
+    from catalogs.store import file_sha256
+    from models.granule_run import check_granule
+
+    if not granule or not str(granule).strip():
+        raise DataError("choose a real granule: type its path or find the granules crossing the region")
+    try:
+        g = check_granule(str(granule))
+        content = file_sha256(g.path)
+    except (GranuleError, PathOutsideRoots) as e:
+        raise DataError(str(e)) from e
+    except OSError as e:
+        raise DataError(f"cannot read granule {Path(str(granule)).name}: {e}") from e
+    return RealGranule(g.path, g.info.filename, g.product, g.orbit, g.source, content)
+
+
+def granule_output_path(model: str, g: RealGranule) -> Path:
+    """Where ``raincheck infer --granule`` and the app's Run store the registered ``model``'s
+    retrieval of ``g`` (:func:`models.run.run_inference`'s key: checkpoint + content)."""
+    from catalogs.outputs import output_path
+
+    try:
+        return output_path(model, checkpoint_of(model), g.orbit, g.source, g.content)
+    except ValueError as e:
+        raise DataError(str(e)) from e
+
+
+def granule_output_stored(model: str, g: RealGranule) -> bool:
+    """Whether the store already holds ``model``'s retrieval of ``g``."""
+    from catalogs.store import is_complete
+
+    try:
+        return is_complete(granule_output_path(model, g))
+    except (DataError, OSError):
+        return False
+
+
+def load_granule_output(model: str, g: RealGranule):
+    """The registered ``model``'s retrieval of the real granule ``g`` (with its ``ood_score``),
+    :class:`MissingModelOutput` if not computed yet."""
+    from catalogs.store import is_complete
+
+    path = granule_output_path(model, g)
+    if not is_complete(path):
+        raise MissingModelOutput(f"model {model} has no output for {g.filename} yet: press Run to compute it "
+                                 f"(or `raincheck infer --model {model} --granule <path>`)")
+    key = ("granule", model, str(path), path.stat().st_mtime)
+    try:
+        return _outputs.get(key, lambda: schema.validate(open_dataset(path), kind="retrieval"))
+    except _expected_errors() as e:
+        raise DataError(f"cannot read the output of {model} for {g.filename}: {e}") from e
+
+
+def training_domain(model: str) -> str:
+    """What ``model`` was trained on: ``"archive"`` (real PPS data: its card's data section names an
+    ``archive``, or its ``training.source`` does) or ``"synthetic"`` (the simulator's orbits: every
+    other card, the shipped models included)."""
+    card = model_card(model)
+    cfg_data = (card.get("config") or {}).get("data") or {}
+    src = (card.get("training") or {}).get("source")
+    if isinstance(cfg_data, dict) and cfg_data.get("archive"):
+        return "archive"
+    if isinstance(src, dict) and (src.get("archive") or str(src.get("kind", "")).lower() == "archive"):
+        return "archive"
+    if isinstance(src, str) and src.strip().lower().startswith(("archive", "pps")):
+        return "archive"
+    return "synthetic"
+
+
+def domain_note(model: str, product: str = "1C-GMI") -> str | None:
+    """The note the map shows when ``model`` runs on a real granule of ``product`` outside the
+    domain it was trained on (None: trained on real data, or not a registered model)."""
+    try:
+        if training_domain(model) != "synthetic":
+            return None
+    except DataError:
+        return None
+    return (f"{model} was trained on synthetic Tb; this granule is real PPS {product}: outside its training "
+            "domain — see the OOD score")
+
+
+_granule_tables = Memo(8)
+_latlons = Memo(256)
+GRANULE_PRODUCT = "1C-GMI"
+#: seconds a folder's granule listing is reused before the folder is scanned again
+GRANULE_SCAN_TTL_S = 60
+
+
+def granule_folders(catalog_path: str | None = None) -> list[Path]:
+    """The folders the granule picker searches: the catalogue's ``granule_dir`` (its default) when
+    set, else the configured read roots (``RAINCHECK_READ_ROOTS``); each confined to the roots."""
+    folder = ""
+    try:
+        p = catalog(catalog_path).user_parameters.get("granule_dir")
+        folder = str(getattr(p, "default", "") or "").strip()
+    except (DataError, AttributeError):
+        folder = ""
+    roots = get_roots()
+    try:
+        return [roots.confine(folder)] if folder else list(roots.read_roots)
+    except PathOutsideRoots as e:
+        raise DataError(f"the catalogue's granule_dir: {e}") from e
+
+
+def granule_index(catalog_path: str | None, start: str, end: str, region: str = "global"):
+    """The 1C-GMI granules under :func:`granule_folders` that crossed ``region`` (a
+    :func:`evaluation.regions.get_region` spec) between ``start`` and ``end``: one row per granule
+    (``product, orbit, start, end, ..., path``, and ``coverage``, the fraction of its pixels in the
+    region, for a region other than global), from the file names and each candidate's geolocation
+    (:func:`catalogs.orbits.granule_orbits`)."""
+    import time
+
+    import pandas as pd
+
+    from catalogs.gpm import GranuleError, open_latlon, scan_granules
+    from catalogs.orbits import granule_orbits
+
+    region = (region or "global").strip()
+    folders = granule_folders(catalog_path)
+    if not folders:
+        raise DataError("no folder of real granules: set the catalogue's granule_dir or RAINCHECK_READ_ROOTS")
+    stamp = int(time.time() // GRANULE_SCAN_TTL_S)
+    try:
+        tables = [_granule_tables.get((str(f), stamp), lambda f=f: scan_granules(f)) for f in folders]
+        table = pd.concat(tables, ignore_index=True).drop_duplicates("path")
+        table = table[table["product"] == GRANULE_PRODUCT]
+        mask = None
+        if region != "global":
+            from evaluation.regions import get_region
+
+            mask = get_region(region).mask
+
+        skipped: list[str] = []
+
+        def latlon(path):
+            try:
+                st = Path(path).stat()
+                return _latlons.get((path, st.st_mtime_ns, st.st_size), lambda: open_latlon(path))
+            except (GranuleError, OSError) as e:  # one bad file does not hide the others: listed as skipped
+                skipped.append(f"{Path(path).name}: {e}")
+                return np.full(1, np.nan), np.full(1, np.nan)
+
+        df = granule_orbits(table, start, end, mask=mask, open_latlon=latlon)
+    except DataError:
+        raise
+    except _expected_errors() as e:
+        raise DataError(f"cannot list the granules crossing {region} between {start} and {end}: {e}") from e
+    if "coverage" not in df:
+        df["coverage"] = 1.0
+    df.attrs["skipped"] = skipped
+    return df

@@ -61,9 +61,15 @@ def device_label(pref: str) -> str | None:
 
 
 # -- the job functions (module-level: sent to workers by reference) ----------------------
-def infer(model, orbit, source="synthetic", world_seed=0, device="auto", *, runner=None, progress=None,
+def infer(model, orbit, source="synthetic", world_seed=0, device="auto", *, granule=None, runner=None, progress=None,
           cancel=None, info=None):
-    """An inference job: ``runner`` (default :func:`models.run.run_inference`) on one orbit."""
+    """An inference job: ``runner`` (default :func:`models.run.run_inference`) on one orbit, or,
+    with ``granule`` (a path), :func:`models.granule_run.run_granule` on that real granule (the
+    function ``raincheck infer --granule`` uses: same store, same checks, plus the OOD score)."""
+    if granule is not None:
+        from models.granule_run import run_granule
+
+        return run_granule(model, granule, device=device, progress=progress, cancel=cancel, info=info)
     if runner is None:
         from models.run import run_inference as runner
     return runner(model, orbit, source=source, world_seed=world_seed, device=device, progress=progress,

@@ -8,7 +8,8 @@ Each *kind* of job (:class:`Kind`) has its own lane: its own worker processes (o
 jobs of one kind never wait for jobs of another. The app has three kinds:
 
 - ``"inference"`` (:func:`app.inference_worker.infer`, :class:`InferenceJob`): one model on one
-  orbit (:func:`models.run.run_inference`), requested with :meth:`JobManager.submit`;
+  orbit (:func:`models.run.run_inference`), requested with :meth:`JobManager.submit`, or on one
+  real granule (:func:`models.granule_run.run_granule`), :meth:`JobManager.submit_granule`;
 - ``"box"`` (:func:`app.inference_worker.build_box`, :class:`app.boxjobs.BoxJob`): the box cube
   of a region the climatology cube does not hold, set up by :class:`app.boxjobs.BoxJobManager`
   (one worker, at a lower CPU priority than inference: a build takes minutes to an hour, and a
@@ -109,12 +110,14 @@ class Job:
 
 
 class InferenceJob(Job):
-    """One model on one orbit (:func:`models.run.run_inference`)."""
+    """One model on one orbit (:func:`models.run.run_inference`) or on one real granule
+    (:func:`models.granule_run.run_granule`; keyed by the file's content, :func:`granule_key`)."""
 
     model = property(lambda self: self.kwargs["model"])
     orbit = property(lambda self: self.kwargs["orbit"])
     source = property(lambda self: self.kwargs["source"])
     world = property(lambda self: self.kwargs["world_seed"])
+    granule = property(lambda self: self.kwargs.get("granule"))
     path = property(lambda self: self.result)
 
     @property
@@ -123,10 +126,17 @@ class InferenceJob(Job):
 
     @property
     def label(self) -> str:
+        if self.granule is not None:
+            return f"{self.model} · {self.source.removeprefix('pps-')} granule of orbit {self.orbit}"
         return f"{self.model} · orbit {self.orbit}"
 
     def done_text(self) -> str:
         return "cached result" if self.cache_hit else f"computed{f' on {self.device}' if self.device else ''}"
+
+
+def granule_key(model: str, content: str) -> tuple:
+    """The key of ``model``'s inference job on the granule file whose content sha256 is ``content``."""
+    return (model, "granule", str(content))
 
 
 @dataclass(frozen=True)
@@ -405,6 +415,21 @@ class JobManager:
 
     def cancel(self, model: str, orbit: int, source: str = "synthetic", world: int = 0) -> bool:
         return self.cancel_job("inference", (model, int(orbit), source, int(world)))
+
+    # -- inference on a real granule ----------------------------------------------------
+    def submit_granule(self, model: str, granule: str, content: str, orbit: int, source: str) -> InferenceJob:
+        """Start (or join) ``model`` on the real granule at ``granule`` (a path already confined to
+        the data roots; ``content`` its sha256, the job's key with the model: the same file under
+        two paths is one job; ``orbit`` and ``source`` (``pps-1C-GMI``) label it). The job runs
+        :func:`models.granule_run.run_granule` in the inference lane, whatever this manager's runner."""
+        return self.submit_job("inference", granule_key(model, content), model=model, orbit=int(orbit),
+                               source=source, world_seed=0, device=self.device, granule=str(granule))
+
+    def get_granule(self, model: str, content: str) -> InferenceJob | None:
+        return self.find_job("inference", granule_key(model, content))
+
+    def cancel_granule(self, model: str, content: str) -> bool:
+        return self.cancel_job("inference", granule_key(model, content))
 
     # -- running a job -----------------------------------------------------------------
     def _run(self, lane: _Lane, job: Job) -> None:

@@ -90,7 +90,9 @@ class JobRow(pn.viewable.Viewer):
 
 
 class RunControl(pn.viewable.Viewer):
-    """Run / Cancel inference for each selected model on the current orbit, with progress."""
+    """Run / Cancel inference for each selected model on the current orbit, or on the chosen real
+    granule (1C-GMI: its job and output are keyed by the file's content, stored where
+    ``raincheck infer --granule`` stores them), with progress."""
 
     selection = param.ClassSelector(class_=Selection, default=None)
     landed = param.Event(doc="an output for the current orbit just landed")
@@ -103,7 +105,8 @@ class RunControl(pn.viewable.Viewer):
         self._rows = pn.Column(sizing_mode="stretch_width")
         self._seen: dict[tuple, str] = {}
         self._cb = None
-        selection.param.watch(lambda e: self._rebuild(), ["models", "orbit", "world", "source"])
+        self.granule: data.RealGranule | None = None
+        selection.param.watch(lambda e: self._rebuild(), ["models", "orbit", "world", "source", "granule"])
         self._rebuild()
 
     def __panel__(self):
@@ -113,19 +116,32 @@ class RunControl(pn.viewable.Viewer):
         if self._cb is None and pn.state.curdoc is not None:
             self._cb = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
 
+    def _real(self) -> bool:
+        return self.selection.source == "real"
+
     def _job(self, model):
         s = self.selection
+        if self._real():
+            return self.manager.get_granule(model, self.granule.content) if self.granule is not None else None
         return self.manager.get(model, s.orbit, "synthetic", s.world)
+
+    def _note(self, text: str) -> pn.pane.Markdown:
+        return pn.pane.Markdown(f"_{data.for_page(text)}_", sizing_mode="stretch_width", css_classes=["rc-run-note"])
 
     def _rebuild(self):
         s = self.selection
         self._controls: dict[str, JobRow] = {}
         rows = []
-        if s.source != "synthetic":
-            rows.append(pn.pane.Markdown("_On-demand inference runs on synthetic orbits; use "
-                                         "`raincheck infer` for real granules._"))
+        self.granule = None
+        if self._real():
+            try:
+                self.granule = data.real_granule(s.granule)
+            except data.DataError as e:
+                rows.append(self._note(str(e)))
+        if self._real() and self.granule is None:
+            pass  # the reason is the only row
         elif not s.models:
-            rows.append(pn.pane.Markdown("_Select a model to run it on this orbit._"))
+            rows.append(self._note(f"Select a model to run it on this {'granule' if self._real() else 'orbit'}."))
         else:
             for m in s.models:
                 row = JobRow(f"Run {m}", lambda m=m: self.run(m), lambda m=m: self.cancel(m), margin=(0, 0, 6, 0))
@@ -133,12 +149,21 @@ class RunControl(pn.viewable.Viewer):
                 rows.append(row)
         self._widgets = {m: tuple(row) for m, row in self._controls.items()}
         self._rows.objects = rows
-        self._stored = {m: data.output_stored(m, s.orbit, s.world) for m in self._controls}
+        if self.granule is not None:
+            self._stored = {m: data.granule_output_stored(m, self.granule) for m in self._controls}
+        else:
+            self._stored = {m: data.output_stored(m, s.orbit, s.world) for m in self._controls}
         self.poll()
 
     def run(self, model):
         s = self.selection
-        job = self.manager.submit(model, s.orbit, "synthetic", s.world)
+        if self._real():
+            g = self.granule
+            if g is None:
+                return None
+            job = self.manager.submit_granule(model, str(g.path), g.content, g.orbit, g.source)
+        else:
+            job = self.manager.submit(model, s.orbit, "synthetic", s.world)
         self._seen[job.key] = job.status
         self.start_polling()
         self.poll()
@@ -146,8 +171,15 @@ class RunControl(pn.viewable.Viewer):
 
     def cancel(self, model):
         s = self.selection
-        self.manager.cancel(model, s.orbit, "synthetic", s.world)
+        if self._real():
+            if self.granule is not None:
+                self.manager.cancel_granule(model, self.granule.content)
+        else:
+            self.manager.cancel(model, s.orbit, "synthetic", s.world)
         self.poll()
+
+    def _where(self) -> str:
+        return f"{self.granule.filename}" if self.granule is not None else f"orbit {self.selection.orbit}"
 
     def poll(self):
         """Copy job states into the widgets; fire ``landed`` when an output appears."""
@@ -155,7 +187,7 @@ class RunControl(pn.viewable.Viewer):
         for m, row in getattr(self, "_controls", {}).items():
             job = self._job(m)
             if job is None:
-                row.show(None, f"{m} · orbit {self.selection.orbit}: output in the store (Run is a cache hit)"
+                row.show(None, data.for_page(f"{m} · {self._where()}: output in the store (Run is a cache hit)")
                          if getattr(self, "_stored", {}).get(m) else "")
                 continue
             prev = self._seen.get(job.key)

@@ -7,6 +7,7 @@ Every control edits one :class:`app.state.Selection`, mirrored in the URL; the v
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import panel as pn
 import param
@@ -115,6 +116,64 @@ class OrbitPicker(pn.viewable.Viewer):
             self.selection.orbit = int(e.new)
 
 
+class GranulePicker(pn.viewable.Viewer):
+    """Real mode: pick a 1C-GMI granule of the archive (the catalogue's ``granule_dir``, else the
+    read roots) that crossed the region during the period (:func:`app.data.granule_index`); the
+    pick becomes the selection's granule path, as if typed."""
+
+    selection = param.ClassSelector(class_=Selection)
+    catalog_path = param.String(default=None, allow_None=True)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        s = self.selection
+        self.start = _two_way(pn.widgets.TextInput(label="From (date)", sizing_mode="stretch_width"), s, "pick_start")
+        self.end = _two_way(pn.widgets.TextInput(label="To (date)", sizing_mode="stretch_width"), s, "pick_end")
+        self.find = pn.widgets.Button(label="Find 1C-GMI granules crossing the region", sizing_mode="stretch_width")
+        self.found = pn.widgets.Select(label="Granules found", options={}, sizing_mode="stretch_width", visible=False)
+        self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
+        self.find.on_click(lambda e: self.search())
+        self.found.param.watch(self._picked, "value")
+
+    def __panel__(self):
+        return pn.Column(pn.Row(self.start, self.end), self.find, self.message, self.found,
+                         sizing_mode="stretch_width")
+
+    def _say(self, text: str, kind: str) -> None:
+        self.message.object, self.message.alert_type, self.message.visible = data.for_page(text), kind, True
+
+    def search(self):
+        s = self.selection
+        self.message.visible = False
+        try:
+            df = data.granule_index(self.catalog_path, s.pick_start, s.pick_end, s.region)
+        except data.DataError as e:
+            self.found.visible = False
+            self._say(str(e), "danger")
+            return None
+        skipped = df.attrs.get("skipped") or []
+        if not len(df):
+            self.found.visible = False
+            self._say(f"no 1C-GMI granule crossed {s.region} between {s.pick_start} and {s.pick_end}"
+                      + (f" ({len(skipped)} unreadable granule(s) skipped: {skipped[0]})" if skipped else ""),
+                      "warning")
+            return df
+        if skipped:
+            self._say(f"{len(skipped)} unreadable granule(s) skipped: {'; '.join(skipped[:3])}", "warning")
+        # labels carry the file name and time only (never the server folder)
+        opts = {}
+        for r in df.head(500).itertuples():
+            opts[f"{r.orbit}  {str(r.start)[:16]}  ({100 * r.coverage:.0f} %)  {Path(r.path).name}"] = str(r.path)
+        self.found.options = opts
+        self.found.label = f"Granules found ({len(df)}{', first 500 listed' if len(df) > 500 else ''})"
+        self.found.visible = True
+        return df
+
+    def _picked(self, e):
+        if e.new:
+            self.selection.granule = str(e.new)
+
+
 class Sidebar(pn.viewable.Viewer):
     """All controls; each writes to the shared :class:`Selection`."""
 
@@ -131,6 +190,7 @@ class Sidebar(pn.viewable.Viewer):
         self.granule = pn.widgets.TextInput.from_param(s.param.granule, label="Granule path (under a data root)",
                                                        sizing_mode="stretch_width")
         self.picker = OrbitPicker(selection=s, catalog_path=self.catalog_path)
+        self.granule_picker = GranulePicker(selection=s, catalog_path=self.catalog_path)
         models = data.list_models()
         self.model_note = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
         unknown = [m for m in s.models if m not in models]
@@ -199,7 +259,7 @@ class Sidebar(pn.viewable.Viewer):
             return pn.Card(*objs, title=title, collapsed=collapsed, sizing_mode="stretch_width",
                            header_background="#eef3f7", margin=(4, 0))
 
-        real = pn.Column(self.granule, visible=s.source == "real", sizing_mode="stretch_width")
+        real = pn.Column(self.granule, self.granule_picker, visible=s.source == "real", sizing_mode="stretch_width")
         synth = pn.Column(self.world, self.picker, visible=s.source == "synthetic", sizing_mode="stretch_width")
 
         def toggle(e):

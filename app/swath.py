@@ -65,8 +65,9 @@ class Layer:
 @dataclass
 class SwathLayers:
     layers: list[Layer]
-    notes: list[str]  # things that could not be shown (shown as warnings)
+    notes: list[str]  # things that could not be shown, and models run outside their training domain (warnings)
     outputs: dict  # model -> retrieval dataset (for the pixel distribution)
+    granule: "data.RealGranule | None" = None  # the real granule the models ran on (source "real")
 
 
 def _rain_layer(key, title, values, model=None) -> Layer:
@@ -99,11 +100,26 @@ def swath_layers(ds, selection: Selection, catalog_path: str | None = None) -> S
         else:
             notes.append("no truth on this swath (truth exists for synthetic orbits only)")
     shape = ds["lat"].shape
-    for model in selection.models:
+    granule = None
+    models = list(selection.models)
+    if selection.source == "real" and models:
         try:
-            out = data.load_output(catalog_path, model, orbit, selection.world)
-        except data.MissingModelOutput:
-            notes.append(f"model {model} has no output for orbit {orbit} yet: press Run to compute it")
+            granule = data.real_granule(selection.granule)
+        except data.DataError as e:  # e.g. a 2B-CMB: shown, but no model runs on its simulated Tb
+            notes.append(f"no model output on this granule: {e}")
+            models = []
+    for model in models:
+        note = data.domain_note(model, granule.product) if granule is not None else None
+        if note:
+            notes.append(note)
+        try:
+            if granule is not None:
+                out = data.load_granule_output(model, granule)
+            else:
+                out = data.load_output(catalog_path, model, orbit, selection.world)
+        except data.MissingModelOutput as e:
+            notes.append(str(e) if granule is not None else
+                         f"model {model} has no output for orbit {orbit} yet: press Run to compute it")
             continue
         except data.DataError as e:
             notes.append(str(e))
@@ -121,17 +137,16 @@ def swath_layers(ds, selection: Selection, catalog_path: str | None = None) -> S
             layers.append(_rain_layer(f"{model}:{p}", f"{model}: {PRODUCT_LABELS[p]}", out[p].values, model))
         elif p in out:
             v = np.asarray(out[p].values, np.float64)
-            if p == "ood_score":
-                finite = v[np.isfinite(v)]
-                hi = float(np.percentile(finite, 99)) if finite.size else 1.0
+            if p == "ood_score":  # calibrated in [0, 1] (> 0.95: further out than 95 % of training-like pixels)
                 layers.append(Layer(f"{model}:{p}", f"{model}: OOD score", v, "OOD score", "1", "inferno",
-                                    (0.0, hi if hi > 0 else 1.0), model=model))
+                                    (0.0, 1.0), model=model))
             else:
                 layers.append(Layer(f"{model}:{p}", f"{model}: {PRODUCT_LABELS[p]}", v, PRODUCT_LABELS[p], "1",
                                     PROB_CMAP, (0.0, 1.0), model=model))
         else:
-            notes.append(f"model {model} does not provide {PRODUCT_LABELS.get(p, p)}")
-    return SwathLayers(layers, notes, outputs)
+            why = out.attrs.get("ood_score_missing") if p == "ood_score" else None
+            notes.append(f"model {model} does not provide {PRODUCT_LABELS.get(p, p)}" + (f" ({why})" if why else ""))
+    return SwathLayers(layers, notes, outputs, granule)
 
 
 def axis_dims(projection: str):
@@ -430,6 +445,9 @@ def export_parts(selection: Selection, catalog_path=None, view_range=None):
             "model_outputs": {m: {"model_sha256": o.attrs.get("model_sha256"), "device": o.attrs.get("device")}
                               for m, o in sl.outputs.items()},
             "notes": sl.notes}
+    if sl.granule is not None:  # the outputs' key: the file's content, not its path
+        prov["granule_sha256"] = sl.granule.content
+        prov["training_domain"] = {m: data.training_domain(m) for m in sl.outputs}
     return ExportParts(layout, out, prov, fig_inches=(3.6 * ncols, 2.2 * nrows))
 
 

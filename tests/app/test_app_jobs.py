@@ -186,8 +186,8 @@ def test_run_control_runs_and_the_map_shows_the_output(data_root):
 def test_run_control_messages():
     rc = RunControl(Selection(models=[]), manager=JobManager(runner=FakeRunner()))
     assert "Select a model" in rc._rows.objects[0].object
-    rc.selection.source = "real"
-    assert "synthetic orbits" in rc._rows.objects[0].object
+    rc.selection.source = "real"  # no granule chosen yet (runs on a granule: tests/app/test_real_run.py)
+    assert "choose a real granule" in rc._rows.objects[0].object
 
 
 @pytest.mark.slow

@@ -182,7 +182,7 @@ def _scan_time(times) -> dict[str, np.ndarray]:
     out = {
         "ScanTime/Year": d.year.values, "ScanTime/Month": d.month.values, "ScanTime/DayOfMonth": d.day.values,
         "ScanTime/Hour": d.hour.values, "ScanTime/Minute": d.minute.values, "ScanTime/Second": d.second.values,
-        "ScanTime/MilliSecond": (d.microsecond // 1000).values, "ScanTime/DayOfYear": d.dayofyear.values,
+        "ScanTime/MilliSecond": (d.microsecond // 1000).values, "ScanTime/DayOfYear": d.day_of_year.values,
         "ScanTime/SecondOfDay": (d.hour * 3600 + d.minute * 60 + d.second + d.microsecond / 1e6).values,
     }
     return {k: np.where(ok, v, -9999) for k, v in out.items()}

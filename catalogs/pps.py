@@ -51,6 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from catalogs import schema
@@ -175,9 +176,6 @@ def _scan_time(times) -> dict[str, np.ndarray]:
     t = np.asarray(times, dtype="datetime64[ms]")
     ok = ~np.isnat(t)
     tt = np.where(ok, t, np.datetime64("2000-01-01", "ms"))
-    idx = xr.DatetimeIndex if False else None  # noqa: F841 - (keep linters quiet about the import)
-    import pandas as pd
-
     d = pd.DatetimeIndex(tt)
     out = {
         "ScanTime/Year": d.year.values, "ScanTime/Month": d.month.values, "ScanTime/DayOfMonth": d.day.values,

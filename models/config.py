@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as _dt
 import difflib
 import os
 import types
@@ -44,13 +45,31 @@ INPUT_TRANSFORMS = ("none", "local_anomaly")
 # --------------------------------------------------------------------------- the sections
 @dataclass
 class SplitConfig:
-    """One split of the scene sets: ``orbits`` orbits evenly spread over ``start``..``end``."""
+    """One split of the scene sets: ``orbits`` orbits evenly spread over ``start``..``end``.
+
+    On an archive (``data.archive``) the orbits are those of the archive's index whose 1C-GMI
+    granule starts in ``start``..``end`` (both days included), in ``months`` (1-12; default all) and
+    not in ``exclude_months``, drawn deterministically up to ``orbits``."""
 
     start: object = None  # ISO date (YAML may give a date)
     end: object = None
     orbits: int = 1
     scenes_per_orbit: int = 1
     scene_scans: int | None = None  # default: DataConfig.scene_scans
+    months: list | None = None  # archive only: keep orbits of these months
+    exclude_months: list | None = None  # archive only: drop orbits of these months (held out)
+
+
+@dataclass
+class ArchiveConfig:
+    """A PPS archive as the data (``models.training.data``): ``granule_dir`` (a folder inside the
+    configured data roots; a relative path is under the data root), or ``catalog`` (an Intake
+    catalogue file) and ``entry`` (its granule-folder entry, reader ``GranuleDirectoryReader``),
+    whose folder is then the archive."""
+
+    granule_dir: str | None = None
+    catalog: str | None = None
+    entry: str = "granules"
 
 
 @dataclass
@@ -66,6 +85,8 @@ class DataConfig:
     climate_offset_K: float | None = None  # simulated source only (research.hybrid)
     warming_K: float | None = None  # research.hybrid paired sets: the same weather this much warmer
     world: str | None = None  # research.hybrid paired sets: the world preset (catalogs.simulator.worlds)
+    archive: ArchiveConfig | None = None  # a PPS archive instead of the synthetic world (1C-GMI x 2B-CMB pairs)
+    reference: str = "2B-CMB"  # archive only: the reference product (2B-CMB surface precipitation)
     train: SplitConfig | None = None
     validation: SplitConfig | None = None
     test: SplitConfig | None = None
@@ -341,6 +362,7 @@ def parse_config(cfg: dict, where: str = "config") -> ModelConfig:
         check_tail(out, where)
     if out.inputs is not None:
         check_inputs(out, where)
+    check_data(out.data, cfg.get("data") or {}, where)
     return out
 
 
@@ -388,8 +410,115 @@ def check_tail(cfg: ModelConfig, where: str) -> None:
 
 
 def data_config(data: dict, where: str = "config") -> DataConfig:
-    """The typed data section (for callers that hold only ``config['data']``)."""
-    return _build(DataConfig, data, where, "data")
+    """The typed data section (for callers that hold only ``config['data']``), checked
+    (:func:`check_data`)."""
+    out = _build(DataConfig, data, where, "data")
+    check_data(out, data, where)
+    return out
+
+
+#: data keys of the synthetic world that mean nothing for an archive (refused there)
+SYNTHETIC_ONLY = ("source", "world_seed", "orbit_scans", "climate_offset_K", "warming_K", "world")
+#: the reference products an archive can give (collocated by catalogs.pairs.open_pair)
+ARCHIVE_REFERENCES = ("2B-CMB",)
+
+
+def _iso_day(value, field_: str, where: str):
+    if isinstance(value, _dt.datetime):
+        return value.date()
+    if isinstance(value, _dt.date):
+        return value
+    try:
+        return _dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ModelError(f"{where}: field {field_} must be an ISO date (YYYY-MM-DD), got {value!r:.60}") from None
+
+
+def _months(value, field_: str, where: str) -> list[int]:
+    if value is None:
+        return []
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 12 for m in value)):
+        raise ModelError(f"{where}: field {field_} must be a non-empty list of months 1..12, got {value!r:.60}")
+    return sorted(set(value))
+
+
+def check_data(d: DataConfig, raw: dict, where: str = "config") -> None:
+    """Refuse, naming the field, a data section that cannot be built: on an archive
+    (``archive:``) one of ``granule_dir`` / ``catalog``, the reference 2B-CMB, no keys of the
+    synthetic world, dated splits and months in 1..12; ``months`` / ``exclude_months`` /
+    ``reference`` only on an archive."""
+    splits = [s for s in ("train", "validation", "test", "ood") if getattr(d, s) is not None]
+    if d.archive is None:
+        if "reference" in raw:
+            raise ModelError(f"{where}: field data.reference is for an archive (data.archive) only; the synthetic "
+                             "world's reference is its radar reference")
+        for s in splits:
+            for key in ("months", "exclude_months"):
+                if getattr(getattr(d, s), key) is not None:
+                    raise ModelError(f"{where}: field data.{s}.{key} is for an archive (data.archive) only")
+        return
+    a = d.archive
+    given = [k for k in ("granule_dir", "catalog") if getattr(a, k) not in (None, "")]
+    if len(given) != 1:
+        raise ModelError(f"{where}: field data.archive needs exactly one of granule_dir (a folder of PPS granules) "
+                         f"or catalog (+ entry), got {', '.join(given) or 'neither'}")
+    for k in ("granule_dir", "catalog", "entry"):
+        v = getattr(a, k)
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            raise ModelError(f"{where}: field data.archive.{k} must be a non-empty string, got {v!r:.60}")
+    if d.reference not in ARCHIVE_REFERENCES:
+        raise ModelError(f"{where}: field data.reference must be one of {', '.join(ARCHIVE_REFERENCES)} "
+                         f"(the reference an archive gives), got {d.reference!r:.60}")
+    for k in SYNTHETIC_ONLY:
+        if k in raw:
+            raise ModelError(f"{where}: field data.{k} is for the synthetic world; a data section with an "
+                             "archive (data.archive) does not use it")
+    if d.train is None:
+        raise ModelError(f"{where}: field data.train is required (the training split of the archive)")
+    for s in splits:
+        spec = getattr(d, s)
+        if spec.start is None or spec.end is None:
+            raise ModelError(f"{where}: field data.{s} needs start and end (ISO dates)")
+        a0, a1 = _iso_day(spec.start, f"data.{s}.start", where), _iso_day(spec.end, f"data.{s}.end", where)
+        if a1 < a0:
+            raise ModelError(f"{where}: field data.{s}.end ({a1}) is before data.{s}.start ({a0})")
+        if spec.orbits < 1 or spec.scenes_per_orbit < 1:
+            raise ModelError(f"{where}: fields data.{s}.orbits and data.{s}.scenes_per_orbit must be at least 1")
+        keep = _months(spec.months, f"data.{s}.months", where)
+        drop = _months(spec.exclude_months, f"data.{s}.exclude_months", where)
+        if keep and not set(keep) - set(drop):
+            raise ModelError(f"{where}: fields data.{s}.months and data.{s}.exclude_months leave no month")
+
+
+def split_months(spec: SplitConfig) -> list[int]:
+    """The months (1-12) a split of an archive takes orbits from."""
+    keep = set(spec.months or range(1, 13))
+    return sorted(keep - set(spec.exclude_months or ()))
+
+
+def training_data(data: dict) -> dict:
+    """What a model is trained on, from its data section (the model card's ``training_data``):
+    ``{kind: archive, granule_dir | catalog + entry, reference, periods, months, held_out_months,
+    orbits}`` or ``{kind: synthetic, world, source, world_seed, periods, orbits}``; ``orbits``
+    is what the config asks for per split (the trainer records what it found)."""
+    d = data_config(data)
+    splits = [s for s in ("train", "validation", "test", "ood") if getattr(d, s) is not None]
+    periods = {s: f"{getattr(d, s).start}..{getattr(d, s).end}" for s in splits}
+    orbits = {s: int(getattr(d, s).orbits) for s in splits}
+    if d.archive is None:
+        out = {"kind": "synthetic", "world": d.world or "today", "source": d.source, "world_seed": d.world_seed,
+               "periods": periods, "orbits": orbits}
+        for k in ("climate_offset_K", "warming_K"):
+            if getattr(d, k) is not None:
+                out[k] = getattr(d, k)
+        return out
+    where = ({"granule_dir": d.archive.granule_dir} if d.archive.granule_dir
+             else {"catalog": d.archive.catalog, "entry": d.archive.entry})
+    months = {s: split_months(getattr(d, s)) for s in splits}
+    held = sorted(set(range(1, 13)) - set(months["train"])) if d.train is not None else []
+    return {"kind": "archive", **where, "reference": d.reference, "periods": periods, "months": months,
+            "held_out_months": held, "orbits": orbits}
 
 
 def split_scene_scans(data: DataConfig, split: str) -> int:

@@ -30,7 +30,7 @@ from catalogs.outputs import check_name
 from models.base import ModelError, Retriever
 from models.bayes import BayesRetriever
 from models.config import (CONFIG_DIR, KINDS, MAX_PARAMETERS, SIZE_LIMITS, check_config_sizes,  # noqa: F401
-                           check_levels, unet_parameters)
+                           check_levels, training_data, unet_parameters)
 from models.config import load_config as _load_config
 from models.inference import choose_device
 from models.research.flow import FlowRetriever
@@ -55,6 +55,8 @@ class ModelCard:
     checkpoint_sha256: str
     levels: list[float]
     training: dict = field(default_factory=dict)  # source, world_seed, periods, command, ...
+    #: what the model was trained on (models.config.training_data): kind synthetic | archive, ...
+    training_data: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # held-out scores, per model and reference
     parameters: int = 0
     created: str = ""
@@ -64,6 +66,8 @@ class ModelCard:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("path")
+        if not d["training_data"]:  # a card written before the field: left as it was
+            d.pop("training_data")
         return d
 
     @classmethod
@@ -98,10 +102,31 @@ def check_card_fields(d: dict, where: str) -> None:
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
         raise ModelError(f"model card {where}: field checkpoint_sha256 must be 64 hex digits, got {sha!r:.80}")
     check_levels(d.get("levels"), "levels", f"model card {where}")
-    for key in ("training", "metrics"):
+    for key in ("training", "metrics", "training_data"):
         if d.get(key) is not None and not isinstance(d[key], dict):
             raise ModelError(f"model card {where}: field {key} must be a mapping, got {d[key]!r:.60}")
     check_config_sizes(d.get("config"), f"model card {where}")
+
+
+def card_training_data(card: ModelCard) -> dict:
+    """What the model of ``card`` was trained on: its ``training_data``, or for a card written
+    before that field, the description derived from its config's data section
+    (:func:`models.config.training_data`; every such model was trained on the synthetic world)."""
+    if card.training_data:
+        return card.training_data
+    data = (card.config or {}).get("data") if isinstance(card.config, dict) else None
+    if isinstance(data, dict):
+        try:
+            return training_data(data)
+        except ModelError:
+            pass
+    return {"kind": "synthetic"}
+
+
+def training_domain(card: ModelCard) -> str:
+    """``"archive"`` for a model trained on a PPS archive (observed Tb), ``"synthetic"`` for one
+    trained on the synthetic world (simulated Tb)."""
+    return "archive" if card_training_data(card).get("kind") == "archive" else "synthetic"
 
 
 def _plain(x):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from catalogs.store import open_dataset
 from models.base import ModelError, Retriever
 from models.conditioning import scene_gmst
 from models.quantiles import QuantileDistribution
@@ -16,7 +17,9 @@ from models.scoring import climatology_quantiles, score
 from models.config import data_config
 from models.inference import invalid_tb_mask
 from models.training.common import Progress, log as _log, pad_cross as _pad_cross
-from models.training.data import SPLITS, build_training_set, data_key, load_scenes, simulator_fingerprint
+from models.training.data import (SPLITS, archive_root, archive_split_orbits, build_training_set, data_key,
+                                  load_scenes, simulator_fingerprint)
+from models.config import training_data
 
 
 def predict_scenes(retriever: Retriever, tc: np.ndarray, batch: int = 4, strip_only: np.ndarray | None = None,
@@ -68,6 +71,9 @@ def heldout_scores(config: dict, retrievers: dict[str, Retriever], train_ref: np
         res = {"period": f"{spec['start']}..{spec['end']}", "orbits": int(spec["orbits"]),
                "pixels": int(strip.sum()),
                "checkpoints": {n: (r.sha256 or "")[:12] for n, r in retrievers.items()}}
+        if data_cfg.get("archive") is not None:  # the orbits found, the reference they are scored against
+            res["orbits"] = int(open_dataset(path).attrs["orbits"])
+            res["reference"] = data_config(data_cfg).reference
         gmst = None
         if any(getattr(r, "gmst_conditioned", False) for r in retrievers.values()):
             gmst = scene_gmst(path)
@@ -93,15 +99,32 @@ def make_card(config: dict, out: Path, sets: dict, kind: str) -> ModelCard:
     """The card of a model trained on ``sets`` (provenance filled; weights and skill to come)."""
     data_cfg = config["data"]
     periods = {s: f"{data_cfg[s]['start']}..{data_cfg[s]['end']}" for s in SPLITS if s in data_cfg}
+    trained_on = card_training_data(data_cfg)
+    if trained_on["kind"] == "archive":
+        source = f"archive {trained_on['archive_folder']} (1C-GMI x {trained_on['reference']})"
+        orbits, provenance = trained_on["orbits"], {}
+    else:
+        source = f"catalogs.simulator source={data_config(data_cfg).source} world_seed={data_config(data_cfg).world_seed}"
+        orbits, provenance = {s: int(data_cfg[s]["orbits"]) for s in SPLITS if s in data_cfg}, {
+            "simulator": simulator_fingerprint()}
     return ModelCard(
         name=config["name"], kind=kind, config=config, checkpoint_sha256="",
         levels=[float(v) for v in config["quantile_levels"]],
-        training={"source": f"catalogs.simulator source={data_config(data_cfg).source} "
-                            f"world_seed={data_config(data_cfg).world_seed}",
-                  "periods": periods,
-                  "orbits": {s: int(data_cfg[s]["orbits"]) for s in SPLITS if s in data_cfg},
-                  "data_key": data_key(data_cfg),
-                  "simulator": simulator_fingerprint()},
+        training={"source": source, "periods": periods, "orbits": orbits, "data_key": data_key(data_cfg),
+                  **provenance},
+        training_data=trained_on,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         path=str(out),
     )
+
+
+def card_training_data(data_cfg: dict) -> dict:
+    """The card's ``training_data`` (:func:`models.config.training_data`); on an archive with the
+    folder it resolved to and the number of orbits each split drew (``orbits``; what the config
+    asked for in ``orbits_requested``)."""
+    out = training_data(data_cfg)
+    if out["kind"] == "archive":
+        out["archive_folder"] = str(archive_root(data_cfg))
+        out["orbits_requested"] = out["orbits"]
+        out["orbits"] = {s: len(archive_split_orbits(data_cfg, s)) for s in out["orbits_requested"]}
+    return out

@@ -167,6 +167,9 @@ class GranulePicker(pn.viewable.Viewer):
         self.found.options = opts
         self.found.label = f"Granules found ({len(df)}{', first 500 listed' if len(df) > 500 else ''})"
         self.found.visible = True
+        first = next(iter(opts.values()))  # shown first in the list: the one on the map
+        self.found.value = first
+        self.selection.granule = first
         return df
 
     def _picked(self, e):

@@ -98,6 +98,41 @@ class GranuleReader(readers.BaseReader):
         return open_granule(get_roots().confine(path))
 
 
+class GranulePairReader(readers.BaseReader):
+    """A real 1C-GMI granule with the 2B-CMB surface precipitation of its orbit collocated on its
+    pixels as the reference (:func:`catalogs.pairs.open_pair`; the CMB and 2A-GMI granules are
+    found next to it or in gpm-api's archive tree). ``cmb="if-found"`` (default) opens the 1C
+    alone when its orbit has no CMB granule; ``"auto"`` refuses."""
+
+    output_instance = "xarray:Dataset"
+    imports = {"gpm"}
+
+    def _read(self, path=None, granule=None, cmb="if-found"):
+        from catalogs.pairs import open_pair
+
+        path = granule or path
+        if not path:
+            raise ValueError("a 1C-GMI granule path is required (catalogue parameter 'granule')")
+        cmb = cmb if cmb in ("auto", "if-found") else get_roots().confine(cmb)
+        return open_pair(get_roots().confine(path), cmb)
+
+
+class ArchiveIndexReader(readers.BaseReader):
+    """One row per orbit of a PPS archive with the paths of its 1C-GMI, 2B-CMB and 2A-GMI
+    granules (:func:`catalogs.pairs.archive_index`; file names only), granules starting in [start, end)."""
+
+    output_instance = "pandas:DataFrame"
+    imports = {"pandas"}
+
+    def _read(self, folder=None, granule_dir=None, start=None, end=None):
+        from catalogs.pairs import archive_index
+
+        folder = granule_dir or folder
+        if not folder:
+            raise ValueError("an archive folder is required (catalogue parameter 'granule_dir')")
+        return archive_index(get_roots().confine(folder), start or None, end or None)
+
+
 class GranuleDirectoryReader(readers.BaseReader):
     """Table of the real granules under a folder (from their official file names)."""
 

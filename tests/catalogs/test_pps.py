@@ -246,3 +246,21 @@ def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="no surface_precip"):
         pps.write_2b_cmb(sw, root=tmp_path)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_catalogue_reads_an_archive_and_its_pairs(tmp_path, monkeypatch):
+    from catalogs.catalog import open_catalog, read
+    from catalogs.config import PathOutsideRoots
+
+    root = tmp_path / "archive"
+    paths = pps.make_archive(root, [ORBIT, ORBIT + 6000], n_scans=80)  # 2017-09, 2018-10
+    monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("RAINCHECK_READ_ROOTS", str(root))
+    cat = open_catalog()
+    table = read(cat, "archive", granule_dir=str(root), start="2017-01-01", end="2018-01-01")
+    assert table["orbit"].tolist() == [ORBIT] and table.loc[0, "1C-GMI"] == str(paths[0])
+    ds = read(cat, "pair", granule=str(paths[0]))
+    assert ds.attrs["reference"].startswith("2B-CMB") and np.isfinite(ds["surface_precip"].values).any()
+    monkeypatch.setenv("RAINCHECK_READ_ROOTS", str(tmp_path / "elsewhere"))
+    with pytest.raises(PathOutsideRoots):
+        read(cat, "pair", granule=str(paths[0]))

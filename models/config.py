@@ -74,8 +74,10 @@ class ArchiveConfig:
 
 @dataclass
 class DataConfig:
-    """The simulated scene sets (``models.train.build_training_set``); this section as written
-    is hashed into the cache key of the scene sets."""
+    """The scene sets (``models.train.build_training_set``): simulated, or with ``archive`` the
+    1C-GMI x 2B-CMB pairs of a PPS archive (``reference``; the splits' ``months`` /
+    ``exclude_months``; :func:`check_data`); this section as written is hashed into the cache key
+    of the scene sets."""
 
     source: str = "observed"
     world_seed: int = 0

@@ -9,6 +9,12 @@ stores them once as a zarr under ``<data_root>/training/<key>/<split>.zarr`` (at
 completion marker); later runs reuse it. The key hashes the data section of the config, so
 models trained on the same data share the cache.
 
+On a PPS archive (``data.archive`` in the config, e.g. ``archive-tiny``) the orbits are the
+archive's 1C-GMI granules of each split's period and months, paired with their 2B-CMB reference
+(:mod:`models.training.data`); the archive is checked and every split built before training, so
+a bad granule stops the run before anything is written. The model card's ``training_data`` says
+what a model was trained on (:func:`models.registry.training_domain`: synthetic or archive).
+
 U-Net
 -----
 The loop is :mod:`models.training` (one for every U-Net config; the research configs plug in
@@ -38,8 +44,8 @@ from models.quantiles import QuantileDistribution
 from models.registry import ModelCard, load_checkpoint, load_model, save_model
 from models.research.trainer import train_research
 from models.training.common import Progress, TrainingCancelled, log, optimizer_step, pad_cross, set_seed  # noqa: F401
-from models.training.data import (SPLITS, build_training_set, data_key, load_scenes, simulator_fingerprint,  # noqa: F401
-                                  split_orbits)
+from models.training.data import (SPLITS, build_training_set, check_archive, data_key, load_scenes,  # noqa: F401
+                                  simulator_fingerprint, split_orbits)
 from models.training.loop import build_net, train_unet
 from models.training.scoring import default_out, heldout_scores, make_card, predict_scenes, round_metrics  # noqa: F401
 from models.training.state import load_state, save_checkpoint, save_state, state_dir
@@ -74,7 +80,13 @@ def train(config: dict | str | os.PathLike, progress: Progress | None = None,
         command = " ".join(["raincheck", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("raincheck") else "models.train.train()"
     t0 = time.perf_counter()
     sets = {}
-    for split in ("train", "validation"):
+    splits = ["train", "validation"]
+    if config["data"].get("archive") is not None:
+        # an archive is checked, and its held-out sets built, before training: a bad granule
+        # anywhere stops the run before a model is written
+        check_archive(config["data"])
+        splits += [s for s in ("test", "ood") if config["data"].get(s) is not None]
+    for split in splits:
         sets[split] = build_training_set(config, split, progress=progress, cancel=cancel)
     if config["kind"] == "unet":
         card, retriever = _train_unet(config, sets, out, progress, cancel)

@@ -48,7 +48,10 @@ class _Bar:
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for model.safetensors + card.yaml (default: <data root>/models/<name>); "
                    "with several CONFIGs, the parent folder (<out>/<name>).")
-def train_cmd(configs: tuple[str, ...], out: str | None) -> None:
+@click.option("--archive", type=click.Path(file_okay=False), default=None,
+              help="For a config that trains on a PPS archive (data.archive): the archive folder to use "
+                   "(inside a configured data root) instead of the config's.")
+def train_cmd(configs: tuple[str, ...], out: str | None, archive: str | None) -> None:
     """Train the model(s) described by CONFIG (YAML paths or shipped config names).
 
     Several configs train in order in one process, on the same cached data (models named in
@@ -56,11 +59,19 @@ def train_cmd(configs: tuple[str, ...], out: str | None) -> None:
     from models.registry import load_config
     from models.train import train
 
-    command = " ".join(["raincheck", "train", *configs] + (["--out", out] if out else []))
+    if archive is not None:
+        archive = str(Path(archive).expanduser().resolve())  # relative to where the command runs
+    command = " ".join(["raincheck", "train", *configs] + (["--out", out] if out else [])
+                       + (["--archive", archive] if archive else []))
     for config in configs:
         bar = _Bar("train")
         try:
             cfg = load_config(config)
+            if archive is not None:
+                if not isinstance(cfg.get("data"), dict) or cfg["data"].get("archive") is None:
+                    raise ModelError(f"config {config}: --archive is for a config that trains on an archive "
+                                     "(data.archive); this one trains on the synthetic world")
+                cfg["data"] = {**cfg["data"], "archive": {"granule_dir": archive}}
             dest = out if (out is None or len(configs) == 1) else str(Path(out) / cfg["name"])
             card = train(cfg, progress=bar, cancel=threading.Event(), out=dest, command=command)
         except ModelError as e:
@@ -147,15 +158,17 @@ def list_cmd() -> None:
 @click.argument("name")
 def show_cmd(name: str) -> None:
     """Show a model card."""
-    from models.registry import _plain, get_card
+    from models.registry import _plain, card_training_data, get_card
 
     try:
         card = get_card(name)
     except ModelError as e:
         raise click.ClickException(str(e)) from None
     d = card.to_dict()
-    d["config"] = {k: v for k, v in d["config"].items() if k != "data"} | {"data": "(see training)"}
+    d["config"] = {k: v for k, v in d["config"].items() if k != "data"} | {"data": "(see training_data)"}
     d["training"] = {k: v for k, v in d["training"].items() if k != "history"}
+    d.pop("training_data", None)  # shown after the kind; derived from the config for a card written before the field
+    d = {"name": d.pop("name"), "kind": d.pop("kind"), "training_data": card_training_data(card), **d}
     click.echo(yaml.safe_dump(_plain(d), sort_keys=False, allow_unicode=True))
 
 

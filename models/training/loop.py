@@ -22,6 +22,7 @@ from models.config import parse_config
 from models.registry import load_checkpoint
 from models.research.invariant import set_input_normalisation
 from models.training.common import TrainingCancelled, log, optimizer_step, pad_cross, set_seed
+from models.training.data import data_key
 from models.training.plugins import PinballLoss, ShuffledScenes
 from models.training.state import load_state, save_best, save_state, state_dir
 from models.unet import pinball_loss
@@ -84,7 +85,8 @@ def train_unet(config: dict, net, train: tuple, validation: tuple, out: Path, *,
     opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tcfg.lr, total_steps=total, pct_start=tcfg.pct_start)
     best, best_epoch, best_pinball, start_epoch, history = float("inf"), -1, float("inf"), 0, []
-    resumed = load_state(out, net, opt, sched) if tcfg.resume else None
+    key = data_key(config["data"]) if isinstance(config.get("data"), dict) else None
+    resumed = load_state(out, net, opt, sched, key) if tcfg.resume else None
     if resumed:
         start_epoch = resumed["epoch"] + 1
         best, best_epoch, history = resumed["best"], resumed["best_epoch"], resumed["history"]
@@ -126,7 +128,7 @@ def train_unet(config: dict, net, train: tuple, validation: tuple, out: Path, *,
         if v["loss"] < best:
             best, best_epoch, best_pinball = v["loss"], epoch + 1, v["pinball"]
             save_best(out, net)
-        save_state(out, net, opt, sched, epoch, best, best_epoch, history)
+        save_state(out, net, opt, sched, epoch, best, best_epoch, history, key)
         log(progress, (epoch + 1) * steps_per_epoch, total,
             f"epoch {epoch + 1}: val loss {v['loss']:.4f} pinball {v['pinball']:.4f} (best {best:.4f} @ {best_epoch})")
         if stopped_early:

@@ -16,8 +16,10 @@ def state_dir(out: Path) -> Path:
     return out / ".train-state"
 
 
-def save_state(out: Path, net, opt, sched, epoch: int, best: float, best_epoch: int, history: list) -> None:
-    """Weights, optimiser, schedule, epoch, best score and RNG after an epoch (atomic)."""
+def save_state(out: Path, net, opt, sched, epoch: int, best: float, best_epoch: int, history: list,
+               data_key: str | None = None) -> None:
+    """Weights, optimiser, schedule, epoch, best score and RNG after an epoch (atomic), and the
+    key of the scene sets trained on (``data_key``: a resume on other data starts afresh)."""
     from safetensors.torch import save_file
 
     d = state_dir(out)
@@ -31,19 +33,23 @@ def save_state(out: Path, net, opt, sched, epoch: int, best: float, best_epoch: 
     save_file(tensors, str(tmp))
     info = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history,
             "param_groups": osd["param_groups"], "sched": sched.state_dict(),
-            "torch_rng": torch.get_rng_state().tolist()}
+            "torch_rng": torch.get_rng_state().tolist(), "data_key": data_key}
     itmp = d / ".last.json.tmp"
     itmp.write_text(json.dumps(info, default=float))
     os.replace(tmp, d / "last.safetensors")
     os.replace(itmp, d / "last.json")
 
 
-def load_state(out: Path, net, opt, sched) -> dict | None:
-    """Restore the state saved by :func:`save_state` (None if there is none)."""
+def load_state(out: Path, net, opt, sched, data_key: str | None = None) -> dict | None:
+    """Restore the state saved by :func:`save_state` (None if there is none, or if it was saved
+    while training on scene sets other than ``data_key``'s: e.g. the same config pointed at
+    another archive)."""
     d = state_dir(out)
     if not (d / "last.json").is_file() or not (d / "last.safetensors").is_file():
         return None
     info = json.loads((d / "last.json").read_text())
+    if data_key is not None and info.get("data_key") not in (None, data_key):
+        return None
     tensors = load_checkpoint(d / "last.safetensors")
     net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict = {}

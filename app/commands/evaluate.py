@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import threading
+from pathlib import Path
 
 import click
 from tqdm import tqdm
@@ -122,8 +123,16 @@ def climatology() -> None:
 @click.option("--years", default="1998-2060", show_default=True, help="Years for --record/--demo.")
 @click.option("--per-month", default=2, show_default=True, type=click.IntRange(1, 400),
               help="Orbits per sampled month (--record/--demo).")
-@click.option("--sources", default="truth,reference", show_default=True,
-              help="truth, reference and/or model names (comma separated).")
+@click.option("--archive", "archive_dir", type=click.Path(file_okay=False), default=None,
+              help="Build on the PPS archive under this folder (1C-GMI, 2B-CMB, 2A-GMI granules in gpm-api's "
+                   "tree, e.g. made by 'raincheck archive make'): CMB is the reference, GPROF a baseline read "
+                   "from its 2A-GMI granules, models run on the 1C-GMI Tb; no truth.")
+@click.option("--start", default=None, help="With --archive: orbits whose 1C-GMI granule starts on or after this "
+                                            "date (ISO).")
+@click.option("--end", default=None, help="With --archive: ... and before this date (ISO).")
+@click.option("--sources", default=None,
+              help="truth, reference and/or model names (comma separated); default truth,reference "
+                   "(with --archive: reference,gprof; 'gprof' = the archive's 2A-GMI algorithm, e.g. GPROF2021v1).")
 @click.option("--n-scans", type=click.IntRange(min=1), default=None, help="Use only the first N scans of each orbit.")
 @click.option("--extra-region", "extra_regions", multiple=True, help="Extra region (bbox:..., polygon:WKT) to store.")
 @click.option("--cube", "cube_path", type=click.Path(), default=None,
@@ -134,13 +143,24 @@ def climatology() -> None:
 @click.option("--replace-stale", is_flag=True,
               help="Drop and rebuild sources the cube holds in another version (a retrained model's checkpoint, "
                    "another simulator version); without it such a build stops with an error.")
-def build_cmd(demo, orbit_spec, record, years, per_month, sources, n_scans, extra_regions, cube_path, scheduler,
-              workers, inline, replace_stale) -> None:
+def build_cmd(demo, orbit_spec, record, years, per_month, archive_dir, start, end, sources, n_scans, extra_regions,
+              cube_path, scheduler, workers, inline, replace_stale) -> None:
     """Build or extend a cube; an interrupted build resumes where it stopped."""
     from evaluation import cube as CB
 
     if logging.getLogger().getEffectiveLevel() > logging.INFO:  # quiet dask unless -v
         logging.getLogger("distributed").setLevel(logging.ERROR)
+    if archive_dir is not None:
+        if demo or record or n_scans:
+            raise click.UsageError("--archive builds on the archive's granules: --demo, --record and --n-scans "
+                                   "do not apply")
+        _build_archive(archive_dir, start, end, orbit_spec, sources, extra_regions, cube_path,
+                       "inline" if inline else scheduler, workers, replace_stale)
+        return
+    if start or end:
+        raise click.UsageError("--start/--end select orbits of an --archive; for synthetic orbits use --orbits or "
+                               "--record --years")
+    sources = sources or "truth,reference"
     # every value is checked before anything is computed or written
     yrs = parse_years(years)
     if not demo:
@@ -168,6 +188,43 @@ def build_cmd(demo, orbit_spec, record, years, per_month, sources, n_scans, extr
                                  progress=bar, cancel=threading.Event(), n_scans=n_scans,
                                  extra_regions=extra_regions, replace_stale=replace_stale)
     except (CB.CubeConfigMismatch, ValueError, KeyError, ModelError) as e:
+        raise click.ClickException(str(e).strip("'\"")) from None
+    finally:
+        bar.close()
+    click.echo(json.dumps(CB.open_cube(path).describe(), indent=1))
+
+
+def _build_archive(archive_dir, start, end, orbit_spec, sources, extra_regions, cube_path, sched, workers,
+                   replace_stale) -> None:
+    """`climatology build --archive`: every value checked before anything is computed or written."""
+    from evaluation import cube as CB
+    from evaluation.cube import archive as AR
+
+    # paths as typed are relative to the working directory (then confined to the roots)
+    archive_dir = Path(archive_dir).absolute()
+    cube_path = None if cube_path is None else Path(cube_path).absolute()
+    srcs = None if sources is None else [s.strip() for s in sources.split(",") if s.strip()]
+    models = [s for s in srcs or () if not AR.is_baseline_name(s) and s not in CB.BUILTIN]
+    if models:
+        check_sources(models)
+    orbits = parse_orbits(orbit_spec, strict=False) if orbit_spec else None
+    for r in extra_regions:
+        try:
+            RG.get_region(r)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--extra-region") from None
+    try:
+        get_roots().confine(archive_dir)
+        if cube_path is not None:
+            get_roots().confine(cube_path, write=True)
+    except PathOutsideRoots as e:
+        raise click.BadParameter(str(e), param_hint="--archive/--cube") from None
+    bar = _Bar("archive cube")
+    try:
+        path = CB.build_archive_cube(archive_dir, srcs, cube_path, start=start, end=end, orbits=orbits,
+                                     scheduler=sched, n_workers=workers, progress=bar, cancel=threading.Event(),
+                                     extra_regions=extra_regions, replace_stale=replace_stale)
+    except (CB.CubeConfigMismatch, ValueError, KeyError, ModelError, OSError) as e:
         raise click.ClickException(str(e).strip("'\"")) from None
     finally:
         bar.close()
@@ -220,8 +277,18 @@ def build_box_cmd(box, cube_path, max_model_seconds, scheduler, workers, plan_on
 
 @climatology.command("info")
 @click.option("--cube", "cube_path", type=click.Path(), default=None)
-def info_cmd(cube_path) -> None:
-    """Describe a cube (sources, orbits, months, the identity of each source)."""
+@click.option("--archive", "archive_dir", type=click.Path(file_okay=False), default=None,
+              help="The cube of this PPS archive at its default place (as built by 'climatology build --archive').")
+def info_cmd(cube_path, archive_dir) -> None:
+    """Describe a cube (sources, orbits, months, the identity of each source; for an archive cube
+    its folder, period, skipped orbits and the sources absent from some orbits)."""
+    if archive_dir is not None and cube_path is None:
+        from evaluation.cube.archive import default_archive_cube_path
+
+        try:
+            cube_path = default_archive_cube_path(get_roots().confine(Path(archive_dir).absolute()))
+        except PathOutsideRoots as e:
+            raise click.BadParameter(str(e), param_hint="--archive") from None
     click.echo(json.dumps(_open(cube_path).describe(), indent=1))
 
 
@@ -318,6 +385,17 @@ def _f(x, fmt="{:.3g}"):
 def _evaluate_text(o: dict) -> str:
     sel = o["selection"]
     lines = [f"region {sel['region_name']}  period {sel['period'] or 'all'}  season {sel['season'] or 'all'}"]
+    arch = (o.get("cube") or {}).get("archive")
+    if arch:
+        per = arch["period"]
+        lines.append(f"archive {arch['granule_dir']}  {arch['orbits']} orbits {str(per[0])[:16]} .. "
+                     f"{str(per[1])[:16]}  reference: 2B-CMB; truth: none (real data)"
+                     + (f"; {arch['skipped']} orbit(s) skipped (no 1C-GMI or 2B-CMB)" if arch["skipped"] else ""))
+        n_ref = (o["cube"].get("orbits") or {}).get("reference")
+        for s, n in (o["cube"].get("orbits") or {}).items():
+            if n_ref and s != "reference" and not s.endswith("@strip") and n < n_ref:
+                lines.append(f"  note: {s} on {n} of the {n_ref} orbits ({n_ref - n} without its granule): its "
+                             f"distributions are over those orbits only")
     for group, d in o["distributions"].items():
         for s, v in d.items():
             lines.append(f"  [{group}] {s:22s} n={v['n']:>10d} mean={_f(v['mean'])} wet={_f(v['wet_fraction'])} "

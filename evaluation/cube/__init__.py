@@ -64,6 +64,7 @@ Modules
 ``build``     the build driver (dask or inline) and the merge of partials
 ``query``     :func:`open_cube` and :class:`Cube`: every query a view or report asks
 ``demo``      the demo record and its build
+``archive``   a cube on a PPS archive: CMB reference, models on the 1C-GMI Tb, GPROF read from 2A-GMI
 
 The names below are re-exported here (``from evaluation import cube as CB; CB.build_cube(...)``);
 to replace a function in a test, patch it in the module that calls it (e.g.
@@ -73,7 +74,8 @@ to replace a function in a test, patch it in the module that calls it (e.g.
 from __future__ import annotations
 
 from catalogs.store import atomic_write, is_complete
-from evaluation.cube.build import _orbit_task, _run_tasks, build_cube, merge_partials
+from evaluation.cube.archive import default_archive_cube_path
+from evaluation.cube.build import _orbit_task, _run_tasks, build_archive_cube, build_cube, merge_partials
 from evaluation.cube.demo import DEMO, PACKAGED_DEMO, build_demo, demo_cube_path, record_orbits
 from evaluation.cube.kernels import HAVE_NUMBA, accumulate, accumulate_layers, aggregate_orbit, pixel_groups
 from evaluation.cube.layout import (BUILTIN, CANON_LEVELS, FIELD_STATS, FORMAT_VERSION, LEDGER, NONE_REGION,
@@ -92,8 +94,8 @@ __all__ = [
     "PACKAGED_DEMO", "PIXEL_STATS", "REFERENCE", "SEASONS", "STRIP", "SURFACES", "SURFACE_GROUPS", "TRUTH",
     "TRUTH_STRIP", "BuildCancelled", "Cube", "CubeConfigMismatch", "RegionNotInCube", "StaleSource",
     "_check_identities", "_config_key", "_identities", "_orbit_task", "_run_tasks", "_write_cube",
-    "accumulate", "accumulate_layers", "aggregate_orbit", "ar6_labels", "atomic_write", "build_cube",
-    "build_demo", "default_cube_path", "demo_cube_path", "empty_cube", "expand_sources", "export_cube",
+    "accumulate", "accumulate_layers", "aggregate_orbit", "ar6_labels", "atomic_write", "build_archive_cube", "build_cube",
+    "build_demo", "default_archive_cube_path", "default_cube_path", "demo_cube_path", "empty_cube", "expand_sources", "export_cube",
     "import_cube", "is_complete", "merge_partials", "model_of", "open_cube", "orbit_partial", "pairs_for",
     "parse_period", "parse_season", "partial_damage", "partial_identities", "partials_dir", "pixel_groups",
     "read_ledger", "read_partial", "record_orbits", "region_labels", "skill_labels", "source_identity",

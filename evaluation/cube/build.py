@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from catalogs.config import get_roots
 from catalogs.runtime import dask_client
 from catalogs.store import cleanup_stale, is_complete
 from evaluation import regions as RG
+from evaluation.cube import archive as AR
 from evaluation.cube.layout import (BUILTIN, REFERENCE, TRUTH, BuildCancelled, CubeConfigMismatch, default_cube_path,
                                     empty_cube, expand_sources, model_of, partials_dir, region_labels, skill_labels)
 from evaluation.cube.ledger import (_check_identities, _config_key, _diff, _fmt_identity, _identities,
@@ -262,7 +264,7 @@ def _record(ledger: dict, st: _Merge) -> None:
 
 
 def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, progress=None,
-                   drop: Iterable[str] = (), adopt: dict | None = None) -> dict:
+                   drop: Iterable[str] = (), adopt: dict | None = None, ledger_extra: dict | None = None) -> dict:
     """Merge partial files into the cube at ``path`` (created if missing), atomically, with the
     ledger updated; (source, orbit) pairs already in the ledger are skipped. Returns the ledger.
 
@@ -272,21 +274,25 @@ def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, prog
     (or the source is new to the cube); a pair only if both its sides match. What does not match
     is skipped with a warning (the cube never mixes two versions of a source). A truth/reference
     source of a cube written before identities were recorded takes the partial's identity (logged),
-    or the one given in ``adopt`` ({source: identity}, what :func:`build_cube` checked)."""
+    or the one given in ``adopt`` ({source: identity}, what :func:`build_cube` checked).
+    ``ledger_extra``: top-level ledger entries to record with the merge (an archive cube's
+    ``archive`` record); a change in them alone rewrites the cube's ledger."""
     path = Path(path)
     ledger = read_ledger(path)
     drop = set(drop)
     st = _start_merge(path, ledger, cfg, drop, adopt)
     parts = _unmerged(partial_paths, st.done_s)
     old = _kept_cube(path, drop)
-    if not parts and not (drop and old is not None):
+    extra_changed = bool(ledger_extra) and any(ledger.get(k) != v for k, v in ledger_extra.items())
+    ledger.update(ledger_extra or {})
+    if not parts and not ((drop or extra_changed) and old is not None):
         return ledger
     # the union of sources, pairs, months
     sources = [str(s) for s in old["source"].values] if old is not None else []
     pairs = [str(p) for p in old["pair"].values] if old is not None else []
     months = set(old["time"].values.astype("datetime64[ns]").tolist()) if old is not None else set()
     metas = _plan_merge(parts, st, cfg, sources, pairs, months)
-    if not metas and not drop and set(st.idents) == set(ledger.get("identities") or {}):
+    if not metas and not drop and not extra_changed and set(st.idents) == set(ledger.get("identities") or {}):
         for pp in parts:  # nothing usable in them (already merged, or stale)
             Path(pp).unlink(missing_ok=True)
         return ledger
@@ -298,12 +304,16 @@ def merge_partials(path: Path, partial_paths: Sequence[Path], cfg: dict, *, prog
     return ledger
 
 
-def _build_config(world_seed, n_scans, extra_regions, model_fns, model_product, torch_threads, skill_extra) -> dict:
-    """The configuration of a build (what its ledger key and each orbit task read)."""
-    return {"world_seed": int(world_seed), "n_scans": n_scans, "regions": region_labels(extra_regions),
-            "extra_regions": [RG.get_region(s).spec for s in extra_regions], "model_fns": model_fns or {},
-            "model_product": model_product, "torch_threads": torch_threads, "loader": "simulator",
-            "skill_extra": bool(skill_extra and extra_regions)}
+def _build_config(world_seed, n_scans, extra_regions, model_fns, model_product, torch_threads, skill_extra,
+                  loader: dict | None = None) -> dict:
+    """The configuration of a build (what its ledger key and each orbit task read); ``loader``:
+    the archive loader's entries (:func:`build_archive_cube`), else the simulator."""
+    cfg = {"world_seed": int(world_seed), "n_scans": n_scans, "regions": region_labels(extra_regions),
+           "extra_regions": [RG.get_region(s).spec for s in extra_regions], "model_fns": model_fns or {},
+           "model_product": model_product, "torch_threads": torch_threads, "loader": "simulator",
+           "skill_extra": bool(skill_extra and extra_regions)}
+    cfg.update(loader or {})
+    return cfg
 
 
 def _reusable_partials(path: Path, cur: dict, drop: set) -> tuple[Path, dict[int, set], int]:
@@ -339,12 +349,15 @@ def _reusable_partials(path: Path, cur: dict, drop: set) -> tuple[Path, dict[int
     return pdir, have, damaged
 
 
-def _orbits_to_compute(orbits: Iterable[int], srcs: list[str], ledger: dict, drop, have: dict) -> list:
-    """``(orbit, sources)`` still to compute: what the ledger and the reusable partials lack."""
+def _orbits_to_compute(orbits: Iterable[int], srcs: list[str], ledger: dict, drop, have: dict,
+                       unavailable: dict | None = None) -> list:
+    """``(orbit, sources)`` still to compute: what the ledger and the reusable partials lack
+    (``unavailable``: {orbit: sources that orbit has no data for}, left out)."""
     done = {s: (set() if s in drop else set(v)) for s, v in ledger["sources"].items()}
     todo = []
     for o in dict.fromkeys(int(x) for x in orbits):
-        need = [s for s in srcs if o not in done.get(s, ()) and s not in have.get(o, set())]
+        absent = (unavailable or {}).get(o, ())
+        need = [s for s in srcs if o not in done.get(s, ()) and s not in have.get(o, set()) and s not in absent]
         if need:
             # keep a model's two sources together (one inference feeds both)
             todo.append((o, expand_sources(need)))
@@ -369,6 +382,9 @@ def build_cube(
     max_tasks: int | None = None,
     replace_stale: bool = False,
     skill_extra: bool = False,
+    loader: dict | None = None,
+    unavailable: dict | None = None,
+    ledger_extra: dict | None = None,
 ) -> Path:
     """Build (or extend) the cube at ``path`` with ``orbits`` × ``sources``.
 
@@ -388,12 +404,16 @@ def build_cube(
 
     ``skill_extra``: also store the skill statistics on the extra regions (the ``skill_region``
     axis is then the AR6 partition + ``extra_regions``), so scores answer for them too (box cubes
-    are built this way)."""
+    are built this way).
+
+    ``loader``, ``unavailable``, ``ledger_extra``: what :func:`build_archive_cube` passes (the
+    archive's granules, the sources an orbit has no granule for, the ledger's ``archive`` record)."""
     path = Path(path) if path is not None else default_cube_path()
     if path.parent.is_dir():  # a merge killed mid-write: its temp goes (or a whole cube comes back)
         cleanup_stale(path.parent)
     srcs = expand_sources(sources)
-    cfg = _build_config(world_seed, n_scans, extra_regions, model_fns, model_product, torch_threads, skill_extra)
+    cfg = _build_config(world_seed, n_scans, extra_regions, model_fns, model_product, torch_threads, skill_extra,
+                        loader)
     ledger = read_ledger(path)
     _check_config(path, ledger, _config_key(cfg))
     cur = _identities(srcs, cfg)
@@ -401,7 +421,7 @@ def build_cube(
     drop, adopt = _check_identities(path, ledger, srcs, cur, replace_stale)
     # what each orbit still needs, minus what finished partials (of the current versions) hold
     pdir, have, damaged = _reusable_partials(path, cur, drop)
-    todo = _orbits_to_compute(orbits, srcs, ledger, drop, have)
+    todo = _orbits_to_compute(orbits, srcs, ledger, drop, have, unavailable)
     total = len(todo)
     if progress:
         progress(0, total, f"{total} orbit(s) to compute, {len(have)} partial(s) to reuse"
@@ -411,10 +431,38 @@ def build_cube(
     _run_tasks(todo, cfg, pdir, scheduler, n_workers, progress, cancel, total)
     if max_tasks is not None and max_tasks < total:
         raise BuildCancelled(f"stopped after {max_tasks} of {total} orbits (max_tasks)")
-    merge_partials(path, sorted(pdir.glob("o*.npz")), cfg, progress=None, drop=drop, adopt=adopt)
+    merge_partials(path, sorted(pdir.glob("o*.npz")), cfg, progress=None, drop=drop, adopt=adopt,
+                   ledger_extra=ledger_extra)
     if progress:
         progress(total, total, "cube written")
     return path
+
+
+def build_archive_cube(root, sources: Sequence[str] | None = None, path: str | os.PathLike | None = None,
+                       *,
+                       start=None, end=None, orbits: Iterable[int] | None = None, scheduler=None,
+                       n_workers: int = 2,
+                       progress: Callable[[int, int, str], None] | None = None, cancel=None,
+                       extra_regions: Sequence[str] = (), model_fns: dict | None = None,
+                       model_product: str = "precip_mean", torch_threads: int | None = 1,
+                       max_tasks: int | None = None, replace_stale: bool = False) -> Path:
+    """Build (or extend) the cube of the PPS archive under ``root`` (see the module doc) with the
+    orbits whose 1C-GMI granule starts in [``start``, ``end``) (and among ``orbits`` if given).
+    ``sources``: ``reference``, ``gprof`` (or a ``GPROF…`` name), model names; default
+    ``reference`` and ``gprof`` if the archive has 2A-GMI granules. ``path``: default
+    :func:`evaluation.cube.archive.default_archive_cube_path`; confined to the data root. The rest as
+    :func:`build_cube`. Returns the cube path."""
+    plan = AR.plan_archive(root, sources, start=start, end=end, orbits=orbits)
+    dest = Path(path) if path is not None else AR.default_archive_cube_path(plan["granule_dir"])
+    dest = get_roots().confine(dest, write=True)
+    extra = {"archive": AR.ledger_archive(read_ledger(dest).get("archive"), plan)}
+    loader = {"loader": AR.LOADER, "granule_dir": plan["granule_dir"], "granules": plan["granules"],
+              "baselines": plan["baselines"], "versions": plan["versions"]}
+    return build_cube(plan["orbits"], plan["sources"], dest, scheduler=scheduler, n_workers=n_workers,
+                      progress=progress, cancel=cancel, extra_regions=extra_regions, model_fns=model_fns,
+                      model_product=model_product, torch_threads=torch_threads, max_tasks=max_tasks,
+                      replace_stale=replace_stale, loader=loader, unavailable=plan["unavailable"],
+                      ledger_extra=extra)
 
 
 def _run_tasks(todo, cfg, pdir, scheduler, n_workers, progress, cancel, total):

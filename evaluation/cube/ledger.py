@@ -10,6 +10,7 @@ from pathlib import Path
 
 from catalogs.store import is_complete
 from evaluation import distributions as D
+from evaluation.cube import archive as AR
 from evaluation.cube.layout import (FORMAT_VERSION, LEDGER, REFERENCE, STRIP, TRUTH, TRUTH_STRIP,
                                     StaleSource, _group, model_of, pairs_for)
 import catalogs.simulator
@@ -27,6 +28,8 @@ def source_identity(source: str, cfg: dict) -> dict:
     catalogs.simulator.PRODUCT_VERSION`` with the simulator loader (the Tb the model reads)."""
     loader = cfg.get("loader", "simulator")
     m = model_of(source)
+    if AR.is_archive_config(cfg) and (m is None or m in (cfg.get("baselines") or {})):
+        return AR.source_identity(source, cfg)
     if m is None:
         if loader == "simulator":
             return {"truth_version": catalogs.simulator.TRUTH_VERSION}  # read at call time
@@ -41,6 +44,8 @@ def source_identity(source: str, cfg: dict) -> dict:
         ident = {"checkpoint_sha256": str(get_card(m).checkpoint_sha256)[:12]}
     if loader == "simulator":
         ident["product_version"] = catalogs.simulator.PRODUCT_VERSION  # read at call time
+    elif AR.is_archive_config(cfg):
+        ident.update(AR.source_identity(source, cfg))  # the 1C-GMI version the model reads
     return ident
 
 
@@ -86,6 +91,8 @@ def _config_key(cfg: dict) -> dict:
            "model_product": cfg.get("model_product", "precip_mean"), "loader": cfg.get("loader", "simulator")}
     if cfg.get("skill_extra"):  # only when set: cubes built before the option keep their key
         key["skill_extra"] = True
+    if AR.is_archive_config(cfg):  # one archive's cube: never mixed with another's or a synthetic one
+        key["granule_dir"] = str(cfg["granule_dir"])
     return key
 
 

@@ -20,6 +20,7 @@ from catalogs.store import temp_name
 from evaluation import distributions as D
 from evaluation import regions as RG
 from evaluation import skill as SK
+from evaluation.cube import archive as AR
 from evaluation.cube.kernels import accumulate_layers, pixel_groups
 from evaluation.cube.layout import (FIELD_STATS, PIXEL_STATS, REFERENCE, STRIP, SURFACES, TRUTH, TRUTH_STRIP,
                                     StaleSource, ar6_labels, model_of, pairs_for, skill_labels)
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def _load_swath(orbit: int, cfg: dict) -> xr.Dataset:
+    if AR.is_archive_config(cfg):  # a PPS archive: 1C-GMI Tb with 2B-CMB collocated
+        return AR.load_orbit(orbit, cfg)
     return simulate_orbit(int(orbit), world_seed=int(cfg.get("world_seed", 0)), source="observed",
                           n_scans=cfg.get("n_scans"))
 
@@ -41,9 +44,12 @@ def _model_output(name: str, swath: xr.Dataset, cfg: dict):
 
     ``cfg["model_fns"]`` may map a name to a callable(swath) -> retrieval dataset (tests,
     custom models); otherwise the registered model is loaded and run with
-    ``models.inference.predict_swath``."""
+    ``models.inference.predict_swath``; a baseline of an archive build (GPROF) is read from its
+    granule (:func:`evaluation.cube.archive.baseline_output`), never run."""
     fn = (cfg.get("model_fns") or {}).get(name)
-    if fn is not None:
+    if name in (cfg.get("baselines") or {}):
+        ret = AR.baseline_output(name, swath, cfg)
+    elif fn is not None:
         ret = fn(swath)
     else:
         from models.run import CheckpointChanged, predict_current

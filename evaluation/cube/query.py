@@ -16,6 +16,7 @@ from catalogs.store import is_complete
 from evaluation import distributions as D
 from evaluation import regions as RG
 from evaluation import skill as SK
+from evaluation.cube import archive as AR
 from evaluation.cube.layout import (BUILTIN, CANON_LEVELS, LEDGER, REFERENCE, SEASONS,
                                     STRIP, SURFACE_GROUPS, SURFACES, TRUTH, TRUTH_STRIP, RegionNotInCube,
                                     ar6_labels, default_cube_path)
@@ -115,6 +116,8 @@ class Cube:
                 "regions": len(self.regions), "config": self.ledger.get("config", {}) and {
                     k: v for k, v in self.ledger["config"].items() if k in ("world_seed", "n_scans", "model_product")},
                 "identities": self.identities(),
+                **({"archive": AR.describe_archive(self.ledger), "truth": AR.TRUTH_NOTE}
+                   if AR.describe_archive(self.ledger) else {}),
                 **({"identities_assumed": list(self.ledger["assumed_identities"])}
                    if self.ledger.get("assumed_identities") else {})}
 
@@ -262,6 +265,9 @@ class Cube:
         has_prob = stats.get("prob_n", 0) > 0
         out = SK.scores_from_stats(stats, levels=CANON_LEVELS if has_prob else None)
         out["pair"] = pair
+        if has_prob and model != REFERENCE and "baseline" in (self.identity(model) or {}):
+            out["quantile_score"], out["coverage"] = {}, {}  # not defined by two tertiles: no zeros shown
+            out.setdefault("notes", []).append(AR.BASELINE_PROB_NOTE)
         if stale:
             out["notes"] = [f"PIT, interval coverage and effective resolution are not shown: this cube was built "
                             f"with skill definitions {self.skill_definitions} (now {SK.SKILL_DEFINITIONS}: "

@@ -371,6 +371,27 @@ def test_draw_a_box_region_on_the_map(server, rc_browser, pages, server_errors):
     assert server_errors == []
 
 
+def test_run_on_a_real_granule(server, rc_browser, pages, server_errors):
+    """Real mode: a link to a 1C-GMI granule (PPS format) in the data root; the note that the
+    model was trained on synthetic Tb is on the map, Run computes it in the background and the
+    map shows it (issue 16 item 4)."""
+    from urllib.parse import quote
+
+    from catalogs.pps import write_1c_gmi
+    from catalogs.simulator import simulate_orbit
+
+    path = write_1c_gmi(simulate_orbit(20002, n_scans=64), root=Path(os.environ["RAINCHECK_DATA_ROOT"]) / "pps")
+    log = []
+    page = _open(rc_browser, server + f"/?source=real&granule={quote(str(path))}&models=unet-reference&layers=Tb", log)
+    pages.append(page)
+    page.get_by_text(re.compile("unet-reference was trained on synthetic Tb; this granule is real PPS 1C-GMI")).wait_for()
+    page.get_by_text(re.compile("has no output for 1C.GPM.GMI")).wait_for()
+    page.get_by_role("button", name="Run unet-reference").click()
+    page.get_by_text(re.compile("1C-GMI granule of orbit 20002: computed on cpu")).wait_for(timeout=120_000)
+    page.get_by_text(re.compile("has no output for 1C.GPM.GMI")).wait_for(state="detached")
+    assert page.locator(".alert-danger").count() == 0 and "Traceback" not in page.content()
+    assert _errors(log) == [] and server_errors == []
+
 def test_requests_to_other_hosts_are_caught(server, rc_browser, pages):
     """The guard of every browser test: the app's page asks nothing of another host, and a
     request to one (a CDN, say) is caught as an error."""

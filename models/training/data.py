@@ -186,6 +186,17 @@ def archive_split_orbits(data_cfg: dict, split: str, index: pd.DataFrame | None 
     return rows.reset_index(drop=True)
 
 
+def check_archive(data_cfg: dict) -> None:
+    """Check an archive data section before anything is built: the folder, every split's
+    orbits (a 1C-GMI granule in its period, a 2B-CMB granule for each drawn orbit) and no orbit
+    shared between the training and a held-out split; a :class:`ModelError` naming the files."""
+    root, index = _index(data_cfg)
+    check_disjoint(data_cfg, index)
+    for split in SPLITS:
+        if data_cfg.get(split) is not None:
+            archive_split_orbits(data_cfg, split, index, root)
+
+
 #: the modules whose code makes an archive scene set (reading, regridding, collocation)
 _READER_MODULES = (gpm, pairs)
 

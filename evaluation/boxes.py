@@ -102,6 +102,10 @@ def box_plan(spec, main, *, model_fns: dict | None = None, max_model_seconds: fl
 
     main = main if isinstance(main, Cube) else open_cube(main)
     spec = box_spec(spec)
+    if (main.ledger.get("config") or {}).get("loader", "simulator") != "simulator":  # box cubes simulate orbits
+        raise ValueError(f"{main.path} is the cube of a PPS archive, and box cubes are built from synthetic orbits: "
+                         f"build the archive cube with the box as an extra region instead (raincheck climatology "
+                         f"build --archive DIR --extra-region {spec})")
     cfg = _main_config(main)
     params = RG.get_region(spec).params
     led = main.ledger.get("sources") or {}

@@ -257,3 +257,29 @@ def test_bad_archives_give_clear_errors_and_write_no_cube(env, caplog):
     assert c.ledger["sources"]["reference"] == sorted(env.orbits[:2])
     assert c.describe()["archive"]["skipped"] == 1
     assert "no 2B-CMB" in c.ledger["archive"]["skipped"][str(env.orbits[2])]
+
+
+def test_archive_cube_grows_by_period_and_answers_its_extra_region(env):
+    """A first build on one orbit's period, then the rest by --orbits: one cube whose ledger and info follow; a box
+    is answered when built in (--extra-region), and refused with what to do when not (box cubes simulate orbits)."""
+    run = CliRunner().invoke
+    cube = env.data / "grow.zarr"
+    box = "bbox:-180,-60,180,60"
+    first = env.index.iloc[0]
+    r = run(main, ["climatology", "build", "--archive", str(env.root), "--start", str(first["start"]), "--end",
+                   str(first["end"]), "--sources", "reference", "--extra-region", box, "--inline", "--cube", str(cube)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output[r.output.index("{"):])
+    assert d["archive"]["orbits"] == 1 and d["archive"]["period"] == [str(first["start"]), str(first["end"])]
+    r = run(main, ["climatology", "build", "--archive", str(env.root), "--orbits", ",".join(map(str, env.orbits)),
+                   "--sources", "reference", "--extra-region", box, "--inline", "--cube", str(cube)])
+    assert r.exit_code == 0, r.output
+    c = CB.open_cube(cube)
+    assert c.describe()["archive"]["orbits"] == 3 and c.ledger["sources"]["reference"] == sorted(env.orbits)
+    np.testing.assert_array_equal(c.histogram("reference").counts,
+                                  CB.open_cube(env.path).histogram("reference").counts)
+    r = run(main, ["evaluate", "--cube", str(cube), "--region", box, "--no-extremes", "--json"])
+    assert r.exit_code == 0, r.output
+    assert 0 < json.loads(r.output)["distributions"]["strip"]["reference"]["n"] <= c.histogram("reference").n
+    r = run(main, ["evaluate", "--cube", str(env.path), "--region", "bbox:0,0,10,10", "--no-extremes"])
+    assert r.exit_code != 0 and "--extra-region bbox:0,0,10,10" in r.output and "Traceback" not in r.output

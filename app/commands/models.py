@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 from pathlib import Path
@@ -12,7 +13,9 @@ from tqdm import tqdm
 
 from app.commands._args import parse_orbits
 from catalogs.config import PathOutsideRoots
+from catalogs.outputs import check_name
 from catalogs.orbits import synthetic_orbits
+from models.config import parse_config
 from models.errors import ModelError
 
 # models.registry, .train, .run and .batch load torch (seconds): imported where a command needs
@@ -51,7 +54,11 @@ class _Bar:
 @click.option("--archive", type=click.Path(file_okay=False), default=None,
               help="For a config that trains on a PPS archive (data.archive): the archive folder to use "
                    "(inside a configured data root) instead of the config's.")
-def train_cmd(configs: tuple[str, ...], out: str | None, archive: str | None) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a field of the config(s), e.g. --set data.train.end=2021-06-30 or "
+                   "--set 'data.test.months=[9]' (VALUE is read as YAML; the result is checked like a config "
+                   "file); repeatable.")
+def train_cmd(configs: tuple[str, ...], out: str | None, archive: str | None, overrides: tuple[str, ...]) -> None:
     """Train the model(s) described by CONFIG (YAML paths or shipped config names).
 
     Several configs train in order in one process, on the same cached data (models named in
@@ -61,8 +68,9 @@ def train_cmd(configs: tuple[str, ...], out: str | None, archive: str | None) ->
 
     if archive is not None:
         archive = str(Path(archive).expanduser().resolve())  # relative to where the command runs
+    sets = [_parse_set(item) for item in overrides]
     command = " ".join(["raincheck", "train", *configs] + (["--out", out] if out else [])
-                       + (["--archive", archive] if archive else []))
+                       + (["--archive", archive] if archive else []) + [f"--set {item}" for item in overrides])
     for config in configs:
         bar = _Bar("train")
         try:
@@ -72,6 +80,8 @@ def train_cmd(configs: tuple[str, ...], out: str | None, archive: str | None) ->
                     raise ModelError(f"config {config}: --archive is for a config that trains on an archive "
                                      "(data.archive); this one trains on the synthetic world")
                 cfg["data"] = {**cfg["data"], "archive": {"granule_dir": archive}}
+            if sets:
+                cfg = _apply_sets(cfg, sets, config)
             dest = out if (out is None or len(configs) == 1) else str(Path(out) / cfg["name"])
             card = train(cfg, progress=bar, cancel=threading.Event(), out=dest, command=command)
         except ModelError as e:
@@ -80,6 +90,36 @@ def train_cmd(configs: tuple[str, ...], out: str | None, archive: str | None) ->
             bar.close()
         click.echo(f"trained {card.name} ({card.kind}) -> {card.path}  sha256 {card.checkpoint_sha256[:12]}")
         _echo_metrics(card)
+
+
+def _parse_set(item: str) -> tuple[list[str], object]:
+    key, eq, text = item.partition("=")
+    path = key.strip().split(".")
+    if not eq or not all(p.strip() for p in path):
+        raise click.UsageError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY, e.g. data.train.end=2021-06-30")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise click.UsageError(f"--set {item!r}: VALUE is not valid YAML ({e})") from None
+    return [p.strip() for p in path], value
+
+
+def _apply_sets(cfg: dict, sets: list, config: str) -> dict:
+    """``cfg`` with the ``--set`` values put in, checked as a config (unknown keys, types, sizes)."""
+    cfg = copy.deepcopy(cfg)
+    for path, value in sets:
+        node = cfg
+        for i, key in enumerate(path[:-1]):
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ModelError(f"config {config}: --set {'.'.join(path)}: {'.'.join(path[:i + 1])} is not a mapping")
+        node[path[-1]] = value
+    try:
+        check_name(cfg.get("name"))
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"config {config} with --set: field name: {e}") from None
+    parse_config(cfg, f"config {config} with --set")
+    return cfg
 
 
 @click.command("infer")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -26,6 +27,9 @@ from models.registry import get_card, load_model, training_domain
 from models.train import train
 from models.training.data import archive_root, build_training_set, data_key
 from models.training.scoring import predict_scenes
+from models.training.state import load_state, save_state
+from models.unet import pinball_loss
+from models.unet_retriever import build_unet
 
 N_SCANS = 300
 #: (first day, last day, orbits): four training orbits in four months, March (validation) and September (test)
@@ -42,7 +46,8 @@ def run(tmp_path_factory):
         mp.delenv("RAINCHECK_READ_ROOTS", raising=False)
         orbits = sorted(o for a, b, n in MONTHS for o in pps.archive_orbits(a, b, n))
         pps.make_archive(root / "pps", orbits, n_scans=N_SCANS)
-        r = CliRunner().invoke(main, ["train", "archive-tiny", "--archive", str(root / "pps")])
+        r = CliRunner().invoke(main, ["train", "archive-tiny", "--archive", str(root / "pps"),
+                                      "--set", "training.epochs=1"])
         assert r.exit_code == 0, r.output
         cfg = load_config("archive-tiny")
         cfg["data"]["archive"] = {"granule_dir": str(root / "pps")}
@@ -66,6 +71,8 @@ def test_card_says_archive(run):
     assert td["orbits_requested"]["train"] == 8
     assert card.training["source"].startswith(f"archive {run['archive']}")
     assert "simulator" not in card.training
+    assert card.config["training"]["epochs"] == 1 and len(card.training["history"]) == 1  # --set
+    assert card.training["command"].endswith("--set training.epochs=1")
     # the shipped cards predate the field: derived from their config
     assert training_domain(get_card("unet-reference")) == "synthetic"
     assert "training_data" not in get_card("unet-reference").to_dict()  # a re-saved old card stays as it was
@@ -175,6 +182,42 @@ def test_catalogue_entry_names_the_archive(run, tmp_path):
     assert archive_root(data) == run["archive"]
     with pytest.raises(ModelError, match=r"data.archive.catalog: .*no entry 'nope'"):
         archive_root({**data, "archive": {"catalog": str(cat), "entry": "nope"}})
+
+
+def test_loss_counts_only_the_reference(run):
+    """The training loss is the pinball loss over the pixels with a CMB value only (NaN elsewhere)."""
+    ds = open_dataset(build_training_set(run["config"], "train"))
+    ref = ds["surface_precip"].values[:2]
+    assert 0 < np.isfinite(ref).mean() < 0.5  # the central strip
+    levels = np.asarray(run["config"]["quantile_levels"])
+    pred = np.random.default_rng(0).gamma(0.5, 1.0, (2, levels.size, *ref.shape[1:])).astype(np.float32)
+    got = float(pinball_loss(torch.from_numpy(pred), torch.from_numpy(ref), torch.tensor(levels, dtype=torch.float32)))
+    ok = np.isfinite(ref)
+    diff = ref[:, None] - pred
+    tau = levels[None, :, None, None]
+    want = np.maximum(tau * diff, (tau - 1) * diff).mean(axis=1)[ok].mean()
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_resume_only_on_the_same_data(tmp_path):
+    """A run's saved state is resumed only by a run on the same scene sets (not by the same config pointed
+    at another archive)."""
+    cfg = load_config("tiny")
+    net = build_unet(cfg)
+    opt = torch.optim.AdamW(net.parameters())
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=4)
+    save_state(tmp_path, net, opt, sched, 0, 1.0, 1, [], data_key="a" * 16)
+    assert load_state(tmp_path, net, opt, sched, "b" * 16) is None
+    assert load_state(tmp_path, net, opt, sched, "a" * 16)["epoch"] == 0
+
+
+def test_train_set_option_checked(run):
+    r = CliRunner().invoke(main, ["train", "archive-tiny", "--set", "data.test.months=[13]"])
+    assert r.exit_code != 0 and "with --set: field data.test.months must be a non-empty list of months" in r.output
+    r = CliRunner().invoke(main, ["train", "archive-tiny", "--set", "data.tset.months=[9]"])
+    assert r.exit_code != 0 and "unknown key 'data.tset'; did you mean 'test'?" in r.output
+    r = CliRunner().invoke(main, ["train", "archive-tiny", "--set", "epochs"])
+    assert r.exit_code == 2 and "expected KEY=VALUE" in r.output
 
 
 # ------------------------------------------------------------------------------ bad archives

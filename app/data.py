@@ -490,19 +490,20 @@ def load_granule_output(model: str, g: RealGranule):
 
 
 def training_domain(model: str) -> str:
-    """What ``model`` was trained on: ``"archive"`` (real PPS data: its card's data section names an
-    ``archive``, or its ``training.source`` does) or ``"synthetic"`` (the simulator's orbits: every
-    other card, the shipped models included)."""
-    card = model_card(model)
-    cfg_data = (card.get("config") or {}).get("data") or {}
-    src = (card.get("training") or {}).get("source")
-    if isinstance(cfg_data, dict) and cfg_data.get("archive"):
-        return "archive"
-    if isinstance(src, dict) and (src.get("archive") or str(src.get("kind", "")).lower() == "archive"):
-        return "archive"
-    if isinstance(src, str) and src.strip().lower().startswith(("archive", "pps")):
-        return "archive"
-    return "synthetic"
+    """What the registered ``model`` was trained on: ``"archive"`` (real PPS data) or
+    ``"synthetic"`` (the simulator's orbits), as its card says (:func:`models.registry.training_domain`:
+    the card's ``training_data``, or for an older card its config's data section)."""
+    try:
+        from models.registry import get_card
+        from models.registry import training_domain as domain
+    except ImportError as e:
+        raise DataError("the model registry is not available") from e
+    from models.base import ModelError
+
+    try:
+        return domain(get_card(model))
+    except (KeyError, ValueError, LookupError, ModelError) as e:
+        raise DataError(f"unknown model {model!r}: {e}") from e
 
 
 def domain_note(model: str, product: str = "1C-GMI") -> str | None:

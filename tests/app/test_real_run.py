@@ -203,18 +203,20 @@ def test_domain_note_only_off_the_training_domain(roots, archive):
     assert note in real.notes
     synth = load(Selection(source="synthetic", orbit=ORBIT, models=[MODEL], layers=[]))[2]
     assert not any("trained on synthetic" in n for n in synth.notes)
-    # a model whose card says it was trained on an archive: no note (both spellings of the card)
-    from models.registry import ModelCard, user_models_dir
+    # a model whose card says it was trained on an archive: no note (a card's training_data, and an
+    # older card with only its config's data section naming an archive)
+    from models.registry import ModelCard, load_config, user_models_dir
 
-    for name, cfg, training in (("arch-a", {"data": {"archive": {"entry": "pps", "period": "2019"}}}, {}),
-                                ("arch-b", {}, {"source": "archive pps 2019-01-01..2019-12-31"})):
+    archive_cfg = load_config("archive-tiny")
+    for name, cfg, trained in (("arch-a", {}, {"kind": "archive", "granule_dir": "archive", "reference": "2B-CMB"}),
+                               ("arch-b", archive_cfg, {})):
         folder = user_models_dir() / name
         folder.mkdir(parents=True)
         ModelCard(name=name, kind="unet", config=cfg, checkpoint_sha256="cd" * 32, levels=[0.5],
-                  training=training).save(folder)
+                  training_data=trained).save(folder)
         assert data.training_domain(name) == "archive" and data.domain_note(name) is None
     register_card("synth-c", "ef" * 32)
-    assert data.training_domain("synth-c") == "synthetic"
+    assert data.training_domain("synth-c") == "synthetic" and data.domain_note("synth-c")
 
 
 def test_ood_score_is_the_detectors_mahalanobis_distance(roots, archive):

@@ -99,7 +99,7 @@ def make_card(config: dict, out: Path, sets: dict, kind: str) -> ModelCard:
     """The card of a model trained on ``sets`` (provenance filled; weights and skill to come)."""
     data_cfg = config["data"]
     periods = {s: f"{data_cfg[s]['start']}..{data_cfg[s]['end']}" for s in SPLITS if s in data_cfg}
-    trained_on = card_training_data(data_cfg)
+    trained_on = training_data_of(data_cfg)
     if trained_on["kind"] == "archive":
         source = f"archive {trained_on['archive_folder']} (1C-GMI x {trained_on['reference']})"
         orbits, provenance = trained_on["orbits"], {}
@@ -118,7 +118,7 @@ def make_card(config: dict, out: Path, sets: dict, kind: str) -> ModelCard:
     )
 
 
-def card_training_data(data_cfg: dict) -> dict:
+def training_data_of(data_cfg: dict) -> dict:
     """The card's ``training_data`` (:func:`models.config.training_data`); on an archive with the
     folder it resolved to and the number of orbits each split drew (``orbits``; what the config
     asked for in ``orbits_requested``)."""

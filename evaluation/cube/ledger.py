@@ -123,13 +123,16 @@ def _check_identities(path: Path, ledger: dict, srcs: Sequence[str], cur: dict, 
     if not replace_stale:
         lines = [f"  {'truth/reference' if g == TRUTH else repr(g)}: the cube holds {_fmt_identity(a)}; "
                  f"now {_fmt_identity(b)}" for g, (a, b) in stale.items()]
-        names = ",".join(sorted("truth,reference" if g == TRUTH else g for g in stale))
-        raise StaleSource(f"cube {path} holds sources computed by another version of them (a retrained model or "
-                          f"another simulator version); their numbers would be mixed with the new ones:\n"
+        archive = AR.is_archive_config(ledger.get("config"))  # an archive has no truth to name
+        names = ",".join(sorted(("reference" if archive else "truth,reference") if g == TRUTH else g for g in stale))
+        raise StaleSource(f"cube {path} holds sources computed by another version of them (a retrained model, "
+                          f"another simulator version or a reprocessed archive); their numbers would be mixed with "
+                          f"the new ones:\n"
                           + "\n".join(lines)
-                          + f"\nFix: rebuild them with replace_stale=True (raincheck climatology build --sources "
-                            f"{names} ... --replace-stale): the stale sources are dropped (histograms, skill pairs, "
-                            f"ledger entries) and recomputed on the requested orbits.")
+                          + f"\nFix: rebuild them with replace_stale=True (raincheck climatology build "
+                            f"{'--archive DIR ' if archive else ''}--sources {names} ... --replace-stale): the stale "
+                            f"sources are dropped (histograms, skill pairs, ledger entries) and recomputed on the "
+                            f"requested orbits.")
     in_cube = set(ledger["sources"])
     drop = set()
     for g in stale:

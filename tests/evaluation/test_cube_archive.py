@@ -283,3 +283,20 @@ def test_archive_cube_grows_by_period_and_answers_its_extra_region(env):
     assert 0 < json.loads(r.output)["distributions"]["strip"]["reference"]["n"] <= c.histogram("reference").n
     r = run(main, ["evaluate", "--cube", str(env.path), "--region", "bbox:0,0,10,10", "--no-extremes"])
     assert r.exit_code != 0 and "--extra-region bbox:0,0,10,10" in r.output and "Traceback" not in r.output
+
+
+def test_reprocessed_archive_is_a_stale_source(env):
+    """The sources are identified by the product versions they come from: after the CMB granules change version
+    the build refuses to mix them, says what to run, and --replace-stale rebuilds."""
+    arch, idx = _copy_archive(env, "reprocessed")
+    cube = env.data / "reprocessed.zarr"
+    CB.build_archive_cube(arch, ["reference"], cube, orbits=env.orbits[:2], scheduler="inline")
+    for p in idx["2B-CMB"]:
+        Path(p).rename(Path(p).with_name(Path(p).name.replace(".V07A.", ".V07B.")))
+    with pytest.raises(CB.StaleSource, match=r"CORRA2022 V07A.*\n.*--archive DIR --sources reference"):
+        CB.build_archive_cube(arch, ["reference"], cube, orbits=env.orbits[:2], scheduler="inline")
+    assert CB.open_cube(cube).identity("reference")["reference"] == "2B-CMB CORRA2022 V07A"
+    CB.build_archive_cube(arch, ["reference"], cube, orbits=env.orbits[:2], scheduler="inline", replace_stale=True)
+    c = CB.open_cube(cube)
+    assert c.identity("reference")["reference"] == "2B-CMB CORRA2022 V07B"
+    assert c.ledger["archive"]["orbits"][str(env.orbits[0])]["2B-CMB"].endswith(".V07B.HDF5")

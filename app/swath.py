@@ -110,20 +110,22 @@ def swath_layers(ds, selection: Selection, catalog_path: str | None = None) -> S
             models = []
     for model in models:
         note = data.domain_note(model, granule.product) if granule is not None else None
-        if note:
-            notes.append(note)
         try:
             if granule is not None:
                 out = data.load_granule_output(model, granule)
             else:
                 out = data.load_output(catalog_path, model, orbit, selection.world)
         except data.MissingModelOutput as e:
+            notes += [note] if note else []
             notes.append(str(e) if granule is not None else
                          f"model {model} has no output for orbit {orbit} yet: press Run to compute it")
             continue
         except data.DataError as e:
+            notes += [note] if note else []
             notes.append(str(e))
             continue
+        if note:
+            notes.append(note + ood_summary(out))
         if out["lat"].shape != shape:
             notes.append(f"output of {model} is on a {out['lat'].shape} grid, the swath is {shape}: not shown")
             continue
@@ -147,6 +149,15 @@ def swath_layers(ds, selection: Selection, catalog_path: str | None = None) -> S
             why = out.attrs.get("ood_score_missing") if p == "ood_score" else None
             notes.append(f"model {model} does not provide {PRODUCT_LABELS.get(p, p)}" + (f" ({why})" if why else ""))
     return SwathLayers(layers, notes, outputs, granule)
+
+
+def ood_summary(out) -> str:
+    """`` (OOD score above 0.95 on N % of its pixels)`` for a retrieval with an ``ood_score`` layer."""
+    if "ood_score" not in out:
+        return ""
+    v = np.asarray(out["ood_score"].values, np.float64)
+    v = v[np.isfinite(v)]
+    return f" (OOD score above 0.95 on {100 * np.mean(v > 0.95):.0f} % of its pixels)" if v.size else ""
 
 
 def axis_dims(projection: str):

@@ -112,6 +112,8 @@ def test_run_on_a_full_granule_lands_is_shared_and_cached(roots, archive, manage
     ok = np.isfinite(out["precip_mean"].values)
     assert ok.mean() > 0.9
     ood = out["ood_score"].values
+    # the note now says how much of the granule lies outside the training domain
+    assert f"(OOD score above 0.95 on {100 * np.mean(ood[ok] > 0.95):.0f} % of its pixels)" in _alerts(sm)
     assert out["ood_score"].attrs["units"] == "1" and out["ood_score"].attrs["detector"] == "flow-residual"
     assert np.array_equal(np.isfinite(ood), ok)  # finite exactly where there is a retrieval
     assert ((ood[ok] >= 0) & (ood[ok] <= 1)).all()

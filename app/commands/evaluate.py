@@ -282,14 +282,19 @@ def build_box_cmd(box, cube_path, max_model_seconds, scheduler, workers, plan_on
 def info_cmd(cube_path, archive_dir) -> None:
     """Describe a cube (sources, orbits, months, the identity of each source; for an archive cube
     its folder, period, skipped orbits and the sources absent from some orbits)."""
-    if archive_dir is not None and cube_path is None:
-        from evaluation.cube.archive import default_archive_cube_path
+    click.echo(json.dumps(_open(_archive_cube(cube_path, archive_dir)).describe(), indent=1))
 
-        try:
-            cube_path = default_archive_cube_path(get_roots().confine(Path(archive_dir).absolute()))
-        except PathOutsideRoots as e:
-            raise click.BadParameter(str(e), param_hint="--archive") from None
-    click.echo(json.dumps(_open(cube_path).describe(), indent=1))
+
+def _archive_cube(cube_path, archive_dir):
+    """``--cube`` if given, else the default cube of ``--archive`` (if given), else None."""
+    if archive_dir is None or cube_path is not None:
+        return cube_path
+    from evaluation.cube.archive import default_archive_cube_path
+
+    try:
+        return default_archive_cube_path(get_roots().confine(Path(archive_dir).absolute()))
+    except PathOutsideRoots as e:
+        raise click.BadParameter(str(e), param_hint="--archive") from None
 
 
 @climatology.command("export")
@@ -312,13 +317,16 @@ def export_cmd(dest, cube_path) -> None:
 @click.option("--season", default=None, help="DJF, MAM, JJA, SON or a month number.")
 @click.option("--surface", default=None, help="ocean, land, coast, sea_ice, snow (comma separated) or land/ocean.")
 @click.option("--cube", "cube_path", type=click.Path(), default=None)
+@click.option("--archive", "archive_dir", type=click.Path(file_okay=False), default=None,
+              help="The cube of this PPS archive at its default place (as built by 'climatology build --archive').")
 @click.option("--no-extremes", is_flag=True, help="Skip the GPD fits and bootstrap.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raincheck.evaluate/1 JSON.")
-def evaluate_cmd(models, region, period, season, surface, cube_path, no_extremes, as_json) -> None:
-    """Distributions, extremes and skill of models vs reference and truth."""
+def evaluate_cmd(models, region, period, season, surface, cube_path, archive_dir, no_extremes, as_json) -> None:
+    """Distributions, extremes and skill of models vs reference and truth (an archive cube: vs 2B-CMB, with
+    GPROF among the models)."""
     from evaluation import report
 
-    cube = _open(cube_path, region)
+    cube = _open(_archive_cube(cube_path, archive_dir), region)
     _check_period(cube, period)
     try:
         out = report.evaluate(cube, [m for m in (models or "").split(",") if m.strip()] or None,

@@ -153,7 +153,7 @@ def test_evaluate_on_the_archive_cube(env):
     c = CB.open_cube(env.path)
     assert o["skill"][GPROF]["vs_reference"]["mae"] == pytest.approx(c.skill(GPROF, "reference")["mae"])
     assert o["cube"]["archive"]["orbits"] == 3
-    r = CliRunner().invoke(main, ["evaluate", "--cube", str(env.path), "--no-extremes"])
+    r = CliRunner().invoke(main, ["evaluate", "--archive", str(env.root), "--no-extremes"])  # its default cube
     assert r.exit_code == 0, r.output
     assert "truth: none" in r.output and f"skill {GPROF} vs_reference" in r.output
     assert f"note: {GPROF} on 2 of the 3 orbits" in r.output

@@ -197,6 +197,8 @@ def build_cmd(demo, orbit_spec, record, years, per_month, archive_dir, start, en
 def _build_archive(archive_dir, start, end, orbit_spec, sources, extra_regions, cube_path, sched, workers,
                    replace_stale) -> None:
     """`climatology build --archive`: every value checked before anything is computed or written."""
+    import pandas as pd
+
     from evaluation import cube as CB
     from evaluation.cube import archive as AR
 
@@ -208,6 +210,15 @@ def _build_archive(archive_dir, start, end, orbit_spec, sources, extra_regions, 
     if models:
         check_sources(models)
     orbits = parse_orbits(orbit_spec, strict=False) if orbit_spec else None
+    bounds = {}
+    for name, value in (("--start", start), ("--end", end)):
+        if value is not None:
+            try:
+                bounds[name] = pd.Timestamp(value)
+            except ValueError as e:
+                raise click.BadParameter(f"{value!r} is not a date (ISO, e.g. 2019-06-01): {e}", param_hint=name) from None
+    if len(bounds) == 2 and bounds["--end"] <= bounds["--start"]:
+        raise click.BadParameter(f"the period {start} .. {end} ends before it starts", param_hint="--start/--end")
     for r in extra_regions:
         try:
             RG.get_region(r)

@@ -223,6 +223,14 @@ def test_bad_archives_give_clear_errors_and_write_no_cube(env, caplog):
     assert r.exit_code != 0 and "no truth" in r.output and not cube.exists()
     with pytest.raises(PathOutsideRoots):
         CB.build_archive_cube(env.d, ["reference"], cube, scheduler="inline")
+    for args, needle in ((["--start", "2019-13-01"], "--start: '2019-13-01' is not a date"),
+                         (["--start", "2019-07-01", "--end", "2019-06-01"], "ends before it starts"),
+                         (["--demo"], "do not apply"), (["--sources", "GPROF2017v2"], "no 2A-GMI granule of "
+                                                                                      "'GPROF2017v2'"),
+                         (["--cube", str(env.d / "elsewhere.zarr")], "outside the configured data roots")):
+        r = run(main, ["climatology", "build", "--archive", str(env.root), "--inline", "--cube", str(cube), *args])
+        assert r.exit_code != 0 and needle in r.output, (args, r.output)
+        assert not cube.exists() and "Traceback" not in r.output
     # a CMB granule of another orbit under this orbit's name: the build stops naming it, no cube is written
     bad, idx = _copy_archive(env, "renamed")
     victim = Path(idx.loc[idx["orbit"] == env.orbits[1], "2B-CMB"].item())

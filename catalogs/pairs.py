@@ -103,9 +103,12 @@ def collocate_cmb(gmi: xr.Dataset, cmb: xr.Dataset, *, max_distance_km: float = 
     return schema.validate(out)
 
 
-def find_companion(path: str | Path, product: str) -> Path | None:
+def find_companion(path: str | Path, product: str, roots=None) -> Path | None:
     """The granule of ``product`` for the same orbit as ``path``: in the same folder, or at the
-    place gpm-api's archive tree puts it (``.../GPM/RS/V07/<category>/<product>/YYYY/MM/DD``)."""
+    place gpm-api's archive tree puts it (``.../GPM/RS/V07/<category>/<product>/YYYY/MM/DD``).
+    With ``roots`` (folders), only a granule that resolves inside one of them is taken: a server
+    never reads a file outside its configured roots, even one found next to a permitted file."""
+    from catalogs.config import PathOutsideRoots, confine
     from catalogs.pps import PRODUCTS
 
     p = Path(path)
@@ -122,30 +125,33 @@ def find_companion(path: str | Path, product: str) -> Path | None:
     for folder in folders:
         for c in sorted(folder.glob(pattern)):
             try:
-                if gpm.parse_granule_name(c).product == product:
-                    return c
-            except GranuleError:
+                if gpm.parse_granule_name(c).product != product:
+                    continue
+                return confine(c, roots) if roots is not None else c
+            except (GranuleError, PathOutsideRoots):
                 continue
     return None
 
 
 def open_pair(path_1c: str | Path, cmb: str | Path | None = "auto", *, max_distance_km: float = MAX_DISTANCE_KM,
-              max_time_difference_s: float = MAX_TIME_DIFFERENCE_S, allow_empty: bool = False) -> xr.Dataset:
+              max_time_difference_s: float = MAX_TIME_DIFFERENCE_S, allow_empty: bool = False,
+              roots=None) -> xr.Dataset:
     """Open a 1C-GMI granule with its 2B-CMB reference collocated (:func:`collocate_cmb`).
 
     ``cmb="auto"`` finds the CMB granule of the same orbit (:func:`find_companion`) and refuses
     to go on without one; ``"if-found"`` collocates it when there is one and otherwise opens the
-    1C alone (no ``surface_precip``); a path uses that file; ``None`` opens the 1C alone. The 2A-GMI granule of the orbit, if found the same way,
+    1C alone (no ``surface_precip``); a path uses that file; ``None`` opens the 1C alone.
+    ``roots``: companions found automatically must lie inside these folders (:func:`find_companion`). The 2A-GMI granule of the orbit, if found the same way,
     gives the surface type. Errors (:class:`~catalogs.gpm.GranuleError`) name the files."""
     p1 = Path(path_1c)
     info = gpm.parse_granule_name(p1)
     if info.product != "1C-GMI":
         raise ArchiveError(f"{p1.name}: is a {info.product} granule; a pair starts from a 1C-GMI granule")
-    gprof = find_companion(p1, "2A-GMI")
+    gprof = find_companion(p1, "2A-GMI", roots)
     gmi = gpm.open_1c_gmi(p1, surface_from=gprof if gprof is not None else None, allow_empty=allow_empty)
     if cmb is None:
         return gmi
-    pc = find_companion(p1, "2B-CMB") if cmb in ("auto", "if-found") else Path(cmb)
+    pc = find_companion(p1, "2B-CMB", roots) if cmb in ("auto", "if-found") else Path(cmb)
     if pc is None and cmb == "if-found":
         return gmi
     if pc is None:

@@ -113,8 +113,9 @@ class GranulePairReader(readers.BaseReader):
         path = granule or path
         if not path:
             raise ValueError("a 1C-GMI granule path is required (catalogue parameter 'granule')")
-        cmb = cmb if cmb in ("auto", "if-found") else get_roots().confine(cmb)
-        return open_pair(get_roots().confine(path), cmb)
+        roots = get_roots()
+        cmb = cmb if cmb in ("auto", "if-found") else roots.confine(cmb)
+        return open_pair(roots.confine(path), cmb, roots=roots.all_read_roots)
 
 
 class ArchiveIndexReader(readers.BaseReader):

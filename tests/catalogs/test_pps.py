@@ -264,3 +264,19 @@ def test_catalogue_reads_an_archive_and_its_pairs(tmp_path, monkeypatch):
     monkeypatch.setenv("RAINCHECK_READ_ROOTS", str(tmp_path / "elsewhere"))
     with pytest.raises(PathOutsideRoots):
         read(cat, "pair", granule=str(paths[0]))
+
+
+def test_companions_outside_the_roots_are_not_read(tmp_path, monkeypatch):
+    """A 1C inside a read root whose CMB and 2A-GMI lie in the archive tree outside it: found by
+    name, but a server confined to its roots does not read them."""
+    from catalogs.catalog import open_catalog, read
+
+    root = tmp_path / "archive"
+    sw = simulate_orbit(ORBIT, n_scans=60)
+    p1 = pps.write_1c_gmi(sw, root=root)
+    pps.write_2b_cmb(sw, root=root)
+    monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("RAINCHECK_READ_ROOTS", str(p1.parent))  # the 1C's day folder only
+    ds = read(open_catalog(), "pair", granule=str(p1))
+    assert "surface_precip" not in ds  # the CMB is outside the roots: the 1C alone
+    assert "surface_precip" in pairs.open_pair(p1)  # unconfined (a local script): found

@@ -114,7 +114,9 @@ class Cube:
                 "months": int(t.size),
                 "first_month": str(t.min())[:7] if t.size else None, "last_month": str(t.max())[:7] if t.size else None,
                 "regions": len(self.regions), "config": self.ledger.get("config", {}) and {
-                    k: v for k, v in self.ledger["config"].items() if k in ("world_seed", "n_scans", "model_product")},
+                    k: v for k, v in self.ledger["config"].items() if k in (
+                        ("loader", "granule_dir", "model_product") if AR.is_archive_config(self.ledger["config"])
+                        else ("world_seed", "n_scans", "model_product"))},
                 "identities": self.identities(),
                 **({"archive": AR.describe_archive(self.ledger), "truth": AR.TRUTH_NOTE}
                    if AR.describe_archive(self.ledger) else {}),

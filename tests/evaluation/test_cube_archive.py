@@ -72,6 +72,8 @@ def test_archive_cube_sources_ledger_and_histograms(env):
     assert not any("truth" in p for p in c.ds["pair"].values.astype(str))  # an archive has no truth
     d = c.describe()
     assert d["truth"].startswith("none")
+    assert d["config"] == {"loader": "pps-archive", "granule_dir": str(env.root.resolve()),
+                           "model_product": "precip_mean"}  # no world seed nor scan count: not the simulator's
     a = d["archive"]
     assert a["granule_dir"] == str(env.root.resolve()) and a["orbits"] == 3 and a["skipped"] == 0
     assert a["period"] == [str(env.index["start"].min()), str(env.index["end"].max())]

@@ -136,7 +136,8 @@ def climatology() -> None:
 @click.option("--n-scans", type=click.IntRange(min=1), default=None, help="Use only the first N scans of each orbit.")
 @click.option("--extra-region", "extra_regions", multiple=True, help="Extra region (bbox:..., polygon:WKT) to store.")
 @click.option("--cube", "cube_path", type=click.Path(), default=None,
-              help="Cube path (default: <data root>/cubes/...).")
+              help="Cube path (default: <data root>/cubes/climatology.zarr; with --archive "
+                   "<data root>/cubes/archive-<hash of the folder>.zarr, which info/evaluate --archive find).")
 @click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786); default: a LocalCluster.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="LocalCluster workers.")
 @click.option("--inline", is_flag=True, help="No dask: compute in this process.")

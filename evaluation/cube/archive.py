@@ -118,7 +118,8 @@ def plan_archive(root, sources: Sequence[str] | None = None, *, start=None, end=
     ``{"granule_dir", "orbits" (to build), "granules" {orbit: {product: path}}, "unavailable"
     {orbit: sources}, "skipped" {orbit: reason}, "missing" {source: {orbit: reason}},
     "sources" (expanded, ``gprof`` resolved), "baselines" {name: identity}, "versions"
-    {product: '<algorithm> <version>'}, "period" [start, end] asked}``.
+    {product: '<algorithm> <version>'}, "period" [start, end] asked, "starts" {orbit: (start, end) of its
+    1C-GMI granule}}``.
 
     Raises :class:`ArchiveError` (a ValueError) naming what is wrong: a folder outside the roots
     or missing, ``truth`` asked for, no 1C-GMI granule in the selection, no orbit with its CMB, a

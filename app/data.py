@@ -246,9 +246,9 @@ def load_swath(catalog_path: str | None, orbit: int | None = None, world: int = 
 
     cat = catalog(catalog_path)
     if granule:
-        key = (catalog_label(catalog_path), "granule", str(granule))
+        entry = _granule_entry(cat, granule)
+        key = (catalog_label(catalog_path), entry, str(granule))
         params = {"granule": str(granule)}
-        entry = "granule"
     else:
         if orbit is None:
             raise DataError("choose an orbit number")
@@ -265,6 +265,19 @@ def load_swath(catalog_path: str | None, orbit: int | None = None, world: int = 
         raise DataError(f"{'granule ' + str(granule) if granule else 'orbit ' + str(orbit)} holds no valid "
                         "brightness temperature (all fill values)")
     return ds
+
+
+def _granule_entry(cat, granule: str) -> str:
+    """The catalogue entry a real granule is read through: ``pair`` for a 1C-GMI when the
+    catalogue has it (the orbit's 2B-CMB collocated as the reference, when it is found inside the
+    data roots), else ``granule`` (the file alone)."""
+    from catalogs.gpm import GranuleError, parse_granule_name
+
+    try:
+        product = parse_granule_name(granule).product
+    except GranuleError:
+        return "granule"  # the reader names what is wrong with the file name
+    return "pair" if product == "1C-GMI" and "pair" in cat else "granule"
 
 
 def checkpoint_of(model: str) -> str:

@@ -91,7 +91,9 @@ def swath_layers(ds, selection: Selection, catalog_path: str | None = None) -> S
             notes.append(f"channel {selection.channel} has no valid brightness temperature on this orbit")
     if "reference" in selection.layers:
         if "surface_precip" in ds and np.isfinite(ds["surface_precip"].values).any():
-            layers.append(_rain_layer("reference", "Reference (radar strip)", ds["surface_precip"].values))
+            title = ("Reference (2B-CMB collocated)" if str(ds.attrs.get("reference", "")).startswith("2B-CMB")
+                     else "Reference (radar strip)")
+            layers.append(_rain_layer("reference", title, ds["surface_precip"].values))
         else:
             notes.append("no reference precipitation on this swath")
     if "truth" in selection.layers:

@@ -283,3 +283,25 @@ def test_granule_picker_lists_the_archive_by_period_and_region(roots, archive):
     sel.pick_start, sel.pick_end = "2014-03-01", "2014-03-02"
     picker.search()
     assert not picker.found.visible and "no 1C-GMI granule crossed" in picker.message.object
+
+
+def test_a_1c_granule_shows_its_orbits_cmb_as_the_reference(roots, archive, tmp_path):
+    """The map of a 1C-GMI granule whose orbit has a 2B-CMB granule in the archive tree (inside the
+    roots) has the CMB reference collocated on its pixels; one without shows no reference."""
+    from catalogs.pps import write_2b_cmb
+
+    sw = simulate_orbit(ORBIT + 1, n_scans=64)
+    write_2b_cmb(sw, root=archive["root"])
+    try:
+        sel = Selection(source="real", granule=str(archive["small"]), layers=["Tb", "reference"])
+        ds, _, sl = load(sel)
+        ref = next(layer for layer in sl.layers if layer.key == "reference")
+        assert ref.title == "Reference (2B-CMB collocated)"
+        got, want = ds["surface_precip"].values, sw["surface_precip"].values
+        both = np.isfinite(got) & np.isfinite(want)
+        assert both.sum() > 500 and np.mean(got[both] == want[both]) > 0.99
+        full, _, sl_full = load(Selection(source="real", granule=str(archive["full"]), layers=["reference"]))
+        assert "surface_precip" not in full and not any(layer.key == "reference" for layer in sl_full.layers)
+    finally:
+        for p in archive["root"].rglob("2B.GPM.DPRGMI.*.020001.*"):
+            p.unlink()

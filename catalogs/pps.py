@@ -29,8 +29,10 @@ Geometry and content (the known truth)
   a GMI footprint ≈ 67 s later. ``estimSurfPrecipTotRate`` of a footprint is the synthetic radar
   reference (``surface_precip``: truth with the reference's detection threshold and error) of the
   nearest GMI pixel of the swath within :data:`CMB_SOURCE_MAX_KM`; fill where there is none (the
-  first ≈ 67 s of the granule look at ground GMI saw in the previous orbit). Surface class from that
-  pixel's surface type.
+  first ≈ 67 s of the granule look at ground GMI saw in the previous orbit). The Earth turns ≈ 0.3°
+  in those 67 s, so the DPR swath wanders a few GMI pixels off the simulator's fixed 49-pixel
+  reference strip; beyond the strip the same reference model is applied to the truth with its own
+  draws (:func:`_full_width_reference`). Surface class from that pixel's surface type.
 * **2A-GMI (GPROF)**: written from a retrieval dataset (any model's output on the swath; the
   archive maker uses the Bayesian database retrieval ``bayes-baseline``, the GPROF-like baseline):
   ``surfacePrecipitation`` = its mean, tertiles = its quantiles interpolated to 1/3 and 2/3,
@@ -338,6 +340,27 @@ def _nearest(lat_from, lon_from, lat_to, lon_to, max_km):
     return nearest_s2_on_s1(lat_to, lon_to, lat_from, lon_from, max_km)
 
 
+def _full_width_reference(swath: xr.Dataset, orbit: int) -> np.ndarray:
+    """The radar reference on every pixel: the simulator's ``surface_precip`` on its strip; beyond
+    it (the DPR swath wanders a few GMI pixels off the fixed 49-pixel strip: the Earth turns ≈ 0.3°
+    in the 67 s between the GMI and DPR looks), the same reference model applied to the truth
+    (multiplicative lognormal error σ = ``REFERENCE_ERROR_SIGMA``, mean-preserving, rates under
+    ``REFERENCE_MIN_RATE`` read as 0) with its own independent draws."""
+    from catalogs.simulator import REFERENCE_ERROR_SIGMA as sigma
+    from catalogs.simulator import REFERENCE_MIN_RATE
+
+    ref = swath["surface_precip"].values.astype(np.float64)
+    if "surface_precip_truth" not in swath:
+        return ref
+    truth = swath["surface_precip_truth"].values.astype(np.float64)
+    seed = int(swath.attrs.get("world_seed", 0))
+    first = int(np.rint(_orbit_tau(orbit, swath["time"].values[:1])[0] / geo.SCAN_PERIOD_S))
+    err = np.random.default_rng([seed, orbit, 16, first]).standard_normal(truth.shape)
+    other = truth * np.exp(sigma * err - sigma ** 2 / 2)
+    other = np.where(other < REFERENCE_MIN_RATE, 0.0, other)
+    return np.where(np.isfinite(ref), ref, other)
+
+
 def write_2b_cmb(swath: xr.Dataset, path: str | Path | None = None, *, root: str | Path | None = None) -> Path:
     """Write the synthetic radar reference of a swath as a 2B-CMB granule (KuGMI, see the module
     doc) at ``path`` or under ``root``. Returns the path."""
@@ -348,11 +371,8 @@ def write_2b_cmb(swath: xr.Dataset, path: str | Path | None = None, *, root: str
     t0, t1 = _swath_times(swath)
     g = cmb_geometry(orbit, t0, t1)
     lat, lon = g["lat"], g["lon"]
-    ref = swath["surface_precip"].values.astype(np.float64)
-    strip = np.isfinite(ref).any(axis=0)
-    src_lat = np.where(strip[None, :], swath["lat"].values, np.nan)
-    src_lon = np.where(strip[None, :], swath["lon"].values, np.nan)
-    idx, _ = _nearest(src_lat, src_lon, lat, lon, CMB_SOURCE_MAX_KM)
+    ref = _full_width_reference(swath, orbit)
+    idx, _ = _nearest(swath["lat"].values, swath["lon"].values, lat, lon, CMB_SOURCE_MAX_KM)
     has = idx >= 0
     rain = np.full(lat.shape, np.nan, np.float32)
     rain[has] = ref.ravel()[idx[has]]

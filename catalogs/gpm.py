@@ -482,7 +482,34 @@ def _info(path: str | Path, expect: str) -> tuple[Path, GranuleInfo]:
     info = parse_granule_name(p)
     if info.product != expect:
         raise GranuleError(f"{p.name}: is a {info.product} granule, not {expect}")
+    _check_header(p, info)
     return p, info
+
+
+def _header_fields(path: Path) -> dict[str, str]:
+    """``key=value`` pairs of the file's PPS ``FileHeader`` attribute ({} if it has none)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h:
+            raw = h.attrs.get("FileHeader")
+    except Exception:  # noqa: BLE001 - unreadable files are diagnosed by _hdf5_check / the reader
+        return {}
+    if raw is None:
+        return {}
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | np.bytes_) else str(raw)
+    return dict(line.strip().split("=", 1) for line in text.split(";") if "=" in line)
+
+
+def _check_header(path: Path, info: GranuleInfo) -> None:
+    """The file name and the file's own ``FileHeader`` must agree on the orbit (``GranuleNumber``):
+    a granule renamed to another orbit's name would otherwise be paired with the wrong orbit."""
+    if not path.is_file():
+        return
+    number = _header_fields(path).get("GranuleNumber", "").strip()
+    if number.isdigit() and int(number) != info.orbit:
+        raise GranuleError(f"{path.name}: the file name says orbit {info.orbit} but its FileHeader says "
+                           f"GranuleNumber={number}: a granule of another orbit, renamed?")
 
 
 def _common_attrs(info: GranuleInfo, scan_mode: str) -> dict:

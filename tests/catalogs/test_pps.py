@@ -280,3 +280,13 @@ def test_companions_outside_the_roots_are_not_read(tmp_path, monkeypatch):
     ds = read(open_catalog(), "pair", granule=str(p1))
     assert "surface_precip" not in ds  # the CMB is outside the roots: the 1C alone
     assert "surface_precip" in pairs.open_pair(p1)  # unconfined (a local script): found
+
+
+def test_a_granule_renamed_to_another_orbit_is_caught(small):
+    root, paths = small
+    (root / "mixed").mkdir()
+    fake = root / "mixed" / paths[1].name
+    shutil.copyfile(paths[3], fake)  # orbit ORBIT+31's CMB under the exact name of orbit ORBIT's CMB
+    with pytest.raises(gpm.GranuleError, match=f"file name says orbit {ORBIT} but its FileHeader says "
+                                               f"GranuleNumber={ORBIT + 31:06d}"):
+        pairs.open_pair(paths[0], fake)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from app.cli import main
 from catalogs import gpm, pps
 from catalogs.config import PathOutsideRoots
-from catalogs.pairs import ArchiveError, archive_index, open_pair
+from catalogs.pairs import archive_index, open_pair
 from catalogs.store import is_complete
 from evaluation import cube as CB
 from evaluation import distributions as D
@@ -239,7 +239,8 @@ def test_bad_archives_give_clear_errors_and_write_no_cube(env, caplog):
     keep = victim.read_bytes()
     shutil.copyfile(idx.loc[idx["orbit"] == env.orbits[0], "2B-CMB"].item(), victim)
     cube = env.data / "renamed.zarr"
-    with pytest.raises(ArchiveError, match=f"{victim.name} covers no pixel of .* the granules do not overlap"):
+    with pytest.raises(gpm.GranuleError, match=f"{victim.name}: the file name says orbit {env.orbits[1]} but its "
+                                               f"FileHeader says GranuleNumber={env.orbits[0]:06d}"):
         CB.build_archive_cube(bad, ["reference"], cube, scheduler="inline")
     assert not cube.exists() and not is_complete(cube)
     r = run(main, ["climatology", "build", "--archive", str(bad), "--sources", "reference", "--inline",

@@ -260,9 +260,9 @@ def test_cmb_of_another_orbit(run, tmp_path, monkeypatch):
         shutil.copyfile(other["2B-CMB"], test["2B-CMB"])
 
     cfg, folder = _bad(run, tmp_path, monkeypatch, swap)
-    # (the file's name says the test orbit, its footprints lie on another orbit's ground track)
-    with pytest.raises(ModelError, match=r"orbit \d+ of data.test: 2B\.GPM\.\S+\.HDF5 (covers no pixel of |is a CMB "
-                                         r"granule of orbit \d+, not of orbit \d+ \()1C\.GPM\.\S+\.HDF5"):
+    # (the file's name says the test orbit; its own FileHeader says the other orbit)
+    with pytest.raises(ModelError, match=r"orbit (\d+) of data.test: 2B\.GPM\.\S+\.0*\1\.V07A\.HDF5: the file name says "
+                                         r"orbit \1 but its FileHeader says GranuleNumber=\d+"):
         train(cfg)
     _nothing_written(tmp_path)
 

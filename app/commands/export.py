@@ -49,7 +49,7 @@ def _command(views, formats, seasons) -> click.Command:
         """Export a view as a publication figure + data (netCDF/CSV) + provenance manifest."""
         sel = _selection(view, link, orbit=orbit, granule=granule, models=models, layers=layers, channel=channel,
                          product=product, region=region, period=period, season=season, pixels=pixels)
-        _export(sel, fmt, out_dir, catalog_path, cube_path)
+        _export(sel, fmt, out_dir, catalog_path, cube_path, period_given=bool(period or link))
 
     return export
 
@@ -97,9 +97,26 @@ def _selection(view, link, *, orbit, granule, models, layers, channel, product, 
     return sel
 
 
-def _export(sel, fmt, out_dir, catalog_path, cube_path) -> None:
+def _cube_years(sel, cube_path) -> None:
+    """An evaluation view exported without --period covers the cube's own years (an archive cube
+    spans its archive's months, not the synthetic record the app defaults to)."""
+    from app.views.common import open_cube
+
+    try:
+        times = open_cube(cube_path).times
+    except Exception:  # noqa: BLE001 - export_view reports a missing or bad cube itself
+        return
+    if times.size:
+        years = times.astype("datetime64[Y]").astype(int) + 1970
+        sel.param.update(start_year=int(years.min()), end_year=int(years.max()))
+
+
+def _export(sel, fmt, out_dir, catalog_path, cube_path, *, period_given: bool = True) -> None:
     """Export the view ``sel`` shows and print the paths written."""
     from app.export import ExportError, export_view
+
+    if sel.view != "swath" and not period_given:
+        _cube_years(sel, cube_path)
 
     if sel.view == "swath" and sel.models:
         from models.registry import get_card

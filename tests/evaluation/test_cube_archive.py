@@ -161,6 +161,18 @@ def test_evaluate_on_the_archive_cube(env):
     assert f"note: {GPROF} on 2 of the 3 orbits" in r.output
 
 
+def test_an_export_of_the_archive_cube_covers_its_own_period(env, tmp_path, monkeypatch):
+    """Without --period an evaluation view's figure covers the cube's years (2019), not the synthetic record."""
+    monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(env.data))
+    r = CliRunner().invoke(main, ["export", "--view", "distributions", "--cube", str(env.path), "--models",
+                                  f"tiny-unet,{GPROF}", "--format", "png", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert any(n.endswith(".png") and "_2019-2019_" in n for n in names), names
+    manifest = json.loads(next(tmp_path.glob("*.manifest.json")).read_text())
+    assert "2019" in json.dumps(manifest)
+
+
 def test_known_truth_reference_equals_the_synthetic_cube(env):
     """The archive cube's reference (CMB collocated on GMI) against the synthetic cube of the same orbits built
     the usual way (the simulator's radar reference): equal exactly once the pixels where they differ are taken

@@ -103,3 +103,11 @@ def test_every_command_in_the_guide_runs(tmp_path):
     man = json.loads(next((work / "figures").glob("*swath*.manifest.json")).read_text())
     assert man["orbits"] == [20009] and man["models"][0]["checkpoint_sha256"]
     assert "bayes-baseline" in man["model_outputs"]
+    # the archive, end to end: trained on PPS-format pairs, evaluated against 2B-CMB with GPROF beside it
+    assert "12 orbits pair up" in out
+    assert "training_data:\n  kind: archive\n" in out and "reference: 2B-CMB" in out  # models show archive-tiny
+    ev = json.loads((work / "archive-evaluation.json").read_text())
+    assert ev["cube"]["archive"]["orbits"] == 12 and "truth" in ev["cube"]
+    for m in ("archive-tiny", "GPROF2021v1"):
+        assert ev["skill"][m]["vs_reference"]["n"] > 1000
+    assert any(p.suffix == ".png" and "2019" in p.name for p in (work / "archive-figures").iterdir())

@@ -294,10 +294,10 @@ def build_box_cmd(box, cube_path, max_model_seconds, scheduler, workers, plan_on
 def info_cmd(cube_path, archive_dir) -> None:
     """Describe a cube (sources, orbits, months, the identity of each source; for an archive cube
     its folder, period, skipped orbits and the sources absent from some orbits)."""
-    click.echo(json.dumps(_open(_archive_cube(cube_path, archive_dir)).describe(), indent=1))
+    click.echo(json.dumps(_open(archive_cube_path(cube_path, archive_dir)).describe(), indent=1))
 
 
-def _archive_cube(cube_path, archive_dir):
+def archive_cube_path(cube_path, archive_dir):
     """``--cube`` if given, else the default cube of ``--archive`` (if given), else None."""
     if archive_dir is None or cube_path is not None:
         return cube_path
@@ -338,7 +338,7 @@ def evaluate_cmd(models, region, period, season, surface, cube_path, archive_dir
     GPROF among the models)."""
     from evaluation import report
 
-    cube = _open(_archive_cube(cube_path, archive_dir), region)
+    cube = _open(archive_cube_path(cube_path, archive_dir), region)
     _check_period(cube, period)
     try:
         out = report.evaluate(cube, [m for m in (models or "").split(",") if m.strip()] or None,

@@ -44,9 +44,14 @@ def _command(views, formats, seasons) -> click.Command:
     @click.option("--link", default=None, help="A shared app link (or its query string): export exactly that state.")
     @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), default=None)
     @click.option("--cube", "cube_path", type=click.Path(), default=None, help="Climatology cube (evaluation views).")
+    @click.option("--archive", "archive_dir", type=click.Path(file_okay=False), default=None,
+                  help="A PPS archive: its cube (`climatology build --archive` default place) for evaluation views.")
     def export(view, fmt, out_dir, orbit, granule, models, layers, channel, product, region, period, season, pixels,
-               link, catalog_path, cube_path):
+               link, catalog_path, cube_path, archive_dir):
         """Export a view as a publication figure + data (netCDF/CSV) + provenance manifest."""
+        from app.commands.evaluate import archive_cube_path
+
+        cube_path = archive_cube_path(cube_path, archive_dir)
         sel = _selection(view, link, orbit=orbit, granule=granule, models=models, layers=layers, channel=channel,
                          product=product, region=region, period=period, season=season, pixels=pixels)
         _export(sel, fmt, out_dir, catalog_path, cube_path, period_given=bool(period or link))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from app.commands.models import _Bar
+from app.commands._progress import ProgressBar
 
 
 def register(main: click.Group) -> None:
@@ -53,7 +53,7 @@ def register(main: click.Group) -> None:
 
         t0 = time.perf_counter()
         click.echo(f"writing {len(orbits)} orbits ({orbits[0]}..{orbits[-1]}) under {root}", err=True)
-        bar = _Bar("orbits")
+        bar = ProgressBar("orbits")
         try:
             paths = pps.make_archive(root, orbits, world_seed=world_seed, n_scans=n_scans, gprof=gprof, progress=bar)
         finally:

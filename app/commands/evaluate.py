@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from app.commands._args import check_sources, parse_orbits, parse_years
+from app.commands._progress import ProgressBar
 from catalogs.config import PathOutsideRoots, get_roots
 from catalogs.store import is_complete, read_marker
 from evaluation import regions as RG
@@ -23,26 +22,6 @@ from models.errors import ModelError
 
 # evaluation.cube, .boxes, .report and .trends load numba and scipy (about a second): imported
 # where a command needs them, so `raincheck --help` does not pay for them
-
-
-class _Bar:
-    def __init__(self, desc: str):
-        self._tqdm = tqdm
-        self.desc = desc
-        self.bar = None
-
-    def __call__(self, done: int, total: int, message: str = "") -> None:
-        if self.bar is None or self.bar.total != total or done < self.bar.n:
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = self._tqdm(total=total, desc=self.desc, unit="orbit", file=sys.stderr, leave=False)
-        self.bar.update(done - self.bar.n)
-        if message:
-            self.bar.set_postfix_str(message[:50])
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _orbit_list(spec: str) -> list[int]:
@@ -177,7 +156,7 @@ def build_cmd(demo, orbit_spec, record, years, per_month, archive_dir, start, en
             RG.get_region(r)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--extra-region") from None
-    bar = _Bar("cube")
+    bar = ProgressBar("cube", unit="orbit")
     sched = "inline" if inline else scheduler
     try:
         if demo:
@@ -231,7 +210,7 @@ def _build_archive(archive_dir, start, end, orbit_spec, sources, extra_regions, 
             get_roots().confine(cube_path, write=True)
     except PathOutsideRoots as e:
         raise click.BadParameter(str(e), param_hint="--archive/--cube") from None
-    bar = _Bar("archive cube")
+    bar = ProgressBar("archive cube", unit="orbit")
     try:
         path = CB.build_archive_cube(archive_dir, srcs, cube_path, start=start, end=end, orbits=orbits,
                                      scheduler=sched, n_workers=workers, progress=bar, cancel=threading.Event(),
@@ -274,7 +253,7 @@ def build_box_cmd(box, cube_path, max_model_seconds, scheduler, workers, plan_on
             click.echo(json.dumps(summary, indent=1))
             return
         click.echo(json.dumps(summary, indent=1), err=True)
-        bar = _Bar("box cube")
+        bar = ProgressBar("box cube", unit="orbit")
         try:
             path = BX.build_box_cube(box, main, plan=plan, progress=bar, cancel=threading.Event(),
                                      scheduler=sched, n_workers=workers)

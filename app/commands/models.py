@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-import sys
 import threading
 from pathlib import Path
 
 import click
 import yaml
-from tqdm import tqdm
 
 from app.commands._args import parse_orbits
+from app.commands._progress import ProgressBar
 from catalogs.config import PathOutsideRoots
 from catalogs.outputs import check_name
 from catalogs.orbits import synthetic_orbits
@@ -20,30 +19,6 @@ from models.errors import ModelError
 
 # models.registry, .train, .run and .batch load torch (seconds): imported where a command needs
 # them, so `raincheck --help` does not pay for them
-
-
-class _Bar:
-    """A tqdm bar driven by ``progress(done, total, message)`` callbacks."""
-
-    def __init__(self, desc: str):
-        self._tqdm = tqdm
-        self.desc = desc
-        self.bar = None
-        self.last_msg = None
-
-    def __call__(self, done: int, total: int, message: str = "") -> None:
-        if self.bar is None or self.bar.total != total or done < self.bar.n:
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = self._tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr, leave=False)
-        self.bar.update(done - self.bar.n)
-        if message and message != self.last_msg:
-            self.bar.set_postfix_str(message[:60])
-            self.last_msg = message
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @click.command("train")
@@ -72,7 +47,7 @@ def train_cmd(configs: tuple[str, ...], out: str | None, archive: str | None, ov
     command = " ".join(["raincheck", "train", *configs] + (["--out", out] if out else [])
                        + (["--archive", archive] if archive else []) + [f"--set {item}" for item in overrides])
     for config in configs:
-        bar = _Bar("train")
+        bar = ProgressBar("train")
         try:
             cfg = load_config(config)
             if archive is not None:
@@ -154,7 +129,7 @@ def infer_cmd(model_name, orbit, orbit_spec, start, end, granule, world_seed, de
                      "inline" if inline else scheduler, workers)
         return
     label = Path(granule).name if granule else f"orbit {orbit}"
-    bar = _Bar(f"{model_name} {label}")
+    bar = ProgressBar(f"{model_name} {label}")
     info: dict = {}
     try:
         if granule:  # the app's Run on a granule goes through the same function (same store, OOD score)
@@ -245,7 +220,7 @@ def _infer_batch(model_name, orbit_spec, start, end, world_seed, device, schedul
             raise click.ClickException(str(e)) from None
         if not orbits:
             raise click.ClickException(f"no synthetic orbit between --start {start} and --end {end}")
-    bar = _Bar(f"{model_name} x {len(orbits)} orbits")
+    bar = ProgressBar(f"{model_name} x {len(orbits)} orbits")
     try:
         res = infer_orbits(model_name, orbits, world_seed=world_seed, device=device, scheduler=scheduler,
                            n_workers=workers, progress=bar)

@@ -15,7 +15,7 @@ import threading
 
 import click
 
-from app.commands.evaluate import _Bar
+from app.commands._progress import ProgressBar
 
 #: statistics of the default text table: (label, statistic, population, level_q)
 _TABLE_STATS = (("p99.9", "quantile", "all", 0.999), ("p99", "quantile", "all", 0.99), ("mean", "mean", "all", None))
@@ -144,7 +144,7 @@ def run_cmd(model_spec, levels, world, n_scenes, n_scans, seed, n_boot, toleranc
     stem = w.name if product == "precip_mean" else f"{w.name}-{product}"
     dest = Path(out) if out else get_roots().data_root / "warming" / "results" / f"{stem}.json"
     command = "raincheck " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-    bar = _Bar(f"warming {w.name}")
+    bar = ProgressBar(f"warming {w.name}")
     try:
         fr = WM.run_forced_response(names, lv, w.name, n_scenes=n_scenes, n_scans=n_scans, seed=seed,
                                     n_boot=n_boot, tolerance=tolerance, product=product,
@@ -274,7 +274,7 @@ def ood_cmd(world, level, n_scenes, n_scans, model, detector, seed, n_boot, out,
                                  param_hint="--detector")
     dest = Path(out) if out else get_roots().data_root / "warming" / "results" / f"ood-{w.name}.json"
     command = "raincheck " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-    bar = _Bar(f"warming ood {w.name}")
+    bar = ProgressBar(f"warming ood {w.name}")
     try:
         res = OOD.run_warming_ood(w.name, lv, model=m, detector=d, n_scenes=n_scenes, n_scans=n_scans, seed=seed,
                                   n_boot=n_boot, progress=bar, cancel=threading.Event(), command=command)

@@ -290,3 +290,30 @@ def test_a_granule_renamed_to_another_orbit_is_caught(small):
     with pytest.raises(gpm.GranuleError, match=f"file name says orbit {ORBIT} but its FileHeader says "
                                                f"GranuleNumber={ORBIT + 31:06d}"):
         pairs.open_pair(paths[0], fake)
+
+
+def test_archive_commands(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(tmp_path / "data"))
+    root = tmp_path / "archive"
+    monkeypatch.setenv("RAINCHECK_READ_ROOTS", str(root))
+    r = CliRunner().invoke(main, ["archive", "make", str(root), "--start", "2019-01-01", "--end", "2019-03-01",
+                                  "--orbits", "2", "--n-scans", "40", "--gprof", "none"])
+    assert r.exit_code == 0, r.output
+    assert len(list(root.rglob("*.HDF5"))) == 4 and not list(root.rglob("2A.*"))
+    r = CliRunner().invoke(main, ["archive", "index", str(root)])
+    assert r.exit_code == 0 and "2 orbits" in r.output and "1C-GMI, 2B-CMB" in r.output, r.output
+    r = CliRunner().invoke(main, ["archive", "check", str(root)])
+    assert r.exit_code == 0 and "2 orbits pair up" in r.output, r.output
+    cmb = sorted(root.rglob("2B.*"))[0]
+    cmb.write_bytes(cmb.read_bytes()[:5000])  # an interrupted download
+    r = CliRunner().invoke(main, ["archive", "check", str(root)])
+    assert r.exit_code != 0 and "truncated HDF5 file" in r.output and cmb.name in r.output, r.output
+    assert "1 of 2 orbits do not pair" in r.output
+    r = CliRunner().invoke(main, ["archive", "make", str(root), "--start", "2010-01-01", "--end", "2010-03-01"])
+    assert r.exit_code == 2 and "before GPM's launch" in r.output
+    r = CliRunner().invoke(main, ["archive", "index", str(tmp_path / "elsewhere")])
+    assert r.exit_code != 0 and "outside the configured data roots" in r.output

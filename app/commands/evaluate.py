@@ -317,10 +317,13 @@ def evaluate_cmd(models, region, period, season, surface, cube_path, archive_dir
     GPROF among the models)."""
     from evaluation import report
 
+    from evaluation.cube.archive import resolve_gprof
+
     cube = _open(archive_cube_path(cube_path, archive_dir), region)
     _check_period(cube, period)
+    names = resolve_gprof([m for m in (models or "").split(",") if m.strip()], cube.sources)
     try:
-        out = report.evaluate(cube, [m for m in (models or "").split(",") if m.strip()] or None,
+        out = report.evaluate(cube, names or None,
                               region, period=period, season=season, surface=surface, extremes=not no_extremes)
     except (KeyError, ValueError) as e:
         raise click.ClickException(str(e).strip("'\"")) from None

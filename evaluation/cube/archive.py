@@ -108,6 +108,18 @@ def is_baseline_name(s: str) -> bool:
     return base.lower() == GPROF or base.upper().startswith("GPROF")
 
 
+def resolve_gprof(names: Sequence[str], sources: Iterable[str]) -> list[str]:
+    """``names`` with ``gprof`` (any case) replaced by the GPROF baseline(s) among a cube's
+    ``sources`` (e.g. ``GPROF2021v1``), so ``--models gprof`` works as it does for the build."""
+    found = [s for s in sources if is_baseline_name(s) and not s.endswith(STRIP)]
+    out: list[str] = []
+    for n in names:
+        for m in (found if n.strip().lower() == GPROF else [n]):
+            if m not in out:
+                out.append(m)
+    return out
+
+
 #: the sources of an archive build when none are named (GPROF only if the archive has 2A-GMI granules)
 DEFAULT_SOURCES = (REFERENCE, GPROF)
 

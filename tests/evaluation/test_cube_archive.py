@@ -159,6 +159,9 @@ def test_evaluate_on_the_archive_cube(env):
     assert r.exit_code == 0, r.output
     assert "truth: none" in r.output and f"skill {GPROF} vs_reference" in r.output
     assert f"note: {GPROF} on 2 of the 3 orbits" in r.output
+    r = CliRunner().invoke(main, ["evaluate", "--archive", str(env.root), "--no-extremes", "--models", "gprof", "--json"])
+    assert r.exit_code == 0, r.output
+    assert set(json.loads(r.output)["skill"]) - {"reference"} == {GPROF}  # "gprof": the archive's GPROF, as in the build
 
 
 def test_an_export_of_the_archive_cube_covers_its_own_period(env, tmp_path, monkeypatch):

@@ -72,6 +72,14 @@ def train(config: dict | str | os.PathLike, progress: Progress | None = None,
     else:
         config = resolve_inherit(config)
     typed = parse_config(config)
+    if config["data"].get("archive") is not None:
+        if typed.hybrid is not None or typed.kind == "flow":
+            raise ModelError(f"{config.get('name')}: {'hybrid' if typed.hybrid is not None else 'flow'} training on a "
+                             "PPS archive is not supported (it pairs the data with the synthetic world's simulated "
+                             "source / a base model trained on it); train a U-Net (optionally with a research loss or "
+                             "tail) on the archive")
+        # an archive is checked before anything is built or trained, for research configs too
+        check_archive(config["data"])
     if typed.research:
         return train_research(config, progress=progress, cancel=cancel, out=out, command=command)
     torch.set_num_threads(typed.training.threads)
@@ -82,9 +90,8 @@ def train(config: dict | str | os.PathLike, progress: Progress | None = None,
     sets = {}
     splits = ["train", "validation"]
     if config["data"].get("archive") is not None:
-        # an archive is checked, and its held-out sets built, before training: a bad granule
-        # anywhere stops the run before a model is written
-        check_archive(config["data"])
+        # its held-out sets are built before training (the archive was checked above): a bad
+        # granule anywhere stops the run before a model is written
         splits += [s for s in ("test", "ood") if config["data"].get(s) is not None]
     for split in splits:
         sets[split] = build_training_set(config, split, progress=progress, cancel=cancel)

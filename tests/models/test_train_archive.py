@@ -299,3 +299,23 @@ def test_data_section_checked(change, message):
     change(cfg["data"])
     with pytest.raises(ModelError, match=message):
         parse_config(cfg)
+
+
+def test_research_configs_on_an_archive_are_checked_first(run, tmp_path, monkeypatch):
+    """A research U-Net (a tail-sensitive loss) on a broken archive stops before anything is trained;
+    hybrid training, which needs the synthetic world's simulated source, is refused on an archive."""
+    def drop(folder, index):
+        Path(index["2B-CMB"][index["start"].dt.month == 9].iloc[0]).unlink()  # the test orbit's CMB
+
+    cfg, folder = _bad(run, tmp_path, monkeypatch, drop)
+    cfg["name"] = "archive-tiny"
+    cfg["loss"] = {"type": "twcrps", "thresholds": [0.0, 5.0], "threshold_weights": [1.0, 1.0]}
+    assert parse_config(cfg).research
+    with pytest.raises(ModelError, match=r"no 2B-CMB granule .* of data.test"):
+        train(cfg)
+    _nothing_written(tmp_path)
+    hyb = copy.deepcopy(cfg)
+    del hyb["loss"]
+    hyb["hybrid"] = {"ratio": 0.3}
+    with pytest.raises(ModelError, match="hybrid training on a PPS archive is not supported"):
+        train(hyb)

@@ -63,74 +63,23 @@ def _two_way(widget, selection, name, to_widget=lambda v: v, to_param=lambda v: 
     return widget
 
 
-class OrbitPicker(pn.viewable.Viewer):
-    """Pick an orbit by number, or list the orbits that crossed the region during a period."""
+class _RegionPeriodPicker(pn.viewable.Viewer):
+    """What crossed the sidebar's region between two dates, to pick from: the From/To dates (bound
+    to the selection's ``pick_start``/``pick_end``), a Find button, a message and a list. A
+    subclass says what it lists (:meth:`_index`, :meth:`_option`) and what a pick does."""
 
     selection = param.ClassSelector(class_=Selection)
     catalog_path = param.String(default=None, allow_None=True)
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        s = self.selection
-        lo, hi = data.orbit_range()
-        self.orbit = pn.widgets.IntInput(label=f"Orbit number ({lo}–{hi})", value=s.orbit, step=1,
-                                         sizing_mode="stretch_width")
-        self.orbit.param.watch(lambda e: setattr(s, "orbit", int(e.new)), "value")
-        s.param.watch(lambda e: setattr(self.orbit, "value", int(e.new)), "orbit")
-        self.start = _two_way(pn.widgets.TextInput(label="From (date)", sizing_mode="stretch_width"), s, "pick_start")
-        self.end = _two_way(pn.widgets.TextInput(label="To (date)", sizing_mode="stretch_width"), s, "pick_end")
-        self.find = pn.widgets.Button(label="Find orbits crossing the region", sizing_mode="stretch_width")
-        self.found = pn.widgets.Select(label="Orbits found", options={}, sizing_mode="stretch_width", visible=False)
-        self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
-        self.find.on_click(lambda e: self.search())
-        self.found.param.watch(self._picked, "value")
-
-    def __panel__(self):
-        return pn.Column(self.orbit, pn.Row(self.start, self.end), self.find, self.message, self.found,
-                         sizing_mode="stretch_width")
-
-    def search(self):
-        s = self.selection
-        self.message.visible = False
-        try:
-            df = data.orbit_index(self.catalog_path, s.pick_start, s.pick_end, s.region)
-        except data.DataError as e:
-            self.found.visible = False
-            self.message.object, self.message.alert_type, self.message.visible = data.for_page(e), "danger", True
-            return None
-        if not len(df):
-            self.found.visible = False
-            self.message.object = data.for_page(f"no orbit crossed {s.region} between {s.pick_start} and {s.pick_end}")
-            self.message.alert_type, self.message.visible = "warning", True
-            return df
-        opts = {}
-        for r in df.head(500).itertuples():
-            opts[f"{r.orbit}  {str(r.start_time)[:16]}  ({100 * r.coverage:.0f} %)"] = int(r.orbit)
-        self.found.options = opts
-        self.found.label = f"Orbits found ({len(df)}{', first 500 listed' if len(df) > 500 else ''})"
-        self.found.visible = True
-        return df
-
-    def _picked(self, e):
-        if e.new is not None:
-            self.selection.orbit = int(e.new)
-
-
-class GranulePicker(pn.viewable.Viewer):
-    """Real mode: pick a 1C-GMI granule of the archive (the catalogue's ``granule_dir``, else the
-    read roots) that crossed the region during the period (:func:`app.data.granule_index`); the
-    pick becomes the selection's granule path, as if typed."""
-
-    selection = param.ClassSelector(class_=Selection)
-    catalog_path = param.String(default=None, allow_None=True)
+    find_label = "Find"
+    found_label = "Found"
 
     def __init__(self, **params):
         super().__init__(**params)
         s = self.selection
         self.start = _two_way(pn.widgets.TextInput(label="From (date)", sizing_mode="stretch_width"), s, "pick_start")
         self.end = _two_way(pn.widgets.TextInput(label="To (date)", sizing_mode="stretch_width"), s, "pick_end")
-        self.find = pn.widgets.Button(label="Find 1C-GMI granules crossing the region", sizing_mode="stretch_width")
-        self.found = pn.widgets.Select(label="Granules found", options={}, sizing_mode="stretch_width", visible=False)
+        self.find = pn.widgets.Button(label=self.find_label, sizing_mode="stretch_width")
+        self.found = pn.widgets.Select(label=self.found_label, options={}, sizing_mode="stretch_width", visible=False)
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
         self.find.on_click(lambda e: self.search())
         self.found.param.watch(self._picked, "value")
@@ -142,35 +91,102 @@ class GranulePicker(pn.viewable.Viewer):
     def _say(self, text: str, kind: str) -> None:
         self.message.object, self.message.alert_type, self.message.visible = data.for_page(text), kind, True
 
+    def _index(self):
+        raise NotImplementedError
+
+    def _nothing(self, df) -> str:
+        raise NotImplementedError
+
+    def _option(self, row) -> tuple[str, object]:
+        raise NotImplementedError
+
+    def _listed(self, df, opts: dict) -> None:
+        """After the list is filled (a subclass may pick or warn)."""
+
     def search(self):
-        s = self.selection
         self.message.visible = False
         try:
-            df = data.granule_index(self.catalog_path, s.pick_start, s.pick_end, s.region)
+            df = self._index()
         except data.DataError as e:
             self.found.visible = False
             self._say(str(e), "danger")
             return None
-        skipped = df.attrs.get("skipped") or []
         if not len(df):
             self.found.visible = False
-            self._say(f"no 1C-GMI granule crossed {s.region} between {s.pick_start} and {s.pick_end}"
-                      + (f" ({len(skipped)} unreadable granule(s) skipped: {skipped[0]})" if skipped else ""),
-                      "warning")
+            self._say(self._nothing(df), "warning")
             return df
+        opts = dict(self._option(r) for r in df.head(500).itertuples())
+        self.found.options = opts
+        self.found.label = f"{self.found_label} ({len(df)}{', first 500 listed' if len(df) > 500 else ''})"
+        self.found.visible = True
+        self._listed(df, opts)
+        return df
+
+
+class OrbitPicker(_RegionPeriodPicker):
+    """Pick an orbit by number, or list the orbits that crossed the region during a period."""
+
+    find_label = "Find orbits crossing the region"
+    found_label = "Orbits found"
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        s = self.selection
+        lo, hi = data.orbit_range()
+        self.orbit = pn.widgets.IntInput(label=f"Orbit number ({lo}–{hi})", value=s.orbit, step=1,
+                                         sizing_mode="stretch_width")
+        self.orbit.param.watch(lambda e: setattr(s, "orbit", int(e.new)), "value")
+        s.param.watch(lambda e: setattr(self.orbit, "value", int(e.new)), "orbit")
+
+    def __panel__(self):
+        return pn.Column(self.orbit, pn.Row(self.start, self.end), self.find, self.message, self.found,
+                         sizing_mode="stretch_width")
+
+    def _index(self):
+        s = self.selection
+        return data.orbit_index(self.catalog_path, s.pick_start, s.pick_end, s.region)
+
+    def _nothing(self, df) -> str:
+        s = self.selection
+        return f"no orbit crossed {s.region} between {s.pick_start} and {s.pick_end}"
+
+    def _option(self, r):
+        return f"{r.orbit}  {str(r.start_time)[:16]}  ({100 * r.coverage:.0f} %)", int(r.orbit)
+
+    def _picked(self, e):
+        if e.new is not None:
+            self.selection.orbit = int(e.new)
+
+
+class GranulePicker(_RegionPeriodPicker):
+    """Real mode: pick a 1C-GMI granule of the archive (the catalogue's ``granule_dir``, else the
+    read roots) that crossed the region during the period (:func:`app.data.granule_index`); the
+    pick becomes the selection's granule path, as if typed."""
+
+    find_label = "Find 1C-GMI granules crossing the region"
+    found_label = "Granules found"
+
+    def _index(self):
+        s = self.selection
+        return data.granule_index(self.catalog_path, s.pick_start, s.pick_end, s.region)
+
+    def _nothing(self, df) -> str:
+        s = self.selection
+        skipped = df.attrs.get("skipped") or []
+        return (f"no 1C-GMI granule crossed {s.region} between {s.pick_start} and {s.pick_end}"
+                + (f" ({len(skipped)} unreadable granule(s) skipped: {skipped[0]})" if skipped else ""))
+
+    def _option(self, r):
+        # labels carry the file name and time only (never the server folder)
+        return f"{r.orbit}  {str(r.start)[:16]}  ({100 * r.coverage:.0f} %)  {Path(r.path).name}", str(r.path)
+
+    def _listed(self, df, opts: dict) -> None:
+        skipped = df.attrs.get("skipped") or []
         if skipped:
             self._say(f"{len(skipped)} unreadable granule(s) skipped: {'; '.join(skipped[:3])}", "warning")
-        # labels carry the file name and time only (never the server folder)
-        opts = {}
-        for r in df.head(500).itertuples():
-            opts[f"{r.orbit}  {str(r.start)[:16]}  ({100 * r.coverage:.0f} %)  {Path(r.path).name}"] = str(r.path)
-        self.found.options = opts
-        self.found.label = f"Granules found ({len(df)}{', first 500 listed' if len(df) > 500 else ''})"
-        self.found.visible = True
         first = next(iter(opts.values()))  # shown first in the list: the one on the map
         self.found.value = first
         self.selection.granule = first
-        return df
 
     def _picked(self, e):
         if e.new:

@@ -69,7 +69,7 @@ def collocate_cmb(gmi: xr.Dataset, cmb: xr.Dataset, *, max_distance_km: float = 
     dt_all = (ctime[scan] - gtime[:, None]) / np.timedelta64(1, "s")
     dt[has] = dt_all[has]
     too_late = has & (np.abs(dt) > max_time_difference_s)
-    if has.any() and too_late.all() == has.all() and too_late[has].all():
+    if has.any() and too_late[has].all():
         raise ArchiveError(
             f"{cname} and {gname}: every footprint pair is more than {max_time_difference_s:g} s apart "
             f"(median {np.nanmedian(np.abs(dt)):.0f} s): mismatched times")

@@ -376,11 +376,11 @@ def write_2b_cmb(swath: xr.Dataset, path: str | Path | None = None, *, root: str
     has = idx >= 0
     rain = np.full(lat.shape, np.nan, np.float32)
     rain[has] = ref.ravel()[idx[has]]
-    flags = swath["surface_type"].values.astype(np.int64).ravel()
+    flags = np.where(has, swath["surface_type"].values.astype(np.int64).ravel()[np.maximum(idx, 0)], -1)
     surf = np.full(lat.shape, -9999, np.int32)
     snow = np.full(lat.shape, -9999, np.int32)
     for flag, (code, si) in _CMB_SURFACE.items():
-        m = has & (np.where(has, flags[np.maximum(idx, 0)], -1) == flag)
+        m = flags == flag
         surf[m], snow[m] = code, si
     n = lat.shape[0]
     tau = _orbit_tau(orbit, g["time"])

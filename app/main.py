@@ -230,10 +230,9 @@ class Sidebar(pn.viewable.Viewer):
         self.channel = pn.widgets.Select.from_param(s.param.channel, label="Tb channel", sizing_mode="stretch_width")
         self.projection = pn.widgets.Select.from_param(s.param.projection, label="Projection",
                                                        sizing_mode="stretch_width")
-        regions = _region_options()
-        if s.region not in regions.values():
-            regions[s.region] = s.region
-        self.region = pn.widgets.Select(label="Region", options=regions, value=s.region, sizing_mode="stretch_width")
+        self._regions = _region_options()
+        self.region = pn.widgets.Select(label="Region", options=self._with_region(s.region), value=s.region,
+                                        sizing_mode="stretch_width")
         self.region.param.watch(lambda e: setattr(s, "region", e.new), "value")
         s.param.watch(self._region_changed, "region")
         self.box = pn.widgets.Button(label="Use the map view as a box region", sizing_mode="stretch_width")
@@ -253,12 +252,23 @@ class Sidebar(pn.viewable.Viewer):
         self.run_control = run_control
         self.exporter = exporter
 
+    def _with_region(self, region: str) -> dict:
+        """The region list: the named regions, and ``region`` if it is none of them (a box).
+        Only the current one: a value a link set and the app then refused (a control
+        character, say) leaves the list with it."""
+        opts = dict(self._regions)
+        if region not in opts.values():
+            opts[region] = region
+        return opts
+
     def _region_changed(self, e):
-        if e.new not in self.region.options.values():
-            opts = dict(self.region.options)
-            opts[e.new] = e.new
+        # the selection's region now, not the event's: a refused value is put back inside the
+        # same change, and its event may come after the one that put it back
+        region = self.selection.region
+        opts = self._with_region(region)
+        if opts != self.region.options:
             self.region.options = opts
-        self.region.value = e.new
+        self.region.value = region
 
     def box_from_map(self):
         """Set the region to the box currently shown on the swath map (a box drawn with the map's

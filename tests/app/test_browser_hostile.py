@@ -9,7 +9,8 @@ asked any host but this machine for anything.
 
 Every link (``LINKS``) is opened once, in its own page (its own session on the server), a few
 pages at a time (``AT_ONCE``) so that the browser draws one page while the server builds the
-next; each test then checks what its link's page held.
+next; each test then checks what its link's page held. Values the app checks independently
+(an inverted period and an orbit beyond a float, say) share one link.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import shutil
 import site
 import sys
+import warnings
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
@@ -124,32 +126,62 @@ def _screenshot(page, query: str) -> None:
         pass
 
 
+def server_threads() -> str:
+    """The stacks of this process's threads (the app server runs in it): what the server was
+    doing when a page did not come."""
+    import threading
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    return "\n".join(f"--- thread {names.get(tid, tid)}\n" + "".join(traceback.format_stack(frame))
+                     for tid, frame in sys._current_frames().items())
+
+
+def _goto(page, url: str, name: str) -> None:
+    """Open ``url``; a navigation that times out is tried once more in the same page, after the
+    server's thread stacks are saved (test-artifacts/hostile-threads-<name>.txt) and a warning
+    is emitted, so that a stall of the machine is told apart from a link that breaks the server
+    (which fails the second try too)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.goto(url, wait_until="commit")
+    except PlaywrightTimeout as e:
+        art = REPO / "test-artifacts"
+        art.mkdir(exist_ok=True)
+        (art / f"hostile-threads-{name}.txt").write_text(f"{e}\n\n{server_threads()}")
+        warnings.warn(f"link {name!r}: no response in {TIMEOUT_MS / 1000:.0f} s, tried again "
+                      f"(server threads in test-artifacts/hostile-threads-{name}.txt)", stacklevel=2)
+        page.goto(url, wait_until="commit")
+
+
 def visit_all(srv, ctx, links: dict, at_once: int) -> dict:
-    """Open each link ``name: (query, message)`` in a page of its own, ``at_once`` pages at a
-    time; for each, wait for ``message`` (a regex) and return what the page holds (or the error
-    met on the way, raised again by the link's test)."""
+    """Open each link ``name: (query, messages)`` in a page of its own, ``at_once`` pages at a
+    time; for each, wait for every one of ``messages`` (regexes) and return what the page holds
+    (or the error met on the way, raised again by the link's tests)."""
     out = {}
     items = list(links.items())
     for k in range(0, len(items), at_once):
         batch = []
-        for name, (query, message) in items[k:k + at_once]:
+        for name, (query, messages) in items[k:k + at_once]:
             page = ctx.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
-            batch.append((name, query, message, page, errors))
+            batch.append((name, query, messages, page, errors))
             try:
-                page.goto(srv["url"] + "/?" + query, wait_until="commit")
+                _goto(page, srv["url"] + "/?" + query, name)
             except Exception as e:
                 out[name] = e
         live = [b for b in batch if b[0] not in out]
-        for name, query, message, page, errors in live:
+        for name, query, messages, page, errors in live:
             try:
-                page.get_by_text(re.compile(message)).first.wait_for()
+                for message in messages:
+                    page.get_by_text(re.compile(message)).first.wait_for()
             except Exception as e:
                 out[name] = e
         if live:
             live[0][3].wait_for_timeout(300)  # a broken image's onerror fires within a frame or two
-        for name, query, message, page, errors in batch:
+        for name, query, messages, page, errors in batch:
             if name not in out:
                 try:
                     got = page.evaluate(PAGE_JS)
@@ -171,26 +203,29 @@ IMG = ["<img src=x onerror=window.__xss=(window.__xss||0)+1>",
        '<img src="x" onerror="window.__xss=(window.__xss||0)+1">']
 CONTROL = ["\u202e", "\x01", "\x1b", "\x1f", "\u2066"]
 
-#: every hostile link of the module: name -> (query, the message the page must show, a regex)
+#: every hostile link of the module: name -> (query, the messages the page must show, regexes).
+#: Values the app checks independently of each other share a link (one page of the synthetic
+#: mode, which draws a whole orbit, instead of one each).
 LINKS = {
-    "env": (q(source="real", granule="env(AUDIT_SECRET)"), r"granule='env\(AUDIT_SECRET\)'.*template function env"),
+    "env": (q(source="real", granule="env(AUDIT_SECRET)"), [r"granule='env\(AUDIT_SECRET\)'.*template function env"]),
     "func": (q(source="real", granule="func(this:s)"),
-             r"granule='func\(this:s\)'.*template function func.*imports a Python module"),
-    **{f"img{i}": (q(source="real", granule=v), r"HTML markup") for i, v in enumerate(IMG)},
-    "region-html": (q(region=IMG[1], view="distributions"), r"unknown region '<img"),
-    "view-script": (q(view="<script>window.__xss=1</script>"),
-                    r"ignored the link's view=.*not a valid view; choose one of swath, distributions"),
-    "traversal": (q(source="real", granule="../../../../etc/passwd"), r"outside the configured data roots"),
-    "nul": ("source=real&granule=" + quote(CMB) + "%00.txt", r"granule=.*U\+0000"),
-    "symlink": (q(source="real", granule=CMB), r"outside the configured data roots"),
-    "10k": (q(source="real", granule="a" * 10_240), r"too long \(10240 characters; at most 1024\)"),
-    **{f"control-{ord(c):04X}": (q(source="real", granule=f"abc{c}gpj.HDF5"), rf"granule=.*{re.escape(f'U+{ord(c):04X}')}")
+             [r"granule='func\(this:s\)'.*template function func.*imports a Python module"]),
+    **{f"img{i}": (q(source="real", granule=v), [r"HTML markup"]) for i, v in enumerate(IMG)},
+    "region-html": (q(region=IMG[1], view="distributions"), [r"unknown region '<img"]),
+    "view-region": (q(view="<script>window.__xss=1</script>", region="global\u202e"),
+                    [r"ignored the link's view=.*not a valid view; choose one of swath, distributions",
+                     r"region=.*U\+202E"]),
+    "traversal": (q(source="real", granule="../../../../etc/passwd"), [r"outside the configured data roots"]),
+    "nul": ("source=real&granule=" + quote(CMB) + "%00.txt", [r"granule=.*U\+0000"]),
+    "symlink": (q(source="real", granule=CMB), [r"outside the configured data roots"]),
+    "10k": (q(source="real", granule="a" * 10_240), [r"too long \(10240 characters; at most 1024\)"]),
+    **{f"control-{ord(c):04X}": (q(source="real", granule=f"abc{c}gpj.HDF5"), [rf"granule=.*{re.escape(f'U+{ord(c):04X}')}"])
        for c in CONTROL},
-    "region-control": (q(region="global\u202e"), r"region=.*U\+202E"),
-    "orbit-float": ("orbit=1e309", r"orbit='1e309': not a whole number"),
-    "years": ("y0=2050&y1=2000", r"y0=2050 and y1=2000: the period ends before it starts"),
-    "dates": ("from=2019-06-05&to=2019-06-01", r"from=2019-06-05 and to=2019-06-01: the period ends before it starts"),
-    "sidebar": ("source=synthetic", r"Catalogue: raincheck demo catalogue \(demo\.yaml\)"),
+    "numbers": ("source=synthetic&orbit=1e309&y0=2050&y1=2000&from=2019-06-05&to=2019-06-01",
+                [r"orbit='1e309': not a whole number",
+                 r"y0=2050 and y1=2000: the period ends before it starts",
+                 r"from=2019-06-05 and to=2019-06-01: the period ends before it starts",
+                 r"Catalogue: raincheck demo catalogue \(demo\.yaml\)"]),
 }
 AT_ONCE = 4
 
@@ -247,7 +282,7 @@ def test_html_in_the_region_is_text(hostile_server, pages):
 
 def test_script_in_the_view_is_text(hostile_server, pages):
     value = "<script>window.__xss=1</script>"
-    got = visit(pages, "view-script")
+    got = visit(pages, "view-region")
     check_page(hostile_server, got)
     assert value in got["text"]
 
@@ -278,23 +313,19 @@ def test_control_characters_are_refused(hostile_server, pages, char):
 
 
 def test_control_character_in_the_region(hostile_server, pages):
-    check_page(hostile_server, visit(pages, "region-control"))
+    got = visit(pages, "view-region")
+    check_page(hostile_server, got)
+    assert "\u202e" not in got["text"]
 
 
-def test_orbit_beyond_a_float(hostile_server, pages):
-    check_page(hostile_server, visit(pages, "orbit-float"))
-
-
-def test_inverted_years(hostile_server, pages):
-    check_page(hostile_server, visit(pages, "years"))
-
-
-def test_inverted_dates(hostile_server, pages):
-    check_page(hostile_server, visit(pages, "dates"))
+def test_out_of_range_numbers_and_inverted_periods(hostile_server, pages):
+    """orbit=1e309 (beyond a float), y0 > y1 and from > to: each refused with its message
+    (awaited by the visit), the page intact."""
+    check_page(hostile_server, visit(pages, "numbers"))
 
 
 def test_sidebar_names_the_catalogue_not_its_path(hostile_server, pages):
-    check_page(hostile_server, visit(pages, "sidebar"), "catalogs/demo.yaml")
+    check_page(hostile_server, visit(pages, "numbers"), "catalogs/demo.yaml")
 
 
 def test_no_request_leaves_the_machine(hostile_server, browser_context, pages):

@@ -46,3 +46,22 @@ def test_one_registry_of_views():
     assert VIEW_LABELS == {v.name: v.label for v in VIEW_SPECS}
     assert list(exporters()) == names
     assert list(make_views(Selection())) == [v.name for v in VIEW_SPECS if v.factory]
+
+
+def test_a_refused_region_leaves_no_option_behind(data_root):
+    """A link's region with a control character is refused (put back to the previous region) and
+    the region list does not keep it as an option; a box region is listed while it is current."""
+    from app.main import Sidebar
+
+    s = Selection()
+    loc = Location()
+    assert sync_url(s, loc) == []
+    bar = Sidebar(selection=s)
+    named = dict(bar.region.options)
+    loc.search = "?region=global%E2%80%AE"  # the browser sends the link's query
+    assert s.region == "global" and bar.region.value == "global"
+    assert "global\u202e" not in bar.region.options.values() and bar.region.options == named
+    s.region = "bbox:-10,-20,15,20"
+    assert bar.region.value == s.region and s.region in bar.region.options.values()
+    s.region = "WAF"
+    assert bar.region.options == named

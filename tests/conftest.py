@@ -67,3 +67,10 @@ def small_cube_copy(tmp_path_factory):
         return dest
 
     return copy
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` first (stable order otherwise): with pytest-xdist (``make test``) the
+    long modules start at once and the short ones fill in behind them, so that both workers
+    finish together instead of one running the user guide alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

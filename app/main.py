@@ -48,6 +48,23 @@ def _year_bounds() -> tuple[int, int]:
             pd.Timestamp(orbit_start_time(ORBIT_RANGE[1])).year)
 
 
+def archive_period(selection: Selection, cube_path: str | None = None, link: str = "") -> None:
+    """A session on an archive cube (``raincheck serve --cube`` of a cube built from a PPS
+    archive) starts on the cube's years, unless its link (the query string the browser sent)
+    gives a period (y0/y1): the period's default is the synthetic record's 1998–2060, which
+    would label a 2019 archive's views so."""
+    from urllib.parse import parse_qs
+
+    from app.views.common import cube_years
+
+    query = parse_qs(link.lstrip("?"))
+    if "y0" in query or "y1" in query:
+        return
+    years = cube_years(cube_path, archive_only=True)
+    if years:
+        selection.param.update(start_year=years[0], end_year=years[1])
+
+
 def _two_way(widget, selection, name, to_widget=lambda v: v, to_param=lambda v: v):
     """Keep ``widget.value`` and ``selection.<name>`` in step both ways."""
     widget.value = to_widget(getattr(selection, name))
@@ -238,6 +255,7 @@ class Sidebar(pn.viewable.Viewer):
         self.box = pn.widgets.Button(label="Use the map view as a box region", sizing_mode="stretch_width")
         self.box.on_click(lambda e: self.box_from_map())
         y0, y1 = _year_bounds()
+        y0, y1 = min(y0, s.start_year), max(y1, s.end_year)  # an archive cube's years may lie outside
         self.years = pn.widgets.IntRangeSlider(label="Period (years)", start=y0, end=y1, value=(s.start_year, s.end_year),
                                                sizing_mode="stretch_width")
         self.years.param.watch(lambda e: s.param.update(start_year=e.new[0], end_year=e.new[1]), "value")
@@ -320,8 +338,10 @@ def create_app(catalog_path: str | None = None, selection: Selection | None = No
     if hv.Store.current_backend != "bokeh" or "bokeh" not in hv.Store.renderers:
         hv.extension("bokeh", logo=False)
     selection = selection or Selection()
+    link = (pn.state.location.search if pn.state.location is not None else "") or ""  # as sent, before the sync
     link_problems = sync_url(selection, notify=lambda m: pn.state.notifications
                              and pn.state.notifications.warning(data.for_html(m), duration=8000))
+    archive_period(selection, cube_path, link)
     swath_map = SwathMap(selection=selection, catalog_path=catalog_path)
     run_control = RunControl(selection)
     run_control.param.watch(lambda e: swath_map.param.trigger("refresh"), "landed")

@@ -105,15 +105,11 @@ def _selection(view, link, *, orbit, granule, models, layers, channel, product, 
 def _cube_years(sel, cube_path) -> None:
     """An evaluation view exported without --period covers the cube's own years (an archive cube
     spans its archive's months, not the synthetic record the app defaults to)."""
-    from app.views.common import open_cube
+    from app.views.common import cube_years
 
-    try:
-        times = open_cube(cube_path).times
-    except Exception:  # noqa: BLE001 - export_view reports a missing or bad cube itself
-        return
-    if times.size:
-        years = times.astype("datetime64[Y]").astype(int) + 1970
-        sel.param.update(start_year=int(years.min()), end_year=int(years.max()))
+    years = cube_years(cube_path)  # None: export_view reports a missing or bad cube itself
+    if years:
+        sel.param.update(start_year=years[0], end_year=years[1])
 
 
 def _export(sel, fmt, out_dir, catalog_path, cube_path, *, period_given: bool = True) -> None:

@@ -58,6 +58,29 @@ def open_cube(path: str | None = None):
         raise data.DataError(f"cannot open the climatology cube {p}: {e}") from e
 
 
+def is_archive_cube(cube) -> bool:
+    """Whether ``cube`` was built from a PPS archive (``climatology build --archive``)."""
+    from evaluation.cube import archive as AR
+
+    return AR.describe_archive(cube.ledger) is not None
+
+
+def cube_years(path: str | None = None, *, archive_only: bool = False) -> tuple[int, int] | None:
+    """First and last year the cube holds (None when it holds none, cannot be opened, or, with
+    ``archive_only``, is not built from a PPS archive)."""
+    try:
+        cube = open_cube(path)
+    except data.DataError:
+        return None
+    if archive_only and not is_archive_cube(cube):
+        return None
+    times = cube.times
+    if not times.size:
+        return None
+    years = times.astype("datetime64[Y]").astype(int) + 1970
+    return int(years.min()), int(years.max())
+
+
 class BoxNotComputed(data.DataError):
     """The selected box is not in the climatology cube and its box cube is not built (yet):
     ``plan`` (``evaluation.boxes.box_plan``) says what computing it takes."""

@@ -71,7 +71,9 @@ def compute(selection, cube_path=None) -> dict:
     if gm.get("warning"):
         notes.append(gm["warning"])
     forced = None
-    if selection.source == "synthetic":
+    # the synthetic world's known forced response belongs next to a synthetic record, not an
+    # archive's (PPS granules: real, or synthetic ones that stand for real data)
+    if selection.source == "synthetic" and not C.is_archive_cube(cube):
         forced = WV.known_forced_response(stat_name(selection), q["region"])
         if forced.get("problem"):
             notes.append(forced["problem"])

@@ -176,6 +176,33 @@ def test_an_export_of_the_archive_cube_covers_its_own_period(env, tmp_path, monk
     assert "2019" in json.dumps(manifest)
 
 
+def test_the_app_opens_an_archive_cube_on_its_own_period(env, monkeypatch):
+    """A session on the archive cube starts on its years (2019, not the synthetic record's
+    1998–2060) unless its link gives a period; its Trends view shows no synthetic-world forced
+    response."""
+    from app.main import archive_period
+    from app.state import Selection
+    from app.views import make_views
+    from app.views.common import cube_years
+
+    monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(env.data))
+    assert cube_years(str(env.path), archive_only=True) == (2019, 2019)
+    sel = Selection()
+    archive_period(sel, str(env.path), "?view=trends&models=tiny-unet")
+    assert (sel.start_year, sel.end_year) == (2019, 2019)
+    linked = Selection(start_year=2015, end_year=2020)
+    archive_period(linked, str(env.path), "?y0=2015&y1=2020")
+    assert (linked.start_year, linked.end_year) == (2015, 2020)  # the link's period stands
+    synthetic = Selection()
+    archive_period(synthetic, None, "")  # the demo cube is not an archive's: the default stays
+    assert (synthetic.start_year, synthetic.end_year) == (1998, 2060)
+    sel.param.update(view="trends", models=["tiny-unet"])
+    trends = make_views(sel, None, str(env.path))["trends"]
+    assert trends.result is not None, [a.object for a in trends._alerts.objects]
+    assert trends.result["forced"] is None
+    assert trends.result["query"]["period"] and "2019" in str(trends.result["query"]["period"])
+
+
 def test_known_truth_reference_equals_the_synthetic_cube(env):
     """The archive cube's reference (CMB collocated on GMI) against the synthetic cube of the same orbits built
     the usual way (the simulator's radar reference): equal exactly once the pixels where they differ are taken

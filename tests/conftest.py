@@ -70,7 +70,9 @@ def small_cube_copy(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` first (stable order otherwise): with pytest-xdist (``make test``) the
-    long modules start at once and the short ones fill in behind them, so that both workers
-    finish together instead of one running the user guide alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Modules with a test marked ``slow`` first (each module's tests kept together, in order, so
+    that its module fixtures are built once): with pytest-xdist (``make test``) the long modules
+    start at once and the short ones fill in behind them, so that both workers finish together
+    instead of one running the user guide alone at the end."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)

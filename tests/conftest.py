@@ -69,10 +69,14 @@ def small_cube_copy(tmp_path_factory):
     return copy
 
 
+#: modules started first under pytest-xdist (``make test``): the user guide runs its commands one
+#: after another for about 3.5 min on one core; collected last, it ran alone at the end while the
+#: other worker idled. (Starting every slow module first was tried and was slower: the dask
+#: clusters and subprocesses of two slow tests at once oversubscribe two cores: 12:51 -> 15:38.)
+FIRST = ("tests/test_user_guide.py",)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Modules with a test marked ``slow`` first (each module's tests kept together, in order, so
-    that its module fixtures are built once): with pytest-xdist (``make test``) the long modules
-    start at once and the short ones fill in behind them, so that both workers finish together
-    instead of one running the user guide alone at the end."""
-    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
+    """``FIRST`` modules first, the rest in collection order (each module's tests kept together,
+    so that its module fixtures are built once)."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in FIRST)

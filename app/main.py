@@ -21,6 +21,7 @@ from app.export import ExportControl
 from app.jobs import RunControl
 from app.swath import SwathMap
 from app.views import make_views
+from app.views.common import archive_period
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +47,6 @@ def _year_bounds() -> tuple[int, int]:
 
     return (pd.Timestamp(orbit_start_time(ORBIT_RANGE[0])).year,
             pd.Timestamp(orbit_start_time(ORBIT_RANGE[1])).year)
-
-
-def archive_period(selection: Selection, cube_path: str | None = None, link: str = "") -> None:
-    """A session on an archive cube (``raincheck serve --cube`` of a cube built from a PPS
-    archive) starts on the cube's years, unless its link (the query string the browser sent)
-    gives a period (y0/y1): the period's default is the synthetic record's 1998–2060, which
-    would label a 2019 archive's views so."""
-    from urllib.parse import parse_qs
-
-    from app.views.common import cube_years
-
-    query = parse_qs(link.lstrip("?"))
-    if "y0" in query or "y1" in query:
-        return
-    years = cube_years(cube_path, archive_only=True)
-    if years:
-        selection.param.update(start_year=years[0], end_year=years[1])
 
 
 def _two_way(widget, selection, name, to_widget=lambda v: v, to_param=lambda v: v):

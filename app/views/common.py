@@ -81,6 +81,21 @@ def cube_years(path: str | None = None, *, archive_only: bool = False) -> tuple[
     return int(years.min()), int(years.max())
 
 
+def archive_period(selection: Selection, cube_path: str | None = None, link: str = "") -> None:
+    """A session on an archive cube (``raincheck serve --cube`` of a cube built from a PPS
+    archive) starts on the cube's years, unless its link (the query string the browser sent)
+    gives a period (y0/y1): the period's default is the synthetic record's 1998–2060, which
+    would label a 2019 archive's views so."""
+    from urllib.parse import parse_qs
+
+    query = parse_qs(link.lstrip("?"))
+    if "y0" in query or "y1" in query:
+        return
+    years = cube_years(cube_path, archive_only=True)
+    if years:
+        selection.param.update(start_year=years[0], end_year=years[1])
+
+
 class BoxNotComputed(data.DataError):
     """The selected box is not in the climatology cube and its box cube is not built (yet):
     ``plan`` (``evaluation.boxes.box_plan``) says what computing it takes."""
@@ -287,7 +302,9 @@ def prepare_answers(cube_path: str | None = None, catalog_path: str | None = Non
     if not shared_answers():
         return n
     try:
-        views = make_views(Selection(view="swath"), catalog_path, cube_path)
+        selection = Selection(view="swath")
+        archive_period(selection, cube_path)  # what a session opened without a period starts on
+        views = make_views(selection, catalog_path, cube_path)
     except Exception:  # noqa: BLE001 - the views report it when opened
         log.exception("preparing the views' answers failed")
         return n

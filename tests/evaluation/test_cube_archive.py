@@ -180,7 +180,7 @@ def test_the_app_opens_an_archive_cube_on_its_own_period(env, monkeypatch):
     """A session on the archive cube starts on its years (2019, not the synthetic record's
     1998–2060) unless its link gives a period; its Trends view shows no synthetic-world forced
     response."""
-    from app.main import archive_period
+    from app.views.common import archive_period
     from app.state import Selection
     from app.views import make_views
     from app.views.common import cube_years

@@ -42,14 +42,16 @@ SOURCES = ("observed", "simulated")
 PLATFORM = "SYN-GPM"
 #: version of the simulated product: bump whenever ANY simulated data change (Tb, truth or reference).
 #: Everything computed from the Tb (every model's retrieval) is tied to it.
-PRODUCT_VERSION = "raincheck-sim-4"
+PRODUCT_VERSION = "raincheck-sim-5"
 #: version of the rain truth (``surface_precip_truth``) and the radar-like reference
 #: (``surface_precip``) alone: the PRODUCT_VERSION in which they last changed. Bump it (to the new
 #: PRODUCT_VERSION) only when the truth or the reference change; a change of the Tb alone (forward
 #: model, instrument noise, ...) bumps PRODUCT_VERSION only. The climatology cube records it as the
 #: identity of its truth/reference sources, so a Tb-only change does not invalidate them.
-#: sim-3 → sim-4 changed the Tb only (truth and reference are bit-identical).
-TRUTH_VERSION = "raincheck-sim-3"
+#: sim-3 → sim-4 changed the Tb only (truth and reference are bit-identical); sim-4 → sim-5 made the
+#: climatology's longitude patterns continuous across the antimeridian (truth, reference and Tb change
+#: where those patterns reach across 180°: the warm pool's rain probability by up to 9.4 %).
+TRUTH_VERSION = "raincheck-sim-5"
 #: the radar-like reference strip: 49 central pixels (≈ 245 km), like the DPR Ku swath
 REFERENCE_PIXELS = slice(N_PIXELS // 2 - 24, N_PIXELS // 2 + 25)
 REFERENCE_MIN_RATE = 0.2  # mm/h: minimum detectable rate of the reference

@@ -10,7 +10,9 @@ queries and views returned dicts) with::
     RAINCHECK_DATA_ROOT=$(mktemp -d) .venv/bin/python tests/data/make_results_fixture.py
 
 Re-record only when the numbers change on purpose (a rebuilt demo cube, a retrained model, a
-changed metric), and say why in the commit. Paths are stored relative to the data root
+changed metric), and say why in the commit. Re-recorded on 2026-12-02 for the demo cube rebuilt on
+simulator raincheck-sim-5, by the same old code (a worktree of commit c1f86a2 with the new cube copied
+in; the box plan's cube path then written as ``<repo>/...``). Paths are stored relative to the data root
 (``<data_root>``) and the repository (``<repo>``), so the record does not depend on where it runs.
 """
 

@@ -369,7 +369,8 @@ def test_shipped_results_are_complete_and_current():
 
 @pytest.mark.xfail(strict=True, reason=(
     "Measured on the shipped result (71 scenes x 150 scans, 1000 replicates, 90 %): several models' p99.9 "
-    "error intervals exclude zero, all below it (bayes-baseline, flow-residual, unet-climate, unet-density), and "
+    "error intervals exclude zero at +4 K, all below it (bayes-baseline, flow-residual, unet-climate, unet-density, "
+    "unet-invariant, unet-paired, unet-paired-ideal), and "
     "every model under-states the mean. Not a defect of the experiment: with p(Tb | R) unchanged, a retrieval "
     "trained under the present climate's rain distribution still lags a shift of that distribution (Bayes: "
     "p(R | Tb) carries the training prior), so the expected sign is negative; "

@@ -33,25 +33,12 @@ LEVELS = (1.0, 2.0, 4.0)
 
 
 def load(world: str, model: str, n_scenes: int, n_scans: int, product: str, level: float, seed: int = 0) -> dict:
-    w = get_world(world)
-    dT = R.training_climate_K()
-    scenes = R.plan_scenes(n_scenes, n_scans, seed)
+    """Truth and model summaries at the base climate and ``level``, from the store."""
     idents = {"truth": {"checkpoint_sha256": "", "product": "surface_precip_truth"}, **R.model_identities([model], product)}
-    root = R.store_root()
-    k_level = 1 + LEVELS.index(level)
-    out = {}
-    for s in ("truth", model):
-        clim = []
-        for k in (0, k_level):
-            per = {f: [] for f in R._FIELDS}
-            for sc in scenes:
-                d = R._scene_dir(root, w, 0, sc, R.climates(sc, dT, LEVELS)[k])
-                z = R.read_summary(d / R._source_file(s, idents[s]))
-                for f in R._FIELDS:
-                    per[f].append(z[f])
-            clim.append({f: np.stack(v) for f, v in per.items()})
-        out[s] = clim
-    return out
+    s = R.load_summaries(R.plan_scenes(n_scenes, n_scans, seed), get_world(world), 0, R.training_climate_K(), LEVELS,
+                         idents, R.store_root())
+    k = 1 + LEVELS.index(level)
+    return {src: [clim[0], clim[k]] for src, clim in s.items()}
 
 
 def stat_index(stat: str) -> int:

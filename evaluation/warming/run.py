@@ -175,6 +175,25 @@ def _usable(path: Path) -> bool:
     return True
 
 
+def load_summaries(scenes: Sequence[dict], world, world_seed: int, dT_train: float, levels: Sequence[float],
+                   identities: dict, root: str | Path) -> dict:
+    """The stored summaries of ``scenes`` for every source in ``identities`` ({source: identity}):
+    ``{source: [climate 0 (base), level 1, ...]}``, each a dict of the fields stacked over the scenes
+    (the input of :func:`evaluation.warming.response.compute_response`). A missing summary raises."""
+    summaries = {s: [] for s in identities}
+    for k in range(len(levels) + 1):
+        per = {s: {f: [] for f in _FIELDS} for s in identities}
+        for sc in scenes:
+            d = _scene_dir(Path(root), world, world_seed, sc, climates(sc, dT_train, levels)[k])
+            for s, ident in identities.items():
+                z = read_summary(d / _source_file(s, ident))
+                for f in _FIELDS:
+                    per[s][f].append(z[f].astype(np.int32) if f == "hist" else z[f])
+        for s in identities:
+            summaries[s].append({f: np.stack(v) for f, v in per[s].items()})
+    return summaries
+
+
 # --------------------------------------------------------------------------- one scene
 def _model_output(name: str, swath, cfg: dict) -> np.ndarray:
     fn = (cfg.get("model_fns") or {}).get(name)
@@ -334,18 +353,7 @@ def run_forced_response(
     if progress:
         progress(total - len(todo), total, f"{len(todo)} scene(s) to compute, {total - len(todo)} stored")
     _run_tasks(todo, dT_train, levels, sources, cfg, scheduler, n_workers, progress, cancel, total)
-    summaries = {s: [] for s in sources}
-    for k in range(len(levels) + 1):
-        per = {s: {f: [] for f in _FIELDS} for s in sources}
-        for sc in scenes:
-            wk = climates(sc, dT_train, levels)[k]
-            d = _scene_dir(Path(cfg["root"]), w, world_seed, sc, wk)
-            for s in sources:
-                z = read_summary(d / _source_file(s, idents[s]))
-                for f in _FIELDS:
-                    per[s][f].append(z[f].astype(np.int32) if f == "hist" else z[f])
-        for s in sources:
-            summaries[s].append({f: np.stack(v) for f, v in per[s].items()})
+    summaries = load_summaries(scenes, w, world_seed, dT_train, levels, {s: idents[s] for s in sources}, cfg["root"])
     if progress:
         progress(total, total, "bootstrap")
     meta = {

@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from catalogs.simulator import N_SCANS, PRODUCT_VERSION, _MARGIN_SCANS, climate, geometry, surface  # noqa: E402
+from catalogs.simulator import N_SCANS, PRODUCT_VERSION, _MARGIN_SCANS, climate_at, geometry  # noqa: E402
 from evaluation.warming import run as wrun  # noqa: E402
 
 SCENE = re.compile(r"o(\d+)-s(\d+)-n(\d+)$")
@@ -50,12 +50,8 @@ def scene_unchanged(old: types.ModuleType, orbit: int, first: int, n: int) -> bo
     """The climatology over the scans the simulator computes for this segment is bit-identical."""
     a, b = max(0, first - _MARGIN_SCANS), min(N_SCANS, first + n + _MARGIN_SCANS)
     geo = geometry.swath_geometry(orbit, b - a, first_scan=a)
-    lat, lon, t = geo["lat"], geo["lon"], geo["time"]
-    doy = climate.day_of_year(t)[:, None]
-    hour = ((t - t.astype("datetime64[D]")) / np.timedelta64(1, "h"))[:, None]
-    lf = surface.land_fraction(lat, lon)
-    new_c = climate.climatology(lat, lon, doy, lf, hour_utc=hour)
-    old_c = old.climatology(lat, lon, doy, lf, hour_utc=hour)
+    new_c = climate_at(geo)[3]
+    old_c = climate_at(geo, old.climatology)[3]
     return set(new_c) == set(old_c) and all(np.array_equal(new_c[k], old_c[k]) for k in new_c)
 
 

@@ -100,6 +100,18 @@ def orbit_gmst_anomaly(orbit: int, source: str = "observed", climate_offset_K: f
     return float(gmst_anomaly(t_mid)) + off
 
 
+def climate_at(geo: dict, climatology=None):
+    """Day of year and UTC hour (per scan, as columns), land fraction and the climatology at the
+    pixels of ``geo`` (:func:`geometry.swath_geometry`): everything the simulation reads from the
+    climate before the weather. ``climatology``: another climatology function (e.g. an older
+    version's, to test whether a segment's inputs changed)."""
+    lat, lon, time = geo["lat"], geo["lon"], geo["time"]
+    doy = climate.day_of_year(time)[:, None]
+    hour = ((time - time.astype("datetime64[D]")) / np.timedelta64(1, "h"))[:, None]
+    lf = surface.land_fraction(lat, lon)
+    return doy, hour, lf, (climatology or climate.climatology)(lat, lon, doy, lf, hour_utc=hour)
+
+
 def _state(orbit: int, world_seed: int, source: str, first: int, stop: int, offset_K: float,
            base_override: float | None = None, *, world: World = TODAY, warming_K: float = 0.0):
     """Geometry, surface and geophysical truth of scans ``first .. stop - 1``.
@@ -110,15 +122,11 @@ def _state(orbit: int, world_seed: int, source: str, first: int, stop: int, offs
     ``base``. Returns ``geo, state, stype, dT_rain, dT_env``."""
     purpose0 = 0 if source == "observed" else 100
     geo = geometry.swath_geometry(orbit, stop - first, first_scan=first)
-    lat, lon, time = geo["lat"], geo["lon"], geo["time"]
+    lat, lon = geo["lat"], geo["lon"]
     base = orbit_gmst_anomaly(orbit, offset_K=offset_K) if base_override is None else float(base_override)
     dT = base + warming_K if warming_K != 0.0 else base
     dT_env = dT if world.environment_warms else base
-    doy = climate.day_of_year(time)[:, None]
-    hour = ((time - time.astype("datetime64[D]")) / np.timedelta64(1, "h"))[:, None]
-
-    lf = surface.land_fraction(lat, lon)
-    clim = climate.climatology(lat, lon, doy, lf, hour_utc=hour)
+    doy, hour, lf, clim = climate_at(geo)
     z_grid, zl_grid = rainmod.latent_fields(_rng(world_seed, orbit, purpose0 + _LATENT))
     z = rainmod.sample(z_grid, geo["s_km"], geo["c_km"])
     zl = rainmod.sample(zl_grid, geo["s_km"], geo["c_km"])

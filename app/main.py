@@ -21,7 +21,7 @@ from app.export import ExportControl
 from app.jobs import RunControl
 from app.swath import SwathMap
 from app.views import make_views
-from app.views.common import archive_period
+from app.views.common import archive_session
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def create_app(catalog_path: str | None = None, selection: Selection | None = No
     link = (pn.state.location.search if pn.state.location is not None else "") or ""  # as sent, before the sync
     link_problems = sync_url(selection, notify=lambda m: pn.state.notifications
                              and pn.state.notifications.warning(data.for_html(m), duration=8000))
-    archive_period(selection, cube_path, link)
+    archive_session(selection, cube_path, link)
     swath_map = SwathMap(selection=selection, catalog_path=catalog_path)
     run_control = RunControl(selection)
     run_control.param.watch(lambda e: swath_map.param.trigger("refresh"), "landed")

@@ -33,6 +33,18 @@ def tiny_swath():
     return make_tiny_swath()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_data_root(tmp_path_factory):
+    """No test reads or writes the data root of whoever runs the suite (``~/.cache/raincheck``):
+    the session gets an empty one of its own (one per xdist worker). A developer's built demo
+    cube there once made a test read it instead of the shipped one; CI has no such cube."""
+    root = tmp_path_factory.mktemp("session-data-root")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAINCHECK_DATA_ROOT", str(root))
+        mp.delenv("RAINCHECK_READ_ROOTS", raising=False)
+        yield root
+
+
 @pytest.fixture
 def data_root(tmp_path, monkeypatch):
     """An isolated raincheck data root for one test."""

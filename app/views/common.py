@@ -60,9 +60,7 @@ def open_cube(path: str | None = None):
 
 def is_archive_cube(cube) -> bool:
     """Whether ``cube`` was built from a PPS archive (``climatology build --archive``)."""
-    from evaluation.cube import archive as AR
-
-    return AR.describe_archive(cube.ledger) is not None
+    return bool(cube.ledger.get("archive"))  # what describe_archive keys on, without describing it
 
 
 def cube_years(path: str | None = None, *, archive_only: bool = False) -> tuple[int, int] | None:
@@ -81,19 +79,41 @@ def cube_years(path: str | None = None, *, archive_only: bool = False) -> tuple[
     return int(years.min()), int(years.max())
 
 
-def archive_period(selection: Selection, cube_path: str | None = None, link: str = "") -> None:
+def archive_session(selection: Selection, cube_path: str | None = None, link: str = "") -> None:
     """A session on an archive cube (``raincheck serve --cube`` of a cube built from a PPS
-    archive) starts on the cube's years, unless its link (the query string the browser sent)
-    gives a period (y0/y1): the period's default is the synthetic record's 1998–2060, which
-    would label a 2019 archive's views so."""
+    archive) starts where that cube's data are, for whatever its link (the query string the
+    browser sent) does not say:
+
+    - the period (y0/y1): the cube's years, not the synthetic record's 1998–2060, which would
+      label a 2019 archive's views so;
+    - the data (source): real granules, not synthetic orbits, whose world seed and orbit picker
+      mean nothing next to an archive's numbers;
+    - the granule picker's dates (from/to): the first day the archive covers, not 2019-06-01.
+
+    A session on any other cube is left as it is."""
     from urllib.parse import parse_qs
 
-    query = parse_qs(link.lstrip("?"))
-    if "y0" in query or "y1" in query:
+    try:
+        cube = open_cube(cube_path)
+    except data.DataError:
         return
-    years = cube_years(cube_path, archive_only=True)
-    if years:
-        selection.param.update(start_year=years[0], end_year=years[1])
+    if not is_archive_cube(cube):
+        return
+    query = parse_qs(link.lstrip("?"))
+    if "y0" not in query and "y1" not in query:
+        years = cube_years(cube_path, archive_only=True)
+        if years:
+            selection.param.update(start_year=years[0], end_year=years[1])
+    if "source" not in query:
+        selection.source = "real"
+    from evaluation.cube import archive as AR
+
+    first = AR.describe_archive(cube.ledger)["period"][0]
+    if first and "from" not in query and "to" not in query:
+        import datetime as dt
+
+        day = dt.date.fromisoformat(str(first)[:10])
+        selection.param.update(pick_start=day.isoformat(), pick_end=(day + dt.timedelta(days=1)).isoformat())
 
 
 class BoxNotComputed(data.DataError):
@@ -303,7 +323,7 @@ def prepare_answers(cube_path: str | None = None, catalog_path: str | None = Non
         return n
     try:
         selection = Selection(view="swath")
-        archive_period(selection, cube_path)  # what a session opened without a period starts on
+        archive_session(selection, cube_path)  # what a session opened without a period starts on
         views = make_views(selection, catalog_path, cube_path)
     except Exception:  # noqa: BLE001 - the views report it when opened
         log.exception("preparing the views' answers failed")

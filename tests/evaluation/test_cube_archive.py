@@ -178,9 +178,9 @@ def test_an_export_of_the_archive_cube_covers_its_own_period(env, tmp_path, monk
 
 def test_the_app_opens_an_archive_cube_on_its_own_period(env, monkeypatch):
     """A session on the archive cube starts on its years (2019, not the synthetic record's
-    1998–2060) unless its link gives a period; its Trends view shows no synthetic-world forced
-    response."""
-    from app.views.common import archive_period
+    1998–2060), on real granules and with the granule picker on the archive's first day, unless
+    its link says otherwise; its Trends view shows no synthetic-world forced response."""
+    from app.views.common import archive_session
     from app.state import Selection
     from app.views import make_views
     from app.views.common import cube_years
@@ -188,14 +188,21 @@ def test_the_app_opens_an_archive_cube_on_its_own_period(env, monkeypatch):
     monkeypatch.setenv("RAINCHECK_DATA_ROOT", str(env.data))
     assert cube_years(str(env.path), archive_only=True) == (2019, 2019)
     sel = Selection()
-    archive_period(sel, str(env.path), "?view=trends&models=tiny-unet")
+    archive_session(sel, str(env.path), "?view=trends&models=tiny-unet")
     assert (sel.start_year, sel.end_year) == (2019, 2019)
-    linked = Selection(start_year=2015, end_year=2020)
-    archive_period(linked, str(env.path), "?y0=2015&y1=2020")
+    # real granules, the granule picker on the archive's first day (the ledger's earliest granule start)
+    first = min(v["start"] for v in CB.open_cube(env.path).ledger["archive"]["orbits"].values())[:10]
+    assert sel.source == "real" and sel.pick_start == first and sel.pick_end > first
+    assert (np.datetime64(sel.pick_end) - np.datetime64(sel.pick_start)).astype(int) == 1
+    linked = Selection(start_year=2015, end_year=2020, source="synthetic", pick_start="2019-01-01",
+                       pick_end="2019-01-03")
+    archive_session(linked, str(env.path), "?y0=2015&y1=2020&source=synthetic&from=2019-01-01&to=2019-01-03")
     assert (linked.start_year, linked.end_year) == (2015, 2020)  # the link's period stands
+    assert linked.source == "synthetic" and (linked.pick_start, linked.pick_end) == ("2019-01-01", "2019-01-03")
     synthetic = Selection()
-    archive_period(synthetic, None, "")  # the demo cube is not an archive's: the default stays
+    archive_session(synthetic, None, "")  # the demo cube is not an archive's: the defaults stay
     assert (synthetic.start_year, synthetic.end_year) == (1998, 2060)
+    assert (synthetic.source, synthetic.pick_start) == ("synthetic", Selection.param.pick_start.default)
     sel.param.update(view="trends", models=["tiny-unet"])
     trends = make_views(sel, None, str(env.path))["trends"]
     assert trends.result is not None, [a.object for a in trends._alerts.objects]

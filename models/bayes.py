@@ -32,29 +32,55 @@ def project(tb: np.ndarray, pca: dict[str, np.ndarray]) -> np.ndarray:
     return (((tb - pca["tb_mean"]) / pca["tb_std"]) @ pca["components"].T).astype(np.float32)
 
 
-def weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
+#: rows of the database-weight arrays handled at a time: (rows, k) blocks that stay in the CPU's
+#: cache (a whole orbit at once, 646 204 x 64, made every step memory-bound: 11.8 s -> 3.7 s)
+BLOCK_ROWS = 1024
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels: np.ndarray, *,
+                       block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Row-wise weighted quantiles: ``values``, ``weights`` (N, K) -> (N, Q), non-decreasing.
 
     Each entry is placed at the middle of its weight interval of the cumulative distribution
-    (Hazen plotting positions) and levels are interpolated linearly between entries."""
+    (Hazen plotting positions) and levels (increasing) are interpolated linearly between
+    entries; a level below the first entry's position gives the first value, one above the
+    last's the last value."""
+    levels = np.asarray(levels, np.float64)
+    if levels.ndim != 1 or (levels.size > 1 and np.any(np.diff(levels) <= 0)):
+        raise ValueError(f"weighted_quantiles: levels must increase, got {levels}")
+    values, weights = np.asarray(values), np.asarray(weights)
+    if values.shape != weights.shape or values.ndim != 2:
+        raise ValueError(f"weighted_quantiles: values {values.shape} and weights {weights.shape} must be the same (N, K)")
+    out = np.empty((values.shape[0], levels.size), np.float32)
+    for i in range(0, values.shape[0], block_rows):
+        out[i:i + block_rows] = _block_quantiles(values[i:i + block_rows], weights[i:i + block_rows], levels)
+    return out
+
+
+def _block_quantiles(values: np.ndarray, weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
     order = np.argsort(values, axis=1, kind="stable")
     v = np.take_along_axis(values, order, 1)
     w = np.take_along_axis(weights, order, 1)
     w = w / w.sum(1, keepdims=True)
-    pos = np.cumsum(w, axis=1) - 0.5 * w  # (N, K), increasing
-    out = np.empty((v.shape[0], levels.size), np.float32)
-    for j, p in enumerate(levels):
-        k = np.sum(pos < p, axis=1)  # entries strictly below the level
-        hi = np.clip(k, 0, v.shape[1] - 1)
-        lo = np.clip(k - 1, 0, v.shape[1] - 1)
-        p_lo = np.take_along_axis(pos, lo[:, None], 1)[:, 0]
-        p_hi = np.take_along_axis(pos, hi[:, None], 1)[:, 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.where(p_hi > p_lo, (p - p_lo) / (p_hi - p_lo), 0.0)
-        t = np.clip(t, 0.0, 1.0)
-        v_lo = np.take_along_axis(v, lo[:, None], 1)[:, 0]
-        v_hi = np.take_along_axis(v, hi[:, None], 1)[:, 0]
-        out[:, j] = v_lo + t * (v_hi - v_lo)
+    pos = np.cumsum(w, axis=1) - 0.5 * w  # (n, K), increasing
+    n, kk = v.shape
+    nq = levels.size
+    # k[i, j] = #{entries of row i with pos < levels[j]}: an entry counts for every level above
+    # it, i.e. from the first level index past it (searchsorted) on: a cumulative histogram
+    first = np.searchsorted(levels, pos, side="right")
+    rows = np.arange(n)
+    counts = np.bincount((rows[:, None] * (nq + 1) + first).ravel(), minlength=n * (nq + 1))
+    k = np.cumsum(counts.reshape(n, nq + 1)[:, :nq], axis=1)
+    base = (rows * kk)[:, None]
+    hi = base + np.minimum(k, kk - 1)  # flat indices of the entries around each level
+    lo = base + np.maximum(k - 1, 0)
+    fv, fp = v.ravel(), pos.ravel()
+    p_lo, p_hi = fp[lo], fp[hi]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(p_hi > p_lo, (levels - p_lo) / (p_hi - p_lo), 0.0)
+    np.clip(t, 0.0, 1.0, out=t)
+    v_lo = fv[lo]
+    out = (v_lo + t * (fv[hi] - v_lo)).astype(np.float32)
     np.maximum.accumulate(out, axis=1, out=out)
     return out
 
@@ -75,6 +101,8 @@ class BayesRetriever(Retriever):
         self.name = card.name
         self.sha256 = card.checkpoint_sha256
         self.levels = np.asarray(card.levels, np.float64)
+        if self.levels.ndim != 1 or np.any(np.diff(self.levels) <= 0):
+            raise ModelError(f"{card.name!r}: its quantile levels must increase, got {card.levels}")
         cfg = card.config.get("bayes", {}) or {}
         self.k = int(cfg.get("neighbours", 64))
         self.pca = {k: tensors[k].numpy().astype(np.float32) for k in ("tb_mean", "tb_std", "components")}
@@ -105,9 +133,12 @@ class BayesRetriever(Retriever):
         if k == 1:
             d, idx = d[:, None], idx[:, None]
         s = float(sigma if sigma is not None else self.sigma)
-        d2 = d.astype(np.float64) ** 2
-        w = np.exp(-(d2 - d2[:, :1]) / (2 * s * s))  # relative to the nearest: never all zero
-        out[ok] = weighted_quantiles(self.db_rain[idx], w, self.levels)
+        q = np.empty((idx.shape[0], self.levels.size), np.float32)
+        for i in range(0, idx.shape[0], BLOCK_ROWS):  # in cache-sized blocks, as weighted_quantiles
+            d2 = d[i:i + BLOCK_ROWS].astype(np.float64) ** 2
+            w = np.exp(-(d2 - d2[:, :1]) / (2 * s * s))  # relative to the nearest: never all zero
+            q[i:i + BLOCK_ROWS] = _block_quantiles(self.db_rain[idx[i:i + BLOCK_ROWS]], w, self.levels)
+        out[ok] = q
         return out
 
     def predict_batch(self, tb: torch.Tensor) -> torch.Tensor:

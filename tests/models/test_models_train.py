@@ -131,6 +131,36 @@ def test_weighted_quantiles():
     assert np.all(np.diff(qq, axis=1) >= 0)
 
 
+def _hazen_quantiles_by_row(values, weights, levels):
+    """The definition, row by row with np.interp: sorted values at their Hazen positions
+    (cumulative weight minus half their own), levels interpolated, clamped at both ends."""
+    out = []
+    for v, w in zip(values, weights):
+        o = np.argsort(v, kind="stable")
+        v, w = v[o], w[o] / w.sum()
+        out.append(np.interp(levels, np.cumsum(w) - 0.5 * w, v))
+    return np.maximum.accumulate(np.array(out), axis=1)
+
+
+def test_weighted_quantiles_match_the_definition_across_blocks():
+    """Blocked computation (any block size, a last block of 1 row) equals the row-by-row
+    definition; ties among values (dry entries), levels beyond the first and last positions."""
+    rng = np.random.default_rng(3)
+    n, k = 2049, 17
+    v = rng.gamma(0.4, 3.0, (n, k)) * (rng.random((n, k)) < 0.4)  # many exact zeros: ties
+    w = rng.random((n, k)) ** 4 + 1e-9
+    levels = np.array([0.001, 0.01, 0.2, 0.5, 0.8, 0.99, 0.999])
+    want = _hazen_quantiles_by_row(v, w, levels)
+    for rows in (1, 7, 1024, 5000):
+        got = weighted_quantiles(v, w, levels, block_rows=rows)
+        assert got.dtype == np.float32 and got.shape == (n, levels.size)
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="levels must increase"):
+        weighted_quantiles(v, w, levels[::-1])
+    with pytest.raises(ValueError, match="must be the same"):
+        weighted_quantiles(v, w[:, :3], levels)
+
+
 def test_bayes_retrieval_conditions_on_tb():
     rng = np.random.default_rng(0)
     n = 20000

@@ -27,7 +27,8 @@ import param
 
 from app import swath
 from app.data import DataError, catalog_label, for_page, public_message
-from app.figures import FONTS, ExportParts, ensure_backends, model_provenance, rasterize_meshes_hook, safe_name
+from app.figures import (FONTS, ExportParts, ensure_backends, model_provenance, rasterize_meshes_hook, safe_name,
+                         show_meshes)
 from app.state import FORMATS, VIEW_LABELS, VIEWS, Selection
 from app.views import EXPORTERS
 from catalogs.config import get_roots
@@ -37,7 +38,7 @@ import tempfile
 
 __all__ = ["DPI", "FONTS", "FORMATS", "ExportControl", "ExportError", "ExportParts", "ExportResult", "base_name",
            "ensure_backends", "export_view", "exporters", "model_provenance", "rasterize_meshes_hook", "render",
-           "safe_name", "software_versions"]
+           "safe_name", "show_meshes", "software_versions"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def render(parts: ExportParts):
     import holoviews as hv
 
     ensure_backends()
-    fig = hv.render(parts.element, backend="matplotlib")
+    fig = show_meshes(hv.render(parts.element, backend="matplotlib"))
     fig.set_size_inches(*parts.fig_inches)
     return fig
 

@@ -47,10 +47,25 @@ def model_provenance(models) -> list[dict]:
 
 
 def rasterize_meshes_hook(plot, element):
-    """matplotlib hook: draw QuadMesh artists as an embedded image inside vector files."""
+    """matplotlib hook: draw QuadMesh artists as an embedded image inside vector files, and keep
+    them out of the draws HoloViews makes while it lays the figure out (the whole figure once
+    per colorbar and twice to fix the aspect: each of those drew every full-orbit mesh made so
+    far). :func:`show_meshes` shows them again, for the one draw that is saved."""
     artist = plot.handles.get("artist")
     if artist is not None:
         artist.set_rasterized(True)
+        fig = plot.handles.get("fig")
+        if fig is not None:
+            artist.set_visible(False)
+            fig.__dict__.setdefault("_raincheck_hidden_meshes", []).append(artist)
+
+
+def show_meshes(fig):
+    """Show the meshes :func:`rasterize_meshes_hook` hid while the figure was laid out; returns
+    ``fig``. Call it on every figure rendered from elements with that hook, before saving."""
+    for artist in fig.__dict__.pop("_raincheck_hidden_meshes", []):
+        artist.set_visible(True)
+    return fig
 
 
 def ensure_backends() -> None:

@@ -1,6 +1,6 @@
 """Run every benchmark in turn (`make bench` = `python -m benchmarks`), or the ones named:
 
-    python -m benchmarks [simulator inference batch cube app flow pps bayes]
+    python -m benchmarks [simulator inference batch cube app flow pps bayes export]
 
 Each prints its own figures and ratios against a baseline run in the same process; run them on
 an otherwise idle machine (they time wall clock on the shared CPU).
@@ -12,7 +12,7 @@ import importlib
 import sys
 import time
 
-ORDER = ("simulator", "inference", "batch", "cube", "app", "flow", "pps", "bayes")
+ORDER = ("simulator", "inference", "batch", "cube", "app", "flow", "pps", "bayes", "export")
 
 
 def main(argv=None) -> int:

@@ -47,6 +47,16 @@ def test_swath_png_pdf_svg_with_data_and_manifest(env, tmp_path):
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "<image" in svg
     for r in res.values():
         assert r.figure.stat().st_size < 3e6  # rasterised meshes keep vector files small
+    # the meshes kept out of HoloViews' layout draws are all shown in the figure that is saved
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import QuadMesh
+
+    from app.export import exporters, render
+
+    fig = render(exporters()["swath"](sel, None, view_range=ZOOM))
+    meshes = [a for ax in fig.axes for a in ax.collections if isinstance(a, QuadMesh) and a.get_array().size > 1000]
+    assert len(meshes) == 4 and all(m.get_visible() and m.get_rasterized() for m in meshes)
+    plt.close(fig)
 
     r = res["pdf"]
     assert r.data.suffix == ".nc"

@@ -274,15 +274,33 @@ class WarmingOOD:
         return "\n".join(lines)
 
 
-def compute_ood_result(per_scene: list[dict], *, n_boot: int = 1000, seed: int = 0, ci: float = 90.0,
-                       fractions=TOP_FRACTIONS, scene_fraction: float = SCENE_TOP_FRACTION,
-                       meta: dict | None = None) -> WarmingOOD:
-    """The result from per-scene pixel arrays. Each entry of ``per_scene``: ``t0, tL, m0, mL``
-    (truth and model mean at level 0 and L), ``spread`` (model q0.9 - q0.1, warm), ``ood0, oodL``
-    (detector score at level 0 and L), all of one shape."""
-    K = len(per_scene)
-    if K < 2:
-        raise ValueError(f"at least 2 scenes are needed for the scene bootstrap, got {K}")
+#: how every figure of a result is defined (stored in its meta)
+RULES = {
+    "forced_error": "e = (M_L - M_0) - (T_L - T_0) per pixel, mm h-1 (M: the model's precip_mean, "
+                    "T: surface_precip_truth)",
+    "population": f"valid pixels wet (> {WET_MM_H:g} mm h-1) in the truth or the model at either "
+                  "climate, pooled over the scenes",
+    "pixel_positives": "k = max(1, ceil(f n)) of the n population pixels; positive iff |e| >= the "
+                       "k-th largest |e| (ties included); negatives: the rest of the population",
+    "scene_positives": "scenes with a population, by their mean |e| over it: positive iff >= the "
+                       "k-th largest, k = max(1, ceil(f K))",
+    "scene_score": "mean of the pixel score over the scene's population pixels (reference 'all "
+                   "valid': over its valid pixels)",
+    "bootstrap": "multinomial resamples of the scenes (never pixels); the AUROC of a resample is "
+                 "exact (cross-scene U matrix); the positives' threshold is the full sample's",
+    "auroc": "P(score positive > score negative) + P(tie)/2; 0.5 = no skill, < 0.5 = lower on "
+             "the positives",
+    "vs_rain": "AUROC of the score minus that of rain_warm, paired over the same replicates",
+    "positives": "share_over_stated: share of the positive pixels with e > 0; ood_base_median_pos|"
+                 "neg: median detector score at level 0 (scene level: of the scene means); "
+                 "share_pos_ood_base_ge_0.99: positives at the score's ceiling (an ECDF in [0, 1]) "
+                 "already at level 0"
+}
+
+
+def _pool_scenes(per_scene: list[dict]) -> tuple[dict, list[dict]]:
+    """The population pixels of every scene pooled (``pix``: forced error ``e``, the scores, the
+    scene index of each pixel) and one summary per scene (sizes, mean |e|, mean scores)."""
     keys = ("t0", "tL", "m0", "mL", "spread", "ood0", "oodL")
     pix = {k: [] for k in ("e", "ood_warm", "spread_warm", "ood_change", "rain_warm", "ood0", "scene")}
     scenes = []
@@ -305,7 +323,19 @@ def compute_ood_result(per_scene: list[dict], *, n_boot: int = 1000, seed: int =
                        "ood_base": float(vals["ood0"].mean()) if has else float("nan"),
                        "ood_base_valid": float(a["ood0"][valid].mean()) if valid.any() else float("nan"),
                        "ood_warm_valid": float(a["oodL"][valid].mean()) if valid.any() else float("nan")})
-    pix = {k: np.concatenate(v) for k, v in pix.items()}
+    return {k: np.concatenate(v) for k, v in pix.items()}, scenes
+
+
+def compute_ood_result(per_scene: list[dict], *, n_boot: int = 1000, seed: int = 0, ci: float = 90.0,
+                       fractions=TOP_FRACTIONS, scene_fraction: float = SCENE_TOP_FRACTION,
+                       meta: dict | None = None) -> WarmingOOD:
+    """The result from per-scene pixel arrays. Each entry of ``per_scene``: ``t0, tL, m0, mL``
+    (truth and model mean at level 0 and L), ``spread`` (model q0.9 - q0.1, warm), ``ood0, oodL``
+    (detector score at level 0 and L), all of one shape."""
+    K = len(per_scene)
+    if K < 2:
+        raise ValueError(f"at least 2 scenes are needed for the scene bootstrap, got {K}")
+    pix, scenes = _pool_scenes(per_scene)
     n_pop = int(pix["e"].size)
     if n_pop == 0:
         raise ValueError("no wet pixel in any scene: nothing to evaluate")

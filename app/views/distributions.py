@@ -219,7 +219,7 @@ class DistributionsView(C.EvaluationView):
 
         pdf, cdf, qq = elements(res)
         table = pn.widgets.Tabulator(res.table, disabled=True, show_index=False, sizing_mode="stretch_width",
-                                     formatters={}, layout="fit_data_table")
+                                     formatters=C.float_formatters(res.table), layout="fit_data_table")
         q = res.query
         head = pn.pane.Markdown(f"**{data.escape_text(q.region)}**, {q.period}, {q.season or 'all seasons'} — "
                                 f"{'reference strip' if res.strip else 'all pixels'}; baseline: "

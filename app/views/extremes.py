@@ -112,7 +112,7 @@ class ExtremesView(C.EvaluationView):
 
         a, b = elements(res)
         table = pn.widgets.Tabulator(res.table, disabled=True, show_index=False, sizing_mode="stretch_width",
-                                     layout="fit_data_table")
+                                     layout="fit_data_table", formatters=C.float_formatters(res.table))
         q = res.query
         return [pn.pane.Markdown(f"**{C.data.escape_text(q.region)}**, {q.period}, {q.season or 'all seasons'} — "
                                  f"{'reference strip' if res.strip else 'all pixels'}; GPD above 10 mm h-1, "

@@ -98,8 +98,7 @@ class ScoresView(C.EvaluationView):
         df = res.table
         table = pn.widgets.Tabulator(df, disabled=True, show_index=False, sizing_mode="stretch_width",
                                      layout="fit_data_table", css_classes=["rc-scores"],
-                                     formatters={c: {"type": "money", "precision": 3} for c in df.columns
-                                                 if df[c].dtype.kind == "f"})
+                                     formatters=C.float_formatters(df))
         q = res.query
         name = f"raincheck_scores_{q.region}_{q.period}_{q.season or 'annual'}.csv"
         dl = pn.widgets.FileDownload(callback=self.csv, filename=safe_name(name), label="Download the table as CSV",

@@ -166,14 +166,19 @@ def elements(res: dict, backend: str = "bokeh"):
                    [fv] if fv is not None else []]
     ylim = (max(min(-5.0, float(np.nanmin(finite)) - 5), -60.0), min(max(15.0, float(np.nanmax(finite)) + 5), 60.0))
     common = {"show_grid": True}
+    slope_opts = {}
     if backend == "bokeh":
         common.update(responsive=True, height=360, tools=["hover"])
+        # the source names side by side ran into each other from three or four columns on
+        labels = list(cats) + ([FORCED_LABEL] if fv is not None else [])
+        if sum(len(str(c)) for c in labels) > 45:
+            slope_opts["xrotation"] = 25
     series = hv.Overlay(lines or [hv.Curve([])]).opts(
         backend=backend, title=f"{stat_label(stat)}: {'annual' if res['freq'] == 'year' else 'seasonal'} series",
         legend_position="top_left", **common)
     slopes = hv.Overlay(items).opts(backend=backend, title="Trend per K of warming vs IPCC AR6", ylim=ylim, xlabel="",
                                     ylabel="Trend (% per K of warming)",
-                                    legend_position="top_left", **common)
+                                    legend_position="top_left", **common, **slope_opts)
     return series, slopes
 
 
@@ -233,7 +238,7 @@ class TrendsView(C.EvaluationView):
         t = verdict_table(res)
         table = pn.widgets.Tabulator(t, disabled=True, show_index=False, sizing_mode="stretch_width",
                                      layout="fit_data_table", groupby=["statistic"],
-                                     css_classes=["rc-verdicts"])
+                                     css_classes=["rc-verdicts"], formatters=C.float_formatters(t))
         off = (f" Off the slope axis (see the table): {', '.join(res['off_axis'])}." if res["off_axis"] else "")
         return [pn.pane.Markdown(f"**{data.escape_text(res['query']['region'])}**, {res['query']['period']}, "
                                  f"{res['query']['season'] or 'all seasons'} — "

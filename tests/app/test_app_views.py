@@ -155,6 +155,24 @@ def test_scores_csv_download(cube):
     assert dl.filename.endswith(".csv") and "/" not in dl.filename
 
 
+@pytest.mark.parametrize("view", ["distributions", "extremes", "trends", "scores"])
+def test_tables_show_three_decimals_and_keep_the_numbers(cube, view):
+    """Every float column of a view's table is shown with 3 decimals (a slope came out as
+    -0.211495), integers as they are; the table's data keep full precision."""
+    import panel as pn
+
+    s = sel(view=view)
+    v = make_views(s, cube_path=cube)[view]
+    v.update()
+    tables = [o for o in v._body.select(pn.widgets.Tabulator)]
+    assert tables, [type(o).__name__ for o in v._body.objects]
+    for t in tables:
+        floats = [c for c in t.value.columns if t.value[c].dtype.kind == "f"]
+        assert floats and sorted(t.formatters) == sorted(floats), (view, t.formatters)
+        assert all(f == {"type": "money", "precision": 3, "thousand": ""} for f in t.formatters.values())
+        assert any(not np.allclose(t.value[c].dropna(), t.value[c].dropna().round(3)) for c in floats)
+
+
 # --------------------------------------------------------------------------- model comparison
 @pytest.fixture(scope="module")
 def comparison():

@@ -82,6 +82,8 @@ def elements(res: ExtremesAnswer, backend: str = "bokeh"):
     # cannot log-scale an empty axis)
     b = hv.Overlay(rls or [hv.Curve([])]).opts(backend=backend, title="Return levels (GPD, bootstrap CI)",
                                                **(common if rls else {**common, "logx": False}))
+    if backend == "bokeh":  # return levels rise with the period: the top left is free (as in the export)
+        b.opts(backend="bokeh", legend_position="top_left")
     return a, b
 
 

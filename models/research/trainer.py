@@ -190,10 +190,21 @@ def _flow_inputs(base_r, tc: np.ndarray, ref: np.ndarray, c0: int, c1: int, batc
 
 
 def _train_flow(config, sets, out: Path, progress, cancel):
+    """Train the flow on the base U-Net's conditioning (:func:`_flow_data`, :func:`_fit_flow`), fit
+    its OOD detector and save it (:func:`_save_flow`)."""
     typed = parse_config(config)
+    _set_seed(typed.training.seed)
+    d = _flow_data(config, typed, sets, progress)
+    net = build_flow(config)
+    fit = _fit_flow(net, typed.training, d, progress, cancel)
+    return _save_flow(config, typed, out, sets, d, net, fit, progress)
+
+
+def _flow_data(config, typed, sets, progress) -> dict:
+    """The base U-Net, the training and validation scenes, the flow's conditioning, base mean and
+    target on the reference strip's window, and the residual scale."""
     tcfg = typed.training
     seed = tcfg.seed
-    _set_seed(seed)
     base_name = config["base_model"]
     base_r = load_model(base_name)
     if base_r.kind != "unet":
@@ -207,19 +218,25 @@ def _train_flow(config, sets, out: Path, progress, cancel):
     n_va = tc_va.shape[0] if tcfg.max_validation_scenes is None else min(tcfg.max_validation_scenes, tc_va.shape[0])
     cond_va, mean_va, y_va = _flow_inputs(base_r, tc_va[:n_va], ref_va[:n_va], c0, c1, progress=progress, msg="base on validation")
     res = (np.log1p(np.clip(y_tr, 0, None)) - np.log1p(mean_tr))[np.isfinite(y_tr)]
-    scale = float(np.std(res)) or 1.0
-    net = build_flow(config)
-    epochs = tcfg.epochs
-    bs = tcfg.batch_size
-    crop_a = tcfg.crop_along
+    return {"base_name": base_name, "base_r": base_r, "tc_tr": tc_tr, "tc_va": tc_va, "n_tr": n_tr, "n_va": n_va,
+            "c0": c0, "c1": c1, "train": (cond_tr, mean_tr, y_tr), "validation": (cond_va, mean_va, y_va),
+            "scale": float(np.std(res)) or 1.0}
+
+
+def _fit_flow(net, tcfg, d: dict, progress, cancel) -> dict:
+    """Conditional flow matching with AdamW and a one-cycle schedule; the validation loss after each
+    epoch keeps the best weights. Returns best_sd, best, best_epoch, history, stopped."""
+    seed, epochs, bs, lr = tcfg.seed, tcfg.epochs, tcfg.batch_size, tcfg.lr
+    n_tr, scale = d["n_tr"], d["scale"]
+    cond_tr, mean_tr, y_tr = d["train"]
+    cond_va, mean_va, y_va = d["validation"]
     steps_per_epoch = math.ceil(n_tr / bs)
-    lr = tcfg.lr
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tcfg.weight_decay)
     # the flow warms up over 10 % of the steps (training.pct_start is the U-Net's)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
     mult = net.multiple
     a_max = y_tr.shape[1]
-    crop_a = min(crop_a, a_max) // mult * mult
+    crop_a = min(tcfg.crop_along, a_max) // mult * mult
 
     def tensors(cond, mean, y, idx, a0, length, flip):
         c = torch.from_numpy(cond[idx][:, :, a0:a0 + length].astype(np.float32))
@@ -276,7 +293,14 @@ def _train_flow(config, sets, out: Path, progress, cancel):
             best_sd = {k: t.detach().clone() for k, t in net.state_dict().items()}
         if stopped:
             break
-    # OOD detector on the base U-Net's encoder features: fit on training scenes, calibrate on validation
+    return {"best_sd": best_sd, "best": best, "best_epoch": best_epoch, "history": history, "stopped": stopped}
+
+
+def _save_flow(config, typed, out: Path, sets, d: dict, net, fit: dict, progress):
+    """Fit the OOD detector on the base U-Net's encoder features (training scenes; calibrated on
+    validation), then write the checkpoint (base + best flow weights + detector) and its card."""
+    seed, base_name, base_r = typed.training.seed, d["base_name"], d["base_r"]
+    tc_tr, tc_va = d["tc_tr"], d["tc_va"]
     ocfg = typed.ood
     n_fit = min(ocfg.fit_scenes, tc_tr.shape[0])
     fit_idx = np.sort(np.random.default_rng([seed, 9]).permutation(tc_tr.shape[0])[:n_fit])
@@ -286,18 +310,19 @@ def _train_flow(config, sets, out: Path, progress, cancel):
                              seed=seed)
     bcard = get_card(base_name)
     tensors_out = {f"base.{k}": v for k, v in base_r.net.state_dict().items()}
-    tensors_out.update({f"flow.{k}": v for k, v in best_sd.items()})
+    tensors_out.update({f"flow.{k}": v for k, v in fit["best_sd"].items()})
     tensors_out.update(det.tensors())
-    tensors_out["residual_scale"] = torch.tensor([scale], dtype=torch.float64)
+    tensors_out["residual_scale"] = torch.tensor([d["scale"]], dtype=torch.float64)
     members = typed.sampling.members
     config = dict(config)
     config["base_config"] = {k: bcard.config[k] for k in ("name", "kind", "channels", "quantile_levels", "network") if k in bcard.config}
     config["quantile_levels"] = member_levels(members)
     card = _card(config, out, sets, "flow")
     card.parameters = int(sum(p.numel() for p in net.parameters()))
-    card.training.update({"epochs": epochs, "best_epoch": best_epoch, "best_val_cfm": best, "history": history,
-                          "stopped_early_for_time": stopped, "train_scenes": int(n_tr), "validation_scenes": int(n_va),
-                          "strip_window_cols": [c0, c1], "residual_scale": scale, "base_model": base_name,
+    card.training.update({"epochs": typed.training.epochs, "best_epoch": fit["best_epoch"], "best_val_cfm": fit["best"],
+                          "history": fit["history"], "stopped_early_for_time": fit["stopped"],
+                          "train_scenes": int(d["n_tr"]), "validation_scenes": int(d["n_va"]),
+                          "strip_window_cols": [d["c0"], d["c1"]], "residual_scale": d["scale"], "base_model": base_name,
                           "base_sha256": bcard.checkpoint_sha256, "ood_fit_scenes": int(n_fit),
                           "ood_calibration": "validation split (in-distribution year)"})
     card = save_checkpoint(out, tensors_out, card)

@@ -179,12 +179,8 @@ def _dash(backend: str, style: str = "dashed") -> dict:
 
 def elements(res: dict, backend: str = "bokeh"):
     """(CRPS by split, extreme-trend errors, goal chart) HoloViews overlays."""
-    import holoviews as hv
-
     ensure_backends()
     names = list(res["models"])
-    ref = res["reference"]
-    per = res["periods"]
     common = {"show_grid": True}
     bk = backend == "bokeh"
     titles = (("CRPS, test year vs future", "Unpaired extreme-trend error, 90 % CI",
@@ -193,11 +189,19 @@ def elements(res: dict, backend: str = "bokeh"):
                f"Goal: trend error ≤ −{-GOAL_TREND_PCT:.0f} %, CRPS ≤ +{GOAL_CRPS_PCT:.0f} %"))
     if bk:
         common.update(responsive=True, height=320, tools=["hover"])
+    axis = {"xticks": [(i, n) for i, n in enumerate(names)], "xlim": (-0.6, len(names) - 0.4)}
+    return (_crps_panel(res, names, backend, titles[0], axis, common),
+            _trend_panel(res, names, backend, titles[1], axis, common),
+            _goal_panel(res, backend, titles[2], common))
 
-    # (a) CRPS per model, test year vs future decades (lollipops side by side)
+
+def _crps_panel(res: dict, names: list, backend: str, title: str, axis: dict, common: dict):
+    """(a) CRPS per model, test year vs future decades (lollipops side by side)."""
+    import holoviews as hv
+
+    bk = backend == "bokeh"
+    per = res["periods"]
     xd = hv.Dimension("x", label="Model")
-    xticks = [(i, n) for i, n in enumerate(names)]
-    xlim = (-0.6, len(names) - 0.4)
     cd = hv.Dimension("CRPS", label="CRPS", unit="mm h-1")
     citems = []
     for off, split, col in ((-0.15, "test", "#4575b4"), (0.15, "ood", "#d73027")):
@@ -214,11 +218,17 @@ def elements(res: dict, backend: str = "bokeh"):
     vals = np.array([_f(res["models"][n][sp]["crps"]) for n in names for sp in SPLITS])
     top = float(vals[np.isfinite(vals)].max()) if np.isfinite(vals).any() else 0.0
     crps = hv.Overlay(citems or [hv.Scatter([], xd, cd)]).opts(
-        backend=backend, title=titles[0], xticks=xticks, xlim=xlim, xrotation=30,
+        backend=backend, title=title, **axis, xrotation=30,
         ylim=(0, (1.6 if bk else 1.35) * top if top > 0 else 1.0),
         xlabel="", ylabel="CRPS (mm h-1)", legend_position="top_left", **common)
+    return crps
 
-    # (b) extreme-trend error (model - truth, %/K) per percentile with the 90 % bootstrap interval
+
+def _trend_panel(res: dict, names: list, backend: str, title: str, axis: dict, common: dict):
+    """(b) extreme-trend error (model - truth, %/K) per percentile with the 90 % bootstrap interval."""
+    import holoviews as hv
+
+    xd = hv.Dimension("x", label="Model")
     th = list(res["thresholds_mm_h"])
     colours = ["#1b7837", "#762a83", "#e08214", "#2166ac"]
     width = 0.5
@@ -246,11 +256,18 @@ def elements(res: dict, backend: str = "bokeh"):
         items.append(hv.Scatter((x, y), xd, yd, label=label).opts(
             backend=backend, color=col, **({"size": 8} if backend == "bokeh" else {"s": 25})))
     trend = hv.Overlay(items).opts(
-        backend=backend, title=titles[1],
-        xticks=xticks, xlim=xlim, xrotation=30, xlabel="", ylabel="Extreme-trend error, model − truth (%/K)",
+        backend=backend, title=title,
+        **axis, xrotation=30, xlabel="", ylabel="Extreme-trend error, model − truth (%/K)",
         legend_position="top_left", **common)
+    return trend
 
-    # (c) the goal: trend-error change vs test-CRPS change against the reference
+
+def _goal_panel(res: dict, backend: str, title: str, common: dict):
+    """(c) the goal: trend-error change vs test-CRPS change against the reference."""
+    import holoviews as hv
+
+    bk = backend == "bokeh"
+    ref = res["reference"]
     gf = goal_frame(res)
     ok = np.isfinite(gf["trend error change (%)"]) & np.isfinite(gf["test CRPS change (%)"])
     gf = gf[ok]
@@ -286,10 +303,10 @@ def elements(res: dict, backend: str = "bokeh"):
                                 {"size": 7, "color": "#222222", "xoffset": 0.02 * (gxlim[1] - gxlim[0]),
                                  "yoffset": 0.03 * (gylim[1] - gylim[0]), "horizontalalignment": "left"})))
     goal = hv.Overlay(gitems).opts(
-        backend=backend, title=titles[2],
+        backend=backend, title=title,
         xlim=gxlim, ylim=gylim, xlabel=f"Test-year CRPS change vs {ref} (%)",
         ylabel=f"Extreme-trend error change vs {ref} (%)", legend_position="top_left", **common)
-    return crps, trend, goal
+    return goal
 
 
 # ------------------------------------------------------------------ forced response (paired design)

@@ -277,6 +277,32 @@ def _open_archive_orbit(row: dict) -> xr.Dataset:
     return pairs.open_pair(row["1C-GMI"], row["2B-CMB"])
 
 
+def _orbit_scenes(orbit: int, fn, d, scene: int, per_orbit: int, archive: bool):
+    """One orbit's Tb (A, C, 13), reference (A, C), surface type and the first scans of its
+    scenes (``_starts``, seeded by the orbit); on an archive, scenes lie inside the longest run of
+    scans with the reference, and an orbit whose run is shorter than a scene gives the reason
+    (a str) instead."""
+    rng = np.random.default_rng([d.seed, 7, orbit])
+    if archive:
+        sw = fn(orbit, None)
+        tc = sw["Tc"].transpose("along_track", "cross_track", "pmw_frequency").values
+        ref = sw["surface_precip"].values.astype(np.float32).copy()
+        ref[invalid_tb_mask(tc)] = np.nan
+        lo, hi = reference_span(ref)
+        if hi - lo < scene:
+            return f"{hi - lo} scans with the reference"
+        starts = [lo + s for s in _starts(rng, hi - lo, scene, per_orbit)]
+    else:
+        starts = _starts(rng, d.orbit_scans, scene, per_orbit)  # within the usable scans of an orbit
+        need = max(starts) + scene
+        sw = fn(orbit, need)
+        if sw.sizes["along_track"] < need:
+            starts = [s for s in starts if s + scene <= sw.sizes["along_track"]] or [0]
+        tc = sw["Tc"].transpose("along_track", "cross_track", "pmw_frequency").values
+        ref = sw["surface_precip"].values if "surface_precip" in sw else np.full(tc.shape[:2], np.nan, np.float32)
+    return tc, ref, sw["surface_type"].values, starts
+
+
 def build_training_set(
     config: dict,
     split: str = "train",
@@ -312,39 +338,26 @@ def build_training_set(
     if archive:
         orbits = [int(o) for o in rows["orbit"]]
         by_orbit = {int(r["orbit"]): r for r in rows.to_dict("records")}
-        fn = swath_fn or (lambda o, n: _open_archive_orbit(by_orbit[o]))
+        read = swath_fn or (lambda o, n: _open_archive_orbit(by_orbit[o]))
+
+        def fn(o, n):
+            try:
+                return read(o, n)
+            except (GranuleError, OSError) as e:
+                raise ModelError(f"archive {root}, orbit {o} of data.{split}: {e}") from None
     else:
         orbits = split_orbits(data_cfg, split)
         fn = swath_fn or (lambda o, n: _simulate(o, data_cfg, n))
-    n_orbit_scans = d.orbit_scans  # usable scans of a simulated orbit
     tcs, refs, sts, meta, short = [], [], [], [], []
     for i, orbit in enumerate(orbits):
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled("building the training set was cancelled")
-        rng = np.random.default_rng([d.seed, 7, orbit])
-        if archive:
-            try:
-                sw = fn(orbit, None)
-            except (GranuleError, OSError) as e:
-                raise ModelError(f"archive {root}, orbit {orbit} of data.{split}: {e}") from None
-            tc = sw["Tc"].transpose("along_track", "cross_track", "pmw_frequency").values
-            ref = sw["surface_precip"].values.astype(np.float32).copy()
-            ref[invalid_tb_mask(tc)] = np.nan
-            lo, hi = reference_span(ref)
-            if hi - lo < scene:
-                name = Path(by_orbit[orbit]["1C-GMI"]).name if orbit in by_orbit else f"orbit {orbit}"
-                short.append(f"{name} ({hi - lo} scans with the reference)")
-                continue
-            starts = [lo + s for s in _starts(rng, hi - lo, scene, per_orbit)]
-        else:
-            starts = _starts(rng, n_orbit_scans, scene, per_orbit)
-            need = max(starts) + scene
-            sw = fn(orbit, need)
-            if sw.sizes["along_track"] < need:
-                starts = [s for s in starts if s + scene <= sw.sizes["along_track"]] or [0]
-            tc = sw["Tc"].transpose("along_track", "cross_track", "pmw_frequency").values
-            ref = sw["surface_precip"].values if "surface_precip" in sw else np.full(tc.shape[:2], np.nan, np.float32)
-        st = sw["surface_type"].values
+        cut = _orbit_scenes(orbit, fn, d, scene, per_orbit, archive)
+        if isinstance(cut, str):  # an archive orbit with too short a run of the reference
+            name = Path(by_orbit[orbit]["1C-GMI"]).name if orbit in by_orbit else f"orbit {orbit}"
+            short.append(f"{name} ({cut})")
+            continue
+        tc, ref, st, starts = cut
         for s in starts:
             if s + scene > tc.shape[0]:
                 continue

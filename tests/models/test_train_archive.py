@@ -319,3 +319,24 @@ def test_research_configs_on_an_archive_are_checked_first(run, tmp_path, monkeyp
     hyb["hybrid"] = {"ratio": 0.3}
     with pytest.raises(ModelError, match="hybrid training on a PPS archive is not supported"):
         train(hyb)
+
+
+def test_archive_scenes_lie_inside_the_reference_run_or_the_orbit_is_named_short():
+    """An archive orbit's scenes start inside its longest run of scans with the reference (the
+    CMB ends ~35 scans before a granule does); a run shorter than a scene gives the reason the
+    build reports for that orbit instead of scenes."""
+    from types import SimpleNamespace
+
+    from models.training.data import _orbit_scenes
+    from tests.conftest import make_tiny_swath
+
+    sw = make_tiny_swath(n_scans=40)
+    ref = np.full((40, 9), np.nan, np.float32)
+    ref[5:25, 3:6] = 1.0  # 20 scans with the reference, one gap-free run
+    sw["surface_precip"] = (("along_track", "cross_track"), ref)
+    d = SimpleNamespace(seed=0, orbit_scans=2900)
+    tc, got_ref, st, starts = _orbit_scenes(7, lambda o, n: sw, d, 8, 2, archive=True)
+    assert starts and all(5 <= s and s + 8 <= 25 for s in starts), starts
+    assert tc.shape == (40, 9, 13) and st.shape == (40, 9)
+    assert np.isnan(got_ref[:5]).all() and np.isfinite(got_ref[5:25, 3:6]).all()
+    assert _orbit_scenes(7, lambda o, n: sw, d, 24, 2, archive=True) == "20 scans with the reference"

@@ -382,15 +382,22 @@ def elements(res: dict, backend: str = "bokeh"):
     import holoviews as hv
 
     ensure_backends()
-    bk = backend == "bokeh"
-    col = _colours(res["models"])
     common = {"show_grid": True}
-    if bk:
+    if backend == "bokeh":
         common.update(responsive=True, height=380, tools=["hover"])
     pct = hv.Dimension("response", label="Forced response", unit="%/K")
+    col = _colours(res["models"])
     spm = spm6_pct_per_K()
+    return (_curve_panel(res, backend, col, pct, spm, common), _level_panel(res, backend, col, pct, spm, common),
+            verdict_matrix(res, backend))
 
-    # (a) the response curve against the quantile level, truth and models with their bands
+
+def _curve_panel(res: dict, backend: str, col: dict, pct, spm: pd.DataFrame, common: dict):
+    """(a) the response curve against the quantile level, truth and models with their bands, the CC
+    line and the AR6 SPM.6 point of the level."""
+    import holoviews as hv
+
+    bk = backend == "bokeh"
     xq = hv.Dimension("x", label="Quantile level")
     curve = res["curve"]
     levels_q = sorted(float(q) for q in curve["level_q"].dropna().unique())
@@ -429,9 +436,15 @@ def elements(res: dict, backend: str = "bokeh"):
                                xlim=(min(x for x, _ in xt) - 0.2, right), ylim=ya,
                                xlabel="Quantile level (1 − q on a log axis)", ylabel="Forced response (%/K)",
                                **_legend(len(res["models"]) + 2, backend), **common)
+    return a
 
-    # (b) the chosen statistic against the warming level (sources side by side around each level):
-    # the response of the truth and each model, or each model's error (model − truth)
+
+def _level_panel(res: dict, backend: str, col: dict, pct, spm: pd.DataFrame, common: dict):
+    """(b) the chosen statistic against the warming level (sources side by side around each level):
+    the response of the truth and each model, or each model's error (model − truth)."""
+    import holoviews as hv
+
+    bk = backend == "bokeh"
     xw = hv.Dimension("warming_K", label="Warming above the training climate", unit="K")
     bl = res["by_level"]
     err = res.get("axis") == "error"
@@ -471,7 +484,7 @@ def elements(res: dict, backend: str = "bokeh"):
                                 **_legend(len(srcs) + int(extreme), backend), **common)
     if len(res["models"]) > 4:  # (b)'s sources are (a)'s, in the same colours: one legend for both
         b.opts(backend=backend, show_legend=False)
-    return a, b, verdict_matrix(res, backend)
+    return b
 
 
 def matrix_frame(res: dict) -> pd.DataFrame:

@@ -380,27 +380,7 @@ def compute_ood_result(per_scene: list[dict], *, n_boot: int = 1000, seed: int =
                  "boot_seed": int(seed), "ci": float(ci), "wet_mm_h": WET_MM_H, "n_population": n_pop,
                  "n_valid": int(sum(sc["n_valid"] for sc in scenes)), "top_fractions": [float(f) for f in fractions],
                  "scene_top_fraction": float(scene_fraction), "spread_levels": list(SPREAD_LEVELS),
-                 "scores": dict(SCORES),
-                 "rules": {
-                     "forced_error": "e = (M_L - M_0) - (T_L - T_0) per pixel, mm h-1 (M: the model's precip_mean, "
-                                     "T: surface_precip_truth)",
-                     "population": f"valid pixels wet (> {WET_MM_H:g} mm h-1) in the truth or the model at either "
-                                   "climate, pooled over the scenes",
-                     "pixel_positives": "k = max(1, ceil(f n)) of the n population pixels; positive iff |e| >= the "
-                                        "k-th largest |e| (ties included); negatives: the rest of the population",
-                     "scene_positives": "scenes with a population, by their mean |e| over it: positive iff >= the "
-                                        "k-th largest, k = max(1, ceil(f K))",
-                     "scene_score": "mean of the pixel score over the scene's population pixels (reference 'all "
-                                    "valid': over its valid pixels)",
-                     "bootstrap": "multinomial resamples of the scenes (never pixels); the AUROC of a resample is "
-                                  "exact (cross-scene U matrix); the positives' threshold is the full sample's",
-                     "auroc": "P(score positive > score negative) + P(tie)/2; 0.5 = no skill, < 0.5 = lower on "
-                              "the positives",
-                     "vs_rain": "AUROC of the score minus that of rain_warm, paired over the same replicates",
-                     "positives": "share_over_stated: share of the positive pixels with e > 0; ood_base_median_pos|"
-                                  "neg: median detector score at level 0 (scene level: of the scene means); "
-                                  "share_pos_ood_base_ge_0.99: positives at the score's ceiling (an ECDF in [0, 1]) "
-                                  "already at level 0"}})
+                 "scores": dict(SCORES), "rules": dict(RULES)})
     return WarmingOOD(meta=meta, rows=[clean(r) for r in rows], reference=[clean(r) for r in reference],
                       scenes=[clean(s) for s in scenes])
 

@@ -80,6 +80,10 @@ def cube_years(path: str | None = None, *, archive_only: bool = False) -> tuple[
         return None
     if archive_only and not is_archive_cube(cube):
         return None
+    return _years_of(cube)
+
+
+def _years_of(cube) -> tuple[int, int] | None:
     times = cube.times
     if not times.size:
         return None
@@ -109,7 +113,7 @@ def archive_session(selection: Selection, cube_path: str | None = None, link: st
         return
     query = parse_qs(link.lstrip("?"))
     if "y0" not in query and "y1" not in query:
-        years = cube_years(cube_path, archive_only=True)
+        years = _years_of(cube)  # the cube opened above, known to be an archive's
         if years:
             selection.param.update(start_year=years[0], end_year=years[1])
     if "source" not in query:

@@ -33,7 +33,7 @@ def project(tb: np.ndarray, pca: dict[str, np.ndarray]) -> np.ndarray:
 
 
 #: rows of the database-weight arrays handled at a time: (rows, k) blocks that stay in the CPU's
-#: cache (a whole orbit at once, 646 204 x 64, made every step memory-bound: 11.8 s -> 3.7 s)
+#: cache (a whole orbit at once, 646 204 x 64, made every step memory-bound; benchmarks/bench_bayes.py)
 BLOCK_ROWS = 1024
 
 
